@@ -1,0 +1,32 @@
+# mailgate's commands. `make dev` and `make test` are the two that matter; see README.md.
+.PHONY: dev test lint stack-up stack-down dev-reset clean
+
+## Run the whole system locally (moto, cargo lambda watch, local triggers) until Ctrl-C.
+dev:
+	@scripts/dev.sh
+
+## Set up and run every test (unit and integration) against a private local AWS stack.
+test:
+	@scripts/test.sh
+
+## Formatting, clippy, cfn-lint and the purity check of the core crate.
+lint:
+	@scripts/venv.sh
+	cargo fmt --all --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+	.venv/bin/cfn-lint infra/template.yaml
+	@scripts/check-core-purity.sh
+
+## Start (or re-provision) the local AWS stack without the functions.
+stack-up:
+	@scripts/local-stack.sh start
+
+## Stop the local AWS stack.
+stack-down:
+	@scripts/local-stack.sh stop
+
+## Forget the local stack's state: stop moto (it keeps everything in memory).
+dev-reset: stack-down
+
+clean: stack-down
+	rm -rf .dev target

@@ -1,0 +1,231 @@
+//! The AWS building blocks the functions rely on, exercised through the real SDK against the
+//! local emulator and a stack provisioned from the template.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use mailgate_tests::TestStack;
+
+#[tokio::test]
+async fn a_conditional_put_is_rejected_the_second_time_with_the_typed_error() {
+    let t = TestStack::new().await;
+    let table = t.table("DedupeTable");
+    let put = || {
+        t.clients
+            .dynamodb
+            .put_item()
+            .table_name(&table)
+            .item("pk", AttributeValue::S("sendgrid#evt-1".into()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+    };
+    put().await.expect("the first put succeeds");
+    let err = put().await.expect_err("the second put must be rejected");
+    let service = err.as_service_error().expect("a modelled service error");
+    assert!(
+        service.is_conditional_check_failed_exception(),
+        "expected ConditionalCheckFailedException, got {service:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_sqs_batch_is_sent_received_and_deleted() {
+    let t = TestStack::new().await;
+    let url = t.queue_url("SendQueue");
+    let entries: Vec<_> = (0..3)
+        .map(|i| {
+            SendMessageBatchRequestEntry::builder()
+                .id(format!("m{i}"))
+                .message_body(format!("{{\"n\":{i}}}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let sent = t
+        .clients
+        .sqs
+        .send_message_batch()
+        .queue_url(&url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.successful.len(), 3);
+    assert!(sent.failed.is_empty());
+
+    let mut bodies = Vec::new();
+    let mut handles = Vec::new();
+    for _ in 0..5 {
+        let got = t
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages.unwrap_or_default() {
+            bodies.push(m.body.unwrap());
+            handles.push(m.receipt_handle.unwrap());
+        }
+        if bodies.len() == 3 {
+            break;
+        }
+    }
+    bodies.sort();
+    assert_eq!(bodies, vec!["{\"n\":0}", "{\"n\":1}", "{\"n\":2}"]);
+
+    for h in handles {
+        t.clients
+            .sqs
+            .delete_message()
+            .queue_url(&url)
+            .receipt_handle(h)
+            .send()
+            .await
+            .unwrap();
+    }
+    let attrs = t
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    assert_eq!(attrs[&A::ApproximateNumberOfMessages], "0");
+    assert_eq!(attrs[&A::ApproximateNumberOfMessagesNotVisible], "0");
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_deleted_returns_after_its_visibility_timeout() {
+    let t = TestStack::new().await;
+    let url = t.queue_url("EventsQueue");
+    t.clients
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("receipt-1")
+        .send()
+        .await
+        .unwrap();
+    let receive = |visibility: i32| {
+        t.clients
+            .sqs
+            .receive_message()
+            .queue_url(&url)
+            .visibility_timeout(visibility)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+    };
+    let first = receive(1).await.unwrap().messages.unwrap_or_default();
+    assert_eq!(first.len(), 1);
+    let hidden = receive(1).await.unwrap().messages.unwrap_or_default();
+    assert!(
+        hidden.is_empty(),
+        "the message must be invisible while in flight"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let again = receive(30).await.unwrap().messages.unwrap_or_default();
+    assert_eq!(again.len(), 1, "the undeleted message must come back");
+    assert_eq!(again[0].body.as_deref(), Some("receipt-1"));
+    assert_eq!(again[0].message_id, first[0].message_id);
+    let count = again[0]
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .cloned();
+    assert_eq!(count.as_deref(), Some("2"));
+}
+
+fn simple_email(subject: &str) -> EmailContent {
+    EmailContent::builder()
+        .simple(
+            Message::builder()
+                .subject(Content::builder().data(subject).build().unwrap())
+                .body(
+                    Body::builder()
+                        .text(
+                            Content::builder()
+                                .data("hello from the tests")
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+#[tokio::test]
+async fn an_ses_send_is_recorded_by_the_emulator() {
+    let t = TestStack::new().await;
+    let subject = format!("foundation test {}", uuid::Uuid::new_v4());
+    let sent = t
+        .clients
+        .ses
+        .send_email()
+        .from_email_address("sender@example.com")
+        .destination(
+            Destination::builder()
+                .to_addresses("recipient@example.net")
+                .build(),
+        )
+        .content(simple_email(&subject))
+        .send()
+        .await
+        .expect("the verified example.com identity can send");
+    let message_id = sent.message_id.expect("SES returns a message id");
+
+    let data: serde_json::Value = reqwest::get(format!("{}/moto-api/data.json", t.endpoint))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let recorded = data["ses"]["Message"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|m| m["id"] == message_id.as_str() && m.to_string().contains(&subject));
+    assert!(
+        recorded,
+        "moto recorded no message {message_id} with the subject"
+    );
+}
+
+#[tokio::test]
+async fn an_ses_send_from_an_unverified_domain_is_rejected() {
+    let t = TestStack::new().await;
+    let err = t
+        .clients
+        .ses
+        .send_email()
+        .from_email_address("sender@not-verified.example")
+        .destination(
+            Destination::builder()
+                .to_addresses("recipient@example.net")
+                .build(),
+        )
+        .content(simple_email("rejected"))
+        .send()
+        .await
+        .expect_err("sending from an unverified identity must fail");
+    let service = err.as_service_error().expect("a modelled service error");
+    assert!(
+        service.is_message_rejected(),
+        "expected MessageRejected, got {service:?}"
+    );
+}

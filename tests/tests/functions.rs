@@ -1,0 +1,108 @@
+//! Each function answers its trigger fixtures from `events/` through its real handler.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use lambda_http::Body;
+use lambda_http::http::StatusCode;
+use mailgate_core::ProviderId;
+use mailgate_lambda::webhook::{WebhookConfig, WebhookFunction};
+use mailgate_tests::{TestStack, fixture};
+use serde_json::Value;
+
+fn body(r: &lambda_http::Response<Body>) -> Value {
+    match r.body() {
+        Body::Text(t) => serde_json::from_str(t).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_webhook_function_reports_ready_and_refuses_unverified_deliveries() {
+    let t = TestStack::new().await;
+    for provider in ProviderId::ALL {
+        let name = format!("webhook-{provider}");
+        let config = WebhookConfig::from_lookup(provider, t.function_env(&name)).unwrap();
+        let function = WebhookFunction::new(config, t.clients.clone());
+
+        let get =
+            lambda_http::request::from_str(&fixture(&format!("{name}/function-url-get.json")))
+                .unwrap();
+        let ready = function.handle(get).await;
+        assert_eq!(ready.status(), StatusCode::OK, "{name}");
+        assert_eq!(body(&ready)["function"], name.as_str());
+
+        let post =
+            lambda_http::request::from_str(&fixture(&format!("{name}/function-url-post.json")))
+                .unwrap();
+        let refused = function.handle(post).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE, "{name}");
+        assert_eq!(refused.headers()["retry-after"], "300");
+        assert_eq!(body(&refused)["error"]["code"], "ingestion_unavailable");
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_webhook_body_is_413() {
+    let t = TestStack::new().await;
+    let env = t.function_env("webhook-sendgrid");
+    let config = WebhookConfig::from_lookup(ProviderId::Sendgrid, move |k| {
+        if k == "WEBHOOK_MAX_BODY_BYTES" {
+            Some("64".to_owned())
+        } else {
+            env(k)
+        }
+    })
+    .unwrap();
+    let function = WebhookFunction::new(config, t.clients.clone());
+    let post = lambda_http::request::from_str(&fixture("webhook-sendgrid/function-url-post.json"))
+        .unwrap();
+    let response = function.handle(post).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body(&response)["error"]["code"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn the_event_processor_forwards_an_eventbridge_ses_event_onto_the_events_queue() {
+    let t = TestStack::new().await;
+    let env = t.function_env("event-processor");
+    let names = mailgate_aws::ResourceNames::from_lookup(
+        &[mailgate_aws::Table::Messages],
+        &[mailgate_aws::Queue::Events],
+        env,
+    )
+    .unwrap();
+    let processor =
+        event_processor::EventProcessor::new(event_processor::Config { names }, t.clients.clone());
+    let event: Value =
+        serde_json::from_str(&fixture("event-processor/eventbridge-ses-bounce.json")).unwrap();
+    let out = processor.handle(event.clone()).await.unwrap();
+    let id = match out {
+        event_processor::ProcessorResponse::Forwarded {
+            forwarded_message_id,
+        } => forwarded_message_id,
+        other => panic!("expected a forward, got {other:?}"),
+    };
+    let got = t
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(t.queue_url("EventsQueue"))
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message_id.as_deref(), Some(id.as_str()));
+    let forwarded: Value = serde_json::from_str(got[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(forwarded, event);
+}
+
+#[tokio::test]
+async fn sqs_consumers_leave_records_they_cannot_process_on_the_queue() {
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&fixture("event-processor/sqs-batch.json")).unwrap();
+    let response = mailgate_lambda::sqs::hold_batch("event-processor", event).await;
+    assert_eq!(response.batch_item_failures.len(), 2);
+}
