@@ -24,7 +24,7 @@ cleanup() {
   echo "==> stopping"
   for pid in "${pids[@]}"; do kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
   # cargo lambda watch starts each function in its own process group; stop them explicitly.
-  for f in "${functions[@]}"; do pkill -f "$root/target/debug/$f\$" 2>/dev/null || true; done
+  for f in "${functions[@]}"; do pkill -f "target/debug/$f\$" 2>/dev/null || true; done
   "$root/scripts/local-stack.sh" stop || true
   wait 2>/dev/null || true
 }
