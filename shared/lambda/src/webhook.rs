@@ -145,6 +145,20 @@ impl WebhookFunction {
     }
 }
 
+/// Runs `provider`'s webhook function: configuration and clients once, then the Lambda loop.
+pub async fn run(provider: ProviderId) -> Result<(), lambda_http::Error> {
+    crate::init_tracing();
+    let config = WebhookConfig::from_env(provider)?;
+    let function = WebhookFunction::new(config, AwsClients::from_env().await);
+    let function = &function;
+    lambda_http::run(lambda_http::service_fn(
+        move |request: Request| async move {
+            Ok::<_, lambda_http::Error>(function.handle(request).await)
+        },
+    ))
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
