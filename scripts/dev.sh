@@ -28,7 +28,8 @@ cleanup() {
   "$root/scripts/local-stack.sh" stop || true
   wait 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
 
 "$root/scripts/local-stack.sh" start
 # shellcheck source=scripts/aws-env.sh

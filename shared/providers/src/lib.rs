@@ -1,12 +1,14 @@
 //! Everything mailgate knows about each provider, one module per provider, so a provider's send
-//! mapping, error mapping and webhook verification/parsing sit side by side. The send and webhook
-//! issues fill these modules; today each one states the provider it covers.
+//! mapping, error mapping and webhook verification/parsing sit side by side. Signature
+//! verification for SendGrid and Mailgun is here; sending and payload parsing fill in with the
+//! send and webhook issues.
 
 pub mod mailgun;
 pub mod postmark;
 pub mod sendgrid;
 pub mod ses;
 pub mod smtp2go;
+pub mod verify;
 
 use mailgate_core::ProviderId;
 
