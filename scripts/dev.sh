@@ -23,8 +23,13 @@ cleanup() {
   echo
   echo "==> stopping"
   for pid in "${pids[@]}"; do kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
-  # cargo lambda watch starts each function in its own process group; stop them explicitly.
-  for f in "${functions[@]}"; do pkill -f "target/debug/$f\$" 2>/dev/null || true; done
+  # cargo lambda watch starts each function in its own process group; stop them explicitly,
+  # only this checkout's (same working directory), never another clone's.
+  for f in "${functions[@]}"; do
+    for pid in $(pgrep -f "target/debug/$f\$" || true); do
+      [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$root" ]] && kill "$pid" 2>/dev/null || true
+    done
+  done
   "$root/scripts/local-stack.sh" stop || true
   wait 2>/dev/null || true
 }
