@@ -36,10 +36,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'cleanup; exit 0' INT TERM
 
+# Test-only webhook settings from the committed local.env, unless the environment sets them.
+if [[ -f "$root/local.env" ]]; then
+  while IFS='=' read -r key value; do
+    [[ "$key" =~ ^[A-Z][A-Z0-9_]*$ ]] || continue
+    [[ -n "${!key+x}" ]] || export "$key=$value"
+  done <"$root/local.env"
+fi
 "$root/scripts/local-stack.sh" start
 # shellcheck source=scripts/aws-env.sh
 source "$root/scripts/aws-env.sh" "http://127.0.0.1:$aws_port"
-[[ -f "$root/local.env" ]] && { set -a; source "$root/local.env"; set +a; }
 
 echo "==> building the functions"
 cargo build --quiet --locked --workspace --bins

@@ -1,29 +1,61 @@
-//! `sweeper`: runs on an EventBridge schedule. Its jobs (re-enqueue webhook receipts stuck in
-//! `received`, release due scheduled and resumed sends) arrive with the webhook and send issues;
-//! each tick reports which jobs ran.
+//! `sweeper`: runs on an EventBridge schedule. Today's job re-enqueues webhook receipts left
+//! `received` for longer than `WEBHOOK_REQUEUE_AFTER_SECS` (the enqueue after persisting
+//! failed, or the function died between the two); releasing due scheduled and resumed sends
+//! arrives with the send issue. Each tick reports what every job moved.
 
-use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, Table};
+use std::sync::Arc;
+
+use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, StoreError, Table};
+use mailgate_core::{Clock, ProviderId, SystemClock};
+use mailgate_lambda::ingest::Ingestion;
+use mailgate_lambda::webhook::positive_setting;
 use serde::{Deserialize, Serialize};
 
 /// The Lambda function name.
 pub const FUNCTION_NAME: &str = "sweeper";
+/// Receipts still `received` after this long are re-enqueued (`WEBHOOK_REQUEUE_AFTER_SECS`).
+pub const DEFAULT_REQUEUE_AFTER_SECS: i64 = 300;
+/// Receipts re-enqueued per provider per tick at most.
+pub const REQUEUE_BATCH: i32 = 100;
 
 /// Typed configuration, loaded once per cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Tables and queues.
     pub names: ResourceNames,
+    /// Age after which a `received` receipt counts as stuck.
+    pub requeue_after_secs: i64,
 }
 
 impl Config {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            names: ResourceNames::from_env(
-                &[Table::Messages, Table::Receipts],
-                &[Queue::Send, Queue::Events],
-            )?,
-        })
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let names = ResourceNames::from_lookup(
+            &[Table::Messages, Table::Receipts, Table::Dedupe],
+            &[Queue::Send, Queue::Events],
+            &lookup,
+        );
+        let age = positive_setting(
+            &lookup,
+            "WEBHOOK_REQUEUE_AFTER_SECS",
+            DEFAULT_REQUEUE_AFTER_SECS,
+        );
+        match (names, age) {
+            (Ok(names), Ok(requeue_after_secs)) => Ok(Self {
+                names,
+                requeue_after_secs,
+            }),
+            (names, age) => {
+                let mut problems = names.err().map(|e| e.problems).unwrap_or_default();
+                problems.extend(age.err());
+                Err(ConfigError { problems })
+            }
+        }
     }
 }
 
@@ -47,26 +79,73 @@ pub struct SweepReport {
 }
 
 /// The function with its clients.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Sweeper {
-    #[allow(dead_code)] // read by the jobs that land with the webhook and send issues
     config: Config,
-    #[allow(dead_code)]
-    clients: AwsClients,
+    ingestion: Ingestion,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Sweeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sweeper")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sweeper {
-    /// Wires the function.
+    /// Wires the function on the system clock.
     pub fn new(config: Config, clients: AwsClients) -> Self {
-        Self { config, clients }
+        Self::with_clock(config, clients, Arc::new(SystemClock))
     }
 
-    /// Runs every registered job once.
-    pub async fn handle(&self, tick: ScheduledTick) -> SweepReport {
+    /// Wires the function on `clock`.
+    pub fn with_clock(config: Config, clients: AwsClients, clock: Arc<dyn Clock>) -> Self {
+        // Retention and replay windows only matter when recording; the sweeper never records.
+        let ingestion = Ingestion::on(&clients, &config.names, 0, 0);
+        Self {
+            config,
+            ingestion,
+            clock,
+        }
+    }
+
+    /// Runs every job once. A provider whose receipts could not be read is reported as an error
+    /// after the others ran, so the invocation fails visibly and EventBridge retries it.
+    pub async fn handle(&self, tick: ScheduledTick) -> Result<SweepReport, StoreError> {
         tracing::info!(detail_type = %tick.detail_type, time = %tick.time, "sweep tick");
-        SweepReport {
-            tick: tick.time,
-            jobs: Vec::new(),
+        let mut jobs = Vec::new();
+        let mut first_error = None;
+        for provider in ProviderId::ALL {
+            let result = self
+                .ingestion
+                .requeue_stale(
+                    provider,
+                    self.config.requeue_after_secs,
+                    REQUEUE_BATCH,
+                    self.clock.as_ref(),
+                )
+                .await;
+            match result {
+                Ok(report) => {
+                    if report.requeued > 0 || report.failed > 0 {
+                        tracing::warn!(%provider, requeued = report.requeued, events = report.events, failed = report.failed, "re-enqueued stuck webhook receipts");
+                    }
+                    jobs.push((format!("requeue_receipts:{provider}"), report.requeued));
+                }
+                Err(e) => {
+                    tracing::error!(%provider, error = %e, "could not sweep webhook receipts");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(SweepReport {
+                tick: tick.time,
+                jobs,
+            }),
         }
     }
 }

@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let sweeper = &sweeper;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ScheduledTick>| async move {
-            Ok::<_, Error>(sweeper.handle(event.payload).await)
+            sweeper.handle(event.payload).await.map_err(Error::from)
         },
     ))
     .await

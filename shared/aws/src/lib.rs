@@ -1,11 +1,22 @@
 //! AWS adapters for mailgate: SDK configuration, the names of the tables and queues a function
-//! uses, and a resource health check. Later modules implement the core crate's ports (stores and
-//! queues) on DynamoDB and SQS.
+//! uses, a resource health check, webhook receipts on DynamoDB and the events queue on SQS.
 
 pub mod config;
+pub mod events_queue;
 pub mod health;
+pub mod receipts;
 pub mod sdk;
+pub mod secrets;
 
 pub use config::{ConfigError, Queue, ResourceNames, Table};
+pub use events_queue::{EnqueueError, EnqueueStats, SqsEventQueue};
 pub use health::{HealthReport, ResourceCheck, ResourceState, check_resources};
+pub use receipts::{
+    DynamoDbWebhookReceipts, ExistingReceipt, NewReceipt, RecordError, Recorded, ReplayGuard,
+    StoreError, StoredReceipt, receipt_key,
+};
 pub use sdk::{AwsClients, load_sdk_config};
+pub use secrets::{
+    FailureReason, Reference, ReferenceFailure, Resolved, SecretError, SsmClient, resolve_from_env,
+    resolve_references,
+};

@@ -6,8 +6,37 @@ pub mod address;
 pub mod clock;
 pub mod id;
 pub mod provider;
+pub mod receipt;
 
 pub use address::{AddressError, EmailAddress};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use id::{EventId, IdError, MessageId};
 pub use provider::{ProviderId, UnknownProvider};
+pub use receipt::{DeliveryKind, ReceiptStatus, UnknownReceiptStatus};
+
+// The pure pieces of the send path: error classification, breaker, rate limit, failover,
+// backoff and idempotency.
+pub mod backoff;
+pub mod breaker;
+pub mod failover;
+pub mod idempotency;
+pub mod rate_limit;
+pub mod send_error;
+pub mod unix_time;
+
+pub use backoff::Backoff;
+pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitStatus};
+pub use failover::{
+    Availability, FailedAttempt, FailoverPolicy, NextStep, ProviderOrder, ProviderOrderError,
+    Selection, SkipReason, Skipped,
+};
+pub use idempotency::{
+    IdempotencyDecision, IdempotencyKey, IdempotencyKeyError, IdempotencyRecord, IdempotencyState,
+    MalformedFingerprint, RequestFingerprint, StoredResponse,
+};
+pub use rate_limit::{RateLimit, RateLimitError, TakeDenied, TokenBucket};
+pub use send_error::{
+    CategoryPolicy, Classification, ErrorCategory, OutcomeClass, SendFailure, Severity,
+    TransportFault, UnknownErrorCategory,
+};
+pub use unix_time::UnixMillis;

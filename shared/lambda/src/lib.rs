@@ -1,8 +1,11 @@
 //! Lambda glue shared by mailgate's functions: one tracing setup, JSON responses with the error
-//! shape every endpoint uses, and an SQS batch driver that reports partial batch failures.
+//! shape every endpoint uses, an SQS batch driver that reports partial batch failures, EMF
+//! metrics, and webhook ingestion (the front door and the receipt → queue pipeline).
 
 pub mod health;
 pub mod http;
+pub mod ingest;
+pub mod metrics;
 pub mod sqs;
 pub mod webhook;
 

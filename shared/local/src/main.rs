@@ -54,6 +54,39 @@ enum Command {
     },
 }
 
+/// Puts the value of every function variable that the template points at an SSM parameter
+/// (`ssm:<name>`) into the emulator's Parameter Store, taken from this process's environment
+/// (`make dev` loads `local.env`), so the functions resolve their secrets locally exactly as they
+/// do when deployed.
+async fn seed_secret_references(
+    sdk: &aws_config::SdkConfig,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let ssm = aws_sdk_ssm::Client::new(sdk);
+    for (variable, value) in env {
+        let Some(name) = value.strip_prefix("ssm:") else {
+            continue;
+        };
+        match std::env::var(variable) {
+            Ok(secret) if !secret.trim().is_empty() => {
+                ssm.put_parameter()
+                    .name(name)
+                    .value(secret)
+                    .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                    .overwrite(true)
+                    .send()
+                    .await
+                    .with_context(|| format!("storing {variable} in SSM parameter {name}"))?;
+                println!("secret {variable} stored in SSM parameter {name}");
+            }
+            _ => eprintln!(
+                "warning: {variable} is not set, so the function reading SSM parameter {name} will not start (see local.env)"
+            ),
+        }
+    }
+    Ok(())
+}
+
 fn parse_param(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -96,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Provision { stack, env_file } => {
-            let (_, stack) = provision_stack(&stack).await?;
+            let (sdk, stack) = provision_stack(&stack).await?;
             println!(
                 "local stack '{}': {} tables, {} queues, {} functions",
                 stack.environment,
@@ -108,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
             for c in conflicts {
                 eprintln!("warning: {c}");
             }
+            seed_secret_references(&sdk, &env).await?;
             if let Some(path) = env_file {
                 let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
                 std::fs::write(&path, text)

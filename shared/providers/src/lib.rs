@@ -9,6 +9,7 @@ pub mod sendgrid;
 pub mod ses;
 pub mod smtp2go;
 pub mod verify;
+pub mod webhook;
 
 use mailgate_core::ProviderId;
 

@@ -5,10 +5,11 @@
 //! `event-data` is not covered, so callers must also refuse a token seen before (replay cache).
 
 use hmac::{Hmac, Mac};
-use mailgate_core::{Clock, ProviderId};
+use mailgate_core::{Clock, DeliveryKind, ProviderId};
 use sha2::Sha256;
 
 use crate::verify::{WebhookRejection, check_timestamp};
+use crate::webhook::{Intake, Payload, PayloadError, body_key};
 
 /// The provider this module covers.
 pub const PROVIDER: ProviderId = ProviderId::Mailgun;
@@ -92,6 +93,115 @@ impl MailgunWebhookVerifier {
     }
 }
 
+/// The `signature` object of a webhook body. Mailgun signs only these fields, so they are read
+/// from the body before anything else; `event-data` stays unread until they verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureFields {
+    /// Decimal Unix seconds (sent as a string or a number).
+    pub timestamp: String,
+    /// A random token, unique per delivery: the replay-cache key.
+    pub token: String,
+    /// Hex HMAC-SHA256 of `timestamp ‖ token`.
+    pub signature: String,
+}
+
+#[derive(serde::Deserialize)]
+struct SignatureOnly {
+    signature: Option<SignatureObject>,
+}
+
+#[derive(serde::Deserialize)]
+struct SignatureObject {
+    timestamp: Option<serde_json::Value>,
+    token: Option<String>,
+    signature: Option<String>,
+}
+
+/// Reads the `signature` object of a JSON webhook body.
+pub fn signature_fields(body: &[u8]) -> Result<SignatureFields, WebhookRejection> {
+    let parsed: SignatureOnly =
+        serde_json::from_slice(body).map_err(|_| WebhookRejection::Malformed)?;
+    let sig = parsed.signature.ok_or(WebhookRejection::Missing)?;
+    let timestamp = match sig.timestamp {
+        Some(serde_json::Value::String(s)) => s,
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        Some(_) => return Err(WebhookRejection::Malformed),
+        None => return Err(WebhookRejection::Missing),
+    };
+    match (sig.token, sig.signature) {
+        (Some(token), Some(signature)) => Ok(SignatureFields {
+            timestamp,
+            token,
+            signature,
+        }),
+        _ => Err(WebhookRejection::Missing),
+    }
+}
+
+impl MailgunWebhookVerifier {
+    /// Verifies a webhook body's signature object, then reads its event. The caller must still
+    /// refuse the returned token if it was used before.
+    pub fn verify_delivery(
+        &self,
+        body: &[u8],
+        clock: &dyn Clock,
+    ) -> Result<Intake, WebhookRejection> {
+        let fields = signature_fields(body)?;
+        self.verify(&fields.timestamp, &fields.token, &fields.signature, clock)?;
+        Ok(Intake {
+            kind: DeliveryKind::Events,
+            verification: "hmac-sha256",
+            payload: payload(body),
+            replay_token: Some(fields.token),
+        })
+    }
+}
+
+/// A verified webhook: one `event-data` object keyed by its `id` ("unique within a day"; the
+/// receipt keeps it far shorter than that matters). A body without an id keys by its hash.
+pub fn payload(body: &[u8]) -> Payload {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "event-data", borrow)]
+        event_data: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct EventId {
+        id: Option<String>,
+    }
+    let envelope = match serde_json::from_slice::<Envelope<'_>>(body) {
+        Ok(e) => e,
+        Err(e) => {
+            return Payload {
+                dedupe_key: body_key(body),
+                events: Err(PayloadError::new(format!("the body is not JSON: {e}"))),
+            };
+        }
+    };
+    let Some(raw) = envelope.event_data else {
+        return Payload {
+            dedupe_key: body_key(body),
+            events: Err(PayloadError::new("the body has no event-data object")),
+        };
+    };
+    match serde_json::from_str::<EventId>(raw.get()) {
+        Ok(EventId { id: Some(id) }) if !id.is_empty() => Payload {
+            dedupe_key: format!("event:{id}"),
+            events: Ok(vec![raw.get().to_owned()]),
+        },
+        Ok(_) => Payload {
+            dedupe_key: body_key(body),
+            events: Err(PayloadError::new("event-data has no id")),
+        },
+        Err(e) => Payload {
+            dedupe_key: body_key(body),
+            events: Err(PayloadError::new(format!(
+                "event-data is not an object: {e}"
+            ))),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +277,39 @@ mod tests {
         );
         let v = MailgunWebhookVerifier::new(&[KEY], 300).unwrap();
         assert!(!format!("{v:?}").contains(KEY));
+    }
+
+    #[test]
+    fn the_signature_object_is_read_before_the_event() {
+        let body = format!(
+            r#"{{"signature":{{"timestamp":{TS},"token":"{TOKEN}","signature":"{SIG}"}},"event-data":{{"id":"abc","event":"delivered"}}}}"#
+        );
+        let fields = signature_fields(body.as_bytes()).unwrap();
+        assert_eq!(fields.timestamp, TS);
+        assert_eq!(fields.token, TOKEN);
+        assert_eq!(fields.signature, SIG);
+        let p = payload(body.as_bytes());
+        assert_eq!(p.dedupe_key, "event:abc");
+        assert_eq!(
+            p.events.unwrap(),
+            vec![r#"{"id":"abc","event":"delivered"}"#]
+        );
+        assert_eq!(
+            signature_fields(br#"{"event-data":{}}"#),
+            Err(WebhookRejection::Missing)
+        );
+        assert_eq!(
+            signature_fields(b"token=x"),
+            Err(WebhookRejection::Malformed)
+        );
+    }
+
+    #[test]
+    fn an_event_without_an_id_is_an_error_keyed_by_the_body() {
+        let body = br#"{"signature":{},"event-data":{"event":"opened"}}"#;
+        let p = payload(body);
+        assert!(p.dedupe_key.starts_with("sha256:"));
+        assert!(p.events.is_err());
+        assert!(payload(br#"{"signature":{}}"#).events.is_err());
     }
 }

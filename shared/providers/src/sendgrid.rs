@@ -7,13 +7,14 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use mailgate_core::{Clock, ProviderId};
+use mailgate_core::{Clock, DeliveryKind, ProviderId};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use sha2::{Digest, Sha256};
 
 use crate::verify::{WebhookRejection, check_timestamp};
+use crate::webhook::{Intake, Payload, PayloadError, body_key, header};
 
 /// The provider this module covers.
 pub const PROVIDER: ProviderId = ProviderId::Sendgrid;
@@ -94,6 +95,57 @@ impl SendgridWebhookVerifier {
             Err(WebhookRejection::BadSignature)
         }
     }
+}
+
+impl SendgridWebhookVerifier {
+    /// Verifies a delivery from its headers and raw body, then reads its events.
+    pub fn verify_delivery(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        clock: &dyn Clock,
+    ) -> Result<Intake, WebhookRejection> {
+        self.verify(
+            header(headers, SIGNATURE_HEADER),
+            header(headers, TIMESTAMP_HEADER),
+            body,
+            clock,
+        )?;
+        Ok(Intake {
+            kind: DeliveryKind::Events,
+            verification: "ecdsa-p256-sha256",
+            payload: payload(body),
+            replay_token: None,
+        })
+    }
+}
+
+/// A verified Event Webhook body: a JSON array of events (up to thousands per POST), keyed by a
+/// hash of the body, since SendGrid re-sends the same batch unchanged and gives it no id.
+pub fn payload(body: &[u8]) -> Payload {
+    Payload {
+        dedupe_key: body_key(body),
+        events: events(body),
+    }
+}
+
+/// The events of a batch, each as its raw JSON text (never re-serialised).
+pub fn events(body: &[u8]) -> Result<Vec<String>, PayloadError> {
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
+        .map_err(|e| PayloadError::new(format!("the body is not a JSON array of events: {e}")))?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            if raw.get().starts_with('{') {
+                Ok(raw.get().to_owned())
+            } else {
+                Err(PayloadError::new(format!(
+                    "event [{i}] is not a JSON object"
+                )))
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -225,5 +277,18 @@ mod tests {
             SendgridWebhookVerifier::new(&[NODE_KEY, "bm90IGEga2V5"], 600).unwrap_err(),
             InvalidKey { index: 1 }
         );
+    }
+
+    #[test]
+    fn a_batch_splits_into_its_raw_events_and_keys_by_body() {
+        let p = payload(PY_BODY.as_bytes());
+        assert_eq!(p.dedupe_key, crate::webhook::body_key(PY_BODY.as_bytes()));
+        let split = p.events.unwrap();
+        assert_eq!(split.len(), 1);
+        assert!(split[0].starts_with("{\"email\""));
+        assert!(split[0].ends_with('}'));
+        assert!(events(b"{\"event\":\"open\"}").is_err());
+        assert!(events(b"[1]").is_err());
+        assert_eq!(events(b"[]").unwrap().len(), 0);
     }
 }
