@@ -175,6 +175,12 @@ impl DynamoDbWebhookReceipts {
         let key = receipt_key(receipt.provider, receipt.dedupe_key);
         let inline = receipt.body.len() <= INLINE_BODY_LIMIT;
         if !inline {
+            // A redelivery of a large body must not rewrite its parts (hundreds of KB of writes
+            // per provider retry): one consistent read first. Two first deliveries racing here
+            // both write identical parts, and the conditional put below picks one receipt.
+            if let Some(item) = self.get(&key).await? {
+                return Ok(Recorded::Duplicate(existing_from(&item)));
+            }
             self.write_parts(&key, receipt.body, receipt.expires_at)
                 .await?;
         }
