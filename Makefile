@@ -1,5 +1,5 @@
 # mailgate's commands. `make dev` and `make test` are the two that matter; see README.md.
-.PHONY: dev test lint stack-up stack-down dev-reset clean
+.PHONY: dev test lint stack-up stack-down dev-reset clean bench
 
 ## Run the whole system locally (moto, cargo lambda watch, local triggers) until Ctrl-C.
 dev:
@@ -8,6 +8,10 @@ dev:
 ## Set up and run every test (unit and integration) against a private local AWS stack.
 test:
 	@scripts/test.sh
+
+## Webhook ingestion figures as `bench <name> <value> <unit>` lines (starts its own private moto).
+bench:
+	@benches/bench.sh
 
 ## Formatting, clippy, cfn-lint and the purity check of the core crate.
 lint:

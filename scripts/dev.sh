@@ -5,7 +5,7 @@
 # Ctrl-C; then stops everything it started.
 #
 # Settings: MAILGATE_AWS_PORT (4566), MAILGATE_WATCH_PORT (9000), MAILGATE_ENVIRONMENT (local),
-# MAILGATE_SES_IDENTITY (example.com), MAILGATE_DEV_API_KEY (mg_dev_local_key; seeded once API keys exist).
+# MAILGATE_SES_IDENTITY (example.com), MAILGATE_DEV_API_KEY (mg_dev_local_key; seeded with all scopes).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -47,6 +47,13 @@ fi
 # shellcheck source=scripts/aws-env.sh
 source "$root/scripts/aws-env.sh" "http://127.0.0.1:$aws_port"
 
+dev_key="${MAILGATE_DEV_API_KEY:-mg_dev_local_key}"
+api_keys_table="$(sed -n 's/^API_KEYS_TABLE=//p' "$state/functions.env")"
+[[ -n "$api_keys_table" ]] || { echo "error: no API_KEYS_TABLE in $state/functions.env" >&2; exit 1; }
+echo "==> seeding the local API key (MAILGATE_DEV_API_KEY) into $api_keys_table"
+cargo run --quiet --locked -p mailgate-admin -- keys seed --key "$dev_key" \
+  --label "local development" --scopes all --environment test --table "$api_keys_table"
+
 echo "==> building the functions"
 cargo build --quiet --locked --workspace --bins
 
@@ -77,6 +84,7 @@ cat <<TXT
 
 mailgate is running locally (AWS emulator on http://127.0.0.1:$aws_port):
   send-api          $base/send-api/v1/health
+                    curl -s -H "Authorization: Bearer $dev_key" $base/send-api/v1/keys/self
   webhook-ses       $base/webhook-ses/
   webhook-sendgrid  $base/webhook-sendgrid/
   webhook-mailgun   $base/webhook-mailgun/

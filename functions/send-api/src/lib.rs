@@ -1,11 +1,19 @@
-//! `send-api`: the HTTP API behind API Gateway. Today it serves `GET /v1/health`; the send,
-//! status and suppression routes arrive with the send issue.
+//! `send-api`: the HTTP API behind API Gateway. Today it serves `GET /v1/health`
+//! (unauthenticated) and `GET /v1/keys/self` (any valid API key); the send, status and
+//! suppression routes arrive with the send issue.
+
+pub mod auth;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, Table, check_resources};
+use mailgate_aws::{
+    AwsClients, ConfigError, DynamoDbApiKeys, Queue, ResourceNames, Table, check_resources,
+};
+use mailgate_core::{AuthenticatedKey, Requirement};
 use mailgate_lambda::health::health_response;
-use mailgate_lambda::http::ApiError;
+use mailgate_lambda::http::{ApiError, json_response};
+
+use crate::auth::Authenticator;
 
 /// The Lambda function name.
 pub const FUNCTION_NAME: &str = "send-api";
@@ -46,12 +54,31 @@ impl SendApiConfig {
 pub struct SendApi {
     config: SendApiConfig,
     clients: AwsClients,
+    auth: Authenticator,
 }
 
 impl SendApi {
     /// Wires the API.
     pub fn new(config: SendApiConfig, clients: AwsClients) -> Self {
-        Self { config, clients }
+        let auth = Authenticator::new(DynamoDbApiKeys::new(
+            clients.dynamodb.clone(),
+            config.names.table(Table::ApiKeys),
+        ));
+        Self {
+            config,
+            clients,
+            auth,
+        }
+    }
+
+    /// Authenticates the request's `Authorization: Bearer <key>` for a route with
+    /// `requirement`: the caller's key, or the 401/403 (or 503) response to answer with.
+    pub async fn authenticate(
+        &self,
+        request: &Request,
+        requirement: Requirement,
+    ) -> Result<AuthenticatedKey, Response<Body>> {
+        self.auth.authenticate(request, requirement).await
     }
 
     /// Routes one request.
@@ -65,12 +92,27 @@ impl SendApi {
                 "use GET /v1/health",
             )
             .into_response(),
+            (&Method::GET, "/v1/keys/self") => self.key_self(&request).await,
+            (_, "/v1/keys/self") => ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use GET /v1/keys/self",
+            )
+            .into_response(),
             _ => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!("no route for {} {}", request.method(), request.uri().path()),
             )
             .into_response(),
+        }
+    }
+
+    /// `GET /v1/keys/self`: the calling key's id, label, environment and scopes.
+    async fn key_self(&self, request: &Request) -> Response<Body> {
+        match self.authenticate(request, Requirement::AnyKey).await {
+            Ok(key) => json_response(StatusCode::OK, &key),
+            Err(refused) => refused,
         }
     }
 

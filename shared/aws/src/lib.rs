@@ -20,3 +20,5 @@ pub use secrets::{
     FailureReason, Reference, ReferenceFailure, Resolved, SecretError, SsmClient, resolve_from_env,
     resolve_references,
 };
+pub mod api_keys;
+pub use api_keys::{ApiKeyStoreError, DynamoDbApiKeys, Revocation, Seeded, api_key_pk};

@@ -40,3 +40,19 @@ pub use send_error::{
     TransportFault, UnknownErrorCategory,
 };
 pub use unix_time::UnixMillis;
+
+// The provider-neutral message a provider sends.
+pub mod outbound;
+
+pub use outbound::{
+    Attachment, MESSAGE_ID_HEADER, MESSAGE_ID_METADATA_KEY, Mailbox, MessageCategory, OutboundEmail,
+};
+
+// API keys: scopes, ids, the secret format, the stored hash and the authorization decision.
+pub mod api_key;
+
+pub use api_key::{
+    ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, AuthFailure, AuthenticatedKey,
+    InvalidApiKeyId, InvalidKeyHash, InvalidLabel, KeyEnvironment, KeyHash, MalformedKey,
+    Requirement, Scope, Scopes, ScopesError, UnknownKeyEnvironment, UnknownScope,
+};

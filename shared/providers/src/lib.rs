@@ -5,6 +5,7 @@
 
 pub mod mailgun;
 pub mod postmark;
+pub mod send;
 pub mod sendgrid;
 pub mod ses;
 pub mod smtp2go;

@@ -11,6 +11,8 @@ use sha2::Sha256;
 use crate::verify::{WebhookRejection, check_timestamp};
 use crate::webhook::{Intake, Payload, PayloadError, body_key};
 
+pub mod send;
+
 /// The provider this module covers.
 pub const PROVIDER: ProviderId = ProviderId::Mailgun;
 

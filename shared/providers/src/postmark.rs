@@ -21,6 +21,8 @@ use mailgate_core::ProviderId;
 use crate::verify::{BasicAuthWebhook, WebhookRejection};
 use crate::webhook::{Intake, Payload, body_key, composite_key, field, single_object};
 
+pub mod send;
+
 /// The provider this module covers.
 pub const PROVIDER: ProviderId = ProviderId::Postmark;
 

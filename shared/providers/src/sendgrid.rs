@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::verify::{WebhookRejection, check_timestamp};
 use crate::webhook::{Intake, Payload, PayloadError, body_key, header};
 
+pub mod send;
+
 /// The provider this module covers.
 pub const PROVIDER: ProviderId = ProviderId::Sendgrid;
 /// The header carrying the base64 DER signature.

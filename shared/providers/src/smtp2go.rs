@@ -16,6 +16,8 @@ use crate::webhook::{
     Intake, Payload, PayloadError, body_key, composite_key, field, single_object,
 };
 
+pub mod send;
+
 /// The provider this module covers.
 pub const PROVIDER: ProviderId = ProviderId::Smtp2go;
 

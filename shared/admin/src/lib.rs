@@ -1,0 +1,414 @@
+//! `mailgate-admin`: the operator's commands, as a library so tests run them against the
+//! emulator exactly as the binary does.
+//!
+//! ```text
+//! mailgate-admin keys create --label L --scopes send,read [--environment test|live]
+//! mailgate-admin keys list
+//! mailgate-admin keys revoke key_…
+//! mailgate-admin keys seed --key K --label L --scopes all
+//! ```
+//!
+//! Every command works against the AWS endpoint of the standard SDK chain (`AWS_ENDPOINT_URL`
+//! for the local emulator) and the table named by `--table` or `API_KEYS_TABLE`. Exit codes:
+//! 0 success, 1 DynamoDB failed, 2 usage (unknown scope or environment, malformed id or key,
+//! no table given), 3 no key with that id, 4 the table does not exist.
+
+use std::io::Write;
+
+use aws_sdk_dynamodb::Client;
+use clap::{Args, Parser, Subcommand};
+use mailgate_aws::{ApiKeyStoreError, DynamoDbApiKeys, Revocation, Seeded};
+use mailgate_core::{
+    ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Scopes, ScopesError,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// DynamoDB could not be reached or refused the call.
+pub const EXIT_FAILURE: u8 = 1;
+/// The command line is wrong (clap uses the same code).
+pub const EXIT_USAGE: u8 = 2;
+/// No key has the given id.
+pub const EXIT_UNKNOWN_KEY: u8 = 3;
+/// The API keys table does not exist.
+pub const EXIT_TABLE_NOT_FOUND: u8 = 4;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailgate-admin",
+    version,
+    about = "Operator commands for mailgate"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the send API's keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `mailgate-admin keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Creates a key and prints it, once, with its id.
+    Create {
+        /// A name for the key, e.g. "billing service".
+        #[arg(long, value_parser = parse_label)]
+        label: ApiKeyLabel,
+        /// Comma-separated scopes: send, read, suppressions:write (or `all`).
+        #[arg(long, value_parser = parse_scopes)]
+        scopes: Scopes,
+        /// `test` or `live`; it is also the key's prefix (`mg_live_…`).
+        #[arg(long, default_value = "live")]
+        environment: KeyEnvironment,
+        #[command(flatten)]
+        table: TableArg,
+    },
+    /// Lists every key: id, label, environment, scopes, created, revoked (never the key).
+    List {
+        #[command(flatten)]
+        table: TableArg,
+    },
+    /// Revokes a key by id; it stops authenticating at once.
+    Revoke {
+        /// The key's id (`key_…`).
+        id: ApiKeyId,
+        #[command(flatten)]
+        table: TableArg,
+    },
+    /// Stores a given key (idempotent): creates it, or updates its label, environment and
+    /// scopes and lifts a revocation. Used by `make dev` for the local key.
+    Seed {
+        /// The key itself (any 1-256 visible ASCII characters).
+        #[arg(long, value_parser = parse_secret)]
+        key: ApiKeySecret,
+        /// A name for the key.
+        #[arg(long, value_parser = parse_label)]
+        label: ApiKeyLabel,
+        /// Comma-separated scopes: send, read, suppressions:write (or `all`).
+        #[arg(long, value_parser = parse_scopes)]
+        scopes: Scopes,
+        /// `test` or `live`.
+        #[arg(long, default_value = "live")]
+        environment: KeyEnvironment,
+        #[command(flatten)]
+        table: TableArg,
+    },
+}
+
+/// The table the keys live in.
+#[derive(Debug, Args)]
+pub struct TableArg {
+    /// The API keys table (the stack's `mailgate-<env>-api-keys`).
+    #[arg(long = "table", value_name = "TABLE", env = "API_KEYS_TABLE")]
+    pub name: String,
+}
+
+/// Parses `--scopes`: a comma-separated list, or `all`.
+pub fn parse_scopes(input: &str) -> Result<Scopes, ScopesError> {
+    if input.trim() == "all" {
+        Ok(Scopes::all())
+    } else {
+        Scopes::parse_list(input)
+    }
+}
+
+fn parse_label(input: &str) -> Result<ApiKeyLabel, mailgate_core::InvalidLabel> {
+    ApiKeyLabel::parse(input)
+}
+
+fn parse_secret(input: &str) -> Result<ApiKeySecret, mailgate_core::MalformedKey> {
+    ApiKeySecret::parse(input)
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The table does not exist.
+    #[error(
+        "the API keys table {0:?} does not exist: check --table / API_KEYS_TABLE, and that \
+         AWS_ENDPOINT_URL and AWS_REGION point at the stack that holds it"
+    )]
+    TableNotFound(String),
+    /// No key has this id.
+    #[error("no API key has the id {0} (see `mailgate-admin keys list`)")]
+    UnknownKey(ApiKeyId),
+    /// Any other storage failure.
+    #[error(transparent)]
+    Store(ApiKeyStoreError),
+    /// Standard output could not be written.
+    #[error("could not write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl From<ApiKeyStoreError> for AdminError {
+    fn from(err: ApiKeyStoreError) -> Self {
+        match err {
+            ApiKeyStoreError::TableNotFound(table) => AdminError::TableNotFound(table),
+            ApiKeyStoreError::UnknownId(id) => AdminError::UnknownKey(id),
+            other => AdminError::Store(other),
+        }
+    }
+}
+
+impl AdminError {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AdminError::TableNotFound(_) => EXIT_TABLE_NOT_FOUND,
+            AdminError::UnknownKey(_) => EXIT_UNKNOWN_KEY,
+            AdminError::Store(_) | AdminError::Output(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+/// The current time, to the second (stored timestamps stay short and readable).
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
+fn timestamp(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
+}
+
+fn describe(record: &ApiKeyRecord) -> String {
+    format!(
+        "{} ({:?}, {}, scopes {})",
+        record.id,
+        record.label.as_str(),
+        record.environment,
+        record.scopes
+    )
+}
+
+/// Runs one command against DynamoDB, writing its report to `out`.
+pub async fn run(cli: Cli, dynamodb: &Client, out: &mut impl Write) -> Result<(), AdminError> {
+    match cli.command {
+        Command::Keys(command) => run_keys(command, dynamodb, out).await,
+    }
+}
+
+async fn run_keys(
+    command: KeysCommand,
+    dynamodb: &Client,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
+    let store = |table: TableArg| DynamoDbApiKeys::new(dynamodb.clone(), table.name);
+    match command {
+        KeysCommand::Create {
+            label,
+            scopes,
+            environment,
+            table,
+        } => {
+            let secret = ApiKeySecret::generate(environment);
+            let record = ApiKeyRecord::new(&secret, label, environment, scopes, now());
+            store(table).create(&record).await?;
+            writeln!(out, "id:          {}", record.id)?;
+            writeln!(out, "label:       {}", record.label)?;
+            writeln!(out, "environment: {}", record.environment)?;
+            writeln!(out, "scopes:      {}", record.scopes)?;
+            writeln!(out, "key:         {}", secret.expose())?;
+            writeln!(out)?;
+            writeln!(
+                out,
+                "Store the key now: it is shown only this once (mailgate keeps only its SHA-256 hash)."
+            )?;
+        }
+        KeysCommand::List { table } => {
+            let store = store(table);
+            let records = store.list().await?;
+            if records.is_empty() {
+                writeln!(out, "no API keys in {}", store.table())?;
+                return Ok(());
+            }
+            let rows: Vec<[String; 6]> = records
+                .iter()
+                .map(|r| {
+                    [
+                        r.id.to_string(),
+                        r.label.to_string(),
+                        r.environment.to_string(),
+                        r.scopes.to_string(),
+                        timestamp(r.created_at),
+                        r.revoked_at.map_or_else(|| "-".to_owned(), timestamp),
+                    ]
+                })
+                .collect();
+            let header = ["ID", "LABEL", "ENV", "SCOPES", "CREATED", "REVOKED"].map(String::from);
+            let mut widths = header.clone().map(|h| h.chars().count());
+            for row in &rows {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            for row in std::iter::once(&header).chain(&rows) {
+                let line: Vec<String> = row
+                    .iter()
+                    .zip(widths)
+                    .map(|(cell, w)| format!("{cell:<w$}"))
+                    .collect();
+                writeln!(out, "{}", line.join("  ").trim_end())?;
+            }
+        }
+        KeysCommand::Revoke { id, table } => match store(table).revoke(&id, now()).await? {
+            Revocation::Revoked(r) => writeln!(
+                out,
+                "revoked {} at {}",
+                describe(&r),
+                r.revoked_at.map_or_else(String::new, timestamp)
+            )?,
+            Revocation::AlreadyRevoked(r) => writeln!(
+                out,
+                "{} was already revoked at {}",
+                describe(&r),
+                r.revoked_at.map_or_else(String::new, timestamp)
+            )?,
+        },
+        KeysCommand::Seed {
+            key,
+            label,
+            scopes,
+            environment,
+            table,
+        } => {
+            let seeded = store(table)
+                .seed(&key, label, environment, scopes, now())
+                .await?;
+            let what = match seeded {
+                Seeded::Created(_) => "created",
+                Seeded::Updated(_) => "updated",
+                Seeded::Unchanged(_) => "unchanged",
+            };
+            writeln!(out, "{what} {}", describe(seeded.record()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("mailgate-admin").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn create_reads_label_scopes_and_environment() {
+        let cli = parse(&[
+            "keys",
+            "create",
+            "--label",
+            "ci",
+            "--scopes",
+            "send,read",
+            "--environment",
+            "test",
+            "--table",
+            "t",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Keys(KeysCommand::Create {
+                label,
+                scopes,
+                environment,
+                table,
+            }) => {
+                assert_eq!(label.as_str(), "ci");
+                assert_eq!(scopes.to_string(), "send,read");
+                assert_eq!(environment, KeyEnvironment::Test);
+                assert_eq!(table.name, "t");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn all_means_every_scope() {
+        assert_eq!(parse_scopes("all").unwrap(), Scopes::all());
+    }
+
+    #[test]
+    fn bad_scopes_environments_and_ids_are_usage_errors() {
+        for args in [
+            &[
+                "keys",
+                "create",
+                "--label",
+                "x",
+                "--scopes",
+                "send,admin",
+                "--table",
+                "t",
+            ][..],
+            &[
+                "keys",
+                "create",
+                "--label",
+                "x",
+                "--scopes",
+                "send",
+                "--environment",
+                "prod",
+                "--table",
+                "t",
+            ],
+            &["keys", "revoke", "msg_123", "--table", "t"],
+            &[
+                "keys",
+                "seed",
+                "--key",
+                "two words",
+                "--label",
+                "x",
+                "--scopes",
+                "all",
+                "--table",
+                "t",
+            ],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), i32::from(EXIT_USAGE), "{args:?}");
+        }
+        let err = parse(&[
+            "keys",
+            "create",
+            "--label",
+            "x",
+            "--scopes",
+            "send,admin",
+            "--table",
+            "t",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown scope \"admin\""), "{err}");
+    }
+
+    #[test]
+    fn store_failures_map_to_their_exit_codes() {
+        let id = ApiKeyId::generate();
+        assert_eq!(
+            AdminError::from(ApiKeyStoreError::UnknownId(id)).exit_code(),
+            EXIT_UNKNOWN_KEY
+        );
+        assert_eq!(
+            AdminError::from(ApiKeyStoreError::TableNotFound("t".into())).exit_code(),
+            EXIT_TABLE_NOT_FOUND
+        );
+        assert_eq!(
+            AdminError::from(ApiKeyStoreError::AlreadyExists).exit_code(),
+            EXIT_FAILURE
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! `mailgate-admin`: wiring only; the commands live in the library (`mailgate_admin::run`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mailgate_admin::Cli;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sdk = mailgate_aws::load_sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    match mailgate_admin::run(cli, &dynamodb, &mut std::io::stdout()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
