@@ -3,6 +3,7 @@
 //! suppression routes arrive with the send issue.
 
 pub mod auth;
+mod suppressions;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -99,6 +100,7 @@ impl SendApi {
                 "use GET /v1/keys/self",
             )
             .into_response(),
+            (_, p) if suppressions::is_suppressions_path(p) => self.suppressions(&request, p).await,
             _ => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",

@@ -22,3 +22,9 @@ pub use secrets::{
 };
 pub mod api_keys;
 pub use api_keys::{ApiKeyStoreError, DynamoDbApiKeys, Revocation, Seeded, api_key_pk};
+pub mod suppressions;
+pub use suppressions::{DynamoDbSuppressionList, SuppressionPage, SuppressionStoreError};
+pub mod idempotency;
+pub use idempotency::{Claim, ClaimOutcome, DynamoDbIdempotencyStore, IdempotencyStoreError};
+pub mod provider_health;
+pub use provider_health::{DynamoDbProviderHealth, ProviderHealthConfig, ProviderHealthError};

@@ -56,3 +56,18 @@ pub use api_key::{
     InvalidApiKeyId, InvalidKeyHash, InvalidLabel, KeyEnvironment, KeyHash, MalformedKey,
     Requirement, Scope, Scopes, ScopesError, UnknownKeyEnvironment, UnknownScope,
 };
+
+// The suppression list: reasons, entries and the "active at now" rule.
+pub mod suppression;
+
+pub use suppression::{
+    Suppression, SuppressionError, SuppressionReason, UnknownSuppressionReason, normalise_address,
+    suppression_key,
+};
+
+// The send API's request bodies and their validation into an `OutboundEmail`.
+pub mod send_request;
+
+pub use send_request::{
+    BatchSendRequest, FieldError, SendLimits, SendRequest, SendValidation, ValidatedSend,
+};

@@ -1,0 +1,439 @@
+//! The suppression endpoints of the send API:
+//!
+//! - `GET /v1/suppressions?reason=&cursor=&limit=` (scope `read`): one page of active
+//!   suppressions, `{"data": [...], "next_cursor": "..." | null}`; `limit` 1 to 100 (default 50).
+//! - `GET /v1/suppressions/{address}` (`read`): the entry, or 404 `not_found` when the address is
+//!   not suppressed (absent, or past its expiry).
+//! - `PUT /v1/suppressions/{address}` (`suppressions:write`): body
+//!   `{"reason": "...", "expires_at": "<RFC 3339>"?, "note": "..."?}`; stores (replaces) the entry
+//!   and answers 200 with it.
+//! - `DELETE /v1/suppressions/{address}` (`suppressions:write`): 204, or 404 when the address was
+//!   not suppressed.
+//!
+//! `{address}` is one percent-encoded path segment (`jane%40example.com`; a literal `@` works
+//! too). Addresses are matched case-insensitively and reported lower-cased (see
+//! [`mailgate_core::suppression`]). Entries are `{"address", "reason", "created_at",
+//! "expires_at", "note"}` with RFC 3339 times (`expires_at` and `note` may be null).
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use mailgate_aws::{DynamoDbSuppressionList, SuppressionStoreError, Table};
+use mailgate_core::{
+    EmailAddress, Requirement, Scope, Suppression, SuppressionError, SuppressionReason,
+};
+use mailgate_lambda::http::{ApiError, json_response};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::SendApi;
+
+/// The collection path.
+const COLLECTION: &str = "/v1/suppressions";
+/// The page size when `limit` is not given.
+const DEFAULT_LIMIT: usize = 50;
+/// The largest `limit`.
+const MAX_LIMIT: usize = 100;
+
+/// Whether `path` (without a trailing slash) is one of the suppression routes.
+pub(crate) fn is_suppressions_path(path: &str) -> bool {
+    path == COLLECTION
+        || path
+            .strip_prefix(COLLECTION)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+fn unprocessable(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
+}
+
+/// The store failed: the cause is logged, the caller gets an opaque answer.
+fn store_failed(err: &SuppressionStoreError) -> Response<Body> {
+    tracing::error!(error = %err, "suppression list operation failed");
+    match err {
+        SuppressionStoreError::Corrupt { .. } => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error",
+        ),
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "the suppression list is unavailable; try again",
+        ),
+    }
+    .into_response()
+}
+
+fn rfc3339(at: OffsetDateTime) -> Value {
+    at.format(&Rfc3339).map_or(Value::Null, Value::String)
+}
+
+/// The JSON form of an entry.
+pub fn suppression_json(entry: &Suppression) -> Value {
+    json!({
+        "address": entry.address.as_str(),
+        "reason": entry.reason.as_str(),
+        "created_at": rfc3339(entry.created_at),
+        "expires_at": entry.expires_at.map_or(Value::Null, rfc3339),
+        "note": entry.note,
+    })
+}
+
+/// Decodes `%XX` escapes of a path segment (`+` stays a plus, as in paths).
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The address of the path segment, or the 422 answering a bad one.
+fn path_address(segment: &str) -> Result<EmailAddress, ApiError> {
+    let decoded = percent_decode(segment).ok_or_else(|| {
+        unprocessable(
+            "invalid_address",
+            "address",
+            "the address in the path is not valid percent-encoded UTF-8",
+        )
+    })?;
+    EmailAddress::parse(&decoded)
+        .map_err(|e| unprocessable("invalid_address", "address", e.to_string()))
+}
+
+/// The body of a PUT, validated into the entry to store.
+fn entry_from_body(
+    address: &EmailAddress,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<Suppression, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "reason" | "expires_at" | "note"))
+    {
+        return Err(unprocessable(
+            "unknown_field",
+            unknown,
+            format!("unknown field {unknown:?}; expected reason, expires_at, note"),
+        ));
+    }
+    let text = |fields: &Map<String, Value>, name: &str| -> Result<Option<String>, ApiError> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(unprocessable(
+                "invalid_type",
+                name,
+                format!("{name} must be a string"),
+            )),
+        }
+    };
+    let reason = text(&fields, "reason")?.ok_or_else(|| {
+        unprocessable(
+            "missing_field",
+            "reason",
+            "reason is required: hard_bounce, complaint, unsubscribe, soft_bounce_threshold or manual",
+        )
+    })?;
+    let reason = reason
+        .parse::<SuppressionReason>()
+        .map_err(|e| unprocessable("invalid_reason", "reason", e.to_string()))?;
+    let mut entry = Suppression::new(address, reason, now);
+    if let Some(expires_at) = text(&fields, "expires_at")? {
+        let at = OffsetDateTime::parse(&expires_at, &Rfc3339).map_err(|e| {
+            unprocessable(
+                "invalid_expires_at",
+                "expires_at",
+                format!("expires_at must be an RFC 3339 time: {e}"),
+            )
+        })?;
+        entry = entry.expiring_at(at).map_err(|e| match e {
+            SuppressionError::ExpiryNotInFuture => unprocessable(
+                "invalid_expires_at",
+                "expires_at",
+                "expires_at must be in the future",
+            ),
+            other => unprocessable("invalid_expires_at", "expires_at", other.to_string()),
+        })?;
+    }
+    if let Some(note) = text(&fields, "note")? {
+        entry = entry
+            .with_note(note)
+            .map_err(|e| unprocessable("invalid_note", "note", e.to_string()))?;
+    }
+    Ok(entry)
+}
+
+fn not_suppressed(address: &EmailAddress) -> Response<Body> {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("{address} is not suppressed"),
+    )
+    .into_response()
+}
+
+impl SendApi {
+    fn suppression_list(&self) -> DynamoDbSuppressionList {
+        DynamoDbSuppressionList::new(
+            self.clients.dynamodb.clone(),
+            self.config.names.table(Table::Suppressions),
+        )
+    }
+
+    /// Routes a request whose path [`is_suppressions_path`].
+    pub(crate) async fn suppressions(&self, request: &Request, path: &str) -> Response<Body> {
+        let segment = path
+            .strip_prefix(COLLECTION)
+            .and_then(|rest| rest.strip_prefix('/'));
+        let method = request.method();
+        let scope = match (segment, method) {
+            (None, &Method::GET) | (Some(_), &Method::GET) => Scope::Read,
+            (Some(_), &Method::PUT | &Method::DELETE) => Scope::SuppressionsWrite,
+            (None, _) => {
+                return ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "use GET /v1/suppressions",
+                )
+                .into_response();
+            }
+            (Some(_), _) => {
+                return ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "use GET, PUT or DELETE /v1/suppressions/{address}",
+                )
+                .into_response();
+            }
+        };
+        if let Err(refused) = self.authenticate(request, Requirement::Scope(scope)).await {
+            return refused;
+        }
+        let now = OffsetDateTime::now_utc();
+        let Some(segment) = segment else {
+            return self.list_suppressions(request, now).await;
+        };
+        let address = match path_address(segment) {
+            Ok(address) => address,
+            Err(error) => return error.into_response(),
+        };
+        match *method {
+            Method::PUT => self.put_suppression(request, &address, now).await,
+            Method::DELETE => self.delete_suppression(&address, now).await,
+            _ => self.get_suppression(&address, now).await,
+        }
+    }
+
+    async fn list_suppressions(&self, request: &Request, now: OffsetDateTime) -> Response<Body> {
+        let query = request.query_string_parameters();
+        let param = |name: &str| query.first(name).filter(|v| !v.is_empty());
+        let reason = match param("reason").map(str::parse::<SuppressionReason>) {
+            None => None,
+            Some(Ok(reason)) => Some(reason),
+            Some(Err(e)) => {
+                return unprocessable("invalid_reason", "reason", e.to_string()).into_response();
+            }
+        };
+        let limit = match param("limit").map(str::parse::<usize>) {
+            None => DEFAULT_LIMIT,
+            Some(Ok(limit)) if (1..=MAX_LIMIT).contains(&limit) => limit,
+            Some(_) => {
+                return unprocessable(
+                    "invalid_limit",
+                    "limit",
+                    format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
+                )
+                .into_response();
+            }
+        };
+        match self
+            .suppression_list()
+            .list(reason, param("cursor"), limit, now)
+            .await
+        {
+            Ok(page) => json_response(
+                StatusCode::OK,
+                &json!({
+                    "data": page.items.iter().map(suppression_json).collect::<Vec<_>>(),
+                    "next_cursor": page.next_cursor,
+                }),
+            ),
+            Err(SuppressionStoreError::InvalidCursor) => unprocessable(
+                "invalid_cursor",
+                "cursor",
+                "the cursor is not one this listing returned",
+            )
+            .into_response(),
+            Err(e) => store_failed(&e),
+        }
+    }
+
+    async fn get_suppression(&self, address: &EmailAddress, now: OffsetDateTime) -> Response<Body> {
+        match self.suppression_list().get(address).await {
+            Ok(Some(entry)) if entry.is_active_at(now) => {
+                json_response(StatusCode::OK, &suppression_json(&entry))
+            }
+            Ok(_) => not_suppressed(address),
+            Err(e) => store_failed(&e),
+        }
+    }
+
+    async fn put_suppression(
+        &self,
+        request: &Request,
+        address: &EmailAddress,
+        now: OffsetDateTime,
+    ) -> Response<Body> {
+        let entry = match entry_from_body(address, request.body().as_ref(), now) {
+            Ok(entry) => entry,
+            Err(error) => return error.into_response(),
+        };
+        match self.suppression_list().put(&entry).await {
+            Ok(()) => {
+                tracing::info!(address = %entry.address.masked(), reason = %entry.reason, "address suppressed");
+                json_response(StatusCode::OK, &suppression_json(&entry))
+            }
+            Err(e) => store_failed(&e),
+        }
+    }
+
+    async fn delete_suppression(
+        &self,
+        address: &EmailAddress,
+        now: OffsetDateTime,
+    ) -> Response<Body> {
+        match self.suppression_list().delete(address).await {
+            Ok(Some(entry)) if entry.is_active_at(now) => {
+                tracing::info!(address = %entry.address.masked(), "suppression removed");
+                let mut response = Response::new(Body::Empty);
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                response
+            }
+            Ok(_) => not_suppressed(address),
+            Err(e) => store_failed(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn addr() -> EmailAddress {
+        EmailAddress::parse("jane@example.com").unwrap()
+    }
+
+    fn error_of(error: ApiError) -> Value {
+        match error.into_response().body() {
+            Body::Text(t) => serde_json::from_str::<Value>(t).unwrap()["error"].clone(),
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+
+    #[test]
+    fn recognises_only_suppression_paths() {
+        assert!(is_suppressions_path("/v1/suppressions"));
+        assert!(is_suppressions_path("/v1/suppressions/a%40example.com"));
+        assert!(!is_suppressions_path("/v1/suppressionsx"));
+        assert!(!is_suppressions_path("/v1/messages"));
+    }
+
+    #[test]
+    fn path_segments_are_percent_decoded_but_plus_is_kept() {
+        assert_eq!(
+            path_address("Jane%2Btag%40Example.com").unwrap().as_str(),
+            "Jane+tag@example.com"
+        );
+        assert_eq!(
+            path_address("a+b@example.com").unwrap().as_str(),
+            "a+b@example.com"
+        );
+        for bad in [
+            "%4",
+            "%zz@example.com",
+            "%ff%fe@example.com",
+            "not-an-address",
+        ] {
+            let error = path_address(bad).unwrap_err();
+            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+            assert_eq!(error_of(error)["field"], "address");
+        }
+    }
+
+    #[test]
+    fn bodies_are_validated_field_by_field() {
+        let now = datetime!(2026-01-01 0:00 UTC);
+        let entry = entry_from_body(
+            &addr(),
+            br#"{"reason":"manual","expires_at":"2026-02-01T00:00:00Z","note":"hi"}"#,
+            now,
+        )
+        .unwrap();
+        assert_eq!(entry.reason, SuppressionReason::Manual);
+        assert_eq!(entry.expires_at, Some(datetime!(2026-02-01 0:00 UTC)));
+        assert_eq!(entry.note.as_deref(), Some("hi"));
+
+        for (body, status, code, field) in [
+            (
+                &br#"{"reason":"bounced"}"#[..],
+                422,
+                "invalid_reason",
+                "reason",
+            ),
+            (br#"{}"#, 422, "missing_field", "reason"),
+            (br#"{"reason":1}"#, 422, "invalid_type", "reason"),
+            (
+                br#"{"reason":"manual","expires_at":"2025-12-31T23:59:59Z"}"#,
+                422,
+                "invalid_expires_at",
+                "expires_at",
+            ),
+            (
+                br#"{"reason":"manual","expires_at":"tomorrow"}"#,
+                422,
+                "invalid_expires_at",
+                "expires_at",
+            ),
+            (
+                br#"{"reason":"manual","expiry":"x"}"#,
+                422,
+                "unknown_field",
+                "expiry",
+            ),
+        ] {
+            let error = entry_from_body(&addr(), body, now).unwrap_err();
+            assert_eq!(error.status.as_u16(), status);
+            let error = error_of(error);
+            assert_eq!(error["code"], code);
+            assert_eq!(error["field"], field);
+        }
+        let error = entry_from_body(&addr(), b"[1]", now).unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,525 @@
+//! `DynamoDbSuppressionList`: suppressed addresses in the suppressions table.
+//!
+//! One item per suppressed address: `pk` = the address's
+//! [`suppression_key`](mailgate_core::suppression_key) (the whole address lower-cased), `sk` =
+//! `SUPPRESSION`, with `address`, `reason`, `created_at` (RFC 3339 in UTC with exactly three
+//! fractional digits, so it sorts as text in the `by-reason` index), optional `expires_at` (Unix
+//! seconds, the table's TTL attribute) and optional `note`. Other items of the same partition
+//! (`SOFT#<event key>` soft-bounce tallies) carry no `reason`, so the index holds suppressions
+//! only.
+//!
+//! The send path checks its recipients with one consistent `BatchGetItem` per 100 addresses;
+//! `GET /v1/suppressions?reason=` queries `by-reason` (newest first) and the unfiltered listing
+//! scans. Entries past their expiry are not suppressions, whether or not TTL has deleted them
+//! yet: every read leaves them out.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mailgate_core::{EmailAddress, Suppression, SuppressionReason, suppression_key};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::receipts::StoreError;
+
+/// The sort key of a suppression item.
+pub const SUPPRESSION_SK: &str = "SUPPRESSION";
+/// The index that lists suppressions by reason, newest first.
+pub const BY_REASON_INDEX: &str = "by-reason";
+/// The most keys one `BatchGetItem` may ask for.
+pub const BATCH_GET_LIMIT: usize = 100;
+/// The largest page [`DynamoDbSuppressionList::list`] returns.
+pub const MAX_PAGE: usize = 1_000;
+/// How many times unprocessed keys of a batch get are asked for again.
+const UNPROCESSED_RETRIES: u32 = 5;
+/// The most round trips one listing page makes while filling itself.
+const LIST_ROUND_TRIPS: usize = 5;
+/// The longest cursor accepted.
+const MAX_CURSOR_LEN: usize = 4_096;
+
+/// Why a suppression-list operation did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SuppressionStoreError {
+    /// The table does not exist (wrong name, or the stack is not provisioned).
+    #[error("the suppressions table {0:?} does not exist")]
+    TableNotFound(String),
+    /// The listing cursor was not made by this listing.
+    #[error("the cursor is not one this listing returned")]
+    InvalidCursor,
+    /// A stored item cannot be read as a suppression.
+    #[error("the stored suppression item {pk} cannot be read: {reason}")]
+    Corrupt {
+        /// The item's key.
+        pk: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// DynamoDB could not be reached or refused the call.
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuppressionPage {
+    /// The active suppressions of this page.
+    pub items: Vec<Suppression>,
+    /// The opaque cursor of the next page, if there may be one.
+    pub next_cursor: Option<String>,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn key_of(address: &EmailAddress) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(suppression_key(address))),
+        ("sk".to_owned(), s(SUPPRESSION_SK)),
+    ])
+}
+
+/// `created_at` as stored: UTC, three fractional digits, so text order is time order.
+fn sortable_time(at: OffsetDateTime) -> Result<String, SuppressionStoreError> {
+    at.to_offset(UtcOffset::UTC)
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ))
+        .map_err(|e| SuppressionStoreError::Corrupt {
+            pk: String::new(),
+            reason: format!("timestamp {at} cannot be stored: {e}"),
+        })
+}
+
+fn item_of(entry: &Suppression) -> Result<Item, SuppressionStoreError> {
+    let mut item = key_of(&entry.address);
+    item.insert("address".to_owned(), s(entry.address.as_str()));
+    item.insert("reason".to_owned(), s(entry.reason.as_str()));
+    item.insert("created_at".to_owned(), s(sortable_time(entry.created_at)?));
+    if let Some(expires_at) = entry.expires_at {
+        item.insert(
+            "expires_at".to_owned(),
+            AttributeValue::N(expires_at.unix_timestamp().to_string()),
+        );
+    }
+    if let Some(note) = &entry.note {
+        item.insert("note".to_owned(), s(note));
+    }
+    Ok(item)
+}
+
+fn suppression_of(item: &Item) -> Result<Suppression, SuppressionStoreError> {
+    let pk = item
+        .get("pk")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
+    let corrupt = |reason: String| SuppressionStoreError::Corrupt {
+        pk: pk.clone(),
+        reason,
+    };
+    let text = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| corrupt(format!("{name} is missing or not a string")))
+    };
+    let address = EmailAddress::parse(text("address")?).map_err(|e| corrupt(e.to_string()))?;
+    let reason = text("reason")?
+        .parse::<SuppressionReason>()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let created_at = OffsetDateTime::parse(text("created_at")?, &Rfc3339)
+        .map_err(|e| corrupt(format!("created_at: {e}")))?;
+    let expires_at = match item.get("expires_at") {
+        None => None,
+        Some(value) => {
+            let seconds = value
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse::<i64>().ok())
+                .ok_or_else(|| corrupt("expires_at is not a whole number".to_owned()))?;
+            Some(
+                OffsetDateTime::from_unix_timestamp(seconds)
+                    .map_err(|e| corrupt(format!("expires_at: {e}")))?,
+            )
+        }
+    };
+    let note = match item.get("note") {
+        None => None,
+        Some(_) => Some(text("note")?.clone()),
+    };
+    Ok(Suppression {
+        address,
+        reason,
+        created_at,
+        expires_at,
+        note,
+    })
+}
+
+/// The attributes a listing cursor holds: the table's keys, plus the index's on a query.
+fn cursor_attributes(reason: Option<SuppressionReason>) -> &'static [&'static str] {
+    match reason {
+        Some(_) => &["created_at", "pk", "reason", "sk"],
+        None => &["pk", "sk"],
+    }
+}
+
+/// The opaque cursor for `LastEvaluatedKey`: URL-safe base64 of a JSON object of strings.
+fn encode_cursor(key: &Item) -> Option<String> {
+    let object: serde_json::Map<String, serde_json::Value> = key
+        .iter()
+        .map(|(k, v)| Some((k.clone(), serde_json::Value::String(v.as_s().ok()?.clone()))))
+        .collect::<Option<_>>()?;
+    let json = serde_json::to_vec(&object).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(json))
+}
+
+/// The `ExclusiveStartKey` of a cursor, checked to be one the same listing made.
+fn decode_cursor(
+    cursor: &str,
+    reason: Option<SuppressionReason>,
+) -> Result<Item, SuppressionStoreError> {
+    if cursor.len() > MAX_CURSOR_LEN {
+        return Err(SuppressionStoreError::InvalidCursor);
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| SuppressionStoreError::InvalidCursor)?;
+    let object: HashMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|_| SuppressionStoreError::InvalidCursor)?;
+    let mut names: Vec<&str> = object.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let same_reason = match reason {
+        Some(reason) => object.get("reason").map(String::as_str) == Some(reason.as_str()),
+        None => true,
+    };
+    if names != cursor_attributes(reason)
+        || !same_reason
+        || object.get("sk").map(String::as_str) != Some(SUPPRESSION_SK)
+    {
+        return Err(SuppressionStoreError::InvalidCursor);
+    }
+    Ok(object.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+/// The suppression list on DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoDbSuppressionList {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbSuppressionList {
+    /// Suppressions in `table` (the `SUPPRESSIONS_TABLE`).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Classifies an SDK error: a missing table is named, anything else is `Unavailable`.
+    fn failed<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> SuppressionStoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        if err.as_service_error().and_then(|e| e.code()) == Some("ResourceNotFoundException") {
+            return SuppressionStoreError::TableNotFound(self.table.clone());
+        }
+        StoreError {
+            operation,
+            detail: DisplayErrorContext(err).to_string(),
+        }
+        .into()
+    }
+
+    /// Stores `entry`, replacing any suppression of the same address (upsert).
+    pub async fn put(&self, entry: &Suppression) -> Result<(), SuppressionStoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_of(entry)?))
+            .send()
+            .await
+            .map_err(|e| self.failed("PutItem", e))?;
+        Ok(())
+    }
+
+    /// The stored entry for `address`, if any, lapsed or not (check
+    /// [`Suppression::is_active_at`]). A strongly consistent read.
+    pub async fn get(
+        &self,
+        address: &EmailAddress,
+    ) -> Result<Option<Suppression>, SuppressionStoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(address)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.failed("GetItem", e))?;
+        output.item.as_ref().map(suppression_of).transpose()
+    }
+
+    /// Deletes the entry for `address`; returns what was stored (lapsed or not), if anything.
+    pub async fn delete(
+        &self,
+        address: &EmailAddress,
+    ) -> Result<Option<Suppression>, SuppressionStoreError> {
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(address)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| self.failed("DeleteItem", e))?;
+        match output.attributes {
+            Some(item) if !item.is_empty() => suppression_of(&item).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The addresses among `addresses` that are suppressed at `now`, keyed by the address as
+    /// given, with their entries. One consistent `BatchGetItem` per 100 distinct addresses;
+    /// unprocessed keys are asked for again a few times with a short backoff.
+    pub async fn check(
+        &self,
+        addresses: &[EmailAddress],
+        now: OffsetDateTime,
+    ) -> Result<HashMap<EmailAddress, Suppression>, SuppressionStoreError> {
+        let mut keys: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        for address in addresses {
+            let key = suppression_key(address);
+            if seen.insert(key.clone()) {
+                keys.push(key);
+            }
+        }
+        let mut found: HashMap<String, Suppression> = HashMap::new();
+        for chunk in keys.chunks(BATCH_GET_LIMIT) {
+            for entry in self.batch_get(chunk).await? {
+                if entry.is_active_at(now) {
+                    found.insert(entry.key(), entry);
+                }
+            }
+        }
+        Ok(addresses
+            .iter()
+            .filter_map(|a| Some((a.clone(), found.get(&suppression_key(a))?.clone())))
+            .collect())
+    }
+
+    /// The stored entries for up to 100 keys.
+    async fn batch_get(&self, keys: &[String]) -> Result<Vec<Suppression>, SuppressionStoreError> {
+        let request = |keys: Vec<Item>| {
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| {
+                    SuppressionStoreError::Unavailable(StoreError {
+                        operation: "BatchGetItem",
+                        detail: e.to_string(),
+                    })
+                })
+        };
+        let mut pending = request(
+            keys.iter()
+                .map(|k| {
+                    HashMap::from([
+                        ("pk".to_owned(), s(k)),
+                        ("sk".to_owned(), s(SUPPRESSION_SK)),
+                    ])
+                })
+                .collect(),
+        )?;
+        let mut entries = Vec::new();
+        let mut attempt = 0;
+        loop {
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(|e| self.failed("BatchGetItem", e))?;
+            if let Some(items) = output.responses.as_ref().and_then(|r| r.get(&self.table)) {
+                for item in items {
+                    entries.push(suppression_of(item)?);
+                }
+            }
+            let unprocessed = output
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .filter(|k| !k.keys().is_empty());
+            let Some(unprocessed) = unprocessed else {
+                return Ok(entries);
+            };
+            attempt += 1;
+            if attempt > UNPROCESSED_RETRIES {
+                return Err(StoreError {
+                    operation: "BatchGetItem",
+                    detail: format!(
+                        "{} keys still unprocessed after {UNPROCESSED_RETRIES} retries",
+                        unprocessed.keys().len()
+                    ),
+                }
+                .into());
+            }
+            // Unprocessed keys mean throttling: back off before asking again.
+            tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+            pending = unprocessed;
+        }
+    }
+
+    /// One page of the active suppressions, newest first when filtered by `reason` (through
+    /// `by-reason`), in table order otherwise (a Scan). `cursor` is the `next_cursor` of the
+    /// previous page of the same listing; `limit` is clamped to 1..=1000. A page may hold fewer
+    /// than `limit` entries and still have a next cursor (expired entries are skipped).
+    pub async fn list(
+        &self,
+        reason: Option<SuppressionReason>,
+        cursor: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<SuppressionPage, SuppressionStoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut start = cursor.map(|c| decode_cursor(c, reason)).transpose()?;
+        let now_s = AttributeValue::N(now.unix_timestamp().to_string());
+        let mut items = Vec::new();
+        for _ in 0..LIST_ROUND_TRIPS {
+            let want = i32::try_from(limit - items.len()).unwrap_or(i32::MAX);
+            let (page, last) = match reason {
+                Some(reason) => {
+                    let output = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name(BY_REASON_INDEX)
+                        .key_condition_expression("reason = :reason")
+                        .filter_expression("attribute_not_exists(expires_at) OR expires_at > :now")
+                        .expression_attribute_values(":reason", s(reason.as_str()))
+                        .expression_attribute_values(":now", now_s.clone())
+                        .scan_index_forward(false)
+                        .limit(want)
+                        .set_exclusive_start_key(start.take())
+                        .send()
+                        .await
+                        .map_err(|e| self.failed("Query", e))?;
+                    (output.items, output.last_evaluated_key)
+                }
+                None => {
+                    let output = self
+                        .client
+                        .scan()
+                        .table_name(&self.table)
+                        .filter_expression(
+                            "sk = :sk AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+                        )
+                        .expression_attribute_values(":sk", s(SUPPRESSION_SK))
+                        .expression_attribute_values(":now", now_s.clone())
+                        .limit(want)
+                        .set_exclusive_start_key(start.take())
+                        .send()
+                        .await
+                        .map_err(|e| self.failed("Scan", e))?;
+                    (output.items, output.last_evaluated_key)
+                }
+            };
+            for item in page.unwrap_or_default() {
+                let entry = suppression_of(&item)?;
+                if entry.is_active_at(now) {
+                    items.push(entry);
+                }
+            }
+            start = last.filter(|k| !k.is_empty());
+            if start.is_none() || items.len() >= limit {
+                break;
+            }
+        }
+        Ok(SuppressionPage {
+            items,
+            next_cursor: start.as_ref().and_then(encode_cursor),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn entry() -> Suppression {
+        Suppression::new(
+            &EmailAddress::parse("Jane@Example.com").unwrap(),
+            SuppressionReason::Complaint,
+            datetime!(2026-03-01 12:00:00.5 UTC),
+        )
+        .expiring_at(datetime!(2026-04-01 00:00:00 UTC))
+        .unwrap()
+        .with_note("asked by support")
+        .unwrap()
+    }
+
+    #[test]
+    fn items_round_trip_with_a_sortable_creation_time() {
+        let entry = entry();
+        let item = item_of(&entry).unwrap();
+        assert_eq!(item["pk"].as_s().unwrap(), "jane@example.com");
+        assert_eq!(item["sk"].as_s().unwrap(), "SUPPRESSION");
+        assert_eq!(item["reason"].as_s().unwrap(), "complaint");
+        assert_eq!(
+            item["created_at"].as_s().unwrap(),
+            "2026-03-01T12:00:00.500Z"
+        );
+        assert_eq!(item["expires_at"].as_n().unwrap(), "1775001600");
+        assert_eq!(suppression_of(&item).unwrap(), entry);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_belong_to_their_listing() {
+        let key: Item = HashMap::from([
+            ("pk".to_owned(), s("a@example.com")),
+            ("sk".to_owned(), s(SUPPRESSION_SK)),
+            ("reason".to_owned(), s("manual")),
+            ("created_at".to_owned(), s("2026-03-01T12:00:00.500Z")),
+        ]);
+        let cursor = encode_cursor(&key).unwrap();
+        assert_eq!(
+            decode_cursor(&cursor, Some(SuppressionReason::Manual)).unwrap(),
+            key
+        );
+        for (cursor, reason) in [
+            (cursor.as_str(), Some(SuppressionReason::Complaint)),
+            (cursor.as_str(), None),
+            ("not base64!", None),
+            ("e30", None),
+        ] {
+            assert!(
+                matches!(
+                    decode_cursor(cursor, reason),
+                    Err(SuppressionStoreError::InvalidCursor)
+                ),
+                "{cursor} {reason:?}"
+            );
+        }
+    }
+}
