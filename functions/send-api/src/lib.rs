@@ -3,6 +3,7 @@
 //! suppression routes arrive with the send issue.
 
 pub mod auth;
+mod messages;
 mod suppressions;
 
 use lambda_http::http::{Method, StatusCode};
@@ -101,6 +102,7 @@ impl SendApi {
             )
             .into_response(),
             (_, p) if suppressions::is_suppressions_path(p) => self.suppressions(&request, p).await,
+            (_, p) if messages::is_message_path(p) => self.message(&request, p).await,
             _ => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",

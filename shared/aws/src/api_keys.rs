@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use mailgate_core::{
     ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, KeyHash, Scope, Scopes,
@@ -185,15 +185,10 @@ impl DynamoDbApiKeys {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        // The modelled error code (the same for every operation that names a table), not text.
-        if err.as_service_error().and_then(|e| e.code()) == Some("ResourceNotFoundException") {
-            return ApiKeyStoreError::TableNotFound(self.table.clone());
+        match crate::receipts::unless_table_missing(operation, err) {
+            Some(e) => e.into(),
+            None => ApiKeyStoreError::TableNotFound(self.table.clone()),
         }
-        StoreError {
-            operation,
-            detail: DisplayErrorContext(err).to_string(),
-        }
-        .into()
     }
 
     /// Stores a new key; fails with `AlreadyExists` when its hash is stored already.

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use mailgate_core::idempotency::decide;
@@ -162,19 +162,16 @@ impl DynamoDbIdempotencyStore {
         &self.table
     }
 
+    /// Classifies an SDK error: a missing table is named, anything else is `Unavailable`.
     fn failed<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> IdempotencyStoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        if err.as_service_error().and_then(|e| e.code()) == Some("ResourceNotFoundException") {
-            return IdempotencyStoreError::TableNotFound(self.table.clone());
+        match crate::receipts::unless_table_missing(operation, err) {
+            Some(e) => e.into(),
+            None => IdempotencyStoreError::TableNotFound(self.table.clone()),
         }
-        StoreError {
-            operation,
-            detail: DisplayErrorContext(err).to_string(),
-        }
-        .into()
     }
 
     /// Claims `scoped_key` for a request with `fingerprint` at `now`, for `lease` (tie it to the

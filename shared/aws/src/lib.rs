@@ -28,3 +28,8 @@ pub mod idempotency;
 pub use idempotency::{Claim, ClaimOutcome, DynamoDbIdempotencyStore, IdempotencyStoreError};
 pub mod provider_health;
 pub use provider_health::{DynamoDbProviderHealth, ProviderHealthConfig, ProviderHealthError};
+pub mod messages;
+pub use messages::{
+    Cancellation, DynamoDbMessages, INLINE_CONTENT_LIMIT, MessageStoreError, StoredMessage,
+    message_pk, provider_message_key,
+};

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use mailgate_core::{
     Admission, BreakerConfig, BreakerState, CircuitStatus, ProviderId, RateLimit, TakeDenied,
@@ -256,19 +256,16 @@ impl DynamoDbProviderHealth {
         &self.config
     }
 
+    /// Classifies an SDK error: a missing table is named, anything else is `Unavailable`.
     fn failed<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> ProviderHealthError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        if err.as_service_error().and_then(|e| e.code()) == Some("ResourceNotFoundException") {
-            return ProviderHealthError::TableNotFound(self.table.clone());
+        match crate::receipts::unless_table_missing(operation, err) {
+            Some(e) => e.into(),
+            None => ProviderHealthError::TableNotFound(self.table.clone()),
         }
-        StoreError {
-            operation,
-            detail: DisplayErrorContext(err).to_string(),
-        }
-        .into()
     }
 
     fn cached<T: Clone>(

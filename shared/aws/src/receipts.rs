@@ -42,6 +42,22 @@ impl StoreError {
     }
 }
 
+/// An SDK error as a `StoreError`, or `None` when it says the table does not exist (the modelled
+/// code every operation that names a table shares), which adapters report by name.
+pub(crate) fn unless_table_missing<E, R>(
+    operation: &'static str,
+    err: aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> Option<StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if err.as_service_error().and_then(|e| e.code()) == Some("ResourceNotFoundException") {
+        return None;
+    }
+    Some(StoreError::new(operation, err))
+}
+
 /// Why a receipt was not recorded.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RecordError {

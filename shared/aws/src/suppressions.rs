@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -237,14 +237,10 @@ impl DynamoDbSuppressionList {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        if err.as_service_error().and_then(|e| e.code()) == Some("ResourceNotFoundException") {
-            return SuppressionStoreError::TableNotFound(self.table.clone());
+        match crate::receipts::unless_table_missing(operation, err) {
+            Some(e) => e.into(),
+            None => SuppressionStoreError::TableNotFound(self.table.clone()),
         }
-        StoreError {
-            operation,
-            detail: DisplayErrorContext(err).to_string(),
-        }
-        .into()
     }
 
     /// Stores `entry`, replacing any suppression of the same address (upsert).

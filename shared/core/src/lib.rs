@@ -71,3 +71,11 @@ pub mod send_request;
 pub use send_request::{
     BatchSendRequest, FieldError, SendLimits, SendRequest, SendValidation, ValidatedSend,
 };
+
+// The message record: states, recipient statuses, send attempts and their precedence rules.
+pub mod message;
+
+pub use message::{
+    AttemptOutcome, MessageRecord, MessageState, Recipient, RecipientKind, RecipientStatus,
+    ReleaseQueue, SendAttempt, UnknownStatus, initial_state,
+};

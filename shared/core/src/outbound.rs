@@ -84,8 +84,25 @@ pub struct Attachment {
     pub filename: String,
     /// The MIME type, e.g. `application/pdf`.
     pub content_type: String,
-    /// The decoded content.
+    /// The decoded content (serialized as standard base64, so stored content stays compact).
+    #[serde(with = "base64_bytes")]
     pub content: Vec<u8>,
+}
+
+/// Serde for bytes as one standard base64 string.
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl fmt::Debug for Attachment {
@@ -264,6 +281,25 @@ mod tests {
             content: b"secret".to_vec(),
         };
         assert!(!format!("{attachment:?}").contains("secret"));
+    }
+
+    #[test]
+    fn an_email_round_trips_through_json_with_base64_attachments() {
+        let mut email = OutboundEmail::new(
+            MessageId::generate(),
+            Mailbox::named(addr("from@example.com"), "From"),
+            addr("to@example.com"),
+            "Hi",
+        );
+        email.attachments.push(Attachment {
+            filename: "a.bin".into(),
+            content_type: "application/octet-stream".into(),
+            content: vec![0, 1, 2, 255],
+        });
+        let json = serde_json::to_value(&email).unwrap();
+        assert_eq!(json["attachments"][0]["content"], "AAEC/w==");
+        let back: OutboundEmail = serde_json::from_value(json).unwrap();
+        assert_eq!(back, email);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod send;
 pub mod sqs;
 pub mod webhook;
 

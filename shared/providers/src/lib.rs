@@ -3,6 +3,7 @@
 //! verification for SendGrid and Mailgun is here; sending and payload parsing fill in with the
 //! send and webhook issues.
 
+pub mod config;
 pub mod mailgun;
 pub mod postmark;
 pub mod send;

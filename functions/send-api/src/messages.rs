@@ -1,0 +1,185 @@
+//! The status endpoints of one message:
+//!
+//! - `GET /v1/messages/{id}` (scope `read`): `{"id", "state", "category", "provider",
+//!   "provider_message_id", "created_at", "send_at", "recipients": [{"address", "type",
+//!   "status"}], "attempts": [{"provider", "at", "outcome", "provider_message_id",
+//!   "error_category", "error_code"}], "events": []}` with RFC 3339 times (`events` is filled by
+//!   the event processor's history).
+//! - `DELETE /v1/messages/{id}` (scope `send`): cancels a `scheduled` or `paused` message and
+//!   answers 200 with its summary (state `cancelled`); 409 `not_cancellable` with the current
+//!   `state` otherwise.
+//!
+//! Both answer 404 `not_found` for an id that is unknown, malformed, or belongs to the other
+//! environment: every key sees every message of its own environment (keys are rotated, and the
+//! team reads what any of its keys sent) and nothing of the other one, so a `test` key never
+//! learns that a `live` message exists.
+//!
+//! Only paths `/v1/messages/msg_…` are routed here; the collection routes live elsewhere.
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use mailgate_aws::{Cancellation, DynamoDbMessages, MessageStoreError, StoredMessage, Table};
+use mailgate_core::{MessageId, MessageRecord, Requirement, Scope, SendAttempt, UnixMillis};
+use mailgate_lambda::http::{ApiError, json_response};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::SendApi;
+
+const PREFIX: &str = "/v1/messages/";
+
+/// Whether `path` (without a trailing slash) is one message's path, `/v1/messages/msg_…`.
+pub(crate) fn is_message_path(path: &str) -> bool {
+    path.strip_prefix(PREFIX)
+        .is_some_and(|id| id.starts_with(MessageId::PREFIX) && !id.contains('/'))
+}
+
+fn time_json(at: UnixMillis) -> Value {
+    at.to_datetime()
+        .format(&Rfc3339)
+        .map_or(Value::Null, Value::String)
+}
+
+/// The summary of a message as the API shows it (without attempts and events).
+fn summary_json(record: &MessageRecord) -> Value {
+    json!({
+        "id": record.id.as_str(),
+        "state": record.state.as_str(),
+        "category": record.category.as_str(),
+        "provider": record.provider.map(|p| p.as_str()),
+        "provider_message_id": record.provider_message_id,
+        "created_at": time_json(record.created_at),
+        "send_at": record.send_at.map_or(Value::Null, time_json),
+        "recipients": record.recipients.iter().map(|r| json!({
+            "address": r.address.as_str(),
+            "type": r.kind.as_str(),
+            "status": record.recipient_status(r).as_str(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn attempt_json(attempt: &SendAttempt) -> Value {
+    json!({
+        "provider": attempt.provider.as_str(),
+        "at": time_json(attempt.at),
+        "outcome": attempt.outcome.as_str(),
+        "provider_message_id": attempt.provider_message_id,
+        "error_category": attempt.error_category.map(|c| c.as_str()),
+        "error_code": attempt.error_code,
+    })
+}
+
+/// The full JSON of `GET /v1/messages/{id}`.
+pub fn message_json(message: &StoredMessage) -> Value {
+    let mut body = summary_json(&message.record);
+    body["attempts"] = message.attempts.iter().map(attempt_json).collect();
+    body["events"] = json!([]);
+    body
+}
+
+fn not_found(id: &str) -> Response<Body> {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no message {id}"),
+    )
+    .into_response()
+}
+
+/// The store failed: the cause is logged, the caller gets an opaque answer.
+fn store_failed(err: &MessageStoreError) -> Response<Body> {
+    tracing::error!(error = %err, "message store operation failed");
+    match err {
+        MessageStoreError::Unavailable { .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "the message store is unavailable; try again",
+        ),
+        _ => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error",
+        ),
+    }
+    .into_response()
+}
+
+impl SendApi {
+    fn message_store(&self) -> DynamoDbMessages {
+        DynamoDbMessages::new(
+            self.clients.dynamodb.clone(),
+            self.config.names.table(Table::Messages).to_owned(),
+        )
+    }
+
+    /// Routes a request whose path [`is_message_path`].
+    pub(crate) async fn message(&self, request: &Request, path: &str) -> Response<Body> {
+        let raw_id = path.strip_prefix(PREFIX).unwrap_or_default();
+        let scope = match *request.method() {
+            Method::GET => Scope::Read,
+            Method::DELETE => Scope::Send,
+            _ => {
+                return ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "use GET or DELETE /v1/messages/{id}",
+                )
+                .into_response();
+            }
+        };
+        let key = match self.authenticate(request, Requirement::Scope(scope)).await {
+            Ok(key) => key,
+            Err(refused) => return refused,
+        };
+        let Ok(id) = MessageId::parse(raw_id) else {
+            return not_found(raw_id);
+        };
+        if scope == Scope::Read {
+            match self.message_store().get(&id).await {
+                Ok(Some(message)) if message.record.visible_to(key.environment) => {
+                    json_response(StatusCode::OK, &message_json(&message))
+                }
+                Ok(_) => not_found(raw_id),
+                Err(e) => store_failed(&e),
+            }
+        } else {
+            let now = UnixMillis::from(OffsetDateTime::now_utc());
+            match self.message_store().cancel(&id, key.environment, now).await {
+                Ok(Cancellation::Cancelled(record)) => {
+                    tracing::info!(message_id = %id, key_id = %key.id, "message cancelled");
+                    json_response(StatusCode::OK, &summary_json(&record))
+                }
+                Ok(Cancellation::NotCancellable(state)) => json_response(
+                    StatusCode::CONFLICT,
+                    &json!({"error": {
+                        "code": "not_cancellable",
+                        "message": format!(
+                            "only scheduled or paused messages can be cancelled; this one is {state}"
+                        ),
+                        "state": state.as_str(),
+                    }}),
+                ),
+                Ok(Cancellation::NotFound) => not_found(raw_id),
+                Err(e) => store_failed(&e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_only_single_message_paths() {
+        assert!(is_message_path(
+            "/v1/messages/msg_0123456789abcdefghjkmnpqrs"
+        ));
+        assert!(is_message_path("/v1/messages/msg_short"));
+        assert!(!is_message_path("/v1/messages"));
+        assert!(!is_message_path("/v1/messages/batch"));
+        assert!(!is_message_path("/v1/messages/msg_x/events"));
+        assert!(!is_message_path("/v1/messagesmsg_x"));
+    }
+}
