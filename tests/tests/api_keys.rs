@@ -27,7 +27,7 @@ fn json_body(r: &Response<Body>) -> Value {
 fn api(t: &TestStack) -> SendApi {
     let config = SendApiConfig::from_lookup(t.function_env("send-api"))
         .expect("the template configures send-api");
-    SendApi::new(config, t.clients.clone())
+    SendApi::new(config, t.clients.clone()).unwrap()
 }
 
 fn keys(t: &TestStack) -> DynamoDbApiKeys {

@@ -22,7 +22,7 @@ fn request(name: &str) -> lambda_http::Request {
 async fn api(t: &TestStack) -> SendApi {
     let config = SendApiConfig::from_lookup(t.function_env("send-api"))
         .expect("the template configures send-api");
-    SendApi::new(config, t.clients.clone())
+    SendApi::new(config, t.clients.clone()).unwrap()
 }
 
 #[tokio::test]
@@ -123,7 +123,7 @@ async fn health_is_503_when_the_emulator_cannot_be_reached() {
     // A loopback port nobody listens on: every check is unreachable, none is "missing".
     let dead = mailgate_tests::sdk_config("http://127.0.0.1:9").await;
     let config = SendApiConfig::from_lookup(t.function_env("send-api")).unwrap();
-    let api = SendApi::new(config, mailgate_aws::AwsClients::new(&dead));
+    let api = SendApi::new(config, mailgate_aws::AwsClients::new(&dead)).unwrap();
     let response = api.handle(request("send-api/get-health.json")).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = json(&response);

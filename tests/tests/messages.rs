@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 fn api(t: &TestStack) -> SendApi {
     let config = SendApiConfig::from_lookup(t.function_env("send-api"))
         .expect("the template configures send-api");
-    SendApi::new(config, t.clients.clone())
+    SendApi::new(config, t.clients.clone()).unwrap()
 }
 
 fn store(t: &TestStack) -> DynamoDbMessages {

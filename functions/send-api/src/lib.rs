@@ -1,19 +1,28 @@
-//! `send-api`: the HTTP API behind API Gateway. Today it serves `GET /v1/health`
-//! (unauthenticated) and `GET /v1/keys/self` (any valid API key); the send, status and
-//! suppression routes arrive with the send issue.
+//! `send-api`: the HTTP API behind API Gateway: `GET /v1/health` (unauthenticated),
+//! `GET /v1/keys/self` (any valid API key), `POST /v1/messages` and `POST /v1/messages/batch`
+//! (scope `send`), `GET|DELETE /v1/messages/{id}` and the suppression routes.
 
 pub mod auth;
 mod messages;
+pub mod send;
 mod suppressions;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use mailgate_aws::{
-    AwsClients, ConfigError, DynamoDbApiKeys, Queue, ResourceNames, Table, check_resources,
+    AwsClients, ConfigError, DynamoDbApiKeys, DynamoDbMessages, DynamoDbProviderHealth, Queue,
+    ResourceNames, SqsSendQueue, Table, check_resources,
 };
 use mailgate_core::{AuthenticatedKey, Requirement};
+use mailgate_lambda::delivery::MessageDelivery;
 use mailgate_lambda::health::health_response;
 use mailgate_lambda::http::{ApiError, json_response};
+use mailgate_lambda::send::{SendService, SendServiceError, provider_health_config};
+use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
+use mailgate_providers::send::HttpClientError;
 
 use crate::auth::Authenticator;
 
@@ -30,11 +39,20 @@ pub const TABLES: &[Table] = &[
 /// The queues the send API writes.
 pub const QUEUES: &[Queue] = &[Queue::Send];
 
+/// How long a completed idempotency record is replayed, in hours (default 24).
+pub const IDEMPOTENCY_RETENTION_VAR: &str = "IDEMPOTENCY_RETENTION_HOURS";
+/// The default idempotency retention.
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 /// Typed configuration of the send API, loaded once per cold start.
 #[derive(Debug, Clone)]
 pub struct SendApiConfig {
     /// Tables and queues.
     pub names: ResourceNames,
+    /// The providers to send through, their credentials and the send budget.
+    pub providers: ProvidersConfig,
+    /// How long a completed `Idempotency-Key` replays its response.
+    pub idempotency_retention: Duration,
 }
 
 impl SendApiConfig {
@@ -43,12 +61,67 @@ impl SendApiConfig {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
-    /// Reads the configuration through `lookup`.
+    /// Reads the configuration through `lookup`; every problem is reported at once.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            names: ResourceNames::from_lookup(TABLES, QUEUES, lookup)?,
-        })
+        let mut problems = Vec::new();
+        let names = ResourceNames::from_lookup(TABLES, QUEUES, &lookup)
+            .map_err(|e| problems.extend(e.problems))
+            .ok();
+        let providers = ProvidersConfig::from_lookup(&lookup)
+            .map_err(|e| problems.extend(e.problems))
+            .ok();
+        let idempotency_retention = match lookup(IDEMPOTENCY_RETENTION_VAR)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        {
+            None => DEFAULT_IDEMPOTENCY_RETENTION,
+            Some(v) => match v.parse::<u64>() {
+                Ok(hours @ 1..=8760) => Duration::from_secs(hours * 3600),
+                _ => {
+                    problems.push(format!(
+                        "{IDEMPOTENCY_RETENTION_VAR} must be a whole number of hours from 1 to 8760, got {v:?}"
+                    ));
+                    DEFAULT_IDEMPOTENCY_RETENTION
+                }
+            },
+        };
+        match (names, providers) {
+            (Some(names), Some(providers)) if problems.is_empty() => Ok(Self {
+                names,
+                providers,
+                idempotency_retention,
+            }),
+            _ => Err(ConfigError { problems }),
+        }
     }
+}
+
+/// The send API cannot be wired from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SendApiError {
+    /// A provider's HTTP client could not be built.
+    #[error(transparent)]
+    HttpClient(#[from] HttpClientError),
+    /// The send service is inconsistent with the provider order.
+    #[error(transparent)]
+    Service(#[from] SendServiceError),
+}
+
+/// Cold start: resolves the provider secrets (`ssm:`/`secretsmanager:` references when
+/// deployed), loads the configuration, wires the API and serves requests.
+pub async fn run() -> Result<(), lambda_http::Error> {
+    mailgate_lambda::init_tracing();
+    let sdk = mailgate_aws::load_sdk_config().await;
+    let secrets =
+        mailgate_aws::resolve_from_env(&mailgate_aws::SsmClient::new(&sdk), SECRET_VARIABLES)
+            .await?;
+    let config = SendApiConfig::from_lookup(secrets.lookup_or_env())?;
+    let api = SendApi::new(config, AwsClients::new(&sdk))?;
+    let api = &api;
+    lambda_http::run(lambda_http::service_fn(move |request: Request| async move {
+        Ok::<_, lambda_http::Error>(api.handle(request).await)
+    }))
+    .await
 }
 
 /// The send API with its clients.
@@ -57,20 +130,42 @@ pub struct SendApi {
     config: SendApiConfig,
     clients: AwsClients,
     auth: Authenticator,
+    delivery: Arc<MessageDelivery>,
 }
 
 impl SendApi {
-    /// Wires the API.
-    pub fn new(config: SendApiConfig, clients: AwsClients) -> Self {
+    /// Wires the API: the key check, and the send path over the configured providers.
+    pub fn new(config: SendApiConfig, clients: AwsClients) -> Result<Self, SendApiError> {
         let auth = Authenticator::new(DynamoDbApiKeys::new(
             clients.dynamodb.clone(),
             config.names.table(Table::ApiKeys),
         ));
-        Self {
+        let providers = &config.providers;
+        let health = DynamoDbProviderHealth::new(
+            clients.dynamodb.clone(),
+            config.names.table(Table::Control),
+            provider_health_config(providers),
+        );
+        let service = SendService::new(
+            providers.senders(|| clients.ses.clone())?,
+            providers.order.clone(),
+            providers.failover_policy(),
+            Arc::new(health),
+        )?;
+        let delivery = MessageDelivery::new(
+            DynamoDbMessages::new(
+                clients.dynamodb.clone(),
+                config.names.table(Table::Messages).to_owned(),
+            ),
+            SqsSendQueue::new(clients.sqs.clone(), config.names.queue_url(Queue::Send)),
+            Arc::new(service),
+        );
+        Ok(Self {
             config,
             clients,
             auth,
-        }
+            delivery: Arc::new(delivery),
+        })
     }
 
     /// Authenticates the request's `Authorization: Bearer <key>` for a route with
@@ -99,6 +194,20 @@ impl SendApi {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "use GET /v1/keys/self",
+            )
+            .into_response(),
+            (&Method::POST, "/v1/messages") => self.send(&request).await,
+            (&Method::POST, "/v1/messages/batch") => self.send_batch(&request).await,
+            (_, "/v1/messages") => ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use POST /v1/messages",
+            )
+            .into_response(),
+            (_, "/v1/messages/batch") => ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use POST /v1/messages/batch",
             )
             .into_response(),
             (_, p) if suppressions::is_suppressions_path(p) => self.suppressions(&request, p).await,

@@ -1,45 +1,186 @@
-//! `send-worker`: consumes the send queue (messages accepted onto the asynchronous send path). The processing of its messages
-//! arrives with a later issue; until then every record stays on the queue so nothing is lost.
+//! `send-worker`: consumes the send queue (messages accepted onto the asynchronous send path:
+//! batch sends, deferred retries, released scheduled and paused mail). Each record is the
+//! pointer `{"v":1,"message_id":"msg_…"}`; the message is loaded from the messages table and
+//! delivered by the same [`MessageDelivery`] the API uses.
+//!
+//! Per record (reported through `batchItemFailures`):
+//! - malformed body, unknown message or missing content → logged and acknowledged (poison: a
+//!   retry cannot fix it);
+//! - the message is no longer `queued` (sent, failed, cancelled, …) → acknowledged without a
+//!   send: SQS delivers at least once, so a redelivered pointer must not send twice;
+//! - the message is still `scheduled`/`paused` (the sweeper enqueues before it marks the
+//!   release) → left on the queue until the mark lands;
+//! - DynamoDB unreachable before any provider call, or a deferral that could not be enqueued →
+//!   left on the queue (retried, then the dead-letter queue);
+//! - the outcome could not be recorded after a provider was called → logged and acknowledged
+//!   (sending again could deliver twice).
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, Table};
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use mailgate_aws::{
+    AwsClients, ConfigError, DynamoDbMessages, DynamoDbProviderHealth, Queue, ResourceNames,
+    SendQueueMessage, SqsSendQueue, Table,
+};
+use mailgate_core::MessageState;
+use mailgate_lambda::delivery::{DeliveryError, MessageDelivery, StoredDelivery};
+use mailgate_lambda::send::{SendService, SendServiceError, provider_health_config};
+use mailgate_lambda::sqs::{RecordOutcome, drive_batch};
+use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
+use mailgate_providers::send::HttpClientError;
 
 /// The Lambda function name.
 pub const FUNCTION_NAME: &str = "send-worker";
+/// The tables the worker reads and writes.
+pub const TABLES: &[Table] = &[Table::Messages, Table::Control];
+/// The queues it reads and writes.
+pub const QUEUES: &[Queue] = &[Queue::Send];
 
 /// Typed configuration, loaded once per cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Tables and queues.
     pub names: ResourceNames,
+    /// The providers to send through.
+    pub providers: ProvidersConfig,
 }
 
 impl Config {
-    /// Reads the configuration from the environment.
+    /// Reads the configuration from the environment (secrets as literals).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            names: ResourceNames::from_env(&[Table::Messages], &[Queue::Send])?,
-        })
+        Self::from_lookup(|k| std::env::var(k).ok())
     }
+
+    /// Reads the configuration through `lookup`; every problem is reported at once.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let names = ResourceNames::from_lookup(TABLES, QUEUES, &lookup)
+            .map_err(|e| problems.extend(e.problems))
+            .ok();
+        let providers = ProvidersConfig::from_lookup(&lookup)
+            .map_err(|e| problems.extend(e.problems))
+            .ok();
+        match (names, providers) {
+            (Some(names), Some(providers)) => Ok(Self { names, providers }),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+}
+
+/// The worker cannot be wired from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A provider's HTTP client could not be built.
+    #[error(transparent)]
+    HttpClient(#[from] HttpClientError),
+    /// The send service is inconsistent with the provider order.
+    #[error(transparent)]
+    Service(#[from] SendServiceError),
 }
 
 /// The function with its clients.
 #[derive(Debug, Clone)]
 pub struct Function {
-    #[allow(dead_code)] // read by the processing that lands with the later issue
     config: Config,
-    #[allow(dead_code)]
-    clients: AwsClients,
+    delivery: Arc<MessageDelivery>,
 }
 
 impl Function {
     /// Wires the function.
-    pub fn new(config: Config, clients: AwsClients) -> Self {
-        Self { config, clients }
+    pub fn new(config: Config, clients: AwsClients) -> Result<Self, WorkerError> {
+        let providers = &config.providers;
+        let health = DynamoDbProviderHealth::new(
+            clients.dynamodb.clone(),
+            config.names.table(Table::Control),
+            provider_health_config(providers),
+        );
+        let service = SendService::new(
+            providers.senders(|| clients.ses.clone())?,
+            providers.order.clone(),
+            providers.failover_policy(),
+            Arc::new(health),
+        )?;
+        let delivery = MessageDelivery::new(
+            DynamoDbMessages::new(
+                clients.dynamodb.clone(),
+                config.names.table(Table::Messages).to_owned(),
+            ),
+            SqsSendQueue::new(clients.sqs.clone(), config.names.queue_url(Queue::Send)),
+            Arc::new(service),
+        );
+        Ok(Self {
+            config,
+            delivery: Arc::new(delivery),
+        })
     }
 
     /// Handles one SQS batch, reporting the records to retry.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        mailgate_lambda::sqs::hold_batch(FUNCTION_NAME, event).await
+        drive_batch(event, |record| self.process(record)).await
     }
+
+    /// One record.
+    async fn process(&self, record: SqsMessage) -> RecordOutcome {
+        let body = record.body.as_deref().unwrap_or_default();
+        let message = match SendQueueMessage::parse(body) {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::error!(sqs_message_id = record.message_id.as_deref().unwrap_or("-"), error = %err, "poison record acknowledged");
+                return RecordOutcome::Done;
+            }
+        };
+        let id = &message.message_id;
+        let budget = self.config.providers.send_budget;
+        match self.delivery.deliver_stored(id, budget).await {
+            Ok(StoredDelivery::Delivered(d)) => {
+                tracing::info!(message_id = %id, state = d.state.as_str(), provider = ?d.provider.map(|p| p.as_str()), "message delivered");
+                RecordOutcome::Done
+            }
+            // The sweeper enqueues a released message before it marks it `queued` (so a crash
+            // between the two cannot lose it): a pointer can arrive first. Leave it on the
+            // queue; it comes back after the visibility timeout, by when the mark has landed.
+            Ok(StoredDelivery::NotQueued(
+                state @ (MessageState::Scheduled | MessageState::Paused),
+            )) => RecordOutcome::Retry(format!(
+                "message {id} is still {} (release not yet recorded)",
+                state.as_str()
+            )),
+            Ok(StoredDelivery::NotQueued(state)) => {
+                tracing::info!(message_id = %id, state = state.as_str(), "message is no longer queued; not sent again");
+                RecordOutcome::Done
+            }
+            Err(DeliveryError::NotFound(_)) => {
+                tracing::error!(message_id = %id, "no such message (or no content); record acknowledged");
+                RecordOutcome::Done
+            }
+            Err(DeliveryError::Record {
+                provider_called: true,
+                source,
+                ..
+            }) => {
+                tracing::error!(message_id = %id, error = %source, "provider called but the outcome was not recorded; not retried to avoid a second send");
+                RecordOutcome::Done
+            }
+            Err(err) => RecordOutcome::Retry(err.to_string()),
+        }
+    }
+}
+
+/// Cold start: resolves the provider secrets, loads the configuration, wires the worker and
+/// serves batches.
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    mailgate_lambda::init_tracing();
+    let sdk = mailgate_aws::load_sdk_config().await;
+    let secrets =
+        mailgate_aws::resolve_from_env(&mailgate_aws::SsmClient::new(&sdk), SECRET_VARIABLES)
+            .await?;
+    let config = Config::from_lookup(secrets.lookup_or_env())?;
+    let function = Function::new(config, AwsClients::new(&sdk))?;
+    let function = &function;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
+            Ok::<_, lambda_runtime::Error>(function.handle(event.payload).await)
+        },
+    ))
+    .await
 }

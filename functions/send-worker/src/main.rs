@@ -1,17 +1,9 @@
-//! `send-worker`: wiring only; the handler is `send_worker::Function`.
+//! `send-worker`: wiring only; the cold start and the handler are in the library
+//! (`send_worker::run`, `send_worker::Function`).
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use mailgate_aws::AwsClients;
-use send_worker::{Config, Function};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    mailgate_lambda::init_tracing();
-    let function = Function::new(Config::from_env()?, AwsClients::from_env().await);
-    let function = &function;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(function.handle(event.payload).await)
-    }))
-    .await
+    send_worker::run().await
 }

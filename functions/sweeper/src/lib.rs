@@ -1,14 +1,22 @@
-//! `sweeper`: runs on an EventBridge schedule. Today's job re-enqueues webhook receipts left
+//! `sweeper`: runs on an EventBridge schedule. Its jobs: re-enqueue webhook receipts left
 //! `received` for longer than `WEBHOOK_REQUEUE_AFTER_SECS` (the enqueue after persisting
-//! failed, or the function died between the two); releasing due scheduled and resumed sends
-//! arrives with the send issue. Each tick reports what every job moved.
+//! failed, or the function died between the two); `release_scheduled`, which puts scheduled
+//! messages due within 15 minutes on the send queue; and `release_paused`, which releases bulk
+//! messages held by the pause switch once it is off (see [`release`] for the order of the steps).
+//! Each tick reports what every job moved.
+
+pub mod release;
 
 use std::sync::Arc;
 
-use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, StoreError, Table};
-use mailgate_core::{Clock, ProviderId, SystemClock};
+use mailgate_aws::{
+    AwsClients, ConfigError, DynamoDbMessages, DynamoDbSendControls, Queue, ResourceNames,
+    StoreError, Table,
+};
+use mailgate_core::{Clock, ProviderId, SystemClock, UnixMillis};
 use mailgate_lambda::ingest::Ingestion;
 use mailgate_lambda::webhook::positive_setting;
+use release::{Release, ReleaseError};
 use serde::{Deserialize, Serialize};
 
 /// The Lambda function name.
@@ -36,7 +44,12 @@ impl Config {
     /// Reads the configuration through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let names = ResourceNames::from_lookup(
-            &[Table::Messages, Table::Receipts, Table::Dedupe],
+            &[
+                Table::Messages,
+                Table::Receipts,
+                Table::Dedupe,
+                Table::Control,
+            ],
             &[Queue::Send, Queue::Events],
             &lookup,
         );
@@ -57,6 +70,17 @@ impl Config {
             }
         }
     }
+}
+
+/// Why a tick failed (after every job ran).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SweepError {
+    /// Webhook receipts could not be read or re-enqueued.
+    #[error(transparent)]
+    Receipts(#[from] StoreError),
+    /// Held messages could not be released.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
 }
 
 /// The fields of an EventBridge scheduled event the sweeper reads.
@@ -83,6 +107,7 @@ pub struct SweepReport {
 pub struct Sweeper {
     config: Config,
     ingestion: Ingestion,
+    release: Release,
     clock: Arc<dyn Clock>,
 }
 
@@ -104,16 +129,26 @@ impl Sweeper {
     pub fn with_clock(config: Config, clients: AwsClients, clock: Arc<dyn Clock>) -> Self {
         // Retention and replay windows only matter when recording; the sweeper never records.
         let ingestion = Ingestion::on(&clients, &config.names, 0, 0);
+        let release = Release::new(
+            DynamoDbMessages::new(
+                clients.dynamodb.clone(),
+                config.names.table(Table::Messages).to_owned(),
+            ),
+            DynamoDbSendControls::new(clients.dynamodb.clone(), config.names.table(Table::Control)),
+            clients.sqs.clone(),
+            config.names.queue_url(Queue::Send),
+        );
         Self {
             config,
             ingestion,
+            release,
             clock,
         }
     }
 
-    /// Runs every job once. A provider whose receipts could not be read is reported as an error
+    /// Runs every job once. A job (or a provider's receipts) that failed is reported as an error
     /// after the others ran, so the invocation fails visibly and EventBridge retries it.
-    pub async fn handle(&self, tick: ScheduledTick) -> Result<SweepReport, StoreError> {
+    pub async fn handle(&self, tick: ScheduledTick) -> Result<SweepReport, SweepError> {
         tracing::info!(detail_type = %tick.detail_type, time = %tick.time, "sweep tick");
         let mut jobs = Vec::new();
         let mut first_error = None;
@@ -136,7 +171,35 @@ impl Sweeper {
                 }
                 Err(e) => {
                     tracing::error!(%provider, error = %e, "could not sweep webhook receipts");
-                    first_error.get_or_insert(e);
+                    first_error.get_or_insert(SweepError::from(e));
+                }
+            }
+        }
+        let now = UnixMillis::from(self.clock.now());
+        for (job, result) in [
+            (
+                "release_scheduled",
+                self.release.release_scheduled(now).await,
+            ),
+            ("release_paused", self.release.release_paused(now).await),
+        ] {
+            match result {
+                Ok(report) => {
+                    if report.released > 0 || report.paused > 0 {
+                        tracing::info!(
+                            job,
+                            released = report.released,
+                            delayed = report.delayed,
+                            paused = report.paused,
+                            skipped = report.skipped,
+                            "released held messages"
+                        );
+                    }
+                    jobs.push((job.to_owned(), report.released));
+                }
+                Err(e) => {
+                    tracing::error!(job, error = %e, "could not release held messages");
+                    first_error.get_or_insert(SweepError::from(e));
                 }
             }
         }

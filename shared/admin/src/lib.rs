@@ -6,20 +6,26 @@
 //! mailgate-admin keys list
 //! mailgate-admin keys revoke key_…
 //! mailgate-admin keys seed --key K --label L --scopes all
+//! mailgate-admin sends pause|resume|status
 //! ```
 //!
 //! Every command works against the AWS endpoint of the standard SDK chain (`AWS_ENDPOINT_URL`
 //! for the local emulator) and the table named by `--table` or `API_KEYS_TABLE`. Exit codes:
-//! 0 success, 1 DynamoDB failed, 2 usage (unknown scope or environment, malformed id or key,
+//! `sends` commands use `--table` or `CONTROL_TABLE` (and, for `status`'s counts, `--messages-table`
+//! or `MESSAGES_TABLE`). Exit codes: 0 success, 1 DynamoDB failed, 2 usage (unknown scope or environment, malformed id or key,
 //! no table given), 3 no key with that id, 4 the table does not exist.
 
 use std::io::Write;
 
 use aws_sdk_dynamodb::Client;
 use clap::{Args, Parser, Subcommand};
-use mailgate_aws::{ApiKeyStoreError, DynamoDbApiKeys, Revocation, Seeded};
+use mailgate_aws::{
+    ApiKeyStoreError, ControlsError, DynamoDbApiKeys, DynamoDbMessages, DynamoDbSendControls,
+    MessageStoreError, Revocation, Seeded,
+};
 use mailgate_core::{
-    ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Scopes, ScopesError,
+    ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, ReleaseQueue, Scopes,
+    ScopesError,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -52,6 +58,40 @@ pub enum Command {
     /// Manage the send API's keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The pause switch of bulk sends.
+    #[command(subcommand)]
+    Sends(SendsCommand),
+}
+
+/// `mailgate-admin sends …`.
+#[derive(Debug, Subcommand)]
+pub enum SendsCommand {
+    /// Holds new bulk messages as `paused` (transactional mail is never paused).
+    Pause {
+        #[command(flatten)]
+        table: ControlTableArg,
+    },
+    /// Lets bulk messages go again; the sweeper releases the paused ones on its next tick.
+    Resume {
+        #[command(flatten)]
+        table: ControlTableArg,
+    },
+    /// Shows the switch and, given the messages table, how many messages are held.
+    Status {
+        #[command(flatten)]
+        table: ControlTableArg,
+        /// The messages table, to count paused and scheduled messages.
+        #[arg(long, value_name = "TABLE", env = "MESSAGES_TABLE")]
+        messages_table: Option<String>,
+    },
+}
+
+/// The control table the switches live in.
+#[derive(Debug, Args)]
+pub struct ControlTableArg {
+    /// The control table (the stack's `mailgate-<env>-control`).
+    #[arg(long = "table", value_name = "TABLE", env = "CONTROL_TABLE")]
+    pub name: String,
 }
 
 /// `mailgate-admin keys …`.
@@ -143,6 +183,18 @@ pub enum AdminError {
     /// Any other storage failure.
     #[error(transparent)]
     Store(ApiKeyStoreError),
+    /// A control table that does not exist.
+    #[error(
+        "the control table {0:?} does not exist: check --table / CONTROL_TABLE, and that \
+         AWS_ENDPOINT_URL and AWS_REGION point at the stack that holds it"
+    )]
+    ControlTableNotFound(String),
+    /// Any other failure of the control table.
+    #[error(transparent)]
+    Controls(ControlsError),
+    /// The messages table could not be read.
+    #[error(transparent)]
+    Messages(#[from] MessageStoreError),
     /// Standard output could not be written.
     #[error("could not write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -158,13 +210,27 @@ impl From<ApiKeyStoreError> for AdminError {
     }
 }
 
+impl From<ControlsError> for AdminError {
+    fn from(err: ControlsError) -> Self {
+        match err {
+            ControlsError::TableNotFound(table) => AdminError::ControlTableNotFound(table),
+            other => AdminError::Controls(other),
+        }
+    }
+}
+
 impl AdminError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AdminError::TableNotFound(_) => EXIT_TABLE_NOT_FOUND,
+            AdminError::TableNotFound(_) | AdminError::ControlTableNotFound(_) => {
+                EXIT_TABLE_NOT_FOUND
+            }
             AdminError::UnknownKey(_) => EXIT_UNKNOWN_KEY,
-            AdminError::Store(_) | AdminError::Output(_) => EXIT_FAILURE,
+            AdminError::Store(_)
+            | AdminError::Controls(_)
+            | AdminError::Messages(_)
+            | AdminError::Output(_) => EXIT_FAILURE,
         }
     }
 }
@@ -193,7 +259,55 @@ fn describe(record: &ApiKeyRecord) -> String {
 pub async fn run(cli: Cli, dynamodb: &Client, out: &mut impl Write) -> Result<(), AdminError> {
     match cli.command {
         Command::Keys(command) => run_keys(command, dynamodb, out).await,
+        Command::Sends(command) => run_sends(command, dynamodb, out).await,
     }
+}
+
+async fn run_sends(
+    command: SendsCommand,
+    dynamodb: &Client,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
+    let controls = |table: ControlTableArg| DynamoDbSendControls::new(dynamodb.clone(), table.name);
+    match command {
+        SendsCommand::Pause { table } => {
+            controls(table).set_bulk_paused(true, now()).await?;
+            writeln!(
+                out,
+                "bulk sends: paused (new bulk messages are held; transactional mail is not)"
+            )?;
+        }
+        SendsCommand::Resume { table } => {
+            controls(table).set_bulk_paused(false, now()).await?;
+            writeln!(
+                out,
+                "bulk sends: running (the sweeper releases paused messages on its next tick)"
+            )?;
+        }
+        SendsCommand::Status {
+            table,
+            messages_table,
+        } => {
+            let pause = controls(table).bulk_pause().await?;
+            let state = if pause.paused { "paused" } else { "running" };
+            match pause.updated_at {
+                Some(at) => writeln!(
+                    out,
+                    "bulk sends: {state} (since {})",
+                    timestamp(at.to_datetime())
+                )?,
+                None => writeln!(out, "bulk sends: {state}")?,
+            }
+            if let Some(table) = messages_table {
+                let messages = DynamoDbMessages::new(dynamodb.clone(), table);
+                let paused = messages.count_held(ReleaseQueue::PausedBulk).await?;
+                let scheduled = messages.count_held(ReleaseQueue::Scheduled).await?;
+                writeln!(out, "paused messages:    {paused}")?;
+                writeln!(out, "scheduled messages: {scheduled}")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn run_keys(
@@ -328,6 +442,27 @@ mod tests {
                 assert_eq!(scopes.to_string(), "send,read");
                 assert_eq!(environment, KeyEnvironment::Test);
                 assert_eq!(table.name, "t");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sends_commands_read_the_control_and_messages_tables() {
+        match parse(&["sends", "pause", "--table", "c"]).unwrap().command {
+            Command::Sends(SendsCommand::Pause { table }) => assert_eq!(table.name, "c"),
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse(&["sends", "status", "--table", "c", "--messages-table", "m"])
+            .unwrap()
+            .command
+        {
+            Command::Sends(SendsCommand::Status {
+                table,
+                messages_table,
+            }) => {
+                assert_eq!(table.name, "c");
+                assert_eq!(messages_table.as_deref(), Some("m"));
             }
             other => panic!("unexpected {other:?}"),
         }

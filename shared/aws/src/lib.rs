@@ -33,3 +33,7 @@ pub use messages::{
     Cancellation, DynamoDbMessages, INLINE_CONTENT_LIMIT, MessageStoreError, StoredMessage,
     message_pk, provider_message_key,
 };
+pub mod controls;
+pub use controls::{BULK_PAUSED_PK, BulkPause, ControlsError, DynamoDbSendControls};
+pub mod send_queue;
+pub use send_queue::{MalformedSendMessage, SendQueueError, SendQueueMessage, SqsSendQueue};

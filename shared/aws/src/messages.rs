@@ -26,7 +26,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    AttributeValue, Put, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, Select,
     TransactWriteItem, Update, WriteRequest,
 };
 use mailgate_core::{
@@ -92,6 +92,9 @@ pub struct StoredMessage {
     pub record: MessageRecord,
     /// Every recorded provider call, in order.
     pub attempts: Vec<SendAttempt>,
+    /// The only provider the caller allowed (`provider` in the request), if any: every later
+    /// attempt (the send worker's) goes through it alone.
+    pub requested_provider: Option<ProviderId>,
 }
 
 /// What `cancel` did.
@@ -360,6 +363,17 @@ impl DynamoDbMessages {
         record: &MessageRecord,
         content: &OutboundEmail,
     ) -> Result<(), MessageStoreError> {
+        self.create_for(record, content, None).await
+    }
+
+    /// [`create`](Self::create), remembering the only provider the caller allowed (stored as
+    /// `requested_provider` on the summary and returned by `get`).
+    pub async fn create_for(
+        &self,
+        record: &MessageRecord,
+        content: &OutboundEmail,
+        requested_provider: Option<ProviderId>,
+    ) -> Result<(), MessageStoreError> {
         let json =
             serde_json::to_vec(content).map_err(|e| MessageStoreError::Content(e.to_string()))?;
         let pk = content_pk(&record.id);
@@ -375,9 +389,13 @@ impl DynamoDbMessages {
             content_item.insert("parts".to_owned(), n(parts as i64));
         }
         let build = |e| MessageStoreError::sdk("TransactWriteItems", e);
+        let mut summary_item = summary_item(record);
+        if let Some(provider) = requested_provider {
+            summary_item.insert("requested_provider".to_owned(), s(provider.as_str()));
+        }
         let summary = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(summary_item(record)))
+            .set_item(Some(summary_item))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(build)?;
@@ -535,6 +553,37 @@ impl DynamoDbMessages {
         }
     }
 
+    /// Moves the message to `state` without a provider call (e.g. `failed` when no provider
+    /// could be called and nothing is left to try). One UpdateItem; `NotFound` when there is
+    /// no such message.
+    pub async fn set_state(
+        &self,
+        id: &MessageId,
+        state: MessageState,
+        now: UnixMillis,
+    ) -> Result<(), MessageStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression("SET #state = :state, updated_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":state", s(state.as_str()))
+            .expression_attribute_values(":now", n(now.as_i64()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => {
+                Err(MessageStoreError::NotFound(id.clone()))
+            }
+            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
+        }
+    }
+
     /// Every item of a partition, following pages (strongly consistent: a message just
     /// written is read back).
     async fn query_partition(&self, pk: String) -> Result<Vec<Item>, MessageStoreError> {
@@ -564,11 +613,16 @@ impl DynamoDbMessages {
     pub async fn get(&self, id: &MessageId) -> Result<Option<StoredMessage>, MessageStoreError> {
         let items = self.query_partition(message_pk(id)).await?;
         let mut record = None;
+        let mut requested_provider = None;
         let mut attempts = Vec::new();
         // Items come sorted by `sk`, so attempts are in time order.
         for item in &items {
             match get_s(item, "sk") {
-                Some(SUMMARY) => record = Some(record_from(item)?),
+                Some(SUMMARY) => {
+                    record = Some(record_from(item)?);
+                    requested_provider = get_s(item, "requested_provider")
+                        .and_then(|p| p.parse::<ProviderId>().ok());
+                }
                 Some(sk) if sk.starts_with(ATTEMPT_PREFIX) => {
                     attempts.push(attempt_from(id, item)?)
                 }
@@ -576,7 +630,11 @@ impl DynamoDbMessages {
                 _ => {}
             }
         }
-        Ok(record.map(|record| StoredMessage { record, attempts }))
+        Ok(record.map(|record| StoredMessage {
+            record,
+            attempts,
+            requested_provider,
+        }))
     }
 
     /// The message's content as accepted, or `None` when there is no such message.
@@ -728,6 +786,62 @@ impl DynamoDbMessages {
             Ok(_) => Ok(true),
             Err(err) if is_conditional_failure(&err) => Ok(false),
             Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
+        }
+    }
+
+    /// Holds a scheduled message by the pause switch: `scheduled` → `paused`, moving it from the
+    /// `scheduled` to the `paused#bulk` release queue with the same `release_at` (its
+    /// `send_at`). `false` when it is no longer scheduled (cancelled or released meanwhile).
+    pub async fn mark_paused(
+        &self,
+        id: &MessageId,
+        now: UnixMillis,
+    ) -> Result<bool, MessageStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression("SET #state = :paused, release_queue = :queue, updated_at = :now")
+            .condition_expression("#state = :scheduled")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":paused", s(MessageState::Paused.as_str()))
+            .expression_attribute_values(":scheduled", s(MessageState::Scheduled.as_str()))
+            .expression_attribute_values(":queue", s(ReleaseQueue::PausedBulk.as_str()))
+            .expression_attribute_values(":now", n(now.as_i64()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
+        }
+    }
+
+    /// How many messages wait in `queue`, due or not (a `Select=COUNT` Query on `by-release`,
+    /// following pages: it reads the index's keys only, about 1 MB per request).
+    pub async fn count_held(&self, queue: ReleaseQueue) -> Result<u64, MessageStoreError> {
+        let mut count = 0u64;
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by-release")
+                .key_condition_expression("release_queue = :queue")
+                .expression_attribute_values(":queue", s(queue.as_str()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| MessageStoreError::sdk("Query", e))?;
+            count += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(count),
+            }
         }
     }
 

@@ -1,0 +1,209 @@
+//! `DynamoDbSendControls`: operator switches for sending, in the control table.
+//!
+//! Item (`pk`):
+//! - `setting#bulk_paused`: `paused` (BOOL), `updated_at_ms` (Unix ms of the last change) — the
+//!   pause switch of bulk sends. A missing item means not paused.
+//!
+//! Reads are strongly consistent, so a switch turned by `mailgate-admin` is seen by the next
+//! request of every instance. A write is conditioned on the stored `updated_at_ms` not being
+//! later than the writer's `now`, so an operator whose clock lags cannot silently undo a newer
+//! change; such a write reports [`ControlsError::Superseded`].
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use mailgate_core::UnixMillis;
+use time::OffsetDateTime;
+
+use crate::receipts::StoreError;
+
+/// The item key of the bulk pause switch.
+pub const BULK_PAUSED_PK: &str = "setting#bulk_paused";
+
+/// Why a control could not be read or written.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControlsError {
+    /// The table does not exist (wrong name, or the stack is not provisioned).
+    #[error("the control table {0:?} does not exist")]
+    TableNotFound(String),
+    /// The stored setting was changed at a later time than this write's `now`.
+    #[error("the setting {0:?} was changed later than this write")]
+    Superseded(String),
+    /// A stored item cannot be read.
+    #[error("the stored control item {pk} cannot be read: {reason}")]
+    Corrupt {
+        /// The item's key.
+        pk: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// DynamoDB could not be reached or refused the call.
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+}
+
+/// The bulk pause switch as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkPause {
+    /// Whether bulk messages are held as `paused`.
+    pub paused: bool,
+    /// When it was last changed; `None` when it never was.
+    pub updated_at: Option<UnixMillis>,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn bulk_pause_of(item: &Item) -> Result<BulkPause, ControlsError> {
+    let corrupt = |reason: &str| ControlsError::Corrupt {
+        pk: BULK_PAUSED_PK.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let paused = item
+        .get("paused")
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .ok_or_else(|| corrupt("paused is missing or not a boolean"))?;
+    let updated_at = match item.get("updated_at_ms") {
+        None => None,
+        Some(v) => Some(UnixMillis(
+            v.as_n()
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| corrupt("updated_at_ms is not a number"))?,
+        )),
+    };
+    Ok(BulkPause { paused, updated_at })
+}
+
+fn bulk_pause_item(paused: bool, now: UnixMillis) -> Item {
+    HashMap::from([
+        (
+            "pk".to_owned(),
+            AttributeValue::S(BULK_PAUSED_PK.to_owned()),
+        ),
+        ("paused".to_owned(), AttributeValue::Bool(paused)),
+        (
+            "updated_at_ms".to_owned(),
+            AttributeValue::N(now.as_i64().to_string()),
+        ),
+    ])
+}
+
+/// Sending switches on DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoDbSendControls {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbSendControls {
+    /// Switches in `control_table` (the `CONTROL_TABLE`).
+    pub fn new(client: Client, control_table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: control_table.into(),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn failed<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> ControlsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match crate::receipts::unless_table_missing(operation, err) {
+            Some(e) => e.into(),
+            None => ControlsError::TableNotFound(self.table.clone()),
+        }
+    }
+
+    /// The bulk pause switch as stored (one consistent `GetItem`).
+    pub async fn bulk_pause(&self) -> Result<BulkPause, ControlsError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(BULK_PAUSED_PK.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.failed("GetItem", e))?;
+        match output.item {
+            Some(item) => bulk_pause_of(&item),
+            None => Ok(BulkPause {
+                paused: false,
+                updated_at: None,
+            }),
+        }
+    }
+
+    /// Whether bulk messages are held as `paused` now (a missing item is not paused).
+    pub async fn bulk_paused(&self) -> Result<bool, ControlsError> {
+        Ok(self.bulk_pause().await?.paused)
+    }
+
+    /// Turns the bulk pause switch on or off at `now` (one conditional `PutItem`). Setting the
+    /// state it already has is fine.
+    pub async fn set_bulk_paused(
+        &self,
+        paused: bool,
+        now: OffsetDateTime,
+    ) -> Result<(), ControlsError> {
+        let now = UnixMillis::from(now);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(bulk_pause_item(paused, now)))
+            .condition_expression("attribute_not_exists(updated_at_ms) OR updated_at_ms <= :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.as_i64().to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(ControlsError::Superseded(BULK_PAUSED_PK.to_owned()))
+            }
+            Err(err) => Err(self.failed("PutItem", err)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn bulk_pause_items_round_trip() {
+        let item = bulk_pause_item(true, UnixMillis(1_750_000_000_000));
+        assert_eq!(item["pk"].as_s().unwrap(), "setting#bulk_paused");
+        assert_eq!(
+            bulk_pause_of(&item).unwrap(),
+            BulkPause {
+                paused: true,
+                updated_at: Some(UnixMillis(1_750_000_000_000)),
+            }
+        );
+    }
+
+    #[test]
+    fn an_item_without_a_boolean_is_corrupt() {
+        let item = HashMap::from([("paused".to_owned(), AttributeValue::S("yes".to_owned()))]);
+        assert!(matches!(
+            bulk_pause_of(&item),
+            Err(ControlsError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,798 @@
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+//! `POST /v1/messages`, `POST /v1/messages/batch` and `send-worker` end to end: the real
+//! send-api handler from the fixture, the real worker from SQS records, the emulator's tables
+//! and queues, and two local servers answering as SendGrid (`POST /v3/mail/send`) and Postmark
+//! (`POST /email`) do per PROVIDERS.md, configured through the functions' own lookup.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::Request as AxumRequest;
+use axum::http::{HeaderValue as AxumHeaderValue, StatusCode as AxumStatus};
+use axum::response::{IntoResponse, Response as AxumResponse};
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use mailgate_aws::{DynamoDbApiKeys, DynamoDbSuppressionList, SendQueueMessage};
+use mailgate_core::{
+    ApiKeyLabel, ApiKeyRecord, ApiKeySecret, EmailAddress, KeyEnvironment, Scopes, Suppression,
+    SuppressionReason,
+};
+use mailgate_tests::{TestStack, fixture};
+use send_api::{SendApi, SendApiConfig};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+const SENDGRID_KEY: &str = "SG.test-key";
+const POSTMARK_TOKEN: &str = "pm-server-token";
+
+/// A local provider: its answer (status, delay) can be switched; it counts requests.
+#[derive(Clone)]
+struct FakeProvider {
+    base_url: String,
+    status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
+    hits: Arc<AtomicU32>,
+}
+
+impl FakeProvider {
+    fn answer(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    fn delay(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    fn hits(&self) -> u32 {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// SendGrid: 202 with `X-Message-Id`; 401 with its auth error; 429 with `Retry-After: 5`;
+/// other statuses with an `errors` body.
+fn sendgrid_answer(request: &AxumRequest, status: u16, n: u32) -> AxumResponse {
+    if request.uri().path() != "/v3/mail/send" {
+        return AxumStatus::NOT_FOUND.into_response();
+    }
+    let authorised = request.headers().get("authorization")
+        == Some(&AxumHeaderValue::from_static("Bearer SG.test-key"));
+    if !authorised || status == 401 {
+        let body = r#"{"errors":[{"field":null,"message":"The provided authorization grant is invalid, expired, or revoked","help":null}]}"#;
+        return (AxumStatus::UNAUTHORIZED, body).into_response();
+    }
+    match status {
+        202 => {
+            let mut response = AxumStatus::ACCEPTED.into_response();
+            response.headers_mut().insert(
+                "x-message-id",
+                AxumHeaderValue::from_str(&format!("sg-{n}")).unwrap(),
+            );
+            response
+        }
+        429 => {
+            let body = r#"{"errors":[{"field":null,"message":"too many requests","help":null}]}"#;
+            let mut response = (AxumStatus::TOO_MANY_REQUESTS, body).into_response();
+            response
+                .headers_mut()
+                .insert("retry-after", AxumHeaderValue::from_static("5"));
+            response
+        }
+        other => {
+            let body =
+                r#"{"errors":[{"field":null,"message":"Internal server error","help":null}]}"#;
+            (AxumStatus::from_u16(other).unwrap(), body).into_response()
+        }
+    }
+}
+
+/// Postmark: 200 with `ErrorCode` 0 and a `MessageID`, or an error body.
+fn postmark_answer(request: &AxumRequest, status: u16, n: u32) -> AxumResponse {
+    if request.uri().path() != "/email" {
+        return AxumStatus::NOT_FOUND.into_response();
+    }
+    let authorised = request.headers().get("x-postmark-server-token")
+        == Some(&AxumHeaderValue::from_static(POSTMARK_TOKEN));
+    let (status, body) = if !authorised {
+        (401, r#"{"ErrorCode":10,"Message":"The Server Token you provided in the X-Postmark-Server-Token request header was invalid."}"#.to_owned())
+    } else if status == 200 {
+        (
+            200,
+            format!(
+                r#"{{"To":"jane@example.org","SubmittedAt":"2026-11-23T10:00:00.0000000-05:00","MessageID":"pm-{n}","ErrorCode":0,"Message":"OK"}}"#
+            ),
+        )
+    } else {
+        (
+            status,
+            r#"{"ErrorCode":0,"Message":"Server error"}"#.to_owned(),
+        )
+    };
+    let mut response = (AxumStatus::from_u16(status).unwrap(), body).into_response();
+    response.headers_mut().insert(
+        "content-type",
+        AxumHeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn serve(answer: fn(&AxumRequest, u16, u32) -> AxumResponse, status: u16) -> FakeProvider {
+    let status = Arc::new(AtomicU16::new(status));
+    let delay_ms = Arc::new(AtomicU64::new(0));
+    let hits = Arc::new(AtomicU32::new(0));
+    let (s, d, h) = (status.clone(), delay_ms.clone(), hits.clone());
+    let app = axum::Router::new().fallback(move |request: AxumRequest| {
+        let n = h.fetch_add(1, Ordering::SeqCst) + 1;
+        let response = answer(&request, s.load(Ordering::SeqCst), n);
+        let delay = d.load(Ordering::SeqCst);
+        async move {
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            response
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    FakeProvider {
+        base_url: format!("http://{addr}"),
+        status,
+        delay_ms,
+        hits,
+    }
+}
+
+/// One test's world: the stack, both fake providers, and keys.
+struct World {
+    t: TestStack,
+    sendgrid: FakeProvider,
+    postmark: FakeProvider,
+    send_key: String,
+}
+
+impl World {
+    async fn new() -> Self {
+        let t = TestStack::new().await;
+        let sendgrid = serve(sendgrid_answer, 202).await;
+        let postmark = serve(postmark_answer, 200).await;
+        let send_key = key(&t, "send,read").await;
+        Self {
+            t,
+            sendgrid,
+            postmark,
+            send_key,
+        }
+    }
+
+    /// The function environment of `binary` from the template, with `providers` and the fake
+    /// providers' settings over it.
+    fn env(&self, binary: &str, providers: &str) -> impl Fn(&str) -> Option<String> + use<> {
+        let base = self.t.function_env(binary);
+        let vars: HashMap<&'static str, String> = HashMap::from([
+            ("MAILGATE_PROVIDERS", providers.to_owned()),
+            ("SENDGRID_API_KEY", SENDGRID_KEY.to_owned()),
+            ("SENDGRID_BASE_URL", self.sendgrid.base_url.clone()),
+            ("POSTMARK_SERVER_TOKEN", POSTMARK_TOKEN.to_owned()),
+            ("POSTMARK_BASE_URL", self.postmark.base_url.clone()),
+            ("SEND_TIMEOUT_MS", "1000".to_owned()),
+            ("SEND_BUDGET_MS", "2500".to_owned()),
+        ]);
+        move |k| vars.get(k).cloned().or_else(|| base(k))
+    }
+
+    fn api(&self, providers: &str) -> SendApi {
+        let config = SendApiConfig::from_lookup(self.env("send-api", providers)).unwrap();
+        SendApi::new(config, self.t.clients.clone()).unwrap()
+    }
+
+    fn worker(&self, clients: mailgate_aws::AwsClients) -> send_worker::Function {
+        let config = send_worker::Config::from_lookup(self.env("send-worker", "sendgrid")).unwrap();
+        send_worker::Function::new(config, clients).unwrap()
+    }
+
+    async fn get(&self, api: &SendApi, id: &str) -> Value {
+        let response = api
+            .handle(request(
+                &self.send_key,
+                "GET",
+                &format!("/v1/messages/{id}"),
+                None,
+                None,
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        json_body(&response)
+    }
+
+    /// Every message on the send queue within `wait`.
+    async fn queued(&self, wait_secs: i32) -> Vec<aws_sdk_sqs::types::Message> {
+        self.t
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(self.t.queue_url("SendQueue"))
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_secs)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+    }
+}
+
+/// A stored key with `scopes`: its `Authorization` header value.
+async fn key(t: &TestStack, scopes: &str) -> String {
+    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+    let record = ApiKeyRecord::new(
+        &secret,
+        ApiKeyLabel::parse("send test").unwrap(),
+        KeyEnvironment::Test,
+        Scopes::parse_list(scopes).unwrap(),
+        OffsetDateTime::now_utc(),
+    );
+    DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
+        .create(&record)
+        .await
+        .unwrap();
+    format!("Bearer {}", secret.expose())
+}
+
+/// A request from the POST fixture: `method` on `path`, with `body` and `Idempotency-Key`.
+fn request(
+    authorization: &str,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    idempotency_key: Option<&str>,
+) -> Request {
+    let mut event: Value = serde_json::from_str(&fixture("send-api/post-message.json")).unwrap();
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["body"] = body.map_or(Value::Null, Value::String);
+    event["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("idempotency-key");
+    event["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("content-length");
+    let mut request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    if authorization.is_empty() {
+        request.headers_mut().remove(header::AUTHORIZATION);
+    } else {
+        request.headers_mut().insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(authorization).unwrap(),
+        );
+    }
+    if let Some(k) = idempotency_key {
+        request
+            .headers_mut()
+            .insert("idempotency-key", HeaderValue::from_str(k).unwrap());
+    }
+    request
+}
+
+fn post(authorization: &str, body: &Value, idempotency_key: Option<&str>) -> Request {
+    request(
+        authorization,
+        "POST",
+        "/v1/messages",
+        Some(body.to_string()),
+        idempotency_key,
+    )
+}
+
+fn json_body(r: &Response<Body>) -> Value {
+    match r.body() {
+        Body::Text(t) => serde_json::from_str(t).unwrap(),
+        other => panic!("expected a text body, got {other:?}"),
+    }
+}
+
+fn message() -> Value {
+    json!({
+        "from": {"email": "hello@example.com", "name": "Example"},
+        "to": ["jane@example.org"],
+        "subject": "Your receipt",
+        "text": "Thanks for your order.",
+    })
+}
+
+#[tokio::test]
+async fn fails_over_to_postmark_when_sendgrid_answers_500() {
+    let w = World::new().await;
+    w.sendgrid.answer(500);
+    let api = w.api("sendgrid,postmark");
+    let response = api.handle(post(&w.send_key, &message(), None)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body = json_body(&response);
+    assert_eq!(body["status"], "sent");
+    assert_eq!(body["provider"], "postmark");
+    assert_eq!(body["provider_message_id"], "pm-1");
+    assert_eq!(body["suppressed"], json!([]));
+
+    let got = w.get(&api, body["id"].as_str().unwrap()).await;
+    assert_eq!(got["state"], "sent");
+    let attempts = got["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{got}");
+    assert_eq!(attempts[0]["provider"], "sendgrid");
+    assert_eq!(attempts[0]["outcome"], "failed");
+    assert_eq!(attempts[1]["provider"], "postmark");
+    assert_eq!(attempts[1]["outcome"], "accepted");
+    assert_eq!(attempts[1]["provider_message_id"], "pm-1");
+}
+
+#[tokio::test]
+async fn a_provider_401_fails_over_and_is_recorded_as_authentication() {
+    let w = World::new().await;
+    w.sendgrid.answer(401);
+    let api = w.api("sendgrid,postmark");
+    let response = api.handle(post(&w.send_key, &message(), None)).await;
+    let body = json_body(&response);
+    assert_eq!(body["provider"], "postmark", "{body}");
+    let got = w.get(&api, body["id"].as_str().unwrap()).await;
+    assert_eq!(
+        got["attempts"][0]["error_category"], "authentication",
+        "{got}"
+    );
+    assert_eq!(got["attempts"][1]["outcome"], "accepted");
+}
+
+#[tokio::test]
+async fn a_throttled_only_provider_defers_the_message_to_the_send_queue() {
+    let w = World::new().await;
+    w.sendgrid.answer(429);
+    let api = w.api("sendgrid");
+    let response = api.handle(post(&w.send_key, &message(), None)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body = json_body(&response);
+    assert_eq!(body["status"], "queued", "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let got = w.get(&api, &id).await;
+    assert_eq!(got["state"], "queued");
+    assert_eq!(got["attempts"][0]["error_category"], "rate_limit", "{got}");
+
+    // Delayed by Retry-After (5 s), then visible as the documented pointer.
+    let mut found = Vec::new();
+    for _ in 0..3 {
+        found = w.queued(5).await;
+        if !found.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(found.len(), 1);
+    let pointer = SendQueueMessage::parse(found[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(pointer.message_id.as_str(), id);
+    assert_eq!(
+        found[0].body.as_deref().unwrap(),
+        format!(r#"{{"v":1,"message_id":"{id}"}}"#)
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_after_the_request_left_is_unknown_and_no_second_provider_is_called() {
+    let w = World::new().await;
+    w.sendgrid.delay(2_000); // longer than SEND_TIMEOUT_MS
+    let api = w.api("sendgrid,postmark");
+    let response = api.handle(post(&w.send_key, &message(), None)).await;
+    let body = json_body(&response);
+    assert_eq!(body["status"], "unknown", "{body}");
+    assert_eq!(body["provider"], "sendgrid");
+    assert_eq!(w.postmark.hits(), 0);
+    let got = w.get(&api, body["id"].as_str().unwrap()).await;
+    assert_eq!(got["state"], "unknown");
+    assert_eq!(got["attempts"][0]["outcome"], "unknown");
+}
+
+#[tokio::test]
+async fn an_explicit_provider_never_falls_back() {
+    let w = World::new().await;
+    w.sendgrid.answer(500);
+    let api = w.api("sendgrid,postmark");
+    let mut m = message();
+    m["provider"] = json!("sendgrid");
+    let response = api.handle(post(&w.send_key, &m, None)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body = json_body(&response);
+    assert_ne!(body["status"], "sent", "{body}");
+    assert!(w.sendgrid.hits() >= 1);
+    assert_eq!(w.postmark.hits(), 0);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_requests_with_one_key_reach_the_provider_once() {
+    let w = World::new().await;
+    w.sendgrid.delay(300);
+    let api = w.api("sendgrid,postmark");
+    let responses = futures::future::join_all(
+        (0..20).map(|_| api.handle(post(&w.send_key, &message(), Some("concurrent-1")))),
+    )
+    .await;
+    assert_eq!(w.sendgrid.hits() + w.postmark.hits(), 1);
+    let accepted = responses
+        .iter()
+        .filter(|r| r.status() == StatusCode::ACCEPTED)
+        .count();
+    assert!(accepted >= 1);
+    for r in &responses {
+        match r.status() {
+            StatusCode::ACCEPTED => {}
+            StatusCode::CONFLICT => assert!(r.headers().contains_key(header::RETRY_AFTER)),
+            other => panic!("unexpected {other}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_repeat_replays_the_stored_response_and_a_different_body_is_refused() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    let first = api
+        .handle(post(&w.send_key, &message(), Some("replay-1")))
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    assert!(!first.headers().contains_key("idempotency-replayed"));
+
+    let again = api
+        .handle(post(&w.send_key, &message(), Some("replay-1")))
+        .await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    assert_eq!(json_body(&again), json_body(&first));
+    assert_eq!(w.sendgrid.hits(), 1);
+
+    let mut other = message();
+    other["subject"] = json!("Something else");
+    let mismatch = api
+        .handle(post(&w.send_key, &other, Some("replay-1")))
+        .await;
+    assert_eq!(mismatch.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        json_body(&mismatch)["error"]["code"],
+        "idempotency_key_mismatch"
+    );
+
+    // A validation failure releases the key: the corrected request proceeds.
+    let mut bad = message();
+    bad["to"] = json!(["not an address"]);
+    let refused = api.handle(post(&w.send_key, &bad, Some("fix-1"))).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let fixed = api
+        .handle(post(&w.send_key, &message(), Some("fix-1")))
+        .await;
+    assert_eq!(fixed.status(), StatusCode::ACCEPTED);
+    assert!(!fixed.headers().contains_key("idempotency-replayed"));
+}
+
+#[tokio::test]
+async fn suppressed_recipients_are_dropped_or_refuse_the_send() {
+    let w = World::new().await;
+    let list =
+        DynamoDbSuppressionList::new(w.t.clients.dynamodb.clone(), w.t.table("SuppressionsTable"));
+    let now = OffsetDateTime::now_utc();
+    for (a, reason) in [
+        ("jane@example.org", SuppressionReason::HardBounce),
+        ("cc@example.org", SuppressionReason::Complaint),
+    ] {
+        let address = EmailAddress::parse(a).unwrap();
+        list.put(&Suppression::new(&address, reason, now))
+            .await
+            .unwrap();
+    }
+    let api = w.api("sendgrid");
+
+    let all = api.handle(post(&w.send_key, &message(), None)).await;
+    assert_eq!(all.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = json_body(&all);
+    assert_eq!(body["error"]["code"], "all_recipients_suppressed");
+    assert_eq!(
+        body["error"]["suppressed"],
+        json!([{"address": "jane@example.org", "reason": "hard_bounce"}])
+    );
+    assert_eq!(w.sendgrid.hits(), 0);
+
+    let mut partial = message();
+    partial["to"] = json!(["joe@example.org"]);
+    partial["cc"] = json!(["cc@example.org"]);
+    let response = api.handle(post(&w.send_key, &partial, None)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body = json_body(&response);
+    assert_eq!(body["status"], "sent");
+    assert_eq!(
+        body["suppressed"],
+        json!([{"address": "cc@example.org", "reason": "complaint"}])
+    );
+    let got = w.get(&api, body["id"].as_str().unwrap()).await;
+    let cc = got["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == "cc@example.org")
+        .unwrap()
+        .clone();
+    assert_eq!(cc["status"], "suppressed");
+}
+
+#[tokio::test]
+async fn invalid_requests_are_refused_with_the_field_at_fault() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    let cases: Vec<(Value, u16, &str, &str)> = vec![
+        (
+            json!({"headers": {"X-Note": "a\r\nBcc: victim@example.org"}}),
+            422,
+            "header_injection",
+            "headers.X-Note",
+        ),
+        (
+            json!({"to": ["jane@", "ok@example.org"]}),
+            422,
+            "invalid_address",
+            "to[0]",
+        ),
+        (
+            json!({"attachments": [{"filename": "a.pdf", "content_type": "application/pdf", "content": "%%%not base64"}]}),
+            422,
+            "invalid_base64",
+            "attachments[0].content",
+        ),
+        (
+            json!({"send_at": "2020-01-01T00:00:00Z"}),
+            422,
+            "send_at_in_past",
+            "send_at",
+        ),
+        (json!({"to": "jane@example.org"}), 400, "invalid_type", "to"),
+    ];
+    for (patch, status, code, field) in cases {
+        let mut m = message();
+        for (k, v) in patch.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        let response = api.handle(post(&w.send_key, &m, None)).await;
+        assert_eq!(response.status().as_u16(), status, "{patch}");
+        let body = json_body(&response);
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert_eq!(body["error"]["field"], field, "{body}");
+        assert!(!body["errors"].as_array().unwrap().is_empty());
+    }
+    // Every error at once, the first one also as `error`.
+    let response = api
+        .handle(post(
+            &w.send_key,
+            &json!({"to": ["jane@"], "subject": "x"}),
+            None,
+        ))
+        .await;
+    let body = json_body(&response);
+    assert!(body["errors"].as_array().unwrap().len() >= 2, "{body}");
+    assert_eq!(body["error"], body["errors"][0]);
+
+    let huge = "a".repeat(send_api::send::MAX_BODY_BYTES + 1);
+    let response = api
+        .handle(request(
+            &w.send_key,
+            "POST",
+            "/v1/messages",
+            Some(huge),
+            None,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json_body(&response)["error"]["code"], "payload_too_large");
+    assert_eq!(w.sendgrid.hits(), 0);
+}
+
+#[tokio::test]
+async fn sending_needs_a_key_with_the_send_scope() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    let missing = api.handle(post("", &message(), None)).await;
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    let read_only = key(&w.t, "read").await;
+    let refused = api.handle(post(&read_only, &message(), None)).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(w.sendgrid.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_send_recorded_by_ses_in_the_emulator_is_visible_with_its_ses_message_id() {
+    let w = World::new().await;
+    // The template's default provider list (`ses`), sending from the verified example.com.
+    let config = SendApiConfig::from_lookup(w.t.function_env("send-api")).unwrap();
+    assert_eq!(config.providers.order.to_string(), "ses");
+    let api = SendApi::new(config, w.t.clients.clone()).unwrap();
+    let response = api.handle(post(&w.send_key, &message(), None)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body = json_body(&response);
+    assert_eq!(body["status"], "sent", "{body}");
+    assert_eq!(body["provider"], "ses");
+    let ses_id = body["provider_message_id"].as_str().unwrap().to_owned();
+    assert!(!ses_id.is_empty());
+    let got = w.get(&api, body["id"].as_str().unwrap()).await;
+    assert_eq!(got["state"], "sent");
+    assert_eq!(got["provider_message_id"], ses_id.as_str());
+    assert_eq!(got["attempts"][0]["provider"], "ses");
+}
+
+#[tokio::test]
+async fn a_batch_answers_per_item_and_queues_the_valid_messages() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    let mut invalid = message();
+    invalid["to"] = json!(["nope"]);
+    let batch = json!({"messages": [message(), invalid, message()]});
+    let response = api
+        .handle(request(
+            &w.send_key,
+            "POST",
+            "/v1/messages/batch",
+            Some(batch.to_string()),
+            Some("batch-1"),
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body = json_body(&response);
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["index"], 0);
+    assert_eq!(results[0]["status"], "queued");
+    assert_eq!(results[1]["error"]["code"], "invalid_address");
+    assert_eq!(results[1]["error"]["field"], "messages[1].to[0]");
+    assert!(results[1].get("id").is_none());
+    assert_eq!(w.sendgrid.hits(), 0, "a batch is sent by the worker");
+    let got = w.get(&api, results[2]["id"].as_str().unwrap()).await;
+    assert_eq!(got["state"], "queued");
+    let queued = w.queued(1).await;
+    assert_eq!(queued.len(), 2);
+
+    let none_valid = json!({"messages": [invalid]});
+    let response = api
+        .handle(request(
+            &w.send_key,
+            "POST",
+            "/v1/messages/batch",
+            Some(none_valid.to_string()),
+            None,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// An SQS event holding `messages` as received.
+fn sqs_event(messages: &[&aws_sdk_sqs::types::Message]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "eventSource": "aws:sqs",
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+#[tokio::test]
+async fn a_message_accepted_onto_the_async_path_is_sent_once_after_a_worker_crash() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    let batch = json!({"messages": [message(), message()]});
+    let response = api
+        .handle(request(
+            &w.send_key,
+            "POST",
+            "/v1/messages/batch",
+            Some(batch.to_string()),
+            None,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let mut received = w.queued(1).await;
+    if received.len() < 2 {
+        received.extend(w.queued(1).await);
+    }
+    assert_eq!(received.len(), 2);
+
+    // A worker whose DynamoDB is unreachable fails the first record before sending.
+    let dead = mailgate_tests::sdk_config("http://127.0.0.1:9").await;
+    let broken = w.worker(mailgate_aws::AwsClients::new(&dead));
+    let crashed = broken.handle(sqs_event(&[&received[0]])).await;
+    assert_eq!(crashed.batch_item_failures.len(), 1);
+    assert_eq!(
+        crashed.batch_item_failures[0].item_identifier,
+        received[0].message_id().unwrap()
+    );
+    assert_eq!(w.sendgrid.hits(), 0);
+
+    // A healthy worker gets the redelivered record with its batch-mate: both are sent.
+    let healthy = w.worker(w.t.clients.clone());
+    let event = sqs_event(&[&received[0], &received[1]]);
+    let done = healthy.handle(event).await;
+    assert!(done.batch_item_failures.is_empty());
+    assert_eq!(w.sendgrid.hits(), 2);
+
+    // SQS delivers at least once: the same records again send nothing.
+    let again = healthy
+        .handle(sqs_event(&[&received[0], &received[1]]))
+        .await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(w.sendgrid.hits(), 2);
+    for r in &received {
+        let id = SendQueueMessage::parse(r.body().unwrap())
+            .unwrap()
+            .message_id;
+        let got = w.get(&api, id.as_str()).await;
+        assert_eq!(got["state"], "sent");
+        assert_eq!(got["attempts"].as_array().unwrap().len(), 1);
+    }
+
+    // A malformed record is acknowledged, not retried.
+    let poison: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(
+        json!({"Records": [{"messageId": "p-1", "body": "{\"message_id\": 5}"}]}),
+    )
+    .unwrap();
+    assert!(healthy.handle(poison).await.batch_item_failures.is_empty());
+}
+
+#[tokio::test]
+async fn a_pointer_that_arrives_before_its_release_is_recorded_stays_on_the_queue() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    let mut scheduled = message();
+    let at = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    scheduled["send_at"] = json!(
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    let response = api.handle(post(&w.send_key, &scheduled, None)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let id = json_body(&response)["id"].as_str().unwrap().to_owned();
+    assert_eq!(json_body(&response)["status"], "scheduled");
+
+    // The sweeper enqueues first and marks the release after: the worker may see the pointer
+    // while the message is still `scheduled`. It must neither send nor drop it.
+    let pointer = SendQueueMessage::new(id.parse().unwrap()).to_body();
+    w.t.clients
+        .sqs
+        .send_message()
+        .queue_url(w.t.queue_url("SendQueue"))
+        .message_body(&pointer)
+        .send()
+        .await
+        .unwrap();
+    let received = w.queued(1).await;
+    assert_eq!(received.len(), 1);
+    let worker = w.worker(w.t.clients.clone());
+    let early = worker.handle(sqs_event(&[&received[0]])).await;
+    assert_eq!(early.batch_item_failures.len(), 1, "left on the queue");
+    assert_eq!(w.sendgrid.hits(), 0);
+    assert_eq!(w.get(&api, &id).await["state"], "scheduled");
+
+    let messages = mailgate_aws::DynamoDbMessages::new(
+        w.t.clients.dynamodb.clone(),
+        w.t.table("MessagesTable"),
+    );
+    assert!(
+        messages
+            .mark_released(
+                &id.parse().unwrap(),
+                mailgate_core::unix_time::UnixMillis::from_datetime(OffsetDateTime::now_utc())
+            )
+            .await
+            .unwrap()
+    );
+    let later = worker.handle(sqs_event(&[&received[0]])).await;
+    assert!(later.batch_item_failures.is_empty());
+    assert_eq!(w.sendgrid.hits(), 1);
+    assert_eq!(w.get(&api, &id).await["state"], "sent");
+}
