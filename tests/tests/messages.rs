@@ -13,7 +13,7 @@ use mailgate_core::{
     ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, Attachment, AttemptOutcome, EmailAddress,
     ErrorCategory, KeyEnvironment, Mailbox, MessageCategory, MessageId, MessageRecord,
     MessageState, OutboundEmail, ProviderId, RecipientStatus, ReleaseQueue, Scopes, SendAttempt,
-    UnixMillis,
+    StoredResponse, UnixMillis,
 };
 use mailgate_tests::{TestStack, fixture};
 use send_api::{SendApi, SendApiConfig};
@@ -493,4 +493,109 @@ async fn reading_needs_the_read_scope_and_the_same_environment() {
             .category,
         MessageCategory::Transactional
     );
+}
+
+#[tokio::test]
+async fn a_claim_linked_to_the_create_decides_between_duplicates_and_a_lapsed_one_keeps_the_outcome()
+ {
+    let t = TestStack::new().await;
+    let messages = store(&t);
+    let keys = mailgate_aws::DynamoDbIdempotencyStore::new(
+        t.clients.dynamodb.clone(),
+        t.table("IdempotencyTable"),
+    );
+    let scoped = mailgate_core::IdempotencyKey::parse("linked-1")
+        .unwrap()
+        .scoped("key_test");
+    let fingerprint = mailgate_core::RequestFingerprint::of_body(b"{}").unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let at = OffsetDateTime::now_utc();
+    let key_id = ApiKeyId::generate();
+    let new_record = || {
+        let email = email();
+        let record = MessageRecord::new(
+            &email,
+            key_id.clone(),
+            KeyEnvironment::Test,
+            MessageState::Queued,
+            now(),
+            None,
+            &[],
+        );
+        (record, email)
+    };
+
+    // The first create claims the key with the message.
+    let (record, content) = new_record();
+    let (write, claim) = keys
+        .claim_write(&scoped, &fingerprint, at, lease, None)
+        .unwrap();
+    messages
+        .create_linked(&record, &content, None, Some(write))
+        .await
+        .unwrap();
+
+    // A duplicate is refused as a whole: no message, and the record says in flight.
+    let (duplicate, content) = new_record();
+    let (write, _) = keys
+        .claim_write(&scoped, &fingerprint, at, lease, None)
+        .unwrap();
+    assert!(matches!(
+        messages
+            .create_linked(&duplicate, &content, None, Some(write))
+            .await,
+        Err(MessageStoreError::LinkedRefused)
+    ));
+    assert_eq!(messages.get(&duplicate.id).await.unwrap(), None);
+    assert!(matches!(
+        keys.refused(&scoped, &fingerprint, at).await.unwrap(),
+        Some(mailgate_aws::ClaimOutcome::InFlight { .. })
+    ));
+
+    // The outcome and the completion land together; the response is then replayed.
+    let response = StoredResponse {
+        status: 202,
+        body: format!(r#"{{"id":"{}","status":"sent"}}"#, record.id),
+        headers: vec![],
+    };
+    let mut sent = attempt(1, now().as_i64(), AttemptOutcome::Accepted);
+    sent.provider_message_id = Some("sg-1".to_owned());
+    let complete = keys
+        .complete_write(&claim, &response, at, std::time::Duration::from_secs(3600))
+        .unwrap();
+    assert!(
+        messages
+            .record_outcome(
+                &record.id,
+                std::slice::from_ref(&sent),
+                MessageState::Sent,
+                now(),
+                Some(complete.clone()),
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        keys.refused(&scoped, &fingerprint, at).await.unwrap(),
+        Some(mailgate_aws::ClaimOutcome::Replay(response.clone()))
+    );
+
+    // A completion whose claim is no longer held is dropped, never the outcome with it.
+    let (other, content) = new_record();
+    messages.create(&other, &content).await.unwrap();
+    assert!(
+        !messages
+            .record_outcome(
+                &other.id,
+                std::slice::from_ref(&sent),
+                MessageState::Sent,
+                now(),
+                Some(complete),
+            )
+            .await
+            .unwrap()
+    );
+    let stored = messages.get(&other.id).await.unwrap().unwrap();
+    assert_eq!(stored.record.state, MessageState::Sent);
+    assert_eq!(stored.attempts.len(), 1);
 }

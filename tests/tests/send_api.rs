@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -795,4 +796,231 @@ async fn a_pointer_that_arrives_before_its_release_is_recorded_stays_on_the_queu
     assert!(later.batch_item_failures.is_empty());
     assert_eq!(w.sendgrid.hits(), 1);
     assert_eq!(w.get(&api, &id).await["state"], "sent");
+}
+
+/// One logged DynamoDB request: the operation, the table, the provider's hits when it left.
+type LoggedRequest = (String, Option<String>, u32);
+
+/// A DynamoDB interceptor logging every request the client transmits (retries included): the
+/// operation, the table (when the request names one) and how many calls the fake provider had
+/// received by then, which splits the requests into before and after the provider call.
+#[derive(Debug, Clone)]
+struct DynamoDbRequestLog {
+    provider_hits: Arc<AtomicU32>,
+    log: Arc<Mutex<Vec<LoggedRequest>>>,
+}
+
+impl DynamoDbRequestLog {
+    fn new(provider: &FakeProvider) -> Self {
+        Self {
+            provider_hits: provider.hits.clone(),
+            log: Arc::default(),
+        }
+    }
+
+    fn take(&self) -> Vec<LoggedRequest> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for DynamoDbRequestLog {
+    fn name(&self) -> &'static str {
+        "DynamoDbRequestLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let request = context.request();
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("?")
+            .to_owned();
+        let table = request
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+            .and_then(|v| v["TableName"].as_str().map(str::to_owned));
+        let hits = self.provider_hits.load(Ordering::SeqCst);
+        self.log.lock().unwrap().push((operation, table, hits));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_synchronous_send_makes_at_most_three_dynamodb_round_trips_before_the_provider_call_and_one_after()
+ {
+    let w = World::new().await;
+    let log = DynamoDbRequestLog::new(&w.sendgrid);
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&w.t.sdk)
+            .interceptor(log.clone())
+            .build(),
+    );
+    let clients = mailgate_aws::AwsClients {
+        dynamodb,
+        ..w.t.clients.clone()
+    };
+    let config = SendApiConfig::from_lookup(w.env("send-api", "sendgrid")).unwrap();
+    let api = SendApi::new(config, clients).unwrap();
+    let control = w.t.table("ControlTable");
+
+    for (idempotency_key, case) in [(Some("count-1"), "with a key"), (None, "without a key")] {
+        log.take();
+        let hits = w.sendgrid.hits();
+        let response = api
+            .handle(post(&w.send_key, &message(), idempotency_key))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert_eq!(json_body(&response)["status"], "sent");
+        assert_eq!(w.sendgrid.hits(), hits + 1);
+        let requests = log.take();
+        // The breaker's state is read only when this instance's health cache is cold (it is
+        // kept 2 s): counted apart so that the figure does not depend on timing.
+        let (health, send): (Vec<_>, Vec<_>) = requests
+            .iter()
+            .partition(|(_, table, _)| table.as_deref() == Some(control.as_str()));
+        let before: Vec<&str> = send
+            .iter()
+            .filter(|(_, _, h)| *h == hits)
+            .map(|(op, _, _)| op.as_str())
+            .collect();
+        let after: Vec<&str> = send
+            .iter()
+            .filter(|(_, _, h)| *h > hits)
+            .map(|(op, _, _)| op.as_str())
+            .collect();
+        eprintln!(
+            "bench dynamodb_round_trips {case}: before {} {before:?}, after {} {after:?}, breaker reads {}",
+            before.len(),
+            after.len(),
+            health.len()
+        );
+        assert!(before.len() <= 3, "{case}: {requests:?}");
+        assert!(after.len() <= 1, "{case}: {requests:?}");
+        assert!(
+            health
+                .iter()
+                .all(|(op, _, h)| op == "GetItem" && *h == hits),
+            "{case}: {requests:?}"
+        );
+        assert!(health.len() <= 1, "{case}: {requests:?}");
+    }
+
+    // The response stored with the outcome is replayed.
+    let again = api
+        .handle(post(&w.send_key, &message(), Some("count-1")))
+        .await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    assert_eq!(json_body(&again)["status"], "sent");
+    assert_eq!(w.sendgrid.hits(), 2);
+}
+
+/// Stores `count` messages through the batch endpoint and returns their pointers as received.
+async fn queued_pointers(
+    w: &World,
+    api: &SendApi,
+    count: usize,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let batch = json!({"messages": vec![message(); count]});
+    let response = api
+        .handle(request(
+            &w.send_key,
+            "POST",
+            "/v1/messages/batch",
+            Some(batch.to_string()),
+            None,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let mut received = Vec::new();
+    for _ in 0..5 {
+        received.extend(w.queued(1).await);
+        if received.len() >= count {
+            break;
+        }
+    }
+    assert_eq!(received.len(), count);
+    received
+}
+
+#[tokio::test]
+async fn two_workers_handed_the_same_pointer_at_once_send_it_once() {
+    let w = World::new().await;
+    w.sendgrid.delay(300);
+    let api = w.api("sendgrid");
+    let received = queued_pointers(&w, &api, 1).await;
+    let (a, b) = (w.worker(w.t.clients.clone()), w.worker(w.t.clients.clone()));
+    let (first, second) = tokio::join!(
+        a.handle(sqs_event(&[&received[0]])),
+        b.handle(sqs_event(&[&received[0]]))
+    );
+    assert!(first.batch_item_failures.is_empty());
+    assert!(second.batch_item_failures.is_empty());
+    assert_eq!(w.sendgrid.hits(), 1);
+    let id = SendQueueMessage::parse(received[0].body().unwrap())
+        .unwrap()
+        .message_id;
+    let got = w.get(&api, id.as_str()).await;
+    assert_eq!(got["state"], "sent", "{got}");
+    assert_eq!(got["attempts"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_message_left_sending_under_an_expired_lease_becomes_unknown_and_is_not_sent() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    let received = queued_pointers(&w, &api, 2).await;
+    let ids: Vec<mailgate_core::MessageId> = received
+        .iter()
+        .map(|r| {
+            SendQueueMessage::parse(r.body().unwrap())
+                .unwrap()
+                .message_id
+        })
+        .collect();
+    let messages = mailgate_aws::DynamoDbMessages::new(
+        w.t.clients.dynamodb.clone(),
+        w.t.table("MessagesTable"),
+    );
+    let now = mailgate_core::UnixMillis::from(OffsetDateTime::now_utc());
+    // A worker took the first a while ago and died (its lease has lapsed); another holds the
+    // second right now.
+    assert_eq!(
+        messages
+            .start_sending(
+                &ids[0],
+                mailgate_core::UnixMillis(now.as_i64() - 120_000),
+                mailgate_core::UnixMillis(now.as_i64() - 60_000)
+            )
+            .await
+            .unwrap(),
+        mailgate_aws::SendingClaim::Taken
+    );
+    assert_eq!(
+        messages
+            .start_sending(
+                &ids[1],
+                now,
+                mailgate_core::UnixMillis(now.as_i64() + 60_000)
+            )
+            .await
+            .unwrap(),
+        mailgate_aws::SendingClaim::Taken
+    );
+
+    let worker = w.worker(w.t.clients.clone());
+    let done = worker
+        .handle(sqs_event(&[&received[0], &received[1]]))
+        .await;
+    assert!(done.batch_item_failures.is_empty(), "both acknowledged");
+    assert_eq!(w.sendgrid.hits(), 0);
+    assert_eq!(w.get(&api, ids[0].as_str()).await["state"], "unknown");
+    assert_eq!(w.get(&api, ids[1].as_str()).await["state"], "sending");
 }

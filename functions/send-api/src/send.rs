@@ -9,12 +9,21 @@
 //!   asynchronous path); 202 `{"results": [{"index", "id", "status"} | {"index", "error",
 //!   "errors"}]}`, or 422 with the same body when no message was valid.
 //!
-//! The order of work: authenticate, cap the body size (413 `payload_too_large`), claim the
-//! `Idempotency-Key` (before anything else: a concurrent duplicate stops here with 409 and never
-//! reaches a provider), validate (400/422: the first error as `error`, all of them as `errors`),
-//! check suppressions, record the message, send. A 202 is stored under the key and replayed
-//! with `Idempotency-Replayed: true`; any other answer releases the key so a corrected retry
-//! proceeds at once.
+//! The order of work for one message: authenticate, cap the body size (413
+//! `payload_too_large`), validate (400/422: the first error as `error`, all of them as
+//! `errors`), check suppressions, then record the message and claim the `Idempotency-Key` in ONE
+//! transaction, send, and record the outcome and the key's stored response in ONE transaction.
+//! Validation and the suppression check only read, so running them before the claim changes
+//! nothing a duplicate could observe; the claim is still the one conditional write that decides
+//! between concurrent duplicates (a refused claim never reaches a provider: 409 in flight, the
+//! stored 202 replayed, or 422 mismatch). Only accepted sends (202) are remembered: a refused
+//! request never claims the key, so a corrected retry proceeds at once.
+//!
+//! DynamoDB round trips of a synchronous send with a key: the API key `GetItem`, the
+//! suppression `BatchGetItem` and the create-and-claim `TransactWriteItems` before the provider
+//! call; the record-and-complete `TransactWriteItems` after it (plus the breaker's `GetItem` when
+//! this instance's health cache is cold). The batch endpoint keeps the claim-first protocol (one
+//! key for many message creations): claim, process, then complete (202) or release.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,7 +31,8 @@ use std::time::Duration;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use mailgate_aws::{
-    ClaimOutcome, DynamoDbIdempotencyStore, DynamoDbSendControls, DynamoDbSuppressionList, Table,
+    Claim, ClaimOutcome, DynamoDbIdempotencyStore, DynamoDbSendControls, DynamoDbSuppressionList,
+    MessageStoreError, Table,
 };
 use mailgate_core::idempotency::{IdempotencyKey, RequestFingerprint, StoredResponse};
 use mailgate_core::send_request::{FieldError, response_status};
@@ -31,7 +41,7 @@ use mailgate_core::{
     MessageState, OutboundEmail, ProviderId, Requirement, Scope, SendLimits, SendRequest,
     Suppression, UnixMillis, ValidatedSend, initial_state,
 };
-use mailgate_lambda::delivery::DeliveryError;
+use mailgate_lambda::delivery::{Delivery, DeliveryError};
 use mailgate_lambda::http::{ApiError, json_response};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -47,6 +57,61 @@ pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "idempotency-replayed";
 /// How long a claim holds the key beyond the send budget: the function's remaining time after
 /// the send (the template's function timeout is 30 s).
 const LEASE_MARGIN: Duration = Duration::from_secs(20);
+/// How many times the create-and-claim transaction is tried when the claim was refused by a
+/// record that is gone by the time it is read (released, lapsed, or a transaction conflict).
+const CLAIM_ATTEMPTS: u32 = 5;
+
+/// An `Idempotency-Key` request: the scoped key and the body's fingerprint.
+struct Keyed {
+    scoped: String,
+    fingerprint: RequestFingerprint,
+}
+
+/// The answer to a request whose claim was refused by a live record.
+fn refused_claim(outcome: ClaimOutcome) -> Response<Body> {
+    match outcome {
+        ClaimOutcome::Replay(stored) => replayed(&stored),
+        ClaimOutcome::Mismatch => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_mismatch",
+            "this Idempotency-Key was used with a different request body",
+        )
+        .with_field("Idempotency-Key")
+        .into_response(),
+        ClaimOutcome::InFlight { retry_after_secs } => {
+            let mut response = ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is in progress; retry later",
+            )
+            .with_field("Idempotency-Key")
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            response
+        }
+        // Not a refusal; never passed here.
+        ClaimOutcome::Claimed(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "the idempotency store is unavailable; try again",
+        )
+        .into_response(),
+    }
+}
+
+/// The response as stored under its key for replay.
+fn stored_of(response: &Response<Body>) -> StoredResponse {
+    StoredResponse {
+        status: response.status().as_u16(),
+        body: match response.body() {
+            Body::Text(t) => t.clone(),
+            _ => String::new(),
+        },
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+    }
+}
 
 fn request_body(request: &Request) -> &[u8] {
     match request.body() {
@@ -157,117 +222,165 @@ impl SendApi {
 
     /// `POST /v1/messages`.
     pub(crate) async fn send(&self, request: &Request) -> Response<Body> {
-        self.idempotent(request, |key, body| self.send_one(key, body))
-            .await
+        match self.admit(request).await {
+            Ok((key, body, keyed)) => self.send_one(key, body, keyed).await,
+            Err(refused) => refused,
+        }
     }
 
     /// `POST /v1/messages/batch`.
     pub(crate) async fn send_batch(&self, request: &Request) -> Response<Body> {
-        self.idempotent(request, |key, body| self.send_many(key, body))
-            .await
-    }
-
-    /// Authentication, the size cap and the `Idempotency-Key` protocol around `process`.
-    async fn idempotent<'a, F, Fut>(&'a self, request: &'a Request, process: F) -> Response<Body>
-    where
-        F: FnOnce(AuthenticatedKey, &'a [u8]) -> Fut,
-        Fut: std::future::Future<Output = Response<Body>>,
-    {
-        let key = match self
-            .authenticate(request, Requirement::Scope(Scope::Send))
-            .await
-        {
-            Ok(key) => key,
+        let (key, body, keyed) = match self.admit(request).await {
+            Ok(admitted) => admitted,
             Err(refused) => return refused,
         };
-        let body = request_body(request);
-        if body.len() > MAX_BODY_BYTES {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-            .into_response();
-        }
-        let Some(raw_key) = request.headers().get(IDEMPOTENCY_KEY_HEADER) else {
-            return process(key, body).await;
+        let Some(keyed) = keyed else {
+            return self.send_many(key, body).await;
         };
-        let idempotency_key = match raw_key
-            .to_str()
-            .map_err(|_| "the idempotency key may contain only visible ASCII characters".to_owned())
-            .and_then(|k| IdempotencyKey::parse(k).map_err(|e| e.to_string()))
-        {
-            Ok(k) => k,
-            Err(message) => {
-                return ApiError::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message)
-                    .with_field("Idempotency-Key")
-                    .into_response();
-            }
-        };
-        // A body that is not JSON cannot be fingerprinted; it is refused by validation below
-        // without claiming anything.
-        let Ok(fingerprint) = RequestFingerprint::of_body(body) else {
-            return process(key, body).await;
-        };
-        let store = DynamoDbIdempotencyStore::new(
-            self.clients.dynamodb.clone(),
-            self.config.names.table(Table::Idempotency),
-        );
-        let scoped = idempotency_key.scoped(key.id.as_str());
+        let store = self.idempotency_store();
         let lease = self.config.providers.send_budget + LEASE_MARGIN;
         let claim = match store
-            .claim(&scoped, &fingerprint, OffsetDateTime::now_utc(), lease)
+            .claim(
+                &keyed.scoped,
+                &keyed.fingerprint,
+                OffsetDateTime::now_utc(),
+                lease,
+            )
             .await
         {
             Ok(ClaimOutcome::Claimed(claim)) => claim,
-            Ok(ClaimOutcome::Replay(stored)) => return replayed(&stored),
-            Ok(ClaimOutcome::Mismatch) => {
-                return ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_mismatch",
-                    "this Idempotency-Key was used with a different request body",
-                )
-                .with_field("Idempotency-Key")
-                .into_response();
-            }
-            Ok(ClaimOutcome::InFlight { retry_after_secs }) => {
-                let mut response = ApiError::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_key_in_use",
-                    "a request with this Idempotency-Key is in progress; retry later",
-                )
-                .with_field("Idempotency-Key")
-                .into_response();
-                if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                    response.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                return response;
-            }
+            Ok(refused) => return refused_claim(refused),
             Err(err) => return unavailable("idempotency store", &err),
         };
-        let response = process(key, body).await;
+        let response = self.send_many(key, body).await;
         if response.status() == StatusCode::ACCEPTED {
-            let stored = StoredResponse {
-                status: response.status().as_u16(),
-                body: match response.body() {
-                    Body::Text(t) => t.clone(),
-                    _ => String::new(),
-                },
-                headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-            };
             let retention = self.config.idempotency_retention;
             if let Err(err) = store
-                .complete(&claim, &stored, OffsetDateTime::now_utc(), retention)
+                .complete(
+                    &claim,
+                    &stored_of(&response),
+                    OffsetDateTime::now_utc(),
+                    retention,
+                )
                 .await
             {
-                // The send happened; the record lapses with its lease and a retry after that
-                // sends again. Logged for the operator.
+                // The messages are accepted; the record lapses with its lease and a retry after
+                // that sends again. Logged for the operator.
                 tracing::error!(error = %err, "could not store the idempotent response");
             }
         } else if let Err(err) = store.release(&claim).await {
             tracing::warn!(error = %err, "could not release an idempotency claim; it lapses with its lease");
         }
         response
+    }
+
+    fn idempotency_store(&self) -> DynamoDbIdempotencyStore {
+        DynamoDbIdempotencyStore::new(
+            self.clients.dynamodb.clone(),
+            self.config.names.table(Table::Idempotency),
+        )
+    }
+
+    /// Authentication, the size cap and the `Idempotency-Key` header: the key, the body and the
+    /// scoped idempotency key with the body's fingerprint (none without the header, or for a
+    /// body that is not JSON: validation refuses it without claiming anything).
+    async fn admit<'r>(
+        &self,
+        request: &'r Request,
+    ) -> Result<(AuthenticatedKey, &'r [u8], Option<Keyed>), Response<Body>> {
+        let key = self
+            .authenticate(request, Requirement::Scope(Scope::Send))
+            .await?;
+        let body = request_body(request);
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+            .into_response());
+        }
+        let Some(raw_key) = request.headers().get(IDEMPOTENCY_KEY_HEADER) else {
+            return Ok((key, body, None));
+        };
+        let idempotency_key = raw_key
+            .to_str()
+            .map_err(|_| "the idempotency key may contain only visible ASCII characters".to_owned())
+            .and_then(|k| IdempotencyKey::parse(k).map_err(|e| e.to_string()))
+            .map_err(|message| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message)
+                    .with_field("Idempotency-Key")
+                    .into_response()
+            })?;
+        let keyed = RequestFingerprint::of_body(body)
+            .ok()
+            .map(|fingerprint| Keyed {
+                scoped: idempotency_key.scoped(key.id.as_str()),
+                fingerprint,
+            });
+        Ok((key, body, keyed))
+    }
+
+    /// Records the message, claiming the key in the same transaction when there is one (the
+    /// claim stored completed with `known` when the answer is known already). `Ok(None)` when
+    /// recorded without a key; `Err` is the answer (a refused claim, or 503).
+    async fn create(
+        &self,
+        record: &MessageRecord,
+        email: &OutboundEmail,
+        provider: Option<ProviderId>,
+        keyed: Option<&Keyed>,
+        known: Option<&StoredResponse>,
+    ) -> Result<Option<Claim>, Response<Body>> {
+        let messages = self.delivery.messages();
+        let Some(keyed) = keyed else {
+            return match messages.create_for(record, email, provider).await {
+                Ok(()) => Ok(None),
+                Err(err) => Err(unavailable("message store", &err)),
+            };
+        };
+        let store = self.idempotency_store();
+        let lease = self.config.providers.send_budget + LEASE_MARGIN;
+        let retention = self.config.idempotency_retention;
+        for attempt in 0..CLAIM_ATTEMPTS {
+            let now = OffsetDateTime::now_utc();
+            let (write, claim) = store
+                .claim_write(
+                    &keyed.scoped,
+                    &keyed.fingerprint,
+                    now,
+                    lease,
+                    known.map(|k| (k, retention)),
+                )
+                .map_err(|e| unavailable("idempotency store", &e))?;
+            match messages
+                .create_linked(record, email, provider, Some(write))
+                .await
+            {
+                Ok(()) => return Ok(Some(claim)),
+                Err(MessageStoreError::LinkedRefused) => {}
+                Err(err) => return Err(unavailable("message store", &err)),
+            }
+            // The slow path: what holds the key?
+            match store
+                .refused(&keyed.scoped, &keyed.fingerprint, OffsetDateTime::now_utc())
+                .await
+            {
+                Ok(Some(outcome)) => return Err(refused_claim(outcome)),
+                // Gone meanwhile (or a conflict with a claim that did not land): claim again
+                // after a short, growing, jittered pause.
+                Ok(None) => {
+                    let jitter = u64::from(OffsetDateTime::now_utc().nanosecond() % 20);
+                    let pause = 10 * u64::from(attempt + 1) + jitter;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(err) => return Err(unavailable("idempotency store", &err)),
+            }
+        }
+        Err(unavailable(
+            "idempotency store",
+            &"the idempotency key kept changing",
+        ))
     }
 
     /// Suppression check of every recipient of `emails` at once.
@@ -295,8 +408,14 @@ impl SendApi {
         initial_state(valid.email.category, send_at, now, paused)
     }
 
-    /// One message: validate, screen, record, send.
-    async fn send_one(&self, key: AuthenticatedKey, body: &[u8]) -> Response<Body> {
+    /// One message: validate, screen, record (and claim the key), send (and record the outcome
+    /// with the key's response).
+    async fn send_one(
+        &self,
+        key: AuthenticatedKey,
+        body: &[u8],
+        keyed: Option<Keyed>,
+    ) -> Response<Body> {
         let now = OffsetDateTime::now_utc();
         let request = match SendRequest::from_json(body) {
             Ok(r) => r,
@@ -339,14 +458,6 @@ impl SendApi {
             send_at.map(UnixMillis::from),
             &dropped,
         );
-        if let Err(err) = self
-            .delivery
-            .messages()
-            .create_for(&record, &email, provider)
-            .await
-        {
-            return unavailable("message store", &err);
-        }
         let answer = |status: MessageState, provider: Option<ProviderId>, pmid: Option<String>| {
             json_response(
                 StatusCode::ACCEPTED,
@@ -359,28 +470,73 @@ impl SendApi {
                 }),
             )
         };
-        if state != MessageState::Queued {
-            return answer(state, None, None);
+        let of_delivery = |d: &Delivery| answer(d.state, d.provider, d.provider_message_id.clone());
+        // A held message's answer is known now: its key is stored completed with the message.
+        let held = (state != MessageState::Queued).then(|| answer(state, None, None));
+        let claim = match self
+            .create(
+                &record,
+                &email,
+                provider,
+                keyed.as_ref(),
+                held.as_ref().map(stored_of).as_ref(),
+            )
+            .await
+        {
+            Ok(claim) => claim,
+            Err(response) => return response,
+        };
+        if let Some(held) = held {
+            return held;
         }
+        let store = self.idempotency_store();
+        let retention = self.config.idempotency_retention;
+        let link = |d: &Delivery| {
+            let claim = claim.as_ref()?;
+            let stored = stored_of(&of_delivery(d));
+            store
+                .complete_write(claim, &stored, OffsetDateTime::now_utc(), retention)
+                .map_err(|err| tracing::error!(error = %err, "could not build the idempotency completion"))
+                .ok()
+        };
         let budget = self.config.providers.send_budget;
         match self
             .delivery
-            .deliver(&record, &email, provider, budget)
+            .deliver_linked(&record, &email, provider, budget, Some(&link))
             .await
         {
-            Ok(d) => answer(d.state, d.provider, d.provider_message_id),
+            Ok(d) => of_delivery(&d),
             Err(DeliveryError::Record {
                 source, delivery, ..
             }) => {
                 // The provider call happened: answering an error would invite a second send.
                 tracing::error!(message_id = %record.id, error = %source, "could not record the send outcome");
-                answer(
-                    delivery.state,
-                    delivery.provider,
-                    delivery.provider_message_id,
-                )
+                let response = of_delivery(&delivery);
+                if let Some(claim) = &claim
+                    && let Err(err) = store
+                        .complete(
+                            claim,
+                            &stored_of(&response),
+                            OffsetDateTime::now_utc(),
+                            retention,
+                        )
+                        .await
+                {
+                    tracing::error!(error = %err, "could not store the idempotent response");
+                }
+                response
             }
-            Err(err) => unavailable("send queue", &err),
+            Err(err) => {
+                // Recorded (with the key's response) but not on the send queue: forget the
+                // response so a retry with the key is not answered `queued` for a message no
+                // worker will see.
+                if let Some(claim) = &claim
+                    && let Err(e) = store.discard(claim).await
+                {
+                    tracing::error!(error = %e, "could not discard the idempotent response");
+                }
+                unavailable("send queue", &err)
+            }
         }
     }
 

@@ -8,6 +8,10 @@
 //!   retry cannot fix it);
 //! - the message is no longer `queued` (sent, failed, cancelled, …) → acknowledged without a
 //!   send: SQS delivers at least once, so a redelivered pointer must not send twice;
+//! - another worker holds the message (`sending` under a live lease: SQS handed the same pointer
+//!   to two workers) → acknowledged without a send;
+//! - the message is `sending` under an EXPIRED lease (its worker died, maybe after calling the
+//!   provider) → marked `unknown` and acknowledged: it is never sent again blindly;
 //! - the message is still `scheduled`/`paused` (the sweeper enqueues before it marks the
 //!   release) → left on the queue until the mark lands;
 //! - DynamoDB unreachable before any provider call, or a deferral that could not be enqueued →
@@ -145,6 +149,10 @@ impl Function {
                 "message {id} is still {} (release not yet recorded)",
                 state.as_str()
             )),
+            Ok(StoredDelivery::Abandoned) => {
+                tracing::warn!(message_id = %id, "an earlier worker's send lapsed mid-call; marked unknown, not sent again");
+                RecordOutcome::Done
+            }
             Ok(StoredDelivery::NotQueued(state)) => {
                 tracing::info!(message_id = %id, state = state.as_str(), "message is no longer queued; not sent again");
                 RecordOutcome::Done

@@ -15,6 +15,12 @@
 //! `GetItem` made. Completing and releasing are conditioned on the claim still being this
 //! request's (`claim_id`) and in progress, so a request whose lease lapsed and was reclaimed
 //! cannot overwrite its successor.
+//!
+//! The same claim and completion are also available as [`LinkedWrite`]s, to be written inside
+//! another transaction (the send API claims in the message-create transaction and completes in
+//! the transaction that records the provider call): [`claim_write`](DynamoDbIdempotencyStore::claim_write),
+//! [`complete_write`](DynamoDbIdempotencyStore::complete_write), and
+//! [`refused`](DynamoDbIdempotencyStore::refused) to tell what a refused linked claim ran into.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,7 +28,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
 use mailgate_core::idempotency::decide;
 use mailgate_core::{
     IdempotencyDecision, IdempotencyRecord, IdempotencyState, RequestFingerprint, StoredResponse,
@@ -31,6 +40,12 @@ use mailgate_core::{
 use time::OffsetDateTime;
 
 use crate::receipts::StoreError;
+
+/// A conditional write on another table, made in the same DynamoDB transaction as a message
+/// write (see `DynamoDbMessages::create_linked` and `record_outcome`): either both happen or
+/// neither. Opaque: built by the store that owns the item.
+#[derive(Debug, Clone)]
+pub struct LinkedWrite(pub(crate) TransactWriteItem);
 
 /// How many times a claim is attempted when the record it collided with vanished meanwhile
 /// (released, or deleted by TTL).
@@ -174,6 +189,135 @@ impl DynamoDbIdempotencyStore {
         }
     }
 
+    /// The claim of `scoped_key` as a write inside another transaction, conditioned exactly as
+    /// [`claim`](Self::claim)'s `PutItem` (the key is free or its record lapsed). With
+    /// `completed` (the response and its retention) the record is stored completed at once: for
+    /// a request whose answer is known before the transaction (nothing left to call).
+    pub fn claim_write(
+        &self,
+        scoped_key: &str,
+        fingerprint: &RequestFingerprint,
+        now: OffsetDateTime,
+        lease: Duration,
+        completed: Option<(&StoredResponse, Duration)>,
+    ) -> Result<(LinkedWrite, Claim), IdempotencyStoreError> {
+        let now_ms = UnixMillis::from(now);
+        let lease_ends = now_ms.saturating_add(lease);
+        let claim_id = uuid::Uuid::new_v4().simple().to_string();
+        let mut item: Item = HashMap::from([
+            ("pk".to_owned(), s(scoped_key)),
+            ("state".to_owned(), s(IN_PROGRESS)),
+            ("fingerprint".to_owned(), s(fingerprint.as_str())),
+            ("claim_id".to_owned(), s(&claim_id)),
+            ("claimed_at_ms".to_owned(), n(now_ms.as_i64())),
+            ("expires_at_ms".to_owned(), n(lease_ends.as_i64())),
+            ("expires_at".to_owned(), n(lease_ends.unix_seconds_ceil())),
+        ]);
+        if let Some((response, retention)) = completed {
+            let expires_at = now_ms.saturating_add(retention);
+            item.insert("state".to_owned(), s(COMPLETED));
+            item.insert(
+                "response".to_owned(),
+                s(self.response_json(scoped_key, response)?),
+            );
+            item.insert("completed_at_ms".to_owned(), n(now_ms.as_i64()));
+            item.insert("expires_at_ms".to_owned(), n(expires_at.as_i64()));
+            item.insert("expires_at".to_owned(), n(expires_at.unix_seconds_ceil()));
+        }
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at_ms <= :now")
+            .expression_attribute_values(":now", n(now_ms.as_i64()))
+            .build()
+            .map_err(|e| self.unbuildable(scoped_key, &e))?;
+        let claim = Claim {
+            scoped_key: scoped_key.to_owned(),
+            claim_id,
+            fingerprint: fingerprint.clone(),
+            lease_expires_at: lease_ends.to_datetime(),
+            reclaimed: false,
+        };
+        Ok((
+            LinkedWrite(TransactWriteItem::builder().put(put).build()),
+            claim,
+        ))
+    }
+
+    /// [`complete`](Self::complete) as a write inside another transaction, with the same
+    /// condition (the claim is still this request's and in progress).
+    pub fn complete_write(
+        &self,
+        claim: &Claim,
+        response: &StoredResponse,
+        now: OffsetDateTime,
+        retention: Duration,
+    ) -> Result<LinkedWrite, IdempotencyStoreError> {
+        let now_ms = UnixMillis::from(now);
+        let expires_at = now_ms.saturating_add(retention);
+        let body = self.response_json(&claim.scoped_key, response)?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&claim.scoped_key))
+            .update_expression(
+                "SET #state = :completed, #response = :response, completed_at_ms = :now, \
+                 expires_at_ms = :expires_ms, expires_at = :expires_s",
+            )
+            .condition_expression("claim_id = :claim AND #state = :in_progress")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#response", "response")
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":response", s(body))
+            .expression_attribute_values(":now", n(now_ms.as_i64()))
+            .expression_attribute_values(":expires_ms", n(expires_at.as_i64()))
+            .expression_attribute_values(":expires_s", n(expires_at.unix_seconds_ceil()))
+            .expression_attribute_values(":claim", s(&claim.claim_id))
+            .build()
+            .map_err(|e| self.unbuildable(&claim.scoped_key, &e))?;
+        Ok(LinkedWrite(
+            TransactWriteItem::builder().update(update).build(),
+        ))
+    }
+
+    /// What a refused [`claim_write`](Self::claim_write) ran into, from a consistent read of
+    /// the record: `None` when the key is free (the record vanished or lapsed meanwhile, or the
+    /// refusal was a transaction conflict with a claim that did not land): claim again.
+    pub async fn refused(
+        &self,
+        scoped_key: &str,
+        fingerprint: &RequestFingerprint,
+        now: OffsetDateTime,
+    ) -> Result<Option<ClaimOutcome>, IdempotencyStoreError> {
+        let existing = self.get(scoped_key).await?;
+        Ok(match decide(existing.as_ref(), fingerprint, now) {
+            IdempotencyDecision::Proceed { .. } => None,
+            IdempotencyDecision::Replay(response) => Some(ClaimOutcome::Replay(response)),
+            IdempotencyDecision::Mismatch => Some(ClaimOutcome::Mismatch),
+            IdempotencyDecision::InFlight { retry_after_secs } => {
+                Some(ClaimOutcome::InFlight { retry_after_secs })
+            }
+        })
+    }
+
+    fn response_json(
+        &self,
+        scoped_key: &str,
+        response: &StoredResponse,
+    ) -> Result<String, IdempotencyStoreError> {
+        serde_json::to_string(response).map_err(|e| IdempotencyStoreError::Corrupt {
+            pk: scoped_key.to_owned(),
+            reason: format!("the response cannot be stored: {e}"),
+        })
+    }
+
+    fn unbuildable(&self, scoped_key: &str, e: &dyn std::fmt::Display) -> IdempotencyStoreError {
+        IdempotencyStoreError::Corrupt {
+            pk: scoped_key.to_owned(),
+            reason: format!("the write cannot be built: {e}"),
+        }
+    }
+
     /// Claims `scoped_key` for a request with `fingerprint` at `now`, for `lease` (tie it to the
     /// function's remaining time). One conditional write when the key is free or lapsed; when it
     /// is not, what the stored record says: replay, mismatch or in flight.
@@ -304,6 +448,32 @@ impl DynamoDbIdempotencyStore {
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":claim", s(&claim.claim_id))
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(self.failed("DeleteItem", err)),
+        }
+    }
+
+    /// Deletes the record of `claim` whatever its state (a response stored with an outcome that
+    /// turned out not to hold), so a retry with the key proceeds. Returns whether it was still
+    /// this request's.
+    pub async fn discard(&self, claim: &Claim) -> Result<bool, IdempotencyStoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&claim.scoped_key))
+            .condition_expression("claim_id = :claim")
+            .expression_attribute_values(":claim", s(&claim.claim_id))
             .send()
             .await;
         match result {

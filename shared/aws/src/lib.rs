@@ -25,13 +25,15 @@ pub use api_keys::{ApiKeyStoreError, DynamoDbApiKeys, Revocation, Seeded, api_ke
 pub mod suppressions;
 pub use suppressions::{DynamoDbSuppressionList, SuppressionPage, SuppressionStoreError};
 pub mod idempotency;
-pub use idempotency::{Claim, ClaimOutcome, DynamoDbIdempotencyStore, IdempotencyStoreError};
+pub use idempotency::{
+    Claim, ClaimOutcome, DynamoDbIdempotencyStore, IdempotencyStoreError, LinkedWrite,
+};
 pub mod provider_health;
 pub use provider_health::{DynamoDbProviderHealth, ProviderHealthConfig, ProviderHealthError};
 pub mod messages;
 pub use messages::{
-    Cancellation, DynamoDbMessages, INLINE_CONTENT_LIMIT, MessageStoreError, StoredMessage,
-    message_pk, provider_message_key,
+    ATTEMPTS_PER_TRANSACTION, Cancellation, DynamoDbMessages, INLINE_CONTENT_LIMIT,
+    MessageStoreError, SendingClaim, StoredMessage, message_pk, provider_message_key,
 };
 pub mod controls;
 pub use controls::{BULK_PAUSED_PK, BulkPause, ControlsError, DynamoDbSendControls};

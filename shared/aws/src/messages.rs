@@ -5,7 +5,8 @@
 //!   `provider_message_key = <provider>#<provider message id>` once a provider accepted it (the
 //!   `by-provider-message-id` index), and `release_queue` + `release_at` while it is held (the
 //!   sparse `by-release` index; the template declares `release_at` a string, so it is the epoch
-//!   milliseconds zero-padded to 15 digits, which sorts like the number);
+//!   milliseconds zero-padded to 15 digits, which sorts like the number), and `sending_until`
+//!   (epoch ms) while a worker holds it `sending` ([`DynamoDbMessages::start_sending`]);
 //! - `pk = msg#<id>`, `sk = attempt#<epoch ms, 15 digits>#<number, 4 digits>`: one item per
 //!   provider call, so the summary Query returns them in order;
 //! - `pk = msg#<id>#content`, `sk = content`: the validated [`OutboundEmail`] as JSON (attachments
@@ -14,12 +15,16 @@
 //!   message's status never reads (or pays for) its bodies.
 //!
 //! Round trips: `create` is one TransactWriteItems (summary + content) when the content fits,
-//! plus one BatchWriteItem per 25 parts (written first) when it does not; `record_attempt`,
-//! `cancel`, `mark_released`, `due` and `find_by_provider_message_id` are one request each;
+//! plus one BatchWriteItem per 25 parts (written first) when it does not, and `create_linked`
+//! adds a linked write (the idempotency claim) to that transaction; `record_outcome` (every
+//! attempt of a delivery, the state, and a linked write such as the idempotency completion),
+//! `record_attempt`, `start_sending`, `cancel`, `mark_released`, `due` and
+//! `find_by_provider_message_id` are one request each;
 //! `get` and `load_content` are one Query (more pages only past 1 MB).
 
 use std::collections::HashMap;
 
+use crate::idempotency::LinkedWrite;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -39,6 +44,10 @@ use mailgate_core::{
 /// are at most 400 KB); larger content is split into parts of this size.
 pub const INLINE_CONTENT_LIMIT: usize = 350 * 1024;
 
+/// Attempts per `record_outcome` transaction: the summary update and a linked write make the
+/// rest of TransactWriteItems' 100 items (attempt items are small, far from its 4 MB).
+pub const ATTEMPTS_PER_TRANSACTION: usize = 90;
+
 /// Parts per BatchWriteItem request (the API's limit).
 const PARTS_PER_BATCH: usize = 25;
 
@@ -52,6 +61,11 @@ pub enum MessageStoreError {
     /// `create` found a message with this id already.
     #[error("message {0} exists already")]
     AlreadyExists(MessageId),
+    /// The write linked into the transaction (an idempotency claim or completion) had its
+    /// condition refused, or conflicted with a concurrent transaction on its item: nothing of
+    /// the transaction was written.
+    #[error("the linked write was refused")]
+    LinkedRefused,
     /// The message does not exist (`record_attempt`).
     #[error("message {0} does not exist")]
     NotFound(MessageId),
@@ -95,6 +109,19 @@ pub struct StoredMessage {
     /// The only provider the caller allowed (`provider` in the request), if any: every later
     /// attempt (the send worker's) goes through it alone.
     pub requested_provider: Option<ProviderId>,
+}
+
+/// What [`DynamoDbMessages::start_sending`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendingClaim {
+    /// The message was `queued` and is now `sending` under this caller's lease.
+    Taken,
+    /// The message is not `queued`: another worker holds its lease (`sending`), or it is past
+    /// sending, or held (`scheduled`/`paused`). Its state.
+    Elsewhere(MessageState),
+    /// Its `sending` lease had expired (the worker holding it died, possibly after the provider
+    /// call): the message is now `unknown` and must not be sent again blindly.
+    Abandoned,
 }
 
 /// What `cancel` did.
@@ -151,6 +178,28 @@ fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 
 fn get_n(item: &Item, name: &str) -> Option<i64> {
     item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+const TRANSACTION_CONFLICT: &str = "TransactionConflict";
+
+/// The cancellation reason codes of a cancelled transaction, one per item (`"None"` for the
+/// items that were not at fault); empty for any other error.
+fn cancellation_codes(
+    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>,
+) -> Vec<String> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("None").to_owned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn refused_or_conflict(code: &str) -> bool {
+    code == CONDITION_FAILED || code == TRANSACTION_CONFLICT
 }
 
 fn is_conditional_failure(err: &aws_sdk_dynamodb::error::SdkError<UpdateItemError>) -> bool {
@@ -374,6 +423,22 @@ impl DynamoDbMessages {
         content: &OutboundEmail,
         requested_provider: Option<ProviderId>,
     ) -> Result<(), MessageStoreError> {
+        self.create_linked(record, content, requested_provider, None)
+            .await
+    }
+
+    /// [`create_for`](Self::create_for) with `linked` (e.g. an idempotency claim) written first
+    /// in the same transaction: nothing is written unless every condition holds. A refused
+    /// linked write is `LinkedRefused`; an existing message is `AlreadyExists`. Content parts
+    /// (content over [`INLINE_CONTENT_LIMIT`]) are written before, outside the transaction, as
+    /// for `create`; the transaction holds at most three items (linked, summary, content head).
+    pub async fn create_linked(
+        &self,
+        record: &MessageRecord,
+        content: &OutboundEmail,
+        requested_provider: Option<ProviderId>,
+        linked: Option<LinkedWrite>,
+    ) -> Result<(), MessageStoreError> {
         let json =
             serde_json::to_vec(content).map_err(|e| MessageStoreError::Content(e.to_string()))?;
         let pk = content_pk(&record.id);
@@ -404,25 +469,32 @@ impl DynamoDbMessages {
             .set_item(Some(content_item))
             .build()
             .map_err(build)?;
+        let offset = usize::from(linked.is_some());
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(summary).build())
-            .transact_items(TransactWriteItem::builder().put(content).build())
+            .set_transact_items(Some(
+                linked
+                    .map(|l| l.0)
+                    .into_iter()
+                    .chain([
+                        TransactWriteItem::builder().put(summary).build(),
+                        TransactWriteItem::builder().put(content).build(),
+                    ])
+                    .collect(),
+            ))
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
             Err(err) => {
-                let exists = match err.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                        .cancellation_reasons()
-                        .first()
-                        .and_then(|r| r.code())
-                        .is_some_and(|code| code == "ConditionalCheckFailed"),
-                    _ => false,
-                };
-                if exists {
+                let reasons = cancellation_codes(&err);
+                if offset == 1 && reasons.first().is_some_and(|c| refused_or_conflict(c)) {
+                    Err(MessageStoreError::LinkedRefused)
+                } else if reasons
+                    .get(offset)
+                    .is_some_and(|code| code == CONDITION_FAILED)
+                {
                     Err(MessageStoreError::AlreadyExists(record.id.clone()))
                 } else {
                     Err(MessageStoreError::sdk("TransactWriteItems", err))
@@ -489,18 +561,78 @@ impl DynamoDbMessages {
         attempt: &SendAttempt,
         new_state: MessageState,
     ) -> Result<(), MessageStoreError> {
+        self.record_outcome(
+            id,
+            std::slice::from_ref(attempt),
+            new_state,
+            attempt.at,
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Records every provider call of one delivery and moves the message to `new_state`, with
+    /// `linked` (e.g. the idempotency completion), in ONE transaction when there are at most
+    /// [`ATTEMPTS_PER_TRANSACTION`] attempts (one more per further batch; `linked` goes with
+    /// the last): the attempt items, and on the summary the state, `updated_at = now`, the
+    /// attempt count, the last provider, the provider's message id (and its
+    /// `by-provider-message-id` key) when an attempt carries one; the `sending` lease
+    /// (`sending_until`) is removed. Without attempts only the summary is updated.
+    ///
+    /// Returns whether `linked` was written: when its condition is refused the outcome is
+    /// written again without it (the message's record must not be lost to a lapsed idempotency
+    /// claim). `NotFound` when there is no such message.
+    pub async fn record_outcome(
+        &self,
+        id: &MessageId,
+        attempts: &[SendAttempt],
+        new_state: MessageState,
+        now: UnixMillis,
+        linked: Option<LinkedWrite>,
+    ) -> Result<bool, MessageStoreError> {
+        let chunks: Vec<&[SendAttempt]> = if attempts.is_empty() {
+            vec![&[]]
+        } else {
+            attempts.chunks(ATTEMPTS_PER_TRANSACTION).collect()
+        };
+        let last = chunks.len() - 1;
+        let mut linked = linked;
+        let mut linked_written = false;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let with = if i == last { linked.take() } else { None };
+            let had_linked = with.is_some();
+            match self.record_chunk(id, chunk, new_state, now, with).await {
+                Ok(()) => linked_written = had_linked,
+                Err(MessageStoreError::LinkedRefused) => {
+                    self.record_chunk(id, chunk, new_state, now, None).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(linked_written)
+    }
+
+    /// One transaction of [`record_outcome`](Self::record_outcome).
+    async fn record_chunk(
+        &self,
+        id: &MessageId,
+        attempts: &[SendAttempt],
+        new_state: MessageState,
+        now: UnixMillis,
+        linked: Option<LinkedWrite>,
+    ) -> Result<(), MessageStoreError> {
         let build = |e| MessageStoreError::sdk("TransactWriteItems", e);
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(attempt_item(id, attempt)))
-            .build()
-            .map_err(build)?;
-        let mut set = vec![
-            "#state = :state",
-            "provider = :provider",
-            "updated_at = :now",
-            "attempt_count = if_not_exists(attempt_count, :zero) + :one",
-        ];
+        let mut items = Vec::with_capacity(attempts.len() + 2);
+        for attempt in attempts {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(attempt_item(id, attempt)))
+                .build()
+                .map_err(build)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let mut set = vec!["#state = :state", "updated_at = :now"];
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(message_pk(id)))
@@ -508,48 +640,145 @@ impl DynamoDbMessages {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":state", s(new_state.as_str()))
-            .expression_attribute_values(":provider", s(attempt.provider.as_str()))
-            .expression_attribute_values(":now", n(attempt.at.as_i64()))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1));
-        if let Some(pmid) = &attempt.provider_message_id {
+            .expression_attribute_values(":now", n(now.as_i64()));
+        if let Some(last) = attempts.last() {
+            set.push("provider = :provider");
+            set.push("attempt_count = if_not_exists(attempt_count, :zero) + :count");
+            update = update
+                .expression_attribute_values(":provider", s(last.provider.as_str()))
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":count", n(attempts.len() as i64));
+        }
+        if let Some(accepted) = attempts
+            .iter()
+            .rev()
+            .find(|a| a.provider_message_id.is_some())
+            && let Some(pmid) = &accepted.provider_message_id
+        {
             set.push("provider_message_id = :pmid");
             set.push("provider_message_key = :pmkey");
             update = update
                 .expression_attribute_values(":pmid", s(pmid))
                 .expression_attribute_values(
                     ":pmkey",
-                    s(provider_message_key(attempt.provider, pmid)),
+                    s(provider_message_key(accepted.provider, pmid)),
                 );
         }
         let update = update
-            .update_expression(format!("SET {}", set.join(", ")))
+            .update_expression(format!("SET {} REMOVE sending_until", set.join(", ")))
             .build()
             .map_err(build)?;
+        let summary_index = items.len();
+        items.push(TransactWriteItem::builder().update(update).build());
+        let has_linked = linked.is_some();
+        items.extend(linked.map(|l| l.0));
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(update).build())
+            .set_transact_items(Some(items))
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
             Err(err) => {
-                let missing = match err.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                        .cancellation_reasons()
-                        .get(1)
-                        .and_then(|r| r.code())
-                        .is_some_and(|code| code == "ConditionalCheckFailed"),
-                    _ => false,
-                };
-                if missing {
+                let reasons = cancellation_codes(&err);
+                if reasons
+                    .get(summary_index)
+                    .is_some_and(|c| c == CONDITION_FAILED)
+                {
                     Err(MessageStoreError::NotFound(id.clone()))
+                } else if has_linked
+                    && reasons
+                        .get(summary_index + 1)
+                        .is_some_and(|c| refused_or_conflict(c))
+                {
+                    Err(MessageStoreError::LinkedRefused)
                 } else {
                     Err(MessageStoreError::sdk("TransactWriteItems", err))
                 }
             }
+        }
+    }
+
+    /// Takes a `queued` message for a provider call: `queued` → `sending` with the lease
+    /// `sending_until = lease_until`, in one conditional update. What it finds otherwise:
+    /// another worker's live lease, an expired lease (marked `unknown` here: the worker holding
+    /// it died after possibly calling a provider, so the message must not be sent blindly), or
+    /// any other state.
+    pub async fn start_sending(
+        &self,
+        id: &MessageId,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+    ) -> Result<SendingClaim, MessageStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression("SET #state = :sending, sending_until = :until, updated_at = :now")
+            .condition_expression("#state = :queued")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":sending", s(MessageState::Sending.as_str()))
+            .expression_attribute_values(":queued", s(MessageState::Queued.as_str()))
+            .expression_attribute_values(":until", n(lease_until.as_i64()))
+            .expression_attribute_values(":now", n(now.as_i64()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let old = match result {
+            Ok(_) => return Ok(SendingClaim::Taken),
+            Err(err) if is_conditional_failure(&err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
+                _ => None,
+            },
+            Err(err) => return Err(MessageStoreError::sdk("UpdateItem", err)),
+        };
+        let Some(old) = old.filter(|i| i.contains_key("pk")) else {
+            return Err(MessageStoreError::NotFound(id.clone()));
+        };
+        let state = record_from(&old)?.state;
+        let until = get_n(&old, "sending_until").map(UnixMillis);
+        match (state, until) {
+            (MessageState::Sending, Some(until)) if until <= now => {
+                if self.abandon(id, until, now).await? {
+                    Ok(SendingClaim::Abandoned)
+                } else {
+                    // The earlier worker recorded its outcome meanwhile.
+                    Ok(SendingClaim::Elsewhere(MessageState::Sending))
+                }
+            }
+            (state, _) => Ok(SendingClaim::Elsewhere(state)),
+        }
+    }
+
+    /// `sending` with the expired lease `until` → `unknown`; `false` when the lease changed.
+    async fn abandon(
+        &self,
+        id: &MessageId,
+        until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<bool, MessageStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression("SET #state = :unknown, updated_at = :now REMOVE sending_until")
+            .condition_expression("#state = :sending AND sending_until = :until")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":unknown", s(MessageState::Unknown.as_str()))
+            .expression_attribute_values(":sending", s(MessageState::Sending.as_str()))
+            .expression_attribute_values(":until", n(until.as_i64()))
+            .expression_attribute_values(":now", n(now.as_i64()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
         }
     }
 

@@ -3,8 +3,7 @@
 //! Both send paths use it: `send-api` right after recording a new message (synchronously, within
 //! the request budget) and `send-worker` for a message id taken from the send queue. It runs
 //! [`SendService::send`] (an explicit provider is honoured: never another), writes every provider
-//! call as a send attempt (one `record_attempt` each, which also moves the message to the
-//! resulting state), and for a deferred send puts the message back on the send queue, invisible
+//! call as a send attempt with the resulting state (`record_outcome`), and for a deferred send puts the message back on the send queue, invisible
 //! until the retry time (SQS delays at most 15 minutes; a longer wait is covered by the worker
 //! deferring again).
 //!
@@ -14,11 +13,25 @@
 //! | ambiguous (timeout after the request left) | `unknown` |
 //! | refused, nothing left to try | `failed` |
 //! | deferred | `queued`, and on the send queue |
+//!
+//! Every provider call of one delivery is recorded in ONE transaction with the resulting state
+//! (more only past `ATTEMPTS_PER_TRANSACTION` attempts), together with an optional linked write
+//! built from the outcome: the send API's idempotency completion, so a synchronous send makes
+//! one DynamoDB round trip after the provider call.
+//!
+//! A stored message (the send worker's path) is first taken with a lease: `queued` → `sending`
+//! with `sending_until` = now + [`DEFAULT_SENDING_LEASE`], conditioned on `queued`, so of two
+//! workers handed the same pointer at once only one calls a provider. The other finds the live
+//! lease and acknowledges; one that finds an EXPIRED lease (its holder died, maybe after calling
+//! the provider) marks the message `unknown` and acknowledges. Recording the outcome removes the
+//! lease.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailgate_aws::{DynamoDbMessages, MessageStoreError, SendQueueError, SqsSendQueue};
+use mailgate_aws::{
+    DynamoDbMessages, LinkedWrite, MessageStoreError, SendQueueError, SendingClaim, SqsSendQueue,
+};
 use mailgate_core::{
     Clock, MessageId, MessageRecord, MessageState, OutboundEmail, ProviderId, SystemClock,
     UnixMillis,
@@ -26,6 +39,15 @@ use mailgate_core::{
 use time::OffsetDateTime;
 
 use crate::send::{self, SendOutcome, SendReport, SendService};
+
+/// How long a worker holds a message it is sending: twice the functions' timeout (30 s), so a
+/// live worker never loses it and a dead one's lease has lapsed before SQS hands the pointer
+/// out again (the send queue's visibility timeout is 180 s).
+pub const DEFAULT_SENDING_LEASE: Duration = Duration::from_secs(60);
+
+/// Builds the write linked to the outcome's transaction from the delivery (e.g. the
+/// idempotency completion holding the response the delivery implies); `None` for no write.
+pub type LinkOutcome<'a> = dyn Fn(&Delivery) -> Option<LinkedWrite> + Send + Sync + 'a;
 
 /// What a delivery did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +72,9 @@ pub enum StoredDelivery {
     /// The message is no longer `queued` (sent, failed, cancelled, …): nothing was sent. This is
     /// the answer to a redelivered queue message.
     NotQueued(MessageState),
+    /// The message was `sending` under a lease that had expired: its worker died, possibly
+    /// after the provider call. It is now `unknown`; nothing was sent.
+    Abandoned,
 }
 
 /// Why a delivery did not complete.
@@ -84,6 +109,7 @@ pub struct MessageDelivery {
     queue: SqsSendQueue,
     service: Arc<SendService>,
     clock: Arc<dyn Clock>,
+    sending_lease: Duration,
 }
 
 impl std::fmt::Debug for MessageDelivery {
@@ -102,7 +128,14 @@ impl MessageDelivery {
             queue,
             service,
             clock: Arc::new(SystemClock),
+            sending_lease: DEFAULT_SENDING_LEASE,
         }
+    }
+
+    /// The same delivery holding a stored message for `lease` while sending it.
+    pub fn with_sending_lease(mut self, lease: Duration) -> Self {
+        self.sending_lease = lease;
+        self
     }
 
     /// The same delivery reading time from `clock` (for the deferral delay).
@@ -122,8 +155,10 @@ impl MessageDelivery {
     }
 
     /// Delivers the stored message `id` if it is still `queued`: loads its record and content
-    /// (one Query each), then [`deliver`](Self::deliver)s it through the provider it was
-    /// restricted to, if any.
+    /// (one Query each), takes it with a lease (`queued` → `sending`, one conditional update),
+    /// then [`deliver`](Self::deliver)s it through the provider it was restricted to, if any.
+    /// A message another worker holds is `NotQueued(Sending)`; one whose lease expired is
+    /// marked `unknown` (`Abandoned`).
     pub async fn deliver_stored(
         &self,
         id: &MessageId,
@@ -135,31 +170,71 @@ impl MessageDelivery {
             .await
             .map_err(DeliveryError::Load)?
             .ok_or_else(|| DeliveryError::NotFound(id.clone()))?;
-        if stored.record.state != MessageState::Queued {
+        if !matches!(
+            stored.record.state,
+            MessageState::Queued | MessageState::Sending
+        ) {
             return Ok(StoredDelivery::NotQueued(stored.record.state));
         }
+        // The content is loaded before the lease is taken: nothing may fail between taking it
+        // and calling the provider, or the message would wait for the lease to lapse and then
+        // be taken for an abandoned send.
         let content = self
             .messages
             .load_content(id)
             .await
             .map_err(DeliveryError::Load)?
             .ok_or_else(|| DeliveryError::NotFound(id.clone()))?;
+        let now = UnixMillis::from(self.clock.now());
+        match self
+            .messages
+            .start_sending(id, now, now.saturating_add(self.sending_lease))
+            .await
+        {
+            Ok(SendingClaim::Taken) => {}
+            Ok(SendingClaim::Elsewhere(state)) => return Ok(StoredDelivery::NotQueued(state)),
+            Ok(SendingClaim::Abandoned) => {
+                tracing::warn!(message_id = %id, "an expired sending lease: the earlier worker may have sent it; marked unknown");
+                return Ok(StoredDelivery::Abandoned);
+            }
+            Err(MessageStoreError::NotFound(_)) => return Err(DeliveryError::NotFound(id.clone())),
+            Err(err) => return Err(DeliveryError::Load(err)),
+        }
+        let record = MessageRecord {
+            state: MessageState::Sending,
+            ..stored.record
+        };
         let delivery = self
-            .deliver(&stored.record, &content, stored.requested_provider, budget)
+            .deliver(&record, &content, stored.requested_provider, budget)
             .await?;
         Ok(StoredDelivery::Delivered(Box::new(delivery)))
     }
 
     /// Sends `email` (whose record is `record`, already stored) through `requested` only, if
     /// given, otherwise through the configured order, within `budget`; records every attempt
-    /// (one write each, numbered after the attempts already recorded) and the resulting state,
-    /// and puts a deferred message on the send queue.
+    /// (numbered after the attempts already recorded) and the resulting state in one
+    /// transaction, and puts a deferred message on the send queue.
     pub async fn deliver(
         &self,
         record: &MessageRecord,
         email: &OutboundEmail,
         requested: Option<ProviderId>,
         budget: Duration,
+    ) -> Result<Delivery, DeliveryError> {
+        self.deliver_linked(record, email, requested, budget, None)
+            .await
+    }
+
+    /// [`deliver`](Self::deliver), writing what `link` builds from the delivery in the same
+    /// transaction as the outcome (when the linked write's condition is refused, the outcome is
+    /// still recorded, without it, and the refusal logged).
+    pub async fn deliver_linked(
+        &self,
+        record: &MessageRecord,
+        email: &OutboundEmail,
+        requested: Option<ProviderId>,
+        budget: Duration,
+        link: Option<&LinkOutcome<'_>>,
     ) -> Result<Delivery, DeliveryError> {
         let report = self.service.send(email, requested, budget).await;
         let (state, retry_at) = match &report.outcome {
@@ -184,7 +259,8 @@ impl MessageDelivery {
             retry_at,
             report,
         };
-        if let Err(source) = self.record(record, &delivery).await {
+        let linked = link.and_then(|build| build(&delivery));
+        if let Err(source) = self.record(record, &delivery, linked).await {
             return Err(DeliveryError::Record {
                 provider_called,
                 source,
@@ -203,31 +279,42 @@ impl MessageDelivery {
         Ok(delivery)
     }
 
-    /// Writes the attempts, each moving the message to the final state; a send without any
-    /// attempt that ends other than `queued` sets the state on its own.
+    /// Writes the attempts and the final state with `linked`, in one transaction; a send
+    /// without any attempt writes the state only if it changes or there is a linked write.
     async fn record(
         &self,
         record: &MessageRecord,
         delivery: &Delivery,
+        linked: Option<LinkedWrite>,
     ) -> Result<(), MessageStoreError> {
-        let attempts = &delivery.report.attempts;
-        for (i, attempt) in attempts.iter().enumerate() {
-            let number = record
-                .attempt_count
-                .saturating_add(u32::try_from(i).unwrap_or(u32::MAX))
-                .saturating_add(1);
-            self.messages
-                .record_attempt(&record.id, &stored_attempt(number, attempt), delivery.state)
-                .await?;
+        let attempts: Vec<mailgate_core::SendAttempt> = delivery
+            .report
+            .attempts
+            .iter()
+            .enumerate()
+            .map(|(i, attempt)| {
+                let number = record
+                    .attempt_count
+                    .saturating_add(u32::try_from(i).unwrap_or(u32::MAX))
+                    .saturating_add(1);
+                stored_attempt(number, attempt)
+            })
+            .collect();
+        if attempts.is_empty() && delivery.state == record.state && linked.is_none() {
+            return Ok(());
         }
-        if attempts.is_empty() && delivery.state != record.state {
-            self.messages
-                .set_state(
-                    &record.id,
-                    delivery.state,
-                    UnixMillis::from(self.clock.now()),
-                )
-                .await?;
+        let with_link = linked.is_some();
+        let now = attempts
+            .last()
+            .map_or_else(|| UnixMillis::from(self.clock.now()), |a| a.at);
+        let written = self
+            .messages
+            .record_outcome(&record.id, &attempts, delivery.state, now, linked)
+            .await?;
+        if with_link && !written {
+            // The idempotency claim lapsed and was taken by a retry: the outcome is recorded,
+            // the response is not stored under the key.
+            tracing::error!(message_id = %record.id, "the linked write was refused; the outcome was recorded without it");
         }
         Ok(())
     }
