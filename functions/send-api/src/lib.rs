@@ -13,16 +13,13 @@ use std::time::Duration;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use mailgate_aws::{
-    AwsClients, ConfigError, DynamoDbApiKeys, DynamoDbMessages, DynamoDbProviderHealth, Queue,
-    ResourceNames, SqsSendQueue, Table, check_resources,
+    AwsClients, ConfigError, DynamoDbApiKeys, Queue, ResourceNames, Table, check_resources,
 };
 use mailgate_core::{AuthenticatedKey, Requirement};
-use mailgate_lambda::delivery::MessageDelivery;
+use mailgate_lambda::delivery::{MessageDelivery, WiringError};
 use mailgate_lambda::health::health_response;
 use mailgate_lambda::http::{ApiError, json_response};
-use mailgate_lambda::send::{SendService, SendServiceError, provider_health_config};
 use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
-use mailgate_providers::send::HttpClientError;
 
 use crate::auth::Authenticator;
 
@@ -99,12 +96,9 @@ impl SendApiConfig {
 /// The send API cannot be wired from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum SendApiError {
-    /// A provider's HTTP client could not be built.
+    /// The providers or the send service could not be wired.
     #[error(transparent)]
-    HttpClient(#[from] HttpClientError),
-    /// The send service is inconsistent with the provider order.
-    #[error(transparent)]
-    Service(#[from] SendServiceError),
+    Wiring(#[from] WiringError),
 }
 
 /// Cold start: resolves the provider secrets (`ssm:`/`secretsmanager:` references when
@@ -140,26 +134,7 @@ impl SendApi {
             clients.dynamodb.clone(),
             config.names.table(Table::ApiKeys),
         ));
-        let providers = &config.providers;
-        let health = DynamoDbProviderHealth::new(
-            clients.dynamodb.clone(),
-            config.names.table(Table::Control),
-            provider_health_config(providers),
-        );
-        let service = SendService::new(
-            providers.senders(|| clients.ses.clone())?,
-            providers.order.clone(),
-            providers.failover_policy(),
-            Arc::new(health),
-        )?;
-        let delivery = MessageDelivery::new(
-            DynamoDbMessages::new(
-                clients.dynamodb.clone(),
-                config.names.table(Table::Messages).to_owned(),
-            ),
-            SqsSendQueue::new(clients.sqs.clone(), config.names.queue_url(Queue::Send)),
-            Arc::new(service),
-        );
+        let delivery = MessageDelivery::wire(&clients, &config.names, &config.providers)?;
         Ok(Self {
             config,
             clients,

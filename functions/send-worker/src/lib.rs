@@ -22,16 +22,11 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use mailgate_aws::{
-    AwsClients, ConfigError, DynamoDbMessages, DynamoDbProviderHealth, Queue, ResourceNames,
-    SendQueueMessage, SqsSendQueue, Table,
-};
+use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, SendQueueMessage, Table};
 use mailgate_core::MessageState;
-use mailgate_lambda::delivery::{DeliveryError, MessageDelivery, StoredDelivery};
-use mailgate_lambda::send::{SendService, SendServiceError, provider_health_config};
+use mailgate_lambda::delivery::{DeliveryError, MessageDelivery, StoredDelivery, WiringError};
 use mailgate_lambda::sqs::{RecordOutcome, drive_batch};
 use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
-use mailgate_providers::send::HttpClientError;
 
 /// The Lambda function name.
 pub const FUNCTION_NAME: &str = "send-worker";
@@ -74,12 +69,9 @@ impl Config {
 /// The worker cannot be wired from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// A provider's HTTP client could not be built.
+    /// The providers or the send service could not be wired.
     #[error(transparent)]
-    HttpClient(#[from] HttpClientError),
-    /// The send service is inconsistent with the provider order.
-    #[error(transparent)]
-    Service(#[from] SendServiceError),
+    Wiring(#[from] WiringError),
 }
 
 /// The function with its clients.
@@ -92,26 +84,7 @@ pub struct Function {
 impl Function {
     /// Wires the function.
     pub fn new(config: Config, clients: AwsClients) -> Result<Self, WorkerError> {
-        let providers = &config.providers;
-        let health = DynamoDbProviderHealth::new(
-            clients.dynamodb.clone(),
-            config.names.table(Table::Control),
-            provider_health_config(providers),
-        );
-        let service = SendService::new(
-            providers.senders(|| clients.ses.clone())?,
-            providers.order.clone(),
-            providers.failover_policy(),
-            Arc::new(health),
-        )?;
-        let delivery = MessageDelivery::new(
-            DynamoDbMessages::new(
-                clients.dynamodb.clone(),
-                config.names.table(Table::Messages).to_owned(),
-            ),
-            SqsSendQueue::new(clients.sqs.clone(), config.names.queue_url(Queue::Send)),
-            Arc::new(service),
-        );
+        let delivery = MessageDelivery::wire(&clients, &config.names, &config.providers)?;
         Ok(Self {
             config,
             delivery: Arc::new(delivery),

@@ -120,6 +120,17 @@ impl std::fmt::Debug for MessageDelivery {
     }
 }
 
+/// Why the send path could not be wired at cold start.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    /// A provider's HTTP client could not be built.
+    #[error(transparent)]
+    HttpClient(#[from] mailgate_providers::send::HttpClientError),
+    /// The send service is inconsistent with the provider order.
+    #[error(transparent)]
+    Service(#[from] send::SendServiceError),
+}
+
 impl MessageDelivery {
     /// Delivery through `service`, recording in `messages` and deferring onto `queue`.
     pub fn new(messages: DynamoDbMessages, queue: SqsSendQueue, service: Arc<SendService>) -> Self {
@@ -130,6 +141,36 @@ impl MessageDelivery {
             clock: Arc::new(SystemClock),
             sending_lease: DEFAULT_SENDING_LEASE,
         }
+    }
+
+    /// Wires delivery as `send-api` and `send-worker` both need it at cold start: the
+    /// configured providers behind a `SendService` on the shared provider health (control
+    /// table), the messages table and the send queue.
+    pub fn wire(
+        clients: &mailgate_aws::AwsClients,
+        names: &mailgate_aws::ResourceNames,
+        providers: &mailgate_providers::config::ProvidersConfig,
+    ) -> Result<Self, WiringError> {
+        use mailgate_aws::{DynamoDbProviderHealth, Queue, Table};
+        let health = DynamoDbProviderHealth::new(
+            clients.dynamodb.clone(),
+            names.table(Table::Control),
+            send::provider_health_config(providers),
+        );
+        let service = SendService::new(
+            providers.senders(|| clients.ses.clone())?,
+            providers.order.clone(),
+            providers.failover_policy(),
+            Arc::new(health),
+        )?;
+        Ok(Self::new(
+            DynamoDbMessages::new(
+                clients.dynamodb.clone(),
+                names.table(Table::Messages).to_owned(),
+            ),
+            SqsSendQueue::new(clients.sqs.clone(), names.queue_url(Queue::Send)),
+            Arc::new(service),
+        ))
     }
 
     /// The same delivery holding a stored message for `lease` while sending it.
