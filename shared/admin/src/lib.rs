@@ -24,8 +24,8 @@ use mailgate_aws::{
     MessageStoreError, Revocation, Seeded,
 };
 use mailgate_core::{
-    ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, ReleaseQueue, Scopes,
-    ScopesError,
+    ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, BounceEvidence, EnhancedStatus,
+    KeyEnvironment, ReleaseQueue, Scopes, ScopesError, classify_bounce,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -61,6 +61,9 @@ pub enum Command {
     /// The pause switch of bulk sends.
     #[command(subcommand)]
     Sends(SendsCommand),
+    /// Classifies bounces: JSON lines `{"diagnostic","status","reply_code"}` on stdin, one
+    /// `{"kind","cause","suppress"}` line per input on stdout.
+    Classify,
 }
 
 /// `mailgate-admin sends …`.
@@ -260,7 +263,77 @@ pub async fn run(cli: Cli, dynamodb: &Client, out: &mut impl Write) -> Result<()
     match cli.command {
         Command::Keys(command) => run_keys(command, dynamodb, out).await,
         Command::Sends(command) => run_sends(command, dynamodb, out).await,
+        Command::Classify => classify_lines(std::io::stdin().lock(), out),
     }
+}
+
+/// One input line of `mailgate-admin classify`; every field may be missing, null or empty.
+#[derive(Debug, serde::Deserialize)]
+struct BounceLine {
+    #[serde(default)]
+    diagnostic: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    reply_code: Option<serde_json::Value>,
+}
+
+/// Classifies one JSON line into the JSON line to print: the verdict, or `{"error": …}` when the
+/// line is not a bounce description (the caller goes on with the next line).
+pub fn classify_line(line: &str) -> String {
+    match parse_bounce_line(line) {
+        Ok(verdict) => serde_json::json!({
+            "kind": verdict.kind,
+            "cause": verdict.cause,
+            "suppress": verdict.suppress,
+        })
+        .to_string(),
+        Err(message) => serde_json::json!({ "error": message }).to_string(),
+    }
+}
+
+fn parse_bounce_line(line: &str) -> Result<mailgate_core::BounceClassification, String> {
+    let input: BounceLine = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let status = match input.status.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(EnhancedStatus::parse(text).map_err(|e| e.to_string())?),
+    };
+    let reply_code = match input.reply_code {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Number(n)) => Some(
+            n.as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .ok_or_else(|| format!("reply_code {n} is not an SMTP reply code"))?,
+        ),
+        Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,
+        Some(serde_json::Value::String(s)) => Some(
+            s.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("reply_code {s:?} is not an SMTP reply code"))?,
+        ),
+        Some(other) => return Err(format!("reply_code {other} is not an SMTP reply code")),
+    };
+    let evidence = BounceEvidence {
+        diagnostic: input.diagnostic.as_deref().filter(|d| !d.is_empty()),
+        status,
+        reply_code,
+    };
+    Ok(classify_bounce(&evidence))
+}
+
+/// Runs `classify` over every line of `input` (blank lines are skipped).
+pub fn classify_lines(
+    input: impl std::io::BufRead,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
+    for line in input.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        writeln!(out, "{}", classify_line(&line))?;
+    }
+    Ok(())
 }
 
 async fn run_sends(
@@ -466,6 +539,44 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn classify_writes_one_line_per_input_and_an_error_for_a_malformed_one() {
+        let input = concat!(
+            r#"{"diagnostic":"550 5.1.1 <a@example.com>... User unknown","status":"5.1.1","reply_code":550}"#,
+            "\n",
+            "not json\n",
+            "\n",
+            r#"{"diagnostic":"","status":"","reply_code":""}"#,
+            "\n",
+            r#"{"status":"4.2.2","reply_code":"452"}"#,
+            "\n",
+            r#"{"status":"5.x"}"#,
+            "\n",
+        );
+        let mut out = Vec::new();
+        classify_lines(input.as_bytes(), &mut out).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"kind": "hard", "cause": "user_unknown", "suppress": true})
+        );
+        assert!(lines[1]["error"].is_string());
+        assert_eq!(
+            lines[2],
+            serde_json::json!({"kind": "undetermined", "cause": "unknown", "suppress": false})
+        );
+        assert_eq!(
+            lines[3],
+            serde_json::json!({"kind": "soft", "cause": "mailbox_full", "suppress": false})
+        );
+        assert!(lines[4]["error"].as_str().unwrap().contains("5.x"));
     }
 
     #[test]

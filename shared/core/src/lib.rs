@@ -79,3 +79,11 @@ pub use message::{
     AttemptOutcome, MessageRecord, MessageState, Recipient, RecipientKind, RecipientStatus,
     ReleaseQueue, SendAttempt, UnknownStatus, initial_state,
 };
+
+// Bounce classification: kind, cause and the suppression decision from a bounce's evidence.
+pub mod bounce;
+
+pub use bounce::{
+    BounceCause, BounceClassification, BounceEvidence, BounceKind, EnhancedStatus, MalformedStatus,
+    classify as classify_bounce, find_reply_code,
+};

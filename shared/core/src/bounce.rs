@@ -1,0 +1,763 @@
+//! Bounce classification: what a delivery-failure report says about the recipient address.
+//!
+//! A bounce is described by [`BounceEvidence`]: the diagnostic text, the enhanced status code
+//! (RFC 3463, [`EnhancedStatus`]) and the SMTP reply code. [`classify`] turns it into a
+//! [`BounceClassification`]: a [`BounceKind`] (permanent or transient), a [`BounceCause`] that
+//! separates recipient problems from sender-side and transient ones, and whether the address
+//! should be suppressed.
+//!
+//! Evidence is weighed from the most to the least specific:
+//! 1. well-known phrases of real MTAs ("user unknown", "mailbox full", "dmarc", "spamhaus", …)
+//!    name the cause when the codes are generic;
+//! 2. the enhanced status code's subject and detail give the base cause, and its class (4 or 5)
+//!    decides transient or permanent — a `4.x.x` is never hard;
+//! 3. the reply code (RFC 5321) is the weakest evidence, used only when nothing else speaks.
+//!
+//! When the evidence conflicts (a "user unknown" text with a status that names the sender, a
+//! policy or a mailbox state; a recipient rejection that came after the message data, which is a
+//! content filter), the classification takes the reading that does not suppress: a wrongly
+//! suppressed address is the costliest error. Suppression applies only to address-level permanent
+//! failures and never to sender-side causes.
+//!
+//! Phrase matching is hand-written substring matching on the lower-cased text: the phrases are
+//! plain words, and the core crate stays free of a regex dependency.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An RFC 3463 enhanced status code, `class.subject.detail` (e.g. `5.1.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EnhancedStatus {
+    /// 2 success, 4 persistent transient failure, 5 permanent failure.
+    pub class: u8,
+    /// What the code is about: 1 addressing, 2 mailbox, 3 mail system, 4 network and routing,
+    /// 5 protocol, 6 content, 7 security and policy.
+    pub subject: u16,
+    /// The detail within the subject.
+    pub detail: u16,
+}
+
+/// The text is not an enhanced status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an enhanced status code (class.subject.detail): {0:?}")]
+pub struct MalformedStatus(pub String);
+
+impl EnhancedStatus {
+    /// Parses `class.subject.detail`: a class of 2, 4 or 5 and up to three digits each for the
+    /// subject and the detail.
+    pub fn parse(input: &str) -> Result<Self, MalformedStatus> {
+        let malformed = || MalformedStatus(input.to_owned());
+        let mut parts = input.trim().split('.');
+        let (Some(class), Some(subject), Some(detail), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed());
+        };
+        let number = |part: &str, max_len: usize| {
+            if part.is_empty() || part.len() > max_len || !part.bytes().all(|b| b.is_ascii_digit())
+            {
+                None
+            } else {
+                part.parse::<u16>().ok()
+            }
+        };
+        let class = number(class, 1).ok_or_else(malformed)?;
+        let subject = number(subject, 3).ok_or_else(malformed)?;
+        let detail = number(detail, 3).ok_or_else(malformed)?;
+        if !matches!(class, 2 | 4 | 5) {
+            return Err(malformed());
+        }
+        Ok(Self {
+            class: class as u8,
+            subject,
+            detail,
+        })
+    }
+
+    /// The first enhanced status code written in a diagnostic text (`550 5.1.1 <a@b>…`,
+    /// `(#5.1.2)`), if any: MTAs quote the code they received.
+    pub fn find_in(text: &str) -> Option<Self> {
+        text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map(|token| token.trim_end_matches('.'))
+            .find_map(|token| Self::parse(token).ok())
+    }
+
+    /// Whether the code reports a permanent failure (class 5).
+    pub fn is_permanent(self) -> bool {
+        self.class == 5
+    }
+}
+
+impl FromStr for EnhancedStatus {
+    type Err = MalformedStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for EnhancedStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+/// The first SMTP reply code (`4xx`/`5xx`, three digits on their own) written in a text.
+pub fn find_reply_code(text: &str) -> Option<u16> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
+        .filter(|token| token.len() == 3 && token.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|token| token.parse::<u16>().ok())
+        .find(|code| (400..600).contains(code))
+}
+
+/// What a provider's bounce report tells us.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BounceEvidence<'a> {
+    /// The diagnostic text (`Diagnostic-Code:` or the provider's error message).
+    pub diagnostic: Option<&'a str>,
+    /// The enhanced status code, when the report carries a real one.
+    pub status: Option<EnhancedStatus>,
+    /// The SMTP reply code.
+    pub reply_code: Option<u16>,
+}
+
+/// Whether a bounce is permanent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BounceKind {
+    /// A permanent failure: sending the same message again will fail again.
+    Hard,
+    /// A transient failure: a later attempt may succeed.
+    Soft,
+    /// Nothing says whether it is permanent.
+    Undetermined,
+}
+
+/// Why a message bounced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BounceCause {
+    /// Recipient: the mailbox does not exist.
+    UserUnknown,
+    /// Recipient: the domain does not exist or accepts no mail.
+    HostUnknown,
+    /// Recipient: the mailbox is disabled, suspended or inactive.
+    MailboxDisabled,
+    /// Recipient: the mailbox has moved and no longer receives mail here.
+    MailboxMoved,
+    /// Recipient: the mailbox is over its quota.
+    MailboxFull,
+    /// Sender: our IP or domain is blocked (blocklists, reputation, reverse DNS).
+    ReputationBlock,
+    /// Sender: SPF, DKIM or DMARC failed.
+    AuthenticationFailure,
+    /// Sender: refused by the receiver's policy (sender address, relaying, size, filters).
+    Policy,
+    /// Sender: the content was taken for spam or a virus, or is malformed.
+    SpamContent,
+    /// Sender: we sent too much, too fast.
+    RateLimited,
+    /// Transient: the receiving host could not be reached.
+    Network,
+    /// Transient: the message stayed queued too long and was given up.
+    Expired,
+    /// Transient: deferred for a reason not stated.
+    Deferred,
+    /// A failure of the receiving system or protocol not covered above.
+    Other,
+    /// Nothing names a cause.
+    Unknown,
+}
+
+impl BounceCause {
+    /// Whether the cause is about the recipient's address or mailbox.
+    pub fn is_recipient(self) -> bool {
+        matches!(
+            self,
+            Self::UserUnknown
+                | Self::HostUnknown
+                | Self::MailboxDisabled
+                | Self::MailboxMoved
+                | Self::MailboxFull
+        )
+    }
+
+    /// Whether the cause is something about us, the sender: never a reason to suppress.
+    pub fn is_sender_side(self) -> bool {
+        matches!(
+            self,
+            Self::ReputationBlock
+                | Self::AuthenticationFailure
+                | Self::Policy
+                | Self::SpamContent
+                | Self::RateLimited
+        )
+    }
+
+    /// Whether a permanent failure with this cause means the address itself is bad. A disabled
+    /// mailbox is left out: accounts are suspended and come back, and repeated soft bounces
+    /// suppress it through the soft-bounce threshold anyway.
+    fn condemns_address(self) -> bool {
+        matches!(
+            self,
+            Self::UserUnknown | Self::HostUnknown | Self::MailboxMoved
+        )
+    }
+
+    /// The `snake_case` name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserUnknown => "user_unknown",
+            Self::HostUnknown => "host_unknown",
+            Self::MailboxDisabled => "mailbox_disabled",
+            Self::MailboxMoved => "mailbox_moved",
+            Self::MailboxFull => "mailbox_full",
+            Self::ReputationBlock => "reputation_block",
+            Self::AuthenticationFailure => "authentication_failure",
+            Self::Policy => "policy",
+            Self::SpamContent => "spam_content",
+            Self::RateLimited => "rate_limited",
+            Self::Network => "network",
+            Self::Expired => "expired",
+            Self::Deferred => "deferred",
+            Self::Other => "other",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for BounceCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verdict on one bounce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BounceClassification {
+    /// Permanent, transient or unknown.
+    pub kind: BounceKind,
+    /// Why it bounced.
+    pub cause: BounceCause,
+    /// Whether the address should be suppressed: only for a permanent, address-level failure.
+    pub suppress: bool,
+}
+
+/// Classifies a bounce from its evidence. See the module documentation for the order of evidence.
+pub fn classify(evidence: &BounceEvidence<'_>) -> BounceClassification {
+    let text = evidence.diagnostic.unwrap_or("").to_lowercase();
+    let status = evidence.status.or_else(|| EnhancedStatus::find_in(&text));
+    let reply_code = evidence.reply_code.or_else(|| find_reply_code(&text));
+
+    let phrase = cause_from_phrases(&text);
+    let from_status = status.and_then(cause_from_status);
+    let cause = match (phrase, from_status) {
+        (Some(phrase), Some(coded)) => reconcile(phrase, coded, &text),
+        (Some(phrase), None) => phrase_in_context(phrase, &text),
+        (None, Some(coded)) => coded,
+        (None, None) => reply_code.map_or(BounceCause::Unknown, cause_from_reply_code),
+    };
+
+    let kind = match (status, reply_code) {
+        (Some(status), _) if status.class == 4 => BounceKind::Soft,
+        (Some(status), _) if status.class == 5 => BounceKind::Hard,
+        (_, Some(code)) if (400..500).contains(&code) => BounceKind::Soft,
+        (_, Some(code)) if (500..600).contains(&code) => BounceKind::Hard,
+        _ => kind_without_codes(cause, &text),
+    };
+    let suppress = kind == BounceKind::Hard && cause.condemns_address();
+    BounceClassification {
+        kind,
+        cause,
+        suppress,
+    }
+}
+
+/// Whether any of the phrases occurs in the (lower-cased) text.
+fn has(text: &str, phrases: &[&str]) -> bool {
+    phrases.iter().any(|phrase| text.contains(phrase))
+}
+
+/// Phrases that say the SMTP session was refused before any recipient was named: the
+/// receiver refused the sending host or the sender address, not the recipient.
+const SENDER_STAGE: &[&str] = &[
+    "after mail from",
+    "in reply to mail from",
+    "after initial connection",
+    "after ehlo",
+    "after helo",
+    "my name was rejected",
+    "sender was rejected",
+    "sender rejected",
+    "sender address rejected",
+    "domain of sender",
+    "sender domain",
+    "unroutable sender",
+    "[mail_from]",
+];
+
+/// Phrases that say the recipient was refused after the message data was sent: a per-recipient
+/// content filter, not a missing mailbox (which is refused at `RCPT TO`).
+const AFTER_DATA: &[&str] = &["after end of data", "in reply to end of data", "after data"];
+
+/// The cause named by well-known MTA phrases, most specific first; sender-side phrases come
+/// before recipient ones so that a block is never mistaken for a bad address.
+fn cause_from_phrases(text: &str) -> Option<BounceCause> {
+    use BounceCause::*;
+    if text.is_empty() {
+        return None;
+    }
+    if has(
+        text,
+        &[
+            "dmarc",
+            " spf",
+            "spf ",
+            "dkim",
+            "unauthenticated",
+            "authentication check",
+            "fails to pass authentication",
+            "does not have authentication",
+        ],
+    ) {
+        return Some(AuthenticationFailure);
+    }
+    if has(
+        text,
+        &[
+            "rate limit",
+            "rate-limit",
+            "ratelimit",
+            "too many connections",
+            "too many concurrent",
+            "too many messages",
+            "unexpected volume",
+            "throttl",
+            "sending rate",
+            "connection rate",
+            "too many errors",
+        ],
+    ) {
+        return Some(RateLimited);
+    }
+    // Disabled-account phrases come before "blocked": "the recipient account is blocked".
+    if has(
+        text,
+        &[
+            "account is disabled",
+            "account disabled",
+            "disabled recipient",
+            "account has been disabled",
+            "account is blocked",
+            "account is locked",
+            "mailbox is frozen",
+            "is inactive",
+            "inactive account",
+            "account is inactive",
+            "has been suspended",
+            "account suspended",
+            "mailbox disabled",
+            "mailbox is disabled",
+            "you tried to reach is disabled",
+            "deactivated",
+            "discontinued",
+        ],
+    ) {
+        return Some(MailboxDisabled);
+    }
+    if has(
+        text,
+        &[
+            "spamhaus",
+            "spamcop",
+            "blacklist",
+            "blocklist",
+            "black list",
+            "block list",
+            "dnsbl",
+            "banned",
+            "reputation",
+            "blocked",
+            "bloquee",
+            "reverse dns",
+            "ptr record",
+            "client host rejected",
+            "refused to talk",
+            "open relay",
+            "not accepting connections",
+            "service refused",
+            "invalid ip",
+        ],
+    ) {
+        return Some(ReputationBlock);
+    }
+    if has(
+        text,
+        &[
+            "spam",
+            "virus",
+            "malware",
+            "content rejected",
+            "message filtered",
+            "suspicious",
+            "security polic",
+            "8-bit",
+            "8bit",
+            "headers too large",
+            "header too large",
+            "media error",
+        ],
+    ) {
+        return Some(SpamContent);
+    }
+    if has(
+        text,
+        &[
+            "relaying denied",
+            "relay access denied",
+            "relay not permitted",
+            "not permitted to relay",
+            "message too large",
+            "message too big",
+            "size exceeds",
+            "length exceeds",
+            "exceeds size",
+            "exceeds the maximum",
+        ],
+    ) {
+        return Some(Policy);
+    }
+    if has(
+        text,
+        &[
+            "mailbox full",
+            "mailbox is full",
+            "mailbox full",
+            "quota",
+            "insufficient storage",
+            "storage space",
+            "out of storage",
+            "exceeded storage",
+            "full mailbox",
+            "mailbox size limit",
+        ],
+    ) {
+        return Some(MailboxFull);
+    }
+    if has(
+        text,
+        &[
+            "no longer on server",
+            "has moved",
+            "moved permanently",
+            "no longer available at",
+            "not our customer",
+        ],
+    ) {
+        return Some(MailboxMoved);
+    }
+    if (has(
+        text,
+        &[
+            "host unknown",
+            "unknown host",
+            "host not found",
+            "domain not found",
+            "no such domain",
+            "domain does not exist",
+            "unrouteable address",
+            "unroutable address",
+            "name service error",
+            "couldn't find any host",
+            "mail exchanger",
+            "no mx",
+            "mx record",
+            "no smtp service",
+            "does not accept mail",
+            "dns lookup failure",
+            "invalid domain",
+            "illegal host",
+            "bad destination system",
+        ],
+    ) || (text.contains("domain") && text.contains("couldn't be found")))
+        && !has(text, &["user unknown", "unknown user", "no such user"])
+    {
+        return Some(HostUnknown);
+    }
+    if has(
+        text,
+        &[
+            "user unknown",
+            "unknown user",
+            "no such user",
+            "user not found",
+            "user not exist",
+            "user does not exist",
+            "does not exist",
+            "recipient not found",
+            "recipientnotfound",
+            "unknown recipient",
+            "invalid recipient",
+            "no such recipient",
+            "no mailbox",
+            "mailbox not found",
+            "mailbox does not exist",
+            "no such mailbox",
+            "bad destination mailbox",
+            "address not found",
+            "address couldn't be found",
+            "invalid address",
+            "invalid user",
+            "doesn't have a",
+            "not a registered",
+            "check if address is correct",
+            "destinataire invalide",
+            "mailbox unavailable",
+            "recipient address rejected",
+            "not our user",
+        ],
+    ) {
+        return Some(UserUnknown);
+    }
+    if has(
+        text,
+        &[
+            "expired",
+            "too long",
+            "giving up",
+            "retry timeout",
+            "has been delayed",
+            "not delivered within",
+            "delivery failed",
+            "could not deliver for",
+            "unable to deliver this message after",
+            "last tried",
+            "failing for a long time",
+        ],
+    ) {
+        return Some(Expired);
+    }
+    if has(
+        text,
+        &[
+            "timed out",
+            "connection refused",
+            "connection reset",
+            "no route to host",
+            "network is unreachable",
+            "lost connection",
+            "connection dropped",
+            "unable to connect",
+            "not responding",
+        ],
+    ) {
+        return Some(Network);
+    }
+    if has(
+        text,
+        &["relay", "access denied", "not permitted", "not allowed"],
+    ) {
+        return Some(Policy);
+    }
+    if has(
+        text,
+        &["try again later", "try later", "temporar", "deferred"],
+    ) {
+        return Some(Deferred);
+    }
+    None
+}
+
+/// A phrase's cause, corrected by where in the session the refusal happened.
+fn phrase_in_context(phrase: BounceCause, text: &str) -> BounceCause {
+    if phrase.is_recipient() && has(text, SENDER_STAGE) {
+        return BounceCause::Policy;
+    }
+    if phrase == BounceCause::UserUnknown && has(text, AFTER_DATA) {
+        return BounceCause::Policy;
+    }
+    phrase
+}
+
+/// Weighs a phrase against the enhanced status code's own cause.
+fn reconcile(phrase: BounceCause, coded: BounceCause, text: &str) -> BounceCause {
+    use BounceCause::*;
+    let phrase = phrase_in_context(phrase, text);
+    // A code that names the sender (x.1.7, x.1.8, x.7.x) outweighs a recipient phrase: the
+    // text of such a refusal often repeats "address not found" about the sender's address.
+    if phrase.is_recipient() && coded.is_sender_side() {
+        return coded;
+    }
+    // A code about the mailbox's state (x.2.x) with a "user unknown" text: the mailbox exists in
+    // some form; take the code's reading, which does not condemn the address.
+    if phrase == UserUnknown && matches!(coded, MailboxDisabled | MailboxFull) {
+        return coded;
+    }
+    phrase
+}
+
+/// The cause named by an enhanced status code's subject and detail (RFC 3463, RFC 7372,
+/// RFC 7505), or `None` when the code is generic (`x.0.0`).
+fn cause_from_status(status: EnhancedStatus) -> Option<BounceCause> {
+    use BounceCause::*;
+    let cause = match (status.subject, status.detail) {
+        (0, _) => return None,
+        (1, 1) | (1, 3) => UserUnknown,
+        (1, 2) | (1, 10) => HostUnknown,
+        (1, 6) => MailboxMoved,
+        (1, 7) | (1, 8) => Policy,
+        (1, _) => return None,
+        (2, 1) => MailboxDisabled,
+        (2, 2) => MailboxFull,
+        (2, 3) => Policy,
+        (2, _) => return None,
+        (3, 4) => Policy,
+        (3, _) => Other,
+        (4, 4) => HostUnknown,
+        (4, 7) => Expired,
+        (4, 5) => RateLimited,
+        (4, _) => Network,
+        (5, _) => Other,
+        (6, _) => SpamContent,
+        (7, 13) => MailboxDisabled,
+        (7, 20..=22) | (7, 23) | (7, 26) => AuthenticationFailure,
+        (7, 25) => ReputationBlock,
+        (7, _) => Policy,
+        _ => return None,
+    };
+    Some(cause)
+}
+
+/// The cause suggested by a bare reply code (RFC 5321): the weakest evidence.
+fn cause_from_reply_code(code: u16) -> BounceCause {
+    use BounceCause::*;
+    match code {
+        551 => MailboxMoved,
+        552 | 452 => MailboxFull,
+        421 => Network,
+        400..=499 => Deferred,
+        _ => Unknown,
+    }
+}
+
+/// Permanence when neither a status nor a reply code is known: address-level causes are
+/// permanent by nature, transient ones are not.
+fn kind_without_codes(cause: BounceCause, text: &str) -> BounceKind {
+    use BounceCause::*;
+    match cause {
+        UserUnknown | HostUnknown | MailboxMoved => BounceKind::Hard,
+        MailboxFull | RateLimited | Network | Expired | Deferred => BounceKind::Soft,
+        _ if has(text, &["permanent"]) => BounceKind::Hard,
+        _ if has(text, &["temporar", "try again", "try later"]) => BounceKind::Soft,
+        _ => BounceKind::Undetermined,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(diagnostic: &str, status: &str, reply_code: Option<u16>) -> BounceClassification {
+        classify(&BounceEvidence {
+            diagnostic: Some(diagnostic).filter(|d| !d.is_empty()),
+            status: EnhancedStatus::parse(status).ok(),
+            reply_code,
+        })
+    }
+
+    #[test]
+    fn parses_enhanced_status_codes() {
+        let status = EnhancedStatus::parse("5.1.1").unwrap();
+        assert_eq!((status.class, status.subject, status.detail), (5, 1, 1));
+        assert_eq!(
+            EnhancedStatus::parse("4.7.650").unwrap().to_string(),
+            "4.7.650"
+        );
+        for bad in ["", "5.1", "5.1.1.1", "3.1.1", "5.a.1", "5.1.1234"] {
+            assert!(EnhancedStatus::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            EnhancedStatus::find_in("said: 550 5.1.2 host unknown"),
+            EnhancedStatus::parse("5.1.2").ok()
+        );
+    }
+
+    #[test]
+    fn a_bad_mailbox_status_is_a_suppressed_hard_bounce() {
+        let v = verdict("", "5.1.1", Some(550));
+        assert_eq!(
+            (v.kind, v.cause, v.suppress),
+            (BounceKind::Hard, BounceCause::UserUnknown, true)
+        );
+        assert_eq!(verdict("", "5.1.2", None).cause, BounceCause::HostUnknown);
+        assert_eq!(verdict("", "5.1.6", None).cause, BounceCause::MailboxMoved);
+    }
+
+    #[test]
+    fn a_full_mailbox_is_not_suppressed() {
+        let v = verdict("552 5.2.2 Mailbox full", "5.2.2", Some(552));
+        assert_eq!((v.cause, v.suppress), (BounceCause::MailboxFull, false));
+    }
+
+    #[test]
+    fn a_transient_status_is_never_hard() {
+        let v = verdict(
+            "450 4.1.1 User unknown in virtual alias table",
+            "4.1.1",
+            Some(450),
+        );
+        assert_eq!((v.kind, v.suppress), (BounceKind::Soft, false));
+        assert_eq!(verdict("", "4.4.7", None).cause, BounceCause::Expired);
+        assert_eq!(verdict("", "", Some(421)).kind, BounceKind::Soft);
+    }
+
+    #[test]
+    fn sender_side_causes_are_never_suppressed() {
+        for (text, cause) in [
+            (
+                "550 5.7.26 Unauthenticated email is not accepted due to domain's DMARC policy",
+                BounceCause::AuthenticationFailure,
+            ),
+            (
+                "554 Service unavailable; client [192.0.2.1] blocked using zen.spamhaus.org",
+                BounceCause::ReputationBlock,
+            ),
+            (
+                "451 4.7.650 The mail server has been temporarily rate limited",
+                BounceCause::RateLimited,
+            ),
+            (
+                "550 5.7.1 Message rejected as spam by content filtering",
+                BounceCause::SpamContent,
+            ),
+        ] {
+            let v = verdict(text, "", None);
+            assert_eq!(v.cause, cause, "{text}");
+            assert!(!v.suppress, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_sender_address_refusal_does_not_condemn_the_recipient() {
+        let v = verdict(
+            "553 5.1.8 Domain of sender address does not exist",
+            "5.1.8",
+            Some(553),
+        );
+        assert_eq!((v.cause, v.suppress), (BounceCause::Policy, false));
+    }
+
+    #[test]
+    fn reply_codes_are_the_weakest_evidence() {
+        let v = verdict("", "", Some(550));
+        assert_eq!(
+            (v.kind, v.cause, v.suppress),
+            (BounceKind::Hard, BounceCause::Unknown, false)
+        );
+        let v = verdict("mailbox unavailable", "", Some(550));
+        assert_eq!((v.cause, v.suppress), (BounceCause::UserUnknown, true));
+        assert_eq!(verdict("", "", None).kind, BounceKind::Undetermined);
+    }
+}
