@@ -41,9 +41,11 @@ use lambda_http::http::StatusCode;
 use mailgate_aws::AwsClients;
 use mailgate_core::ProviderId;
 use mailgate_lambda::webhook::{WebhookConfig, WebhookFunction};
-use mailgate_tests::{ENDPOINT_VAR, TestStack, fixture};
+use mailgate_tests::webhooks::{post, sendgrid_headers, sendgrid_key, sendgrid_public_key};
+use mailgate_tests::{ENDPOINT_VAR, TestStack};
+use p256::ecdsa::SigningKey;
 use serde_json::Value;
-use support::{BenchSigner, SIGNATURE_HEADER, TIMESTAMP_HEADER, figure};
+use support::figure;
 
 /// New one-event deliveries measured.
 const SMALL_RUNS: u64 = 10;
@@ -122,8 +124,7 @@ impl Calls {
 /// One delivery ready to send again and again.
 struct Delivery {
     body: Vec<u8>,
-    timestamp: String,
-    signature: String,
+    headers: Vec<(String, String)>,
 }
 
 struct Bench {
@@ -132,7 +133,6 @@ struct Bench {
     /// The function's environment from the template, with the bench key.
     env: Lookup,
     calls: Arc<Mutex<BTreeMap<Operation, u64>>>,
-    template: Value,
     /// An uncounted client for the per-request queues.
     sqs: aws_sdk_sqs::Client,
     /// Per-request queues are named `<events queue name>-<n>`.
@@ -148,11 +148,11 @@ impl Bench {
     }
 
     fn request(&self, delivery: &Delivery) -> anyhow::Result<Request> {
-        let mut event = self.template.clone();
-        event["body"] = Value::String(String::from_utf8(delivery.body.clone())?);
-        event["headers"][SIGNATURE_HEADER] = Value::String(delivery.signature.clone());
-        event["headers"][TIMESTAMP_HEADER] = Value::String(delivery.timestamp.clone());
-        Ok(lambda_http::request::from_str(&event.to_string())?)
+        Ok(post(
+            ProviderId::Sendgrid,
+            &delivery.body,
+            &delivery.headers,
+        ))
     }
 
     /// Sends one delivery through the real handler, wired to a new empty events queue; checks
@@ -231,15 +231,11 @@ fn unix_now() -> anyhow::Result<i64> {
     Ok(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64)
 }
 
-fn delivery(signer: &BenchSigner, seed: u64, events: usize) -> anyhow::Result<Delivery> {
+fn delivery(key: &SigningKey, seed: u64, events: usize) -> anyhow::Result<Delivery> {
     let now = unix_now()?;
     let body = support::sendgrid_batch(seed, events, now)?;
-    let (timestamp, signature) = signer.sign(now, &body);
-    Ok(Delivery {
-        body,
-        timestamp,
-        signature,
-    })
+    let headers = sendgrid_headers(key, now, &body);
+    Ok(Delivery { body, headers })
 }
 
 /// Prints the figures of one case: calls per request (they must not vary) and median wall time.
@@ -305,8 +301,8 @@ async fn main() -> anyhow::Result<()> {
         ses: aws_sdk_sesv2::Client::new(&stack.sdk),
     };
 
-    let signer = BenchSigner::new()?;
-    let public_key = signer.public_key_base64()?;
+    let key = sendgrid_key(7);
+    let public_key = sendgrid_public_key(&key);
     let template_env = stack.function_env("webhook-sendgrid");
     let queue_prefix = template_env("EVENTS_QUEUE_URL")
         .and_then(|url| url.rsplit('/').next().map(str::to_owned))
@@ -322,24 +318,23 @@ async fn main() -> anyhow::Result<()> {
         clients,
         env: Arc::new(env),
         calls,
-        template: serde_json::from_str(&fixture("webhook-sendgrid/function-url-post.json"))?,
         sqs: stack.clients.sqs.clone(),
         queue_prefix,
         requests: 0,
     };
 
     // Warm-up: connection pools, credentials and the function's first request.
-    bench.send(&delivery(&signer, 0, 1)?, "queued", 1).await?;
+    bench.send(&delivery(&key, 0, 1)?, "queued", 1).await?;
 
     let mut small = Vec::new();
     for seed in 1..=SMALL_RUNS {
-        let d = delivery(&signer, seed, 1)?;
+        let d = delivery(&key, seed, 1)?;
         small.push(bench.send(&d, "queued", 1).await?);
     }
     let mut large = Vec::new();
     let mut large_deliveries = Vec::new();
     for seed in 1..=LARGE_RUNS {
-        let d = delivery(&signer, 1_000 + seed, LARGE_EVENTS)?;
+        let d = delivery(&key, 1_000 + seed, LARGE_EVENTS)?;
         large.push(bench.send(&d, "queued", LARGE_EVENTS).await?);
         large_deliveries.push(d);
     }

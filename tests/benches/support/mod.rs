@@ -1,56 +1,16 @@
-//! What the webhook benchmarks share: a realistic SendGrid Event Webhook batch, signed the way
-//! SendGrid signs (ECDSA P-256 / SHA-256 over `timestamp ‖ body`, base64 DER) with a key of our
-//! own, and the `bench <name> <value> <unit>` line that `make bench` collects.
+//! What the webhook benchmarks share: a realistic SendGrid Event Webhook batch and the
+//! `bench <name> <value> <unit>` line that `make bench` collects. Signing uses the integration
+//! tests' SendGrid key (`mailgate_tests::webhooks`).
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::{Signature, SigningKey};
-use p256::pkcs8::EncodePublicKey;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-/// The header names SendGrid signs with.
-pub use mailgate_providers::sendgrid::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
-
 /// Prints one figure in the form `make bench` collects and compares run to run.
 pub fn figure(name: &str, value: impl std::fmt::Display, unit: &str) {
     println!("bench {name} {value} {unit}");
-}
-
-/// A fixed P-256 key standing in for SendGrid's signing key (fixed, so the signed file is the
-/// same every run).
-pub struct BenchSigner {
-    key: SigningKey,
-}
-
-impl BenchSigner {
-    /// The bench key.
-    pub fn new() -> anyhow::Result<Self> {
-        let secret: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11));
-        Ok(Self {
-            key: SigningKey::from_slice(&secret)?,
-        })
-    }
-
-    /// The public key as SendGrid shows it: base64 DER SubjectPublicKeyInfo, the form
-    /// `SENDGRID_WEBHOOK_PUBLIC_KEYS` takes.
-    pub fn public_key_base64(&self) -> anyhow::Result<String> {
-        let der = self.key.verifying_key().to_public_key_der()?;
-        Ok(STANDARD.encode(der.as_bytes()))
-    }
-
-    /// The two header values SendGrid sends with `body` signed at `timestamp`:
-    /// `(timestamp, base64 DER signature)`.
-    pub fn sign(&self, timestamp: i64, body: &[u8]) -> (String, String) {
-        let timestamp = timestamp.to_string();
-        let mut signed = Vec::with_capacity(timestamp.len() + body.len());
-        signed.extend_from_slice(timestamp.as_bytes());
-        signed.extend_from_slice(body);
-        let signature: Signature = self.key.sign(&signed);
-        (timestamp, STANDARD.encode(signature.to_der().as_bytes()))
-    }
 }
 
 const USER_AGENTS: &[&str] = &[
