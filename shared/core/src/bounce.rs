@@ -27,7 +27,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// An RFC 3463 enhanced status code, `class.subject.detail` (e.g. `5.1.1`).
+/// An RFC 3463 enhanced status code, `class.subject.detail` (e.g. `5.1.1`). Serialized as that
+/// text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EnhancedStatus {
     /// 2 success, 4 persistent transient failure, 5 permanent failure.
@@ -101,6 +102,19 @@ impl FromStr for EnhancedStatus {
 impl fmt::Display for EnhancedStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+impl Serialize for EnhancedStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EnhancedStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

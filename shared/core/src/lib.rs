@@ -87,3 +87,11 @@ pub use bounce::{
     BounceCause, BounceClassification, BounceEvidence, BounceKind, EnhancedStatus, MalformedStatus,
     classify as classify_bounce, find_reply_code,
 };
+
+// Delivery events: every provider's events in one shape, and what they do.
+pub mod event;
+
+pub use event::{
+    BounceReport, DeliveryEvent, EventEffect, EventKind, EventSource, SoftBounceRule,
+    UnknownEventKind,
+};

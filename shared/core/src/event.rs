@@ -1,0 +1,463 @@
+//! Delivery events: what a provider reported about one message and one recipient, in one shape
+//! for every provider.
+//!
+//! Each provider module (in `mailgate-providers`) turns its own webhook or notification payload
+//! into [`DeliveryEvent`]s; the event processor correlates them to our messages, dedupes them by
+//! [`DeliveryEvent::key`], appends them to the message's history and moves its state by the
+//! precedence rule of [`MessageState::after_event`](crate::MessageState::after_event).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bounce::{
+    BounceCause, BounceClassification, BounceEvidence, BounceKind, EnhancedStatus, classify,
+};
+use crate::message::{MessageState, RecipientStatus};
+use crate::suppression::SuppressionReason;
+use crate::{EmailAddress, MessageId, ProviderId, UnixMillis};
+
+/// What happened, in provider-neutral terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The provider accepted the message for delivery (SendGrid `processed`, Mailgun `accepted`,
+    /// SES `Send`).
+    Sent,
+    /// The receiving server accepted it.
+    Delivered,
+    /// Delivery is delayed; the provider keeps trying.
+    Deferred,
+    /// The receiving server refused it (see [`DeliveryEvent::bounce`]).
+    Bounced,
+    /// The provider refused or dropped it without trying (suppressed address, virus, invalid).
+    Dropped,
+    /// The recipient reported it as spam.
+    Complained,
+    /// The recipient unsubscribed.
+    Unsubscribed,
+    /// The recipient subscribed again (list or group resubscribe).
+    Resubscribed,
+    /// The recipient opened it.
+    Opened,
+    /// The recipient clicked a link (see [`DeliveryEvent::url`]).
+    Clicked,
+    /// The provider could not render its template.
+    RenderingFailed,
+    /// A documented event that is not about one message (account status, list uploads, stored
+    /// inbound mail): kept for audit, never applied to a message.
+    AccountNotice,
+    /// An event type we do not know; its raw name is in [`DeliveryEvent::provider_type`].
+    Unknown,
+}
+
+impl EventKind {
+    /// Every kind, in a stable order.
+    pub const ALL: &'static [EventKind] = &[
+        EventKind::Sent,
+        EventKind::Delivered,
+        EventKind::Deferred,
+        EventKind::Bounced,
+        EventKind::Dropped,
+        EventKind::Complained,
+        EventKind::Unsubscribed,
+        EventKind::Resubscribed,
+        EventKind::Opened,
+        EventKind::Clicked,
+        EventKind::RenderingFailed,
+        EventKind::AccountNotice,
+        EventKind::Unknown,
+    ];
+
+    /// The `snake_case` name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Sent => "sent",
+            EventKind::Delivered => "delivered",
+            EventKind::Deferred => "deferred",
+            EventKind::Bounced => "bounced",
+            EventKind::Dropped => "dropped",
+            EventKind::Complained => "complained",
+            EventKind::Unsubscribed => "unsubscribed",
+            EventKind::Resubscribed => "resubscribed",
+            EventKind::Opened => "opened",
+            EventKind::Clicked => "clicked",
+            EventKind::RenderingFailed => "rendering_failed",
+            EventKind::AccountNotice => "account_notice",
+            EventKind::Unknown => "unknown",
+        }
+    }
+
+    /// The app-webhook type of the event (`email.<kind>`).
+    pub fn webhook_type(self) -> String {
+        format!("email.{}", self.as_str())
+    }
+
+    /// The recipient status an event of this kind reports, if it reports one. `opened` and
+    /// `clicked` imply the message was delivered; engagement and subscription changes after
+    /// that say nothing more about delivery.
+    pub fn recipient_status(self) -> Option<RecipientStatus> {
+        Some(match self {
+            EventKind::Sent => RecipientStatus::Sent,
+            EventKind::Delivered | EventKind::Opened | EventKind::Clicked => {
+                RecipientStatus::Delivered
+            }
+            EventKind::Deferred => RecipientStatus::Deferred,
+            EventKind::Bounced => RecipientStatus::Bounced,
+            EventKind::Dropped | EventKind::RenderingFailed => RecipientStatus::Failed,
+            EventKind::Complained => RecipientStatus::Complained,
+            EventKind::Unsubscribed
+            | EventKind::Resubscribed
+            | EventKind::AccountNotice
+            | EventKind::Unknown => return None,
+        })
+    }
+
+    /// The message state an event of this kind reports, if any (see [`Self::recipient_status`]).
+    pub fn message_state(self) -> Option<MessageState> {
+        self.recipient_status()
+            .and_then(RecipientStatus::message_state)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not an [`EventKind`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind {0:?}")]
+pub struct UnknownEventKind(pub String);
+
+impl FromStr for EventKind {
+    type Err = UnknownEventKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownEventKind(s.to_owned()))
+    }
+}
+
+/// What the provider itself said about a bounce (its own type and subtype, and its verdict).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BounceReport {
+    /// The RFC 3463 enhanced status code, when reported.
+    pub status: Option<EnhancedStatus>,
+    /// The SMTP reply code, when reported.
+    pub reply_code: Option<u16>,
+    /// The diagnostic text of the receiving server.
+    pub diagnostic: Option<String>,
+    /// The provider's own bounce type, e.g. `Permanent/General` (SES), `HardBounce` (Postmark),
+    /// `blocked` (SendGrid), `permanent` (Mailgun severity).
+    pub provider_type: Option<String>,
+    /// The provider's own verdict on permanence, when it gives one.
+    pub provider_kind: Option<BounceKind>,
+    /// A cause the provider names outright (e.g. SES `NoEmail` → user unknown, Postmark
+    /// `SpamNotification` → spam content), used when the diagnostic names none.
+    pub provider_cause: Option<BounceCause>,
+}
+
+impl BounceReport {
+    /// The classification of this bounce. The server's own evidence (diagnostic, status, reply
+    /// code) is weighed by [`classify`]; the provider's verdict fills in only what that evidence
+    /// leaves open, and never turns a sender-side cause into a suppression.
+    pub fn classification(&self) -> BounceClassification {
+        let evidence = BounceEvidence {
+            diagnostic: self.diagnostic.as_deref(),
+            status: self.status,
+            reply_code: self.reply_code,
+        };
+        let mut verdict = classify(&evidence);
+        if verdict.cause == BounceCause::Unknown
+            && let Some(cause) = self.provider_cause
+        {
+            verdict.cause = cause;
+        }
+        if verdict.kind == BounceKind::Undetermined
+            && let Some(kind) = self.provider_kind
+        {
+            verdict.kind = kind;
+        }
+        // Suppress only for a permanent, address-level failure; a provider's "permanent" with
+        // no cause of its own is believed only when the server named a recipient problem.
+        verdict.suppress = verdict.kind == BounceKind::Hard
+            && matches!(
+                verdict.cause,
+                BounceCause::UserUnknown | BounceCause::HostUnknown | BounceCause::MailboxMoved
+            );
+        verdict
+    }
+}
+
+/// Where an event came from, to find its raw form again: the webhook receipt (or EventBridge
+/// event id), the event's position in that delivery and, for a multi-recipient notification,
+/// the recipient's position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSource {
+    /// The receipt key (`<provider>#<dedupe key>`) or `eventbridge#<id>`.
+    pub receipt: String,
+    /// The event's position in the delivery.
+    pub index: usize,
+    /// The recipient's position within the event (0 for single-recipient events).
+    pub recipient_index: usize,
+}
+
+/// One provider event about one recipient of one message, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryEvent {
+    /// The per-event dedupe key, unique per provider: SendGrid `sg_event_id`, Mailgun `id`, SNS
+    /// `MessageId` or EventBridge `id` plus the recipient, Postmark `ID` or a documented
+    /// composite. Never contains an address in the clear.
+    pub key: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// The provider's own name for the event (`bounce`, `failed`, `HardBounce`, `Bounce`, …).
+    pub provider_type: String,
+    /// Whose event it is.
+    pub provider: ProviderId,
+    /// The recipient it is about; `None` for events about no one (account notices).
+    pub recipient: Option<EmailAddress>,
+    /// The provider's id for the message, normalised to the form its send API returned (no
+    /// Mailgun angle brackets, no SendGrid filter suffix).
+    pub provider_message_id: Option<String>,
+    /// Our id, when the provider echoed it (metadata, custom args, tags, header).
+    pub message_id: Option<MessageId>,
+    /// When the provider says it happened.
+    pub occurred_at: Option<UnixMillis>,
+    /// When we received it.
+    pub received_at: UnixMillis,
+    /// Bounce and deferral details (also set for `deferred` and provider drops that carry a
+    /// status or diagnostic).
+    pub bounce: Option<BounceReport>,
+    /// The clicked URL.
+    pub url: Option<String>,
+    /// Free-text detail the provider gives: drop reason, complaint feedback type, rendering
+    /// error, delay type.
+    pub detail: Option<String>,
+    /// The provider dropped it because the address is on the provider's own suppression list
+    /// (SendGrid `dropped` of a bounced/unsubscribed/spam-reported address, Mailgun 605,
+    /// Postmark 406, SES `OnAccountSuppressionList`).
+    pub provider_suppressed: bool,
+    /// Where the raw event is.
+    pub source: EventSource,
+}
+
+impl DeliveryEvent {
+    /// The time to order history by: the provider's time, else the receipt time.
+    pub fn at(&self) -> UnixMillis {
+        self.occurred_at.unwrap_or(self.received_at)
+    }
+
+    /// The recipient status this event reports, if any.
+    pub fn recipient_status(&self) -> Option<RecipientStatus> {
+        self.kind.recipient_status()
+    }
+
+    /// The bounce classification of a `bounced` event.
+    pub fn bounce_classification(&self) -> Option<BounceClassification> {
+        (self.kind == EventKind::Bounced)
+            .then(|| self.bounce.clone().unwrap_or_default().classification())
+    }
+
+    /// What the event does to the suppression list, by the rules: a recipient-caused hard
+    /// bounce, a complaint or an unsubscribe suppresses; soft bounces only count toward the
+    /// threshold ([`EventEffect::CountSoftBounce`]); sender-side causes never suppress and are
+    /// raised to the operator ([`EventEffect::SenderSideBounce`]).
+    pub fn effect(&self) -> EventEffect {
+        match self.kind {
+            EventKind::Complained => EventEffect::Suppress(SuppressionReason::Complaint),
+            EventKind::Unsubscribed => EventEffect::Suppress(SuppressionReason::Unsubscribe),
+            EventKind::Bounced => {
+                let verdict = self
+                    .bounce_classification()
+                    .unwrap_or(BounceClassification {
+                        kind: BounceKind::Undetermined,
+                        cause: BounceCause::Unknown,
+                        suppress: false,
+                    });
+                if verdict.suppress {
+                    EventEffect::Suppress(SuppressionReason::HardBounce)
+                } else if verdict.cause.is_sender_side() {
+                    EventEffect::SenderSideBounce(verdict.cause)
+                } else {
+                    // Soft, undetermined, or permanent but not about the address (a disabled
+                    // mailbox): counts toward the threshold rather than suppressing at once.
+                    EventEffect::CountSoftBounce
+                }
+            }
+            _ => EventEffect::None,
+        }
+    }
+}
+
+/// What an event does beyond history and state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventEffect {
+    /// Nothing more.
+    None,
+    /// Put the recipient on the suppression list for this reason.
+    Suppress(SuppressionReason),
+    /// Count a soft bounce for the recipient (distinct events), suppressing at the threshold.
+    CountSoftBounce,
+    /// A sender-side bounce: never suppress; count it and alert the operator.
+    SenderSideBounce(BounceCause),
+}
+
+/// How many soft bounces within how long suppress an address (`soft_bounce_threshold`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoftBounceRule {
+    /// Distinct soft-bounce events that trigger suppression.
+    pub threshold: u32,
+    /// The counting window.
+    pub window_ms: i64,
+}
+
+impl Default for SoftBounceRule {
+    /// 5 soft bounces in 30 days.
+    fn default() -> Self {
+        Self {
+            threshold: 5,
+            window_ms: 30 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl SoftBounceRule {
+    /// Whether the soft bounces at `times` (one per distinct event) reach the threshold within
+    /// the window ending at `now`.
+    pub fn reached(&self, times: &[UnixMillis], now: UnixMillis) -> bool {
+        let since = now.as_i64() - self.window_ms;
+        let recent = times.iter().filter(|t| t.as_i64() > since).count();
+        recent >= self.threshold as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind, bounce: Option<BounceReport>) -> DeliveryEvent {
+        DeliveryEvent {
+            key: "k".into(),
+            kind,
+            provider_type: kind.as_str().into(),
+            provider: ProviderId::Ses,
+            recipient: Some(EmailAddress::parse("a@example.com").unwrap()),
+            provider_message_id: Some("p".into()),
+            message_id: None,
+            occurred_at: None,
+            received_at: UnixMillis(5),
+            bounce,
+            url: None,
+            detail: None,
+            provider_suppressed: false,
+            source: EventSource {
+                receipt: "r".into(),
+                index: 0,
+                recipient_index: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn kinds_round_trip_and_name_their_webhook_type() {
+        for kind in EventKind::ALL {
+            assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), *kind);
+        }
+        assert_eq!(EventKind::Bounced.webhook_type(), "email.bounced");
+        assert!("nope".parse::<EventKind>().is_err());
+    }
+
+    #[test]
+    fn engagement_implies_delivery_and_notices_report_nothing() {
+        assert_eq!(
+            EventKind::Opened.message_state(),
+            Some(MessageState::Delivered)
+        );
+        assert_eq!(
+            EventKind::Clicked.recipient_status(),
+            Some(RecipientStatus::Delivered)
+        );
+        assert_eq!(EventKind::Unknown.message_state(), None);
+        assert_eq!(EventKind::AccountNotice.message_state(), None);
+        assert_eq!(EventKind::Unsubscribed.message_state(), None);
+    }
+
+    #[test]
+    fn effects_follow_the_suppression_rules() {
+        let hard = BounceReport {
+            status: Some(EnhancedStatus::parse("5.1.1").unwrap()),
+            diagnostic: Some("smtp; 550 5.1.1 user unknown".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            event(EventKind::Bounced, Some(hard)).effect(),
+            EventEffect::Suppress(SuppressionReason::HardBounce)
+        );
+        let blocked = BounceReport {
+            status: Some(EnhancedStatus::parse("5.7.1").unwrap()),
+            diagnostic: Some(
+                "550 5.7.1 Service unavailable; client host blocked using Spamhaus".into(),
+            ),
+            ..Default::default()
+        };
+        assert!(matches!(
+            event(EventKind::Bounced, Some(blocked)).effect(),
+            EventEffect::SenderSideBounce(_)
+        ));
+        let full = BounceReport {
+            status: Some(EnhancedStatus::parse("4.2.2").unwrap()),
+            diagnostic: Some("452 4.2.2 mailbox full".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            event(EventKind::Bounced, Some(full)).effect(),
+            EventEffect::CountSoftBounce
+        );
+        assert_eq!(
+            event(EventKind::Complained, None).effect(),
+            EventEffect::Suppress(SuppressionReason::Complaint)
+        );
+        assert_eq!(
+            event(EventKind::Delivered, None).effect(),
+            EventEffect::None
+        );
+    }
+
+    #[test]
+    fn a_provider_verdict_alone_does_not_suppress_a_sender_side_cause() {
+        let report = BounceReport {
+            provider_kind: Some(BounceKind::Hard),
+            provider_cause: Some(BounceCause::SpamContent),
+            ..Default::default()
+        };
+        let verdict = report.classification();
+        assert_eq!(verdict.kind, BounceKind::Hard);
+        assert!(!verdict.suppress);
+        let no_email = BounceReport {
+            provider_kind: Some(BounceKind::Hard),
+            provider_cause: Some(BounceCause::UserUnknown),
+            ..Default::default()
+        };
+        assert!(no_email.classification().suppress);
+    }
+
+    #[test]
+    fn the_soft_bounce_rule_counts_within_its_window() {
+        let rule = SoftBounceRule {
+            threshold: 3,
+            window_ms: 100,
+        };
+        let t = |v| UnixMillis(v);
+        assert!(!rule.reached(&[t(10), t(20)], t(50)));
+        assert!(rule.reached(&[t(10), t(20), t(30)], t(50)));
+        // The first one fell out of the window.
+        assert!(!rule.reached(&[t(10), t(120), t(130)], t(150)));
+    }
+}
