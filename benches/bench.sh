@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# `make bench`: the webhook ingestion figures, one line each as `bench <name> <value> <unit>`,
-# so runs can be compared.
+# `make bench`: the webhook ingestion, bounce classifier and event processor figures, one line
+# each as `bench <name> <value> <unit>`, so runs can be compared.
 #
 #   A  tests/benches/sendgrid_batch.rs  verify + split + queue messages of a signed 1,000-event
 #      SendGrid batch (pure CPU, criterion underneath);
 #   B  tests/benches/ack_path.rs        DynamoDB and SQS calls (and moto wall time) per webhook
 #      request, through the real handler against a private moto started here the way
-#      `make test` starts it (free loopback port), and stopped whatever the outcome.
+#      `make test` starts it (free loopback port), and stopped whatever the outcome;
+#   C  tests/benches/classifier.rs      the bounce classifier on the labelled Sisimai corpus:
+#      suppression accuracy, wrongly suppressed addresses, cause-category accuracy and
+#      throughput (pure CPU, so it runs before the stack starts);
+#   D  tests/benches/processor.rs       the event processor on the same private moto: DynamoDB
+#      writes and reads per event (correlated by our id, by the provider's id, and a hard
+#      bounce that suppresses) and events per second for a 10-record SQS batch.
 #
-# Builds with the release profile (`cargo bench`), then runs for about a minute on 2 cores.
+# Builds with the release profile (`cargo bench`), then runs for a few minutes on 2 cores.
 # The full output of each part is kept in target/bench/; the closing lines are the figures.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +23,7 @@ cd "$root"
 
 out="$root/target/bench"
 mkdir -p "$out"
-benches=(--bench sendgrid_batch --bench ack_path)
+benches=(--bench sendgrid_batch --bench classifier --bench ack_path --bench processor)
 
 echo "==> building the benchmarks (release profile; the first build takes a while)"
 cargo bench --locked -p mailgate-tests "${benches[@]}" --no-run
@@ -36,6 +42,9 @@ run() {
 echo "==> A: signed 1,000-event SendGrid batch, verify + split + queue messages (about 40 s)"
 run sendgrid_batch
 
+echo "==> C: bounce classifier on the Sisimai corpus, accuracy and throughput (about 5 s)"
+run classifier
+
 port="$("$root/.venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 state="$root/target/bench-stack/$port"
 mkdir -p "$state"
@@ -51,7 +60,10 @@ export MAILGATE_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
 echo "==> B: AWS calls on the webhook ack path against moto at $MAILGATE_TEST_AWS_ENDPOINT"
 run ack_path
 
-echo "==> figures (logs: target/bench/sendgrid_batch.log, target/bench/ack_path.log)"
-cat "$out/sendgrid_batch.log" "$out/ack_path.log" >"$out/all.log"
+echo "==> D: event processor, DynamoDB calls per event and 10-record batches against moto"
+run processor
+
+echo "==> figures (logs: target/bench/{sendgrid_batch,classifier,ack_path,processor}.log)"
+cat "$out/sendgrid_batch.log" "$out/classifier.log" "$out/ack_path.log" "$out/processor.log" >"$out/all.log"
 grep -h '^# ' "$out/all.log" || true
 grep -h '^bench ' "$out/all.log" | tee "$out/figures.txt"

@@ -28,19 +28,17 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sqs::types::QueueAttributeName;
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use mailgate_aws::AwsClients;
 use mailgate_core::ProviderId;
 use mailgate_lambda::webhook::{WebhookConfig, WebhookFunction};
+use mailgate_tests::calls::{CallLog, Calls, counted_clients};
 use mailgate_tests::webhooks::{post, sendgrid_headers, sendgrid_key, sendgrid_public_key};
 use mailgate_tests::{ENDPOINT_VAR, TestStack};
 use p256::ecdsa::SigningKey;
@@ -54,72 +52,8 @@ const LARGE_RUNS: u64 = 3;
 /// Events in a large delivery.
 const LARGE_EVENTS: usize = 1_000;
 
-type Operation = (&'static str, String);
 /// A configuration lookup, as `WebhookConfig::from_lookup` takes it.
 type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-/// Counts the HTTP requests an SDK client sends, by service and operation.
-#[derive(Debug, Clone)]
-struct CallCounter {
-    service: &'static str,
-    calls: Arc<Mutex<BTreeMap<Operation, u64>>>,
-}
-
-impl Intercept for CallCounter {
-    fn name(&self) -> &'static str {
-        "MailgateBenchCallCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        // Both services speak the AWS JSON protocol: `X-Amz-Target: <service>.<Operation>`.
-        let operation = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .and_then(|t| t.rsplit('.').next())
-            .unwrap_or("unknown")
-            .to_owned();
-        *self
-            .calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((self.service, operation))
-            .or_default() += 1;
-        Ok(())
-    }
-}
-
-/// The calls one request made.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Calls(BTreeMap<Operation, u64>);
-
-impl Calls {
-    fn total(&self, service: &str) -> u64 {
-        self.0
-            .iter()
-            .filter(|((s, _), _)| *s == service)
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    fn describe(&self) -> String {
-        let parts: Vec<String> = self
-            .0
-            .iter()
-            .map(|((service, op), n)| format!("{service} {op} x{n}"))
-            .collect();
-        if parts.is_empty() {
-            "no calls".to_owned()
-        } else {
-            parts.join(", ")
-        }
-    }
-}
 
 /// One delivery ready to send again and again.
 struct Delivery {
@@ -132,7 +66,7 @@ struct Bench {
     clients: AwsClients,
     /// The function's environment from the template, with the bench key.
     env: Lookup,
-    calls: Arc<Mutex<BTreeMap<Operation, u64>>>,
+    calls: CallLog,
     /// An uncounted client for the per-request queues.
     sqs: aws_sdk_sqs::Client,
     /// Per-request queues are named `<events queue name>-<n>`.
@@ -142,9 +76,7 @@ struct Bench {
 
 impl Bench {
     fn take_calls(&self) -> Calls {
-        Calls(std::mem::take(
-            &mut *self.calls.lock().unwrap_or_else(PoisonError::into_inner),
-        ))
+        self.calls.take()
     }
 
     fn request(&self, delivery: &Delivery) -> anyhow::Result<Request> {
@@ -282,24 +214,7 @@ async fn main() -> anyhow::Result<()> {
         bail!("{ENDPOINT_VAR} is not set: run `make bench`, which starts the local AWS stack");
     }
     let stack = TestStack::new().await;
-    let calls = Arc::new(Mutex::new(BTreeMap::new()));
-    let counter = |service| CallCounter {
-        service,
-        calls: calls.clone(),
-    };
-    let clients = AwsClients {
-        dynamodb: aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&stack.sdk)
-                .interceptor(counter("dynamodb"))
-                .build(),
-        ),
-        sqs: aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&stack.sdk)
-                .interceptor(counter("sqs"))
-                .build(),
-        ),
-        ses: aws_sdk_sesv2::Client::new(&stack.sdk),
-    };
+    let (clients, calls) = counted_clients(&stack.sdk);
 
     let key = sendgrid_key(7);
     let public_key = sendgrid_public_key(&key);

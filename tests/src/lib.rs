@@ -1,6 +1,8 @@
 //! Helpers for the integration tests: a private, uniquely named stack provisioned from
 //! `infra/template.yaml` into the emulator that `make test` starts, plus fixtures.
 
+pub mod bounce_corpus;
+pub mod calls;
 pub mod webhooks;
 
 use std::collections::BTreeMap;

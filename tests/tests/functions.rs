@@ -46,15 +46,8 @@ async fn every_webhook_function_reports_ready_and_refuses_unsigned_fixture_deliv
 #[tokio::test]
 async fn the_event_processor_forwards_an_eventbridge_ses_event_onto_the_events_queue() {
     let t = TestStack::new().await;
-    let env = t.function_env("event-processor");
-    let names = mailgate_aws::ResourceNames::from_lookup(
-        &[mailgate_aws::Table::Messages],
-        &[mailgate_aws::Queue::Events],
-        env,
-    )
-    .unwrap();
-    let processor =
-        event_processor::EventProcessor::new(event_processor::Config { names }, t.clients.clone());
+    let config = event_processor::Config::from_lookup(t.function_env("event-processor")).unwrap();
+    let processor = event_processor::EventProcessor::new(config, t.clients.clone());
     let event: Value =
         serde_json::from_str(&fixture("event-processor/eventbridge-ses-bounce.json")).unwrap();
     let out = processor.handle(event.clone()).await.unwrap();

@@ -127,9 +127,12 @@ async fn every_table_and_queue_of_the_template_exists_with_its_keys_indexes_ttl_
             t.stack.queues[&dlq].arn.as_str(),
             "{main}"
         );
+        // App-webhook deliveries retry with backoff for hours; the others five times.
+        let expected = if main == "OutboundQueue" { "10" } else { "5" };
         assert_eq!(
             redrive["maxReceiveCount"].to_string().trim_matches('"'),
-            "5"
+            expected,
+            "{main}"
         );
         assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "180");
     }

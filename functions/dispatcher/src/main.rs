@@ -8,7 +8,7 @@ use mailgate_aws::AwsClients;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     mailgate_lambda::init_tracing();
-    let function = Function::new(Config::from_env()?, AwsClients::from_env().await);
+    let function = Function::new(Config::from_env()?, AwsClients::from_env().await)?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(function.handle(event.payload).await)

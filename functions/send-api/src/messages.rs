@@ -3,8 +3,9 @@
 //! - `GET /v1/messages/{id}` (scope `read`): `{"id", "state", "category", "provider",
 //!   "provider_message_id", "created_at", "send_at", "recipients": [{"address", "type",
 //!   "status"}], "attempts": [{"provider", "at", "outcome", "provider_message_id",
-//!   "error_category", "error_code"}], "events": []}` with RFC 3339 times (`events` is filled by
-//!   the event processor's history).
+//!   "error_category", "error_code"}], "events": [{"type", "provider", "provider_type",
+//!   "recipient", "occurred_at", "received_at", "bounce"?, "url"?, "detail"?}]}` with RFC 3339
+//!   times; `events` is the event processor's history in event-time order.
 //! - `DELETE /v1/messages/{id}` (scope `send`): cancels a `scheduled` or `paused` message and
 //!   answers 200 with its summary (state `cancelled`); 409 `not_cancellable` with the current
 //!   `state` otherwise.
@@ -18,7 +19,9 @@
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use mailgate_aws::{Cancellation, DynamoDbMessages, MessageStoreError, StoredMessage, Table};
+use mailgate_aws::{
+    Cancellation, DynamoDbMessages, HistoryEntry, MessageStoreError, StoredMessage, Table,
+};
 use mailgate_core::{MessageId, MessageRecord, Requirement, Scope, SendAttempt, UnixMillis};
 use mailgate_lambda::http::{ApiError, json_response};
 use serde_json::{Value, json};
@@ -70,11 +73,46 @@ fn attempt_json(attempt: &SendAttempt) -> Value {
     })
 }
 
+/// One history entry as the API shows it: what happened, to whom, when the provider says it
+/// happened and when we heard, and for bounces the server's words with our verdict.
+fn event_json(entry: &HistoryEntry) -> Value {
+    let e = &entry.event;
+    let mut body = json!({
+        "type": e.kind.as_str(),
+        "provider": e.provider.as_str(),
+        "provider_type": e.provider_type,
+        "recipient": e.recipient.as_ref().map(|r| r.as_str()),
+        "occurred_at": e.occurred_at.map_or(Value::Null, time_json),
+        "received_at": time_json(e.received_at),
+    });
+    if let Some(report) = &e.bounce {
+        body["bounce"] = json!({
+            "status": report.status.map(|s| s.to_string()),
+            "reply_code": report.reply_code,
+            "diagnostic": report.diagnostic,
+            "provider_type": report.provider_type,
+            "kind": entry.classification.map(|c| c.kind),
+            "cause": entry.classification.map(|c| c.cause.as_str()),
+            "suppress": entry.classification.map(|c| c.suppress),
+        });
+    }
+    if let Some(url) = &e.url {
+        body["url"] = json!(url);
+    }
+    if let Some(detail) = &e.detail {
+        body["detail"] = json!(detail);
+    }
+    if e.provider_suppressed {
+        body["provider_suppressed"] = json!(true);
+    }
+    body
+}
+
 /// The full JSON of `GET /v1/messages/{id}`.
 pub fn message_json(message: &StoredMessage) -> Value {
     let mut body = summary_json(&message.record);
     body["attempts"] = message.attempts.iter().map(attempt_json).collect();
-    body["events"] = json!([]);
+    body["events"] = message.events.iter().map(event_json).collect();
     body
 }
 

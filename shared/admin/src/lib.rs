@@ -7,6 +7,9 @@
 //! mailgate-admin keys revoke key_…
 //! mailgate-admin keys seed --key K --label L --scopes all
 //! mailgate-admin sends pause|resume|status
+//! mailgate-admin endpoints add --url URL [--events email.delivered,email.bounced]
+//! mailgate-admin endpoints list | remove ep_… | rotate-secret ep_…
+//! mailgate-admin dlq replay send|events|outbound
 //! ```
 //!
 //! Every command works against the AWS endpoint of the standard SDK chain (`AWS_ENDPOINT_URL`
@@ -23,9 +26,11 @@ use mailgate_aws::{
     ApiKeyStoreError, ControlsError, DynamoDbApiKeys, DynamoDbMessages, DynamoDbSendControls,
     MessageStoreError, Revocation, Seeded,
 };
+use mailgate_aws::{DynamoDbEndpoints, EndpointStoreError, Queue};
 use mailgate_core::{
-    ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, BounceEvidence, EnhancedStatus,
-    KeyEnvironment, ReleaseQueue, Scopes, ScopesError, classify_bounce,
+    ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, BounceEvidence, EndpointFilter, EndpointId,
+    EnhancedStatus, InvalidEndpointUrl, KeyEnvironment, ReleaseQueue, Scopes, ScopesError,
+    UnixMillis, UnknownEventType, classify_bounce,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -61,6 +66,12 @@ pub enum Command {
     /// The pause switch of bulk sends.
     #[command(subcommand)]
     Sends(SendsCommand),
+    /// Manage the team's webhook endpoints (Standard Webhooks, signed with `whsec_` secrets).
+    #[command(subcommand)]
+    Endpoints(EndpointsCommand),
+    /// Dead-letter queues.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Classifies bounces: JSON lines `{"diagnostic","status","reply_code"}` on stdin, one
     /// `{"kind","cause","suppress"}` line per input on stdout.
     Classify,
@@ -87,6 +98,92 @@ pub enum SendsCommand {
         #[arg(long, value_name = "TABLE", env = "MESSAGES_TABLE")]
         messages_table: Option<String>,
     },
+}
+
+/// `mailgate-admin endpoints …`.
+#[derive(Debug, Subcommand)]
+pub enum EndpointsCommand {
+    /// Adds an endpoint and prints its id and its `whsec_` secret, once.
+    Add {
+        /// Where to POST: https, or http to a loopback host for local use.
+        #[arg(long)]
+        url: String,
+        /// Comma-separated event types (`email.delivered,email.bounced`); all message events
+        /// when left out.
+        #[arg(long, value_parser = parse_events, default_value = "")]
+        events: EndpointFilter,
+        #[command(flatten)]
+        table: EndpointsTableArg,
+    },
+    /// Lists every endpoint: id, URL, events, enabled, secrets in use (never a secret).
+    List {
+        #[command(flatten)]
+        table: EndpointsTableArg,
+    },
+    /// Removes an endpoint; deliveries already queued for it are dropped.
+    Remove {
+        /// The endpoint's id (`ep_…`).
+        id: EndpointId,
+        #[command(flatten)]
+        table: EndpointsTableArg,
+    },
+    /// Gives an endpoint a new secret and prints it once; the previous one keeps signing for
+    /// 24 hours, so both signatures are sent meanwhile.
+    RotateSecret {
+        /// The endpoint's id (`ep_…`).
+        id: EndpointId,
+        #[command(flatten)]
+        table: EndpointsTableArg,
+    },
+}
+
+/// The table the endpoints live in.
+#[derive(Debug, Args)]
+pub struct EndpointsTableArg {
+    /// The endpoints table (the stack's `mailgate-<env>-endpoints`).
+    #[arg(long = "table", value_name = "TABLE", env = "ENDPOINTS_TABLE")]
+    pub name: String,
+}
+
+/// `mailgate-admin dlq …`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Moves every message of a queue's dead-letter queue back onto the queue.
+    Replay {
+        /// The queue: `send`, `events` or `outbound`.
+        queue: QueueRole,
+        /// The queue's URL; defaults to `SEND_QUEUE_URL`, `EVENTS_QUEUE_URL` or
+        /// `OUTBOUND_QUEUE_URL`. Its dead-letter queue is found from its redrive policy.
+        #[arg(long, value_name = "URL")]
+        queue_url: Option<String>,
+    },
+}
+
+/// A queue of mailgate, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueRole {
+    /// The send queue.
+    Send,
+    /// The events queue.
+    Events,
+    /// The outbound (app webhook) queue.
+    Outbound,
+}
+
+impl QueueRole {
+    /// The queue it names.
+    pub fn queue(self) -> Queue {
+        match self {
+            QueueRole::Send => Queue::Send,
+            QueueRole::Events => Queue::Events,
+            QueueRole::Outbound => Queue::Outbound,
+        }
+    }
+}
+
+/// Parses `--events`: comma-separated `email.<kind>` names; blank means all.
+pub fn parse_events(input: &str) -> Result<EndpointFilter, UnknownEventType> {
+    EndpointFilter::parse_list(input)
 }
 
 /// The control table the switches live in.
@@ -198,6 +295,30 @@ pub enum AdminError {
     /// The messages table could not be read.
     #[error(transparent)]
     Messages(#[from] MessageStoreError),
+    /// An endpoints table that does not exist.
+    #[error(
+        "the endpoints table {0:?} does not exist: check --table / ENDPOINTS_TABLE, and that \
+         AWS_ENDPOINT_URL and AWS_REGION point at the stack that holds it"
+    )]
+    EndpointsTableNotFound(String),
+    /// No endpoint has this id.
+    #[error("no webhook endpoint has the id {0} (see `mailgate-admin endpoints list`)")]
+    UnknownEndpoint(EndpointId),
+    /// The endpoint URL is not accepted.
+    #[error("invalid --url: {0}")]
+    InvalidUrl(InvalidEndpointUrl),
+    /// Any other failure of the endpoints table.
+    #[error(transparent)]
+    Endpoints(EndpointStoreError),
+    /// No URL for the queue to replay into.
+    #[error("no queue URL: pass --queue-url or set {0}")]
+    QueueNotConfigured(&'static str),
+    /// This command needs SQS and was run without an SQS client.
+    #[error("this command needs an SQS client (run it through `run_with_sqs`)")]
+    NoQueueClient,
+    /// Replaying a dead-letter queue failed.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
     /// Standard output could not be written.
     #[error("could not write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -209,6 +330,17 @@ impl From<ApiKeyStoreError> for AdminError {
             ApiKeyStoreError::TableNotFound(table) => AdminError::TableNotFound(table),
             ApiKeyStoreError::UnknownId(id) => AdminError::UnknownKey(id),
             other => AdminError::Store(other),
+        }
+    }
+}
+
+impl From<EndpointStoreError> for AdminError {
+    fn from(err: EndpointStoreError) -> Self {
+        match err {
+            EndpointStoreError::TableNotFound(table) => AdminError::EndpointsTableNotFound(table),
+            EndpointStoreError::UnknownId(id) => AdminError::UnknownEndpoint(id),
+            EndpointStoreError::InvalidUrl(e) => AdminError::InvalidUrl(e),
+            other => AdminError::Endpoints(other),
         }
     }
 }
@@ -226,13 +358,17 @@ impl AdminError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AdminError::TableNotFound(_) | AdminError::ControlTableNotFound(_) => {
-                EXIT_TABLE_NOT_FOUND
-            }
-            AdminError::UnknownKey(_) => EXIT_UNKNOWN_KEY,
+            AdminError::TableNotFound(_)
+            | AdminError::ControlTableNotFound(_)
+            | AdminError::EndpointsTableNotFound(_) => EXIT_TABLE_NOT_FOUND,
+            AdminError::UnknownKey(_) | AdminError::UnknownEndpoint(_) => EXIT_UNKNOWN_KEY,
+            AdminError::InvalidUrl(_) | AdminError::QueueNotConfigured(_) => EXIT_USAGE,
             AdminError::Store(_)
             | AdminError::Controls(_)
             | AdminError::Messages(_)
+            | AdminError::Endpoints(_)
+            | AdminError::NoQueueClient
+            | AdminError::Replay(_)
             | AdminError::Output(_) => EXIT_FAILURE,
         }
     }
@@ -258,12 +394,273 @@ fn describe(record: &ApiKeyRecord) -> String {
     )
 }
 
-/// Runs one command against DynamoDB, writing its report to `out`.
+/// Runs one command against DynamoDB, writing its report to `out` (`dlq` commands need SQS:
+/// see [`run_with_sqs`]).
 pub async fn run(cli: Cli, dynamodb: &Client, out: &mut impl Write) -> Result<(), AdminError> {
+    run_with_sqs(cli, dynamodb, None, out).await
+}
+
+/// Runs one command against DynamoDB and, for `dlq` commands, SQS.
+pub async fn run_with_sqs(
+    cli: Cli,
+    dynamodb: &Client,
+    sqs: Option<&aws_sdk_sqs::Client>,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
     match cli.command {
         Command::Keys(command) => run_keys(command, dynamodb, out).await,
         Command::Sends(command) => run_sends(command, dynamodb, out).await,
+        Command::Endpoints(command) => run_endpoints(command, dynamodb, out).await,
+        Command::Dlq(command) => {
+            let sqs = sqs.ok_or(AdminError::NoQueueClient)?;
+            run_dlq(command, sqs, |var| std::env::var(var).ok(), out).await
+        }
         Command::Classify => classify_lines(std::io::stdin().lock(), out),
+    }
+}
+
+/// The current time as stored instants.
+fn now_ms() -> UnixMillis {
+    UnixMillis::from(OffsetDateTime::now_utc())
+}
+
+/// Prints rows as left-aligned columns under `header`.
+fn print_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
+async fn run_endpoints(
+    command: EndpointsCommand,
+    dynamodb: &Client,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
+    let store = |table: EndpointsTableArg| DynamoDbEndpoints::new(dynamodb.clone(), table.name);
+    match command {
+        EndpointsCommand::Add { url, events, table } => {
+            let (endpoint, secret) = store(table).add(&url, events, now_ms()).await?;
+            writeln!(out, "id:      {}", endpoint.id)?;
+            writeln!(out, "url:     {}", endpoint.url)?;
+            writeln!(out, "events:  {}", endpoint.filter)?;
+            writeln!(out, "secret:  {}", secret.expose())?;
+            writeln!(out)?;
+            writeln!(
+                out,
+                "Store the secret now: it is shown only this once. Verify deliveries with any \
+                 Standard Webhooks library (webhook-id, webhook-timestamp, webhook-signature)."
+            )?;
+        }
+        EndpointsCommand::List { table } => {
+            let store = store(table);
+            let now = now_ms();
+            let endpoints = store.list(now).await?;
+            if endpoints.is_empty() {
+                writeln!(out, "no webhook endpoints in {}", store.table())?;
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = endpoints
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.id.to_string(),
+                        e.url.to_string(),
+                        e.filter.to_string(),
+                        match (&e.enabled, &e.disabled_reason) {
+                            (true, _) => "yes".to_owned(),
+                            (false, Some(why)) => format!("no ({why})"),
+                            (false, None) => "no".to_owned(),
+                        },
+                        e.signing_secrets(now).len().to_string(),
+                        timestamp(e.created_at.to_datetime()),
+                    ]
+                })
+                .collect();
+            print_table(
+                out,
+                &["ID", "URL", "EVENTS", "ENABLED", "SECRETS", "CREATED"],
+                &rows,
+            )?;
+        }
+        EndpointsCommand::Remove { id, table } => {
+            store(table).remove(&id).await?;
+            writeln!(out, "removed {id}")?;
+        }
+        EndpointsCommand::RotateSecret { id, table } => {
+            let secret = store(table).rotate_secret(&id, now_ms()).await?;
+            writeln!(out, "id:      {id}")?;
+            writeln!(out, "secret:  {}", secret.expose())?;
+            writeln!(out)?;
+            writeln!(
+                out,
+                "Deliveries are signed with the new and the previous secret for 24 hours; \
+                 switch the app to the new one within that time."
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `dlq` command; `lookup` reads the queue URL variables.
+pub async fn run_dlq(
+    command: DlqCommand,
+    sqs: &aws_sdk_sqs::Client,
+    lookup: impl Fn(&str) -> Option<String>,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
+    match command {
+        DlqCommand::Replay { queue, queue_url } => {
+            let var = queue.queue().env_var();
+            let url = queue_url
+                .or_else(|| lookup(var))
+                .filter(|u| !u.trim().is_empty())
+                .ok_or(AdminError::QueueNotConfigured(var))?;
+            let moved = replay_dead_letters(sqs, &url).await?;
+            writeln!(
+                out,
+                "replayed {moved} message(s) from the {} dead-letter queue",
+                queue.queue().role()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaying a dead-letter queue failed part-way; messages moved before the failure stay moved.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReplayError {
+    /// The queue has no redrive policy naming a dead-letter queue.
+    #[error("the queue {0} has no dead-letter queue in its redrive policy")]
+    NoDeadLetterQueue(String),
+    /// An SQS call failed.
+    #[error("SQS {operation} failed after {moved} message(s) were replayed: {detail}")]
+    Sqs {
+        /// The API operation.
+        operation: &'static str,
+        /// How many messages had been moved.
+        moved: usize,
+        /// The SDK error with its context.
+        detail: String,
+    },
+}
+
+/// Moves every message of the dead-letter queue of `queue_url` back onto it: receive up to ten,
+/// send them, then delete them from the dead-letter queue, until a receive comes back empty.
+/// Returns how many moved. A failure between send and delete leaves a copy in both queues,
+/// which consumers tolerate (every message is processed at least once, idempotently).
+pub async fn replay_dead_letters(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<usize, ReplayError> {
+    use aws_sdk_sqs::error::DisplayErrorContext;
+    use aws_sdk_sqs::types::{
+        DeleteMessageBatchRequestEntry, QueueAttributeName, SendMessageBatchRequestEntry,
+    };
+    let mut moved = 0usize;
+    let fail =
+        |operation: &'static str, moved: usize, err: &dyn std::error::Error| ReplayError::Sqs {
+            operation,
+            moved,
+            detail: DisplayErrorContext(err).to_string(),
+        };
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|e| fail("GetQueueAttributes", 0, &e))?;
+    let dlq_arn = attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|p| p["deadLetterTargetArn"].as_str().map(str::to_owned))
+        .ok_or_else(|| ReplayError::NoDeadLetterQueue(queue_url.to_owned()))?;
+    // An SQS ARN ends in the queue name.
+    let dlq_name = dlq_arn.rsplit(':').next().unwrap_or_default();
+    let dlq_url = sqs
+        .get_queue_url()
+        .queue_name(dlq_name)
+        .send()
+        .await
+        .map_err(|e| fail("GetQueueUrl", 0, &e))?
+        .queue_url
+        .ok_or_else(|| ReplayError::NoDeadLetterQueue(queue_url.to_owned()))?;
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&dlq_url)
+            .max_number_of_messages(10)
+            // Long polling asks every SQS server, so an empty answer means an empty queue.
+            .wait_time_seconds(1)
+            .visibility_timeout(60)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| fail("ReceiveMessage", moved, &e))?;
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(moved);
+        }
+        let mut sends = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(m.body().unwrap_or_default())
+                .set_message_attributes(m.message_attributes.clone())
+                .build()
+                .map_err(|e| fail("SendMessageBatch", moved, &e))?;
+            sends.push(entry);
+        }
+        let sent = sqs
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(sends))
+            .send()
+            .await
+            .map_err(|e| fail("SendMessageBatch", moved, &e))?;
+        // Delete only what was sent, so a refused entry stays in the dead-letter queue.
+        let mut deletes = Vec::new();
+        for ok in sent.successful() {
+            let Some(m) = ok.id().parse::<usize>().ok().and_then(|i| messages.get(i)) else {
+                continue;
+            };
+            let entry = DeleteMessageBatchRequestEntry::builder()
+                .id(ok.id())
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .build()
+                .map_err(|e| fail("DeleteMessageBatch", moved, &e))?;
+            deletes.push(entry);
+        }
+        if !deletes.is_empty() {
+            sqs.delete_message_batch()
+                .queue_url(&dlq_url)
+                .set_entries(Some(deletes))
+                .send()
+                .await
+                .map_err(|e| fail("DeleteMessageBatch", moved, &e))?;
+        }
+        moved += sent.successful().len();
+        if !sent.failed().is_empty() {
+            return Err(ReplayError::Sqs {
+                operation: "SendMessageBatch",
+                moved,
+                detail: format!("{} entries refused", sent.failed().len()),
+            });
+        }
     }
 }
 
@@ -656,5 +1053,54 @@ mod tests {
             AdminError::from(ApiKeyStoreError::AlreadyExists).exit_code(),
             EXIT_FAILURE
         );
+    }
+
+    #[test]
+    fn endpoints_add_reads_url_and_events_and_refuses_unknown_types() {
+        match parse(&[
+            "endpoints",
+            "add",
+            "--url",
+            "https://app.example.com/h",
+            "--events",
+            "email.delivered,email.bounced",
+            "--table",
+            "e",
+        ])
+        .unwrap()
+        .command
+        {
+            Command::Endpoints(EndpointsCommand::Add { url, events, table }) => {
+                assert_eq!(url, "https://app.example.com/h");
+                assert_eq!(events.to_string(), "email.delivered,email.bounced");
+                assert_eq!(table.name, "e");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let err = parse(&[
+            "endpoints",
+            "add",
+            "--url",
+            "https://a.example/",
+            "--events",
+            "delivered",
+            "--table",
+            "e",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("email.delivered"), "{err}");
+        assert!(parse(&["endpoints", "remove", "key_x", "--table", "e"]).is_err());
+    }
+
+    #[test]
+    fn dlq_replay_names_one_of_the_three_queues() {
+        match parse(&["dlq", "replay", "outbound"]).unwrap().command {
+            Command::Dlq(DlqCommand::Replay { queue, queue_url }) => {
+                assert_eq!(queue, QueueRole::Outbound);
+                assert_eq!(queue_url, None);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(&["dlq", "replay", "nope"]).is_err());
     }
 }

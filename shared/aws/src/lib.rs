@@ -39,3 +39,11 @@ pub mod controls;
 pub use controls::{BULK_PAUSED_PK, BulkPause, ControlsError, DynamoDbSendControls};
 pub mod send_queue;
 pub use send_queue::{MalformedSendMessage, SendQueueError, SendQueueMessage, SqsSendQueue};
+pub mod history;
+pub use history::{DynamoDbEventHistory, EventClaim, EventRecorded, HistoryEntry, HistoryError};
+pub mod endpoints;
+pub use endpoints::{DynamoDbEndpoints, EndpointStoreError, endpoint_pk};
+pub mod outbound_queue;
+pub use outbound_queue::{
+    MalformedOutboundMessage, OutboundDelivery, OutboundQueueError, SqsOutboundQueue,
+};

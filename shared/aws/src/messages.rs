@@ -51,7 +51,7 @@ pub const ATTEMPTS_PER_TRANSACTION: usize = 90;
 /// Parts per BatchWriteItem request (the API's limit).
 const PARTS_PER_BATCH: usize = 25;
 
-const SUMMARY: &str = "summary";
+pub(crate) const SUMMARY: &str = "summary";
 const CONTENT: &str = "content";
 const ATTEMPT_PREFIX: &str = "attempt#";
 
@@ -109,6 +109,8 @@ pub struct StoredMessage {
     /// The only provider the caller allowed (`provider` in the request), if any: every later
     /// attempt (the send worker's) goes through it alone.
     pub requested_provider: Option<ProviderId>,
+    /// Its delivery-event history, in event-time order.
+    pub events: Vec<crate::history::HistoryEntry>,
 }
 
 /// What [`DynamoDbMessages::start_sending`] found.
@@ -185,7 +187,7 @@ const TRANSACTION_CONFLICT: &str = "TransactionConflict";
 
 /// The cancellation reason codes of a cancelled transaction, one per item (`"None"` for the
 /// items that were not at fault); empty for any other error.
-fn cancellation_codes(
+pub(crate) fn cancellation_codes(
     err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>,
 ) -> Vec<String> {
     match err.as_service_error() {
@@ -838,13 +840,33 @@ impl DynamoDbMessages {
         }
     }
 
+    /// The message's summary alone (one consistent GetItem), or `None`.
+    pub async fn summary(
+        &self,
+        id: &MessageId,
+    ) -> Result<Option<MessageRecord>, MessageStoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| MessageStoreError::sdk("GetItem", e))?;
+        out.item.as_ref().map(record_from).transpose()
+    }
+
     /// The message's summary and attempts (one Query on its partition), or `None`.
     pub async fn get(&self, id: &MessageId) -> Result<Option<StoredMessage>, MessageStoreError> {
         let items = self.query_partition(message_pk(id)).await?;
         let mut record = None;
         let mut requested_provider = None;
         let mut attempts = Vec::new();
-        // Items come sorted by `sk`, so attempts are in time order.
+        let mut events = Vec::new();
+        let pk = message_pk(id);
+        // Items come sorted by `sk`, so attempts and events are each in time order.
         for item in &items {
             match get_s(item, "sk") {
                 Some(SUMMARY) => {
@@ -855,7 +877,14 @@ impl DynamoDbMessages {
                 Some(sk) if sk.starts_with(ATTEMPT_PREFIX) => {
                     attempts.push(attempt_from(id, item)?)
                 }
-                // Other kinds (the event history) belong to the event processor.
+                Some(sk) if sk.starts_with(crate::history::EVENT_PREFIX) => {
+                    events.push(crate::history::history_entry(&pk, item).map_err(|e| {
+                        MessageStoreError::Corrupt {
+                            id: id.to_string(),
+                            what: e.to_string(),
+                        }
+                    })?)
+                }
                 _ => {}
             }
         }
@@ -863,6 +892,7 @@ impl DynamoDbMessages {
             record,
             attempts,
             requested_provider,
+            events,
         }))
     }
 

@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mailgate_core::{EmailAddress, Suppression, SuppressionReason, suppression_key};
+use mailgate_core::{EmailAddress, Suppression, SuppressionReason, UnixMillis, suppression_key};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
@@ -30,6 +30,8 @@ use crate::receipts::StoreError;
 
 /// The sort key of a suppression item.
 pub const SUPPRESSION_SK: &str = "SUPPRESSION";
+/// The sort key of an address's soft-bounce count, beside its suppression.
+pub const SOFT_BOUNCES_SK: &str = "SOFT_BOUNCES";
 /// The index that lists suppressions by reason, newest first.
 pub const BY_REASON_INDEX: &str = "by-reason";
 /// The most keys one `BatchGetItem` may ask for.
@@ -253,6 +255,100 @@ impl DynamoDbSuppressionList {
             .await
             .map_err(|e| self.failed("PutItem", e))?;
         Ok(())
+    }
+
+    /// Stores `entry` unless the address already has an active suppression (which is kept, with
+    /// its original reason and time). Returns whether it was stored. Used by the event processor,
+    /// which must never overwrite an operator's entry or restart an existing one.
+    pub async fn put_unless_active(
+        &self,
+        entry: &Suppression,
+        now: OffsetDateTime,
+    ) -> Result<bool, SuppressionStoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_of(entry)?))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(now.unix_timestamp().to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(self.failed("PutItem", e)),
+        }
+    }
+
+    /// Counts one soft bounce of `address`, once per distinct event (`event_digest`), and returns
+    /// the times of the soft bounces on record within `window_ms` of `now`. The set of
+    /// `<time>#<digest>` entries lives beside the suppression (`sk` `SOFT_BOUNCES`); adding an
+    /// entry twice changes nothing, so a redelivered event is never counted twice. Entries older
+    /// than the window are removed as they are seen, and the item expires a window after the last
+    /// bounce.
+    pub async fn count_soft_bounce(
+        &self,
+        address: &EmailAddress,
+        event_digest: &str,
+        at: UnixMillis,
+        window_ms: i64,
+        now: UnixMillis,
+    ) -> Result<Vec<UnixMillis>, SuppressionStoreError> {
+        let key = HashMap::from([
+            ("pk".to_owned(), s(suppression_key(address))),
+            ("sk".to_owned(), s(SOFT_BOUNCES_SK)),
+        ]);
+        let entry = format!("{:015}#{event_digest}", at.as_i64().max(0));
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key.clone()))
+            .update_expression("ADD bounces :entry SET expires_at = :expires")
+            .expression_attribute_values(":entry", AttributeValue::Ss(vec![entry]))
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N(((now.as_i64() + window_ms) / 1000).to_string()),
+            )
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| self.failed("UpdateItem", e))?;
+        let since = now.as_i64() - window_ms;
+        let mut recent = Vec::new();
+        let mut stale = Vec::new();
+        for entry in out
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get("bounces"))
+            .and_then(|v| v.as_ss().ok())
+            .into_iter()
+            .flatten()
+        {
+            match entry.split('#').next().and_then(|t| t.parse::<i64>().ok()) {
+                Some(t) if t > since => recent.push(UnixMillis(t)),
+                _ => stale.push(entry.clone()),
+            }
+        }
+        if !stale.is_empty() {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .update_expression("DELETE bounces :stale")
+                .expression_attribute_values(":stale", AttributeValue::Ss(stale))
+                .send()
+                .await
+                .map_err(|e| self.failed("UpdateItem", e))?;
+        }
+        recent.sort();
+        Ok(recent)
     }
 
     /// The stored entry for `address`, if any, lapsed or not (check

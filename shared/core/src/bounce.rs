@@ -19,8 +19,23 @@
 //! suppressed address is the costliest error. Suppression applies only to address-level permanent
 //! failures and never to sender-side causes.
 //!
-//! Phrase matching is hand-written substring matching on the lower-cased text: the phrases are
-//! plain words, and the core crate stays free of a regex dependency.
+//! "User unknown" needs corroboration. The classic wording ("user unknown", "unknown user", "no
+//! such user") is also what content and domain filters answer after the message data, so it
+//! condemns the address only when the status is about addressing (`x.1.x`), when the refusal
+//! answered `RCPT TO` (where mailboxes are looked up), or, with no specific status, when the
+//! wording says the recipient address was looked up and not found ("unknown recipient", "address
+//! not found", "not listed in … directory"). Otherwise it is read as a filter's refusal
+//! ([`BounceCause::Policy`]), as is a "user unknown" reply that names no address
+//! (`550 : User unknown`). A receiving-side catch-all code (`x.7.0`/`x.7.1`, `x.2.1`) gives way to
+//! a "user unknown" that answered `RCPT TO`.
+//!
+//! The verdict keeps one invariant that [`crate::event`] relies on: `suppress` is exactly "hard
+//! and the cause is user unknown, host unknown or moved", so a caller that recomputes it from
+//! `kind` and `cause` gets the same answer.
+//!
+//! Phrase matching is hand-written substring matching on the lower-cased text (plus one look
+//! behind a `": user unknown"` for the reply code before it): the phrases are plain words, and
+//! the core crate stays free of a regex dependency.
 
 use std::fmt;
 use std::str::FromStr;
@@ -268,10 +283,20 @@ pub fn classify(evidence: &BounceEvidence<'_>) -> BounceClassification {
     let phrase = cause_from_phrases(&text);
     let from_status = status.and_then(cause_from_status);
     let cause = match (phrase, from_status) {
-        (Some(phrase), Some(coded)) => reconcile(phrase, coded, &text),
+        (Some(phrase), Some(coded)) => reconcile(phrase, coded, status, &text),
         (Some(phrase), None) => phrase_in_context(phrase, &text),
         (None, Some(coded)) => coded,
-        (None, None) => reply_code.map_or(BounceCause::Unknown, cause_from_reply_code),
+        (None, None) => phrase_in_context(
+            reply_code.map_or(BounceCause::Unknown, cause_from_reply_code),
+            &text,
+        ),
+    };
+    let cause = match cause {
+        BounceCause::UserUnknown => mailbox_unknown_or_filtered(status, &text),
+        // A bounce is a final report: a network failure under a transient status means the
+        // retries ran out, not that the next attempt may succeed.
+        BounceCause::Network if status.is_some_and(|s| s.class == 4) => BounceCause::Expired,
+        cause => cause,
     };
 
     let kind = match (status, reply_code) {
@@ -351,7 +376,7 @@ fn cause_from_phrases(text: &str) -> Option<BounceCause> {
             "throttl",
             "sending rate",
             "connection rate",
-            "too many errors",
+            "too many recipients",
         ],
     ) {
         return Some(RateLimited);
@@ -439,9 +464,15 @@ fn cause_from_phrases(text: &str) -> Option<BounceCause> {
             "length exceeds",
             "exceeds size",
             "exceeds the maximum",
+            "recipient preferences",
         ],
     ) {
         return Some(Policy);
+    }
+    // The receiving host accepted the message and its local delivery program failed: the
+    // mailbox's existence is not in question.
+    if has(text, &["mailer error", "procmail"]) {
+        return Some(Other);
     }
     if has(
         text,
@@ -456,6 +487,7 @@ fn cause_from_phrases(text: &str) -> Option<BounceCause> {
             "exceeded storage",
             "full mailbox",
             "mailbox size limit",
+            "disk space",
         ],
     ) {
         return Some(MailboxFull);
@@ -471,6 +503,14 @@ fn cause_from_phrases(text: &str) -> Option<BounceCause> {
         ],
     ) {
         return Some(MailboxMoved);
+    }
+    // A DNS lookup that failed for want of an answer says nothing about the domain: Postfix's
+    // "Host not found, try again" (a temporary resolver failure) and a malformed reply.
+    if has(
+        text,
+        &["not found, try again", "unexpected name server reply"],
+    ) {
+        return Some(Network);
     }
     if (has(
         text,
@@ -529,8 +569,11 @@ fn cause_from_phrases(text: &str) -> Option<BounceCause> {
             "check if address is correct",
             "destinataire invalide",
             "mailbox unavailable",
-            "recipient address rejected",
+            "recipient address rejected: access denied",
             "not our user",
+            "not listed in",
+            "invalid final delivery",
+            "no valid recipient",
         ],
     ) {
         return Some(UserUnknown);
@@ -586,7 +629,7 @@ fn cause_from_phrases(text: &str) -> Option<BounceCause> {
 
 /// A phrase's cause, corrected by where in the session the refusal happened.
 fn phrase_in_context(phrase: BounceCause, text: &str) -> BounceCause {
-    if phrase.is_recipient() && has(text, SENDER_STAGE) {
+    if (phrase.is_recipient() || phrase == BounceCause::Unknown) && has(text, SENDER_STAGE) {
         return BounceCause::Policy;
     }
     if phrase == BounceCause::UserUnknown && has(text, AFTER_DATA) {
@@ -596,20 +639,98 @@ fn phrase_in_context(phrase: BounceCause, text: &str) -> BounceCause {
 }
 
 /// Weighs a phrase against the enhanced status code's own cause.
-fn reconcile(phrase: BounceCause, coded: BounceCause, text: &str) -> BounceCause {
+fn reconcile(
+    phrase: BounceCause,
+    coded: BounceCause,
+    status: Option<EnhancedStatus>,
+    text: &str,
+) -> BounceCause {
     use BounceCause::*;
     let phrase = phrase_in_context(phrase, text);
+    let at_rcpt = phrase == UserUnknown && has(text, RCPT_STAGE);
     // A code that names the sender (x.1.7, x.1.8, x.7.x) outweighs a recipient phrase: the
     // text of such a refusal often repeats "address not found" about the sender's address.
+    // The exception is the catch-all "not authorized" (x.7.0, x.7.1) that many MTAs put on any
+    // refused `RCPT TO`: when the reply to that command says the mailbox is unknown, the phrase
+    // is the specific evidence.
     if phrase.is_recipient() && coded.is_sender_side() {
-        return coded;
+        let catch_all = status.is_some_and(|s| s.subject == 7 && s.detail <= 1);
+        if !(at_rcpt && catch_all) {
+            return coded;
+        }
     }
-    // A code about the mailbox's state (x.2.x) with a "user unknown" text: the mailbox exists in
-    // some form; take the code's reading, which does not condemn the address.
-    if phrase == UserUnknown && matches!(coded, MailboxDisabled | MailboxFull) {
+    // A code about the mailbox's state (x.2.x) with a "user unknown" text: unless the refusal
+    // answered `RCPT TO` (where the mailbox lookup happens), the mailbox exists in some form;
+    // take the code's reading, which does not condemn the address.
+    if phrase == UserUnknown && matches!(coded, MailboxDisabled | MailboxFull) && !at_rcpt {
         return coded;
     }
     phrase
+}
+
+/// Phrases that say the refusal answered `RCPT TO`, where a receiver looks the mailbox up
+/// (`in reply to RCPT TO command`, `after RCPT TO`, `>>> RCPT To:`, qmail's `does not like
+/// recipient`).
+const RCPT_STAGE: &[&str] = &[
+    "rcpt to",
+    "rcpt_to",
+    "smtp:rcpt",
+    "rcpt command",
+    "does not like recipient",
+];
+
+/// Wording that states the recipient address itself was looked up and not found: directory
+/// lookups (Exchange "unknown recipient", Domino "not listed in … directory", Gmail "address
+/// not found") and "invalid recipient". Unlike "user unknown", content filters do not answer
+/// with these.
+const RECIPIENT_NOT_FOUND: &[&str] = &[
+    "unknown recipient",
+    "invalid recipient",
+    "no valid recipient",
+    "no such recipient",
+    "destinataire invalide",
+    "not listed in",
+    "address not found",
+    "address couldn't be found",
+    "check if address is correct",
+    "invalid final delivery",
+    "mailbox not found",
+    "mailbox does not exist",
+    "no such mailbox",
+    "bad destination mailbox",
+];
+
+/// Decides whether a "the user is unknown" reading condemns the address or is a filter's
+/// refusal ([`BounceCause::Policy`]). "User unknown", "unknown user" and "no such user" are
+/// also what content and domain filters answer after the message data, so on their own they
+/// prove nothing; the reading stands only when something corroborates it:
+/// - the enhanced status code is about addressing (`x.1.x`: bad destination mailbox);
+/// - the refusal answered `RCPT TO`, where mailboxes are looked up;
+/// - no specific code is given (none, `x.0.0` or the catch-all `x.5.0`) and the wording says the
+///   recipient address was not found (directory lookups, not filters).
+///
+/// A reply that names no address (`550 : User unknown`, the code followed by an empty address)
+/// is a filter's reply after the data, whatever else is said: replies to `RCPT TO` quote the
+/// recipient.
+fn mailbox_unknown_or_filtered(status: Option<EnhancedStatus>, text: &str) -> BounceCause {
+    use BounceCause::*;
+    if names_no_address(text) {
+        return Policy;
+    }
+    let generic = status.is_none_or(|s| s.subject == 0 || (s.subject == 5 && s.detail == 0));
+    let corroborated = status.is_some_and(|s| s.subject == 1)
+        || has(text, RCPT_STAGE)
+        || (generic && has(text, RECIPIENT_NOT_FOUND));
+    if corroborated { UserUnknown } else { Policy }
+}
+
+/// Whether a "user unknown" in the text follows a reply code with no address between them
+/// (`550 : user unknown`, `550: : user unknown`).
+fn names_no_address(text: &str) -> bool {
+    text.match_indices(": user unknown").any(|(at, _)| {
+        let before = text[..at].trim_end_matches(' ');
+        before.ends_with(|c: char| c.is_ascii_digit() || c == ':')
+    })
 }
 
 /// The cause named by an enhanced status code's subject and detail (RFC 3463, RFC 7372,
@@ -764,13 +885,141 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_user_unknown_is_read_as_a_filter() {
+        // The wording content filters also use, with nothing to say the mailbox was looked up.
+        for text in [
+            "550 Unknown user kijitora@example.jp",
+            "host mail.example.net said: 550 Unknown user a@example.net (in reply to end of DATA command)",
+        ] {
+            let v = verdict(text, "", Some(550));
+            assert_eq!(
+                (v.cause, v.suppress),
+                (BounceCause::Policy, false),
+                "{text}"
+            );
+        }
+        // A mailbox-state or mail-system code does not corroborate it either.
+        let v = verdict("550 Unknown user a@example.jp", "5.2.0", Some(550));
+        assert!(!v.suppress);
+        // A reply that names no address is a filter's, whatever the status says.
+        let v = verdict(
+            "550 5.1.351 Remote server returned unknown recipient -> 550 : User unknown",
+            "",
+            None,
+        );
+        assert_eq!((v.cause, v.suppress), (BounceCause::Policy, false));
+    }
+
+    #[test]
+    fn a_user_unknown_is_corroborated_by_an_addressing_status_or_the_rcpt_stage() {
+        let v = verdict("550 5.1.1 <a@example.jp>... User Unknown", "", Some(550));
+        assert_eq!((v.cause, v.suppress), (BounceCause::UserUnknown, true));
+        // At RCPT TO the phrase outweighs a mailbox-state or catch-all security code.
+        for (text, status) in [
+            (
+                "said: 550 5.2.1 <a@example.jp>... User Unknown (in reply to RCPT TO command)",
+                "5.2.1",
+            ),
+            (
+                "SMTP error from remote mail server after RCPT TO:<a@example.ch>: 554 5.7.1 <a@example.ch>: Recipient address rejected: Access denied",
+                "5.7.1",
+            ),
+            ("said: 550 User not found (in reply to RCPT TO command)", ""),
+        ] {
+            let v = verdict(text, status, Some(550));
+            assert_eq!(
+                (v.cause, v.suppress),
+                (BounceCause::UserUnknown, true),
+                "{text}"
+            );
+        }
+        // Without the RCPT stage, x.2.1 keeps its own reading.
+        let v = verdict(
+            "550 5.2.1 <a@example.jp>... User Unknown",
+            "5.2.1",
+            Some(550),
+        );
+        assert_eq!((v.cause, v.suppress), (BounceCause::MailboxDisabled, false));
+    }
+
+    #[test]
+    fn directory_lookup_wording_condemns_without_a_status() {
+        for text in [
+            "Unknown Recipient",
+            "User some.name (a@example.jp) not listed in Domino Directory",
+            "** Address not found ** Your message wasn't delivered to a@example.it because the address couldn't be found.",
+        ] {
+            let v = verdict(text, "", None);
+            assert_eq!(
+                (v.kind, v.cause, v.suppress),
+                (BounceKind::Hard, BounceCause::UserUnknown, true),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_dns_lookup_is_not_a_missing_domain() {
+        for text in [
+            "Name service error for domain example.com: Host not found, try again",
+            "Name service error for name=example.org type=MX: Malformed or unexpected name server reply",
+        ] {
+            let v = verdict(text, "5.4.4", None);
+            assert_eq!(
+                (v.cause, v.suppress),
+                (BounceCause::Network, false),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            verdict(
+                "connect to example.com[192.0.2.1]:25: Connection timed out",
+                "4.4.1",
+                None
+            )
+            .cause,
+            BounceCause::Expired
+        );
+    }
+
+    #[test]
+    fn the_verdict_keeps_the_suppression_invariant() {
+        for (text, status) in [
+            ("550 5.1.1 user unknown", ""),
+            ("550 user unknown", ""),
+            ("Unknown Recipient", ""),
+            ("552 5.2.2 mailbox full", ""),
+            ("host unknown", "5.1.2"),
+            (
+                "procmail: Couldn't create \"/var/spool/mail/a\": No such user",
+                "5.1.1",
+            ),
+        ] {
+            let v = verdict(text, status, None);
+            let expected = v.kind == BounceKind::Hard
+                && matches!(
+                    v.cause,
+                    BounceCause::UserUnknown | BounceCause::HostUnknown | BounceCause::MailboxMoved
+                );
+            assert_eq!(v.suppress, expected, "{text}");
+        }
+    }
+
+    #[test]
     fn reply_codes_are_the_weakest_evidence() {
         let v = verdict("", "", Some(550));
         assert_eq!(
             (v.kind, v.cause, v.suppress),
             (BounceKind::Hard, BounceCause::Unknown, false)
         );
-        let v = verdict("mailbox unavailable", "", Some(550));
+        // RFC 5321's stock 550 text does not corroborate itself; an addressing status does.
+        let v = verdict(
+            "550 Requested action not taken: mailbox unavailable",
+            "",
+            Some(550),
+        );
+        assert_eq!((v.cause, v.suppress), (BounceCause::Policy, false));
+        let v = verdict("mailbox unavailable", "5.1.1", Some(550));
         assert_eq!((v.cause, v.suppress), (BounceCause::UserUnknown, true));
         assert_eq!(verdict("", "", None).kind, BounceKind::Undetermined);
     }

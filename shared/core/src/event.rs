@@ -254,6 +254,17 @@ impl DeliveryEvent {
         self.occurred_at.unwrap_or(self.received_at)
     }
 
+    /// A short, fixed-length digest of the provider and [`Self::key`] (32 hex characters), for
+    /// sort keys and sets where the key itself may be long.
+    pub fn key_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(self.provider.as_str().as_bytes());
+        hasher.update([0u8]);
+        hasher.update(self.key.as_bytes());
+        hex::encode(&hasher.finalize()[..16])
+    }
+
     /// The recipient status this event reports, if any.
     pub fn recipient_status(&self) -> Option<RecipientStatus> {
         self.kind.recipient_status()

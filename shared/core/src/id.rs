@@ -1,4 +1,4 @@
-//! Prefixed, type-safe identifiers (`msg_…`, `evt_…`).
+//! Prefixed, type-safe identifiers (`msg_…`, `evt_…`, `ep_…`).
 //!
 //! An id is its prefix, an underscore and 26 characters of Crockford base32 (128 random bits), so
 //! ids are URL-safe, case-insensitive to read aloud, and cannot be confused across kinds.
@@ -119,6 +119,11 @@ prefixed_id!(
     /// Identifies one normalised delivery event (`evt_…`).
     EventId,
     "evt_"
+);
+prefixed_id!(
+    /// Identifies one of the team's own webhook endpoints (`ep_…`).
+    EndpointId,
+    "ep_"
 );
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ pub mod receipt;
 
 pub use address::{AddressError, EmailAddress};
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use id::{EventId, IdError, MessageId};
+pub use id::{EndpointId, EventId, IdError, MessageId};
 pub use provider::{ProviderId, UnknownProvider};
 pub use receipt::{DeliveryKind, ReceiptStatus, UnknownReceiptStatus};
 
@@ -94,4 +94,13 @@ pub mod event;
 pub use event::{
     BounceReport, DeliveryEvent, EventEffect, EventKind, EventSource, SoftBounceRule,
     UnknownEventKind,
+};
+
+// Webhooks to the team's own app: Standard Webhooks v1 signing, bodies, ids, endpoints.
+pub mod standard_webhooks;
+
+pub use standard_webhooks::{
+    Endpoint, EndpointFilter, EndpointSecret, EndpointUrl, InvalidEndpointUrl,
+    InvalidWebhookSecret, UnknownEventType, WebhookSecret, app_event_key, app_webhook_body,
+    signature_header, webhook_message_id,
 };

@@ -2,6 +2,7 @@
 //! shape every endpoint uses, an SQS batch driver that reports partial batch failures, EMF
 //! metrics, and webhook ingestion (the front door and the receipt → queue pipeline).
 
+pub mod app_webhooks;
 pub mod delivery;
 pub mod health;
 pub mod http;

@@ -4,6 +4,7 @@
 //! send and webhook issues.
 
 pub mod config;
+pub mod events;
 pub mod mailgun;
 pub mod postmark;
 pub mod send;

@@ -11,6 +11,7 @@ use sha2::Sha256;
 use crate::verify::{WebhookRejection, check_timestamp};
 use crate::webhook::{Intake, Payload, PayloadError, body_key};
 
+pub mod events;
 pub mod send;
 
 /// The provider this module covers.

@@ -21,6 +21,7 @@ use mailgate_core::ProviderId;
 use crate::verify::{BasicAuthWebhook, WebhookRejection};
 use crate::webhook::{Intake, Payload, body_key, composite_key, field, single_object};
 
+pub mod events;
 pub mod send;
 
 /// The provider this module covers.
@@ -37,9 +38,22 @@ pub fn payload(body: &[u8]) -> Payload {
             };
         }
     };
-    let record = field(&map, "RecordType");
-    let f = |name: &str| field(&map, name);
-    let dedupe_key = match record.as_ref() {
+    let dedupe_key = event_key(&map).unwrap_or_else(|| body_key(body));
+    let text = String::from_utf8_lossy(body).into_owned();
+    Payload {
+        dedupe_key,
+        events: Ok(vec![text]),
+    }
+}
+
+/// The dedupe key of one Postmark event by its documented identity: `ID` for bounces and spam
+/// complaints, else a composite of the message, the recipient and the event's time; `None` for
+/// a record type with no documented identity (callers fall back to hashing the content). Both the
+/// delivery key and the per-event key use it, so they always agree.
+pub(crate) fn event_key(map: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let record = field(map, "RecordType");
+    let f = |name: &str| field(map, name);
+    Some(match record.as_ref() {
         "Bounce" | "SpamComplaint" if !f("ID").is_empty() => format!("{record}:{}", f("ID")),
         "Delivery" => composite_key(
             "Delivery",
@@ -68,13 +82,8 @@ pub fn payload(body: &[u8]) -> Payload {
                 &[&f("MessageID"), &f("Recipient"), &f("ChangedAt"), &suppress],
             )
         }
-        _ => body_key(body),
-    };
-    let text = String::from_utf8_lossy(body).into_owned();
-    Payload {
-        dedupe_key,
-        events: Ok(vec![text]),
-    }
+        _ => return None,
+    })
 }
 
 /// Verifies a delivery's credentials (and source address), then reads its event.

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::verify::{WebhookRejection, check_timestamp};
 use crate::webhook::{Intake, Payload, PayloadError, body_key, header};
 
+pub mod events;
 pub mod send;
 
 /// The provider this module covers.

@@ -3,6 +3,7 @@
 //! SES feedback reaches us as SNS HTTPS deliveries; [`sns`] verifies them (RSA signature, signing
 //! certificate URL, topic allowlist, timestamp) and confirms subscriptions.
 
+pub mod events;
 pub mod send;
 pub mod sns;
 

@@ -16,6 +16,7 @@ use crate::webhook::{
     Intake, Payload, PayloadError, body_key, composite_key, field, single_object,
 };
 
+pub mod events;
 pub mod send;
 
 /// The provider this module covers.

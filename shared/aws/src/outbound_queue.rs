@@ -1,0 +1,215 @@
+//! `SqsOutboundQueue`: the outbound queue on SQS, which carries app-webhook deliveries from the
+//! event processor's fan-out to the `dispatcher`.
+//!
+//! A queue message is one delivery of one event to one endpoint, exactly
+//! `{"v":1,"endpoint_id":"ep_…","webhook_id":"msg_…","body":"<the JSON body as a string>"}`.
+//! The body is serialised once, at fan-out, and the dispatcher signs and sends those exact bytes
+//! on every attempt; the `webhook_id` is derived from the endpoint and the event, so it is the
+//! same across retries and redeliveries. The endpoint's URL and secrets are not in the message:
+//! the dispatcher reads them at send time, so a rotation, disable or removal applies at once.
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use mailgate_core::EndpointId;
+use serde::{Deserialize, Serialize};
+
+/// Entries per `SendMessageBatch` call (the API's limit).
+const BATCH_ENTRIES: usize = 10;
+
+/// The version of the queue message format.
+pub const OUTBOUND_MESSAGE_VERSION: u8 = 1;
+
+/// One delivery of an app webhook to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundDelivery {
+    /// The endpoint to deliver to.
+    pub endpoint_id: EndpointId,
+    /// The `webhook-id` header: stable across retries.
+    pub webhook_id: String,
+    /// The exact body to sign and send.
+    pub body: String,
+}
+
+/// The wire form, with its version first.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    v: u8,
+    endpoint_id: EndpointId,
+    webhook_id: String,
+    body: String,
+}
+
+/// A body that is not an outbound-queue message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("not an outbound-queue message: {0}")]
+pub struct MalformedOutboundMessage(pub String);
+
+impl OutboundDelivery {
+    /// The queue message body.
+    pub fn to_body(&self) -> String {
+        let wire = Wire {
+            v: OUTBOUND_MESSAGE_VERSION,
+            endpoint_id: self.endpoint_id.clone(),
+            webhook_id: self.webhook_id.clone(),
+            body: self.body.clone(),
+        };
+        // A struct of strings always serialises.
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+
+    /// Reads a queue message body; any other version or shape is malformed.
+    pub fn parse(body: &str) -> Result<Self, MalformedOutboundMessage> {
+        let wire: Wire =
+            serde_json::from_str(body).map_err(|e| MalformedOutboundMessage(e.to_string()))?;
+        if wire.v != OUTBOUND_MESSAGE_VERSION {
+            return Err(MalformedOutboundMessage(format!(
+                "unsupported version {}",
+                wire.v
+            )));
+        }
+        if wire.webhook_id.is_empty() || wire.webhook_id.contains('.') {
+            return Err(MalformedOutboundMessage(
+                "webhook_id must be non-empty and contain no '.'".to_owned(),
+            ));
+        }
+        Ok(Self {
+            endpoint_id: wire.endpoint_id,
+            webhook_id: wire.webhook_id,
+            body: wire.body,
+        })
+    }
+}
+
+/// The outbound queue could not take a delivery.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("SQS {operation} failed: {detail}")]
+pub struct OutboundQueueError {
+    /// The API operation.
+    pub operation: &'static str,
+    /// What went wrong.
+    pub detail: String,
+}
+
+/// The outbound queue on SQS.
+#[derive(Debug, Clone)]
+pub struct SqsOutboundQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsOutboundQueue {
+    /// The queue at `queue_url` (the `OUTBOUND_QUEUE_URL`).
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    /// The queue URL.
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Puts every delivery on the queue: one `SendMessageBatch` per ten. Fails if any entry
+    /// was refused; the caller retries the whole set, which is safe because a delivery keeps
+    /// its `webhook-id` and the app dedupes on it.
+    pub async fn enqueue(&self, deliveries: &[OutboundDelivery]) -> Result<(), OutboundQueueError> {
+        for chunk in deliveries.chunks(BATCH_ENTRIES) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(d.to_body())
+                        .build()
+                        .map_err(|e| OutboundQueueError {
+                            operation: "SendMessageBatch",
+                            detail: DisplayErrorContext(e).to_string(),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| OutboundQueueError {
+                    operation: "SendMessageBatch",
+                    detail: DisplayErrorContext(e).to_string(),
+                })?;
+            if !out.failed().is_empty() {
+                return Err(OutboundQueueError {
+                    operation: "SendMessageBatch",
+                    detail: format!("{} entries refused", out.failed().len()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Hides a received message for `seconds` (0–43200) from now: the dispatcher's retry
+    /// schedule, since SQS redelivers a message when its visibility timeout ends.
+    pub async fn retry_after(
+        &self,
+        receipt_handle: &str,
+        seconds: i32,
+    ) -> Result<(), OutboundQueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| OutboundQueueError {
+                operation: "ChangeMessageVisibility",
+                detail: DisplayErrorContext(e).to_string(),
+            })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery() -> OutboundDelivery {
+        OutboundDelivery {
+            endpoint_id: EndpointId::parse("ep_01jd5x3q7r8s9t0v1w2x3y4z5a").unwrap(),
+            webhook_id: "msg_0123456789abcdef0123456789abcdef".to_owned(),
+            body: r#"{"type":"email.delivered","timestamp":"2026-11-23T14:00:00Z","data":{}}"#
+                .to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_body_is_exactly_the_documented_format() {
+        let body = delivery().to_body();
+        assert_eq!(
+            body,
+            r#"{"v":1,"endpoint_id":"ep_01jd5x3q7r8s9t0v1w2x3y4z5a","webhook_id":"msg_0123456789abcdef0123456789abcdef","body":"{\"type\":\"email.delivered\",\"timestamp\":\"2026-11-23T14:00:00Z\",\"data\":{}}"}"#
+        );
+        assert_eq!(OutboundDelivery::parse(&body).unwrap(), delivery());
+    }
+
+    #[test]
+    fn other_shapes_and_versions_are_malformed() {
+        let good: serde_json::Value = serde_json::from_str(&delivery().to_body()).unwrap();
+        let mut v2 = good.clone();
+        v2["v"] = 2.into();
+        assert!(OutboundDelivery::parse(&v2.to_string()).is_err());
+        let mut dotted = good.clone();
+        dotted["webhook_id"] = "msg_a.b".into();
+        assert!(OutboundDelivery::parse(&dotted.to_string()).is_err());
+        let mut bad_id = good;
+        bad_id["endpoint_id"] = "evt_01jd5x3q7r8s9t0v1w2x3y4z5a".into();
+        assert!(OutboundDelivery::parse(&bad_id.to_string()).is_err());
+        assert!(OutboundDelivery::parse("not json").is_err());
+    }
+}

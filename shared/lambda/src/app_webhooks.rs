@@ -1,0 +1,202 @@
+//! Fan-out of normalised delivery events to the team's own webhook endpoints: one outbound-queue
+//! delivery per (matching endpoint, event), for the `dispatcher` to sign and POST.
+//!
+//! The enabled endpoints are cached in-process for [`ENDPOINT_CACHE_TTL`], because the event
+//! processor calls this for every batch and endpoints change rarely; a removed or disabled
+//! endpoint that is still cached costs at most a delivery the dispatcher drops (it re-reads the
+//! endpoint before sending).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mailgate_aws::{
+    DynamoDbEndpoints, EndpointStoreError, OutboundDelivery, OutboundQueueError, SqsOutboundQueue,
+};
+use mailgate_core::{
+    DeliveryEvent, Endpoint, MessageId, UnixMillis, app_event_key, app_webhook_body,
+    webhook_message_id,
+};
+
+/// How long the enabled endpoints are reused before the table is read again.
+pub const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Why a fan-out did not enqueue its deliveries (the caller retries the batch; the deliveries
+/// keep their `webhook-id`, so the app sees a repeat as a duplicate).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FanOutError {
+    /// The endpoints could not be read.
+    #[error("could not read the webhook endpoints: {0}")]
+    Endpoints(#[from] EndpointStoreError),
+    /// The deliveries could not be enqueued.
+    #[error("could not enqueue app-webhook deliveries: {0}")]
+    Queue(#[from] OutboundQueueError),
+}
+
+/// The deliveries for `events` to `endpoints`: one per (endpoint that accepts the event's kind,
+/// event), endpoint by endpoint in the given order.
+pub fn plan_deliveries(
+    endpoints: &[Endpoint],
+    events: &[(DeliveryEvent, Option<MessageId>)],
+) -> Vec<OutboundDelivery> {
+    let mut deliveries = Vec::new();
+    for (event, message_id) in events {
+        let matching: Vec<&Endpoint> = endpoints.iter().filter(|e| e.accepts(event.kind)).collect();
+        if matching.is_empty() {
+            continue;
+        }
+        // One body per event, shared by every endpoint it goes to.
+        let body = app_webhook_body(event, message_id.as_ref());
+        let key = app_event_key(event);
+        for endpoint in matching {
+            deliveries.push(OutboundDelivery {
+                endpoint_id: endpoint.id.clone(),
+                webhook_id: webhook_message_id(&endpoint.id, &key),
+                body: body.clone(),
+            });
+        }
+    }
+    deliveries
+}
+
+/// Turns events into outbound-queue deliveries for the endpoints that want them.
+#[derive(Debug)]
+pub struct AppWebhookFanOut {
+    endpoints: DynamoDbEndpoints,
+    queue: SqsOutboundQueue,
+    cache: Mutex<Option<(Instant, Arc<Vec<Endpoint>>)>>,
+}
+
+impl AppWebhookFanOut {
+    /// A fan-out reading `endpoints` and writing to `queue`.
+    pub fn new(endpoints: DynamoDbEndpoints, queue: SqsOutboundQueue) -> Self {
+        Self {
+            endpoints,
+            queue,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The enabled endpoints, from the cache while it is fresh.
+    async fn enabled(&self) -> Result<Arc<Vec<Endpoint>>, EndpointStoreError> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((at, endpoints)) = cache.as_ref()
+            && at.elapsed() < ENDPOINT_CACHE_TTL
+        {
+            return Ok(Arc::clone(endpoints));
+        }
+        let now = UnixMillis::from(time::OffsetDateTime::now_utc());
+        let fresh = Arc::new(self.endpoints.list_enabled(now).await?);
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Some((Instant::now(), Arc::clone(&fresh)));
+        }
+        Ok(fresh)
+    }
+
+    /// Forgets the cached endpoints, so the next fan-out reads the table.
+    pub fn invalidate(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = None;
+        }
+    }
+
+    /// Enqueues one delivery per (matching enabled endpoint, event) and returns how many.
+    /// `AccountNotice` and `Unknown` events go only to endpoints that name those types.
+    /// Each event comes with our message id when the processor correlated it.
+    pub async fn fan_out(
+        &self,
+        events: &[(DeliveryEvent, Option<MessageId>)],
+    ) -> Result<usize, FanOutError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let endpoints = self.enabled().await?;
+        let deliveries = plan_deliveries(&endpoints, events);
+        self.queue.enqueue(&deliveries).await?;
+        Ok(deliveries.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailgate_core::{
+        EmailAddress, EndpointFilter, EndpointUrl, EventKind, EventSource, ProviderId,
+    };
+
+    fn endpoint(filter: &str) -> Endpoint {
+        Endpoint::new(
+            EndpointUrl::parse("https://app.example.com/hook").unwrap(),
+            EndpointFilter::parse_list(filter).unwrap(),
+            UnixMillis(0),
+        )
+        .0
+    }
+
+    fn event(key: &str, kind: EventKind) -> DeliveryEvent {
+        DeliveryEvent {
+            key: key.into(),
+            kind,
+            provider_type: kind.as_str().into(),
+            provider: ProviderId::Ses,
+            recipient: Some(EmailAddress::parse("a@example.com").unwrap()),
+            provider_message_id: None,
+            message_id: None,
+            occurred_at: None,
+            received_at: UnixMillis(5),
+            bounce: None,
+            url: None,
+            detail: None,
+            provider_suppressed: false,
+            source: EventSource {
+                receipt: "r".into(),
+                index: 0,
+                recipient_index: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn each_event_goes_to_the_endpoints_whose_filter_matches() {
+        let all = endpoint("");
+        let bounces = endpoint("email.bounced");
+        let mut off = endpoint("");
+        off.enabled = false;
+        let endpoints = vec![all.clone(), bounces.clone(), off];
+        let events = vec![
+            (event("1", EventKind::Delivered), None),
+            (event("2", EventKind::Bounced), Some(MessageId::generate())),
+            (event("3", EventKind::AccountNotice), None),
+        ];
+        let plan = plan_deliveries(&endpoints, &events);
+        let pairs: Vec<_> = plan
+            .iter()
+            .map(|d| (d.endpoint_id.clone(), d.body.contains("email.bounced")))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (all.id.clone(), false),
+                (all.id.clone(), true),
+                (bounces.id.clone(), true)
+            ]
+        );
+        assert_eq!(plan[1].body, plan[2].body);
+        assert_ne!(plan[1].webhook_id, plan[2].webhook_id);
+        assert_eq!(
+            plan[0].webhook_id,
+            webhook_message_id(&all.id, "ses#1"),
+            "the id is derived, so a redelivered event keeps it"
+        );
+    }
+
+    #[test]
+    fn notices_go_only_where_they_are_named() {
+        let named = endpoint("email.account_notice");
+        let plan = plan_deliveries(
+            &[endpoint(""), named.clone()],
+            &[(event("n", EventKind::AccountNotice), None)],
+        );
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].endpoint_id, named.id);
+    }
+}
