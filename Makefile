@@ -1,5 +1,5 @@
 # mailgate's commands. `make dev` and `make test` are the two that matter; see README.md.
-.PHONY: dev test lint stack-up stack-down dev-reset clean bench
+.PHONY: dev test lint stack-up stack-down dev-reset clean bench contract package
 
 ## Run the whole system locally (moto, cargo lambda watch, local triggers) until Ctrl-C.
 dev:
@@ -12,6 +12,14 @@ test:
 ## Webhook ingestion figures as `bench <name> <value> <unit>` lines (starts its own private moto).
 bench:
 	@benches/bench.sh
+
+## Release bootstraps of every function (cargo lambda, ARCH=arm64|x86_64), size check, sam build.
+package:
+	@scripts/package.sh
+
+## The send API fuzzed against infra/openapi.yaml by schemathesis (private stack, cargo lambda watch).
+contract:
+	@scripts/contract.sh
 
 ## Formatting, clippy, cfn-lint and the purity check of the core crate.
 lint:

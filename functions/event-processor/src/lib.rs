@@ -462,6 +462,16 @@ impl EventProcessor {
                     if let Some(metric) = kind_metric(event.kind) {
                         self.tally.add(metric, provider, category);
                     }
+                    // How late providers report: from the provider's event time to receipt.
+                    if let Some(at) = event.occurred_at {
+                        let lag = (event.received_at.as_i64() - at.as_i64()).max(0);
+                        mailgate_lambda::metrics::measure(
+                            "EventLagMs",
+                            "Milliseconds",
+                            lag as f64,
+                            &[("Provider", provider)],
+                        );
+                    }
                     return Ok(EventOutcome::Applied);
                 }
                 EventRecorded::Orphaned => {

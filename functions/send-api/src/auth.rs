@@ -36,7 +36,11 @@ impl Authenticator {
         let hash = secret.hash();
         let found = self.keys.find(&hash).await.map_err(|e| unavailable(&e))?;
         let key = authorize(&hash, found.as_ref(), requirement).map_err(|f| {
-            tracing::info!(code = f.code(), key_id = ?found.as_ref().map(|r| r.id.as_str()), "request refused");
+            tracing::info!(
+                code = f.code(),
+                key_id = found.as_ref().map_or("-", |r| r.id.as_str()),
+                "request refused"
+            );
             denied(&f)
         })?;
         tracing::debug!(key_id = %key.id, "request authenticated");

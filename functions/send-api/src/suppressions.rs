@@ -112,11 +112,21 @@ fn path_address(segment: &str) -> Result<EmailAddress, ApiError> {
 }
 
 /// The body of a PUT, validated into the entry to store.
+/// The largest `PUT /v1/suppressions/{address}` body: a reason, a time and a note fit in far less.
+pub const MAX_SUPPRESSION_BODY_BYTES: usize = 16 * 1024;
+
 fn entry_from_body(
     address: &EmailAddress,
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<Suppression, ApiError> {
+    if body.len() > MAX_SUPPRESSION_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {MAX_SUPPRESSION_BODY_BYTES} bytes"),
+        ));
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -433,6 +443,9 @@ mod tests {
             assert_eq!(error["code"], code);
             assert_eq!(error["field"], field);
         }
+        let big = format!(r#"{{"reason":"manual","note":"{}"}}"#, "x".repeat(20_000));
+        let error = entry_from_body(&addr(), big.as_bytes(), now).unwrap_err();
+        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
         let error = entry_from_body(&addr(), b"[1]", now).unwrap_err();
         assert_eq!(error.status, StatusCode::BAD_REQUEST);
     }

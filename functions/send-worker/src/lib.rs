@@ -110,7 +110,7 @@ impl Function {
         let budget = self.config.providers.send_budget;
         match self.delivery.deliver_stored(id, budget).await {
             Ok(StoredDelivery::Delivered(d)) => {
-                tracing::info!(message_id = %id, state = d.state.as_str(), provider = ?d.provider.map(|p| p.as_str()), "message delivered");
+                tracing::info!(message_id = %id, state = d.state.as_str(), provider = d.provider.map_or("-", |p| p.as_str()), "message delivered");
                 RecordOutcome::Done
             }
             // The sweeper enqueues a released message before it marks it `queued` (so a crash

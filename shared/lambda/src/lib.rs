@@ -14,14 +14,29 @@ pub mod webhook;
 
 /// Installs JSON logging (level from `RUST_LOG`, default `info`) for a function's process.
 pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // `try_init` so a test binary that already installed a subscriber keeps it.
-    let _ = tracing_subscriber::fmt()
+    // Whatever RUST_LOG says, no trace lines from the AWS SDK and the Lambda runtime: at trace
+    // they log whole DynamoDB items and raw invocation events (addresses, content, secrets).
+    let no_raw_payloads = filter_fn(|meta| {
+        *meta.level() != tracing::Level::TRACE
+            || !RAW_PAYLOAD_TARGETS
+                .iter()
+                .any(|t| meta.target().starts_with(t))
+    });
+    let layer = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_current_span(false)
         .with_target(false)
         .without_time()
-        .try_init();
+        .with_filter(filter)
+        .with_filter(no_raw_payloads);
+    // `try_init` so a test binary that already installed a subscriber keeps it.
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
+
+/// Log targets whose trace-level lines carry raw requests, responses or events.
+const RAW_PAYLOAD_TARGETS: &[&str] = &["aws_smithy", "aws_sdk_", "lambda_runtime", "lambda_http"];

@@ -34,8 +34,13 @@ pub fn emf_line(
 
 /// Emits a count of `value` for `metric` with `dimensions`.
 pub fn count(metric: &str, value: u64, dimensions: &[(&str, &str)]) {
+    measure(metric, "Count", value as f64, dimensions);
+}
+
+/// Emits one `value` in `unit` (a CloudWatch unit such as `Milliseconds`) for `metric`.
+pub fn measure(metric: &str, unit: &str, value: f64, dimensions: &[(&str, &str)]) {
     let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let line = emf_line(metric, "Count", value as f64, dimensions, now_ms);
+    let line = emf_line(metric, unit, value, dimensions, now_ms);
     // `println!` so test harnesses capture it; Lambda sends stdout to CloudWatch Logs.
     println!("{line}");
 }

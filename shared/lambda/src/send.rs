@@ -42,9 +42,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use mailgate_aws::{DynamoDbProviderHealth, ProviderHealthConfig, ProviderHealthError};
 use mailgate_core::{
-    Admission, Availability, Classification, Clock, ErrorCategory, FailedAttempt, FailoverPolicy,
-    NextStep, OutboundEmail, OutcomeClass, ProviderId, ProviderOrder, SendFailure, SystemClock,
-    TakeDenied,
+    Admission, Availability, CircuitStatus, Classification, Clock, ErrorCategory, FailedAttempt,
+    FailoverPolicy, NextStep, OutboundEmail, OutcomeClass, ProviderId, ProviderOrder, SendFailure,
+    SystemClock, TakeDenied,
 };
 use mailgate_providers::config::ProvidersConfig;
 use mailgate_providers::send::EmailProvider;
@@ -60,19 +60,19 @@ pub trait ProviderHealth: Send + Sync {
         now: OffsetDateTime,
     ) -> BoxFuture<'_, Result<Admission, ProviderHealthError>>;
 
-    /// Records a call that the provider answered properly.
+    /// Records a call that the provider answered properly; the circuit's status after it.
     fn record_success(
         &self,
         provider: ProviderId,
         now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<(), ProviderHealthError>>;
+    ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>>;
 
-    /// Records a failure that counts against the provider.
+    /// Records a failure that counts against the provider; the circuit's status after it.
     fn record_failure(
         &self,
         provider: ProviderId,
         now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<(), ProviderHealthError>>;
+    ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>>;
 
     /// Takes one token of the provider's rate budget, or says when one will be available.
     fn take_token(
@@ -95,11 +95,11 @@ impl ProviderHealth for DynamoDbProviderHealth {
         &self,
         provider: ProviderId,
         now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<(), ProviderHealthError>> {
+    ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>> {
         Box::pin(async move {
             DynamoDbProviderHealth::record_success(self, provider, now)
                 .await
-                .map(drop)
+                .map(|state| state.status)
         })
     }
 
@@ -107,11 +107,11 @@ impl ProviderHealth for DynamoDbProviderHealth {
         &self,
         provider: ProviderId,
         now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<(), ProviderHealthError>> {
+    ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>> {
         Box::pin(async move {
             DynamoDbProviderHealth::record_failure(self, provider, now)
                 .await
-                .map(drop)
+                .map(|state| state.status)
         })
     }
 
@@ -405,6 +405,11 @@ impl SendService {
             let finished_at = self.clock.now();
             let failure = match result {
                 Ok(accepted) => {
+                    crate::metrics::count(
+                        "SendAttempts",
+                        1,
+                        &[("Provider", provider.as_str()), ("Outcome", "accepted")],
+                    );
                     self.report(provider, true, finished_at).await;
                     attempts.push(SendAttempt {
                         provider,
@@ -424,6 +429,11 @@ impl SendService {
                 Err(failure) => failure,
             };
             let classification = failure.classify();
+            crate::metrics::count(
+                "SendAttempts",
+                1,
+                &[("Provider", provider.as_str()), ("Outcome", "failed")],
+            );
             attempts.push(failed_attempt(
                 provider,
                 started_at,
@@ -459,6 +469,9 @@ impl SendService {
             );
             match step {
                 NextStep::TryNext => {
+                    if has_next_candidate {
+                        crate::metrics::count("Failovers", 1, &[("Provider", provider.as_str())]);
+                    }
                     checked.insert(provider, Checked::Done);
                 }
                 NextStep::RetrySame { after } => {
@@ -570,8 +583,15 @@ impl SendService {
         } else {
             self.health.record_failure(provider, now).await
         };
-        if let Err(e) = result {
-            tracing::warn!(%provider, healthy, error = %e, "breaker update failed");
+        match result {
+            // Calls are not admitted while the circuit is open, so a failure that leaves it open
+            // is the one that opened it (or a failed probe that opened it again).
+            Ok(CircuitStatus::Open) if !healthy => {
+                tracing::warn!(%provider, "circuit breaker opened");
+                crate::metrics::count("BreakerOpened", 1, &[("Provider", provider.as_str())]);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%provider, healthy, error = %e, "breaker update failed"),
         }
     }
 }
@@ -675,18 +695,20 @@ mod tests {
             &self,
             provider: ProviderId,
             now: OffsetDateTime,
-        ) -> BoxFuture<'_, Result<(), ProviderHealthError>> {
+        ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>> {
             self.update(provider, |s| s.on_success(&self.breaker, now));
-            Box::pin(async { Ok(()) })
+            let status = self.breaker(provider).status;
+            Box::pin(async move { Ok(status) })
         }
 
         fn record_failure(
             &self,
             provider: ProviderId,
             now: OffsetDateTime,
-        ) -> BoxFuture<'_, Result<(), ProviderHealthError>> {
+        ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>> {
             self.update(provider, |s| s.on_failure(&self.breaker, now));
-            Box::pin(async { Ok(()) })
+            let status = self.breaker(provider).status;
+            Box::pin(async move { Ok(status) })
         }
 
         fn take_token(

@@ -102,6 +102,12 @@ impl Template {
             .collect()
     }
 
+    /// A top-level section (`Parameters`, `Conditions`, `Outputs`, …) as parsed, short-form tags
+    /// in long form; `None` when the template has no such section.
+    pub fn section(&self, name: &str) -> Option<&Value> {
+        self.root.get(name)
+    }
+
     /// `Globals.Function.Environment.Variables`, unresolved.
     pub fn global_function_variables(&self) -> Option<&Map<String, Value>> {
         self.root

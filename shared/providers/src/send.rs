@@ -149,24 +149,42 @@ impl Answer {
     }
 }
 
-/// Sends a request and reads the whole answer. A body that cannot be read keeps the status with
-/// the transport fault (a 2xx whose body was lost is an unreadable success: ambiguous).
+/// The most of a provider's answer that is read: every documented answer (an id, an error list)
+/// is a few KB; a misbehaving endpoint must not fill the function's memory.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Sends a request and reads the answer (its first [`MAX_ANSWER_BYTES`]). A body that cannot be
+/// read keeps the status with the transport fault (a 2xx whose body was lost is an unreadable
+/// success: ambiguous).
 pub(crate) async fn execute(request: reqwest::RequestBuilder) -> Result<Answer, SendFailure> {
-    let response = request.send().await.map_err(|e| request_failure(&e))?;
+    let mut response = request.send().await.map_err(|e| request_failure(&e))?;
     let status = response.status();
     let headers = response.headers().clone();
-    match response.bytes().await {
-        Ok(body) => Ok(Answer {
-            status,
-            headers,
-            body: body.to_vec(),
-        }),
-        Err(e) => Err(SendFailure {
-            status: Some(status.as_u16()),
-            transport: Some(transport_fault(&e)),
-            ..SendFailure::default()
-        }),
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_ANSWER_BYTES - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() == MAX_ANSWER_BYTES {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(SendFailure {
+                    status: Some(status.as_u16()),
+                    transport: Some(transport_fault(&e)),
+                    ..SendFailure::default()
+                });
+            }
+        }
     }
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// The `Retry-After` header: delay-seconds or an HTTP date (relative to `now`; a date in the past

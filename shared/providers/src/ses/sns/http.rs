@@ -116,7 +116,8 @@ fn classify(error: reqwest::Error) -> SnsHttpError {
     } else if error.is_connect() {
         SnsHttpError::Connect
     } else {
-        SnsHttpError::Transport(error.to_string())
+        // Without the URL: a SubscribeURL carries the subscription's confirmation token.
+        SnsHttpError::Transport(error.without_url().to_string())
     }
 }
 
