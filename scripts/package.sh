@@ -6,7 +6,7 @@
 #   ARCH=x86_64 make package     # x86_64 bootstraps only (sam build would still build arm64)
 #   SAM_BUILD=0 make package     # bootstraps and size check only
 #
-# Settings: ARCH (arm64 | x86_64, default arm64), MAX_BOOTSTRAP_MIB (default 12),
+# Settings: ARCH (arm64 | x86_64, default arm64), MAX_BOOTSTRAP_MB (default 12, decimal MB),
 # SAM_BUILD (1 | 0, default 1 for arm64, 0 for x86_64), SAM_BUILD_DIR (default target/sam).
 # Needs no network beyond the package registries: cargo-lambda and zig come from .venv
 # (scripts/requirements.txt), aws-sam-cli from .venv/sam (scripts/requirements-package.txt).
@@ -15,7 +15,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 arch="${ARCH:-arm64}"
-max_mib="${MAX_BOOTSTRAP_MIB:-12}"
+max_mb="${MAX_BOOTSTRAP_MB:-12}"
 case "$arch" in
   arm64 | aarch64) arch=arm64 target=aarch64-unknown-linux-gnu flag=--arm64 ;;
   x86_64 | x86-64 | amd64) arch=x86_64 target=x86_64-unknown-linux-gnu flag=--x86-64 ;;
@@ -66,9 +66,9 @@ done
 echo "==> built in $(($(date +%s) - start)) s"
 
 # Size of each bootstrap (unzipped: Lambda's limit is 250 MB unzipped, ours is much tighter).
-limit=$((max_mib * 1024 * 1024))
+limit=$((max_mb * 1000 * 1000))
 over=0
-printf '\n%-20s %-8s %12s %9s\n' function arch bytes MiB
+printf '\n%-20s %-8s %12s %9s\n' function arch bytes MB
 for f in "${functions[@]}"; do
   file="target/lambda/$f/bootstrap"
   if [[ ! -f "$file" ]]; then
@@ -76,16 +76,16 @@ for f in "${functions[@]}"; do
     exit 1
   fi
   bytes=$(stat -c %s "$file")
-  mib=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1048576 }')
+  mb=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1000000 }')
   mark=""
   if ((bytes > limit)); then
-    mark="  > ${max_mib} MiB"
+    mark="  > ${max_mb} MB"
     over=1
   fi
-  printf '%-20s %-8s %12s %9s%s\n' "$f" "$arch" "$bytes" "$mib" "$mark"
+  printf '%-20s %-8s %12s %9s%s\n' "$f" "$arch" "$bytes" "$mb" "$mark"
 done
 if ((over)); then
-  echo "error: a bootstrap is larger than ${max_mib} MiB (MAX_BOOTSTRAP_MIB)" >&2
+  echo "error: a bootstrap is larger than ${max_mb} MB (MAX_BOOTSTRAP_MB)" >&2
   exit 1
 fi
 
