@@ -15,12 +15,14 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mailgate_aws::{DynamoDbProviderHealth, ProviderHealthConfig};
+use mailgate_core::AttemptOutcome;
 use mailgate_core::{
     BreakerConfig, CircuitStatus, Clock, EmailAddress, FixedClock, Mailbox, MessageId,
     OutboundEmail, ProviderId,
 };
-use mailgate_lambda::send::{AttemptOutcome, SendOutcome, SendService, provider_health_config};
+use mailgate_lambda::wiring::provider_health_config;
 use mailgate_providers::config::ProvidersConfig;
+use mailgate_services::send::{SendOutcome, SendService};
 use mailgate_tests::TestStack;
 
 const T0: i64 = 1_790_000_000;

@@ -16,10 +16,11 @@ use mailgate_aws::{
     AwsClients, ConfigError, DynamoDbApiKeys, Queue, ResourceNames, Table, check_resources,
 };
 use mailgate_core::{AuthenticatedKey, Requirement};
-use mailgate_lambda::delivery::{MessageDelivery, WiringError};
 use mailgate_lambda::health::health_response;
 use mailgate_lambda::http::{ApiError, json_response};
+use mailgate_lambda::wiring::{WiringError, message_delivery, message_intake};
 use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
+use mailgate_services::accept::{AcceptSettings, MessageIntake};
 
 use crate::auth::Authenticator;
 
@@ -124,7 +125,7 @@ pub struct SendApi {
     config: SendApiConfig,
     clients: AwsClients,
     auth: Authenticator,
-    delivery: Arc<MessageDelivery>,
+    intake: Arc<MessageIntake>,
 }
 
 impl SendApi {
@@ -134,12 +135,18 @@ impl SendApi {
             clients.dynamodb.clone(),
             config.names.table(Table::ApiKeys),
         ));
-        let delivery = MessageDelivery::wire(&clients, &config.names, &config.providers)?;
+        let delivery = message_delivery(&clients, &config.names, &config.providers)?;
+        let settings = AcceptSettings {
+            send_budget: config.providers.send_budget,
+            idempotency_retention: config.idempotency_retention,
+            limits: mailgate_core::SendLimits::default(),
+        };
+        let intake = message_intake(&clients, &config.names, Arc::new(delivery), settings);
         Ok(Self {
             config,
             clients,
             auth,
-            delivery: Arc::new(delivery),
+            intake: Arc::new(intake),
         })
     }
 

@@ -24,9 +24,10 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, SendQueueMessage, Table};
 use mailgate_core::MessageState;
-use mailgate_lambda::delivery::{DeliveryError, MessageDelivery, StoredDelivery, WiringError};
 use mailgate_lambda::sqs::{RecordOutcome, drive_batch};
+use mailgate_lambda::wiring::{WiringError, count_send, message_delivery};
 use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
+use mailgate_services::delivery::{DeliveryError, MessageDelivery, StoredDelivery};
 
 /// The Lambda function name.
 pub const FUNCTION_NAME: &str = "send-worker";
@@ -84,7 +85,7 @@ pub struct Function {
 impl Function {
     /// Wires the function.
     pub fn new(config: Config, clients: AwsClients) -> Result<Self, WorkerError> {
-        let delivery = MessageDelivery::wire(&clients, &config.names, &config.providers)?;
+        let delivery = message_delivery(&clients, &config.names, &config.providers)?;
         Ok(Self {
             config,
             delivery: Arc::new(delivery),
@@ -110,6 +111,7 @@ impl Function {
         let budget = self.config.providers.send_budget;
         match self.delivery.deliver_stored(id, budget).await {
             Ok(StoredDelivery::Delivered(d)) => {
+                count_send(&d.report);
                 tracing::info!(message_id = %id, state = d.state.as_str(), provider = d.provider.map_or("-", |p| p.as_str()), "message delivered");
                 RecordOutcome::Done
             }
@@ -137,8 +139,9 @@ impl Function {
             Err(DeliveryError::Record {
                 provider_called: true,
                 source,
-                ..
+                delivery,
             }) => {
+                count_send(&delivery.report);
                 tracing::error!(message_id = %id, error = %source, "provider called but the outcome was not recorded; not retried to avoid a second send");
                 RecordOutcome::Done
             }

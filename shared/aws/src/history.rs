@@ -25,8 +25,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use mailgate_core::{
-    BounceClassification, DeliveryEvent, MessageRecord, MessageState, ProviderId, UnixMillis,
-    suppression_key,
+    DeliveryEvent, MessageRecord, MessageState, ProviderId, UnixMillis, suppression_key,
 };
 
 use crate::messages::{SUMMARY, cancellation_codes, message_pk};
@@ -92,14 +91,7 @@ pub enum EventClaim {
     Busy,
 }
 
-/// One entry of a message's history, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryEntry {
-    /// The event.
-    pub event: DeliveryEvent,
-    /// Its bounce classification, for bounces.
-    pub classification: Option<BounceClassification>,
-}
+pub use mailgate_core::HistoryEntry;
 
 /// What [`DynamoDbEventHistory::record`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -80,36 +80,7 @@ pub enum IdempotencyStoreError {
     Unavailable(#[from] StoreError),
 }
 
-/// A claim held by this request: pass it to `complete` or `release`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    /// The scoped key (`<api key id>#<Idempotency-Key>`).
-    pub scoped_key: String,
-    /// This request's claim id, the condition of `complete` and `release`.
-    pub claim_id: String,
-    /// The fingerprint the key was claimed with.
-    pub fingerprint: RequestFingerprint,
-    /// When the lease lapses and another request may reclaim the key.
-    pub lease_expires_at: OffsetDateTime,
-    /// Whether a lapsed record was replaced (a retry after a request that timed out).
-    pub reclaimed: bool,
-}
-
-/// What claiming a key found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClaimOutcome {
-    /// This request holds the key: process it, then `complete` (or `release`).
-    Claimed(Claim),
-    /// The key completed with the same body: answer with the stored response.
-    Replay(StoredResponse),
-    /// The key was used with a different body: 422 `idempotency_key_mismatch`.
-    Mismatch,
-    /// Another request holds the key: 409 with `Retry-After`.
-    InFlight {
-        /// Seconds until that claim lapses (at least 1).
-        retry_after_secs: u64,
-    },
-}
+pub use mailgate_core::idempotency::{Claim, ClaimOutcome};
 
 type Item = HashMap<String, AttributeValue>;
 

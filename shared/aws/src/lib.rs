@@ -31,6 +31,7 @@ pub use idempotency::{
 pub mod provider_health;
 pub use provider_health::{DynamoDbProviderHealth, ProviderHealthConfig, ProviderHealthError};
 pub mod messages;
+pub mod send_ports;
 pub use messages::{
     ATTEMPTS_PER_TRANSACTION, Cancellation, DynamoDbMessages, INLINE_CONTENT_LIMIT,
     MessageStoreError, SendingClaim, StoredMessage, message_pk, provider_message_key,

@@ -99,32 +99,7 @@ impl MessageStoreError {
     }
 }
 
-/// A message's summary with its send attempts, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredMessage {
-    /// The summary.
-    pub record: MessageRecord,
-    /// Every recorded provider call, in order.
-    pub attempts: Vec<SendAttempt>,
-    /// The only provider the caller allowed (`provider` in the request), if any: every later
-    /// attempt (the send worker's) goes through it alone.
-    pub requested_provider: Option<ProviderId>,
-    /// Its delivery-event history, in event-time order.
-    pub events: Vec<crate::history::HistoryEntry>,
-}
-
-/// What [`DynamoDbMessages::start_sending`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendingClaim {
-    /// The message was `queued` and is now `sending` under this caller's lease.
-    Taken,
-    /// The message is not `queued`: another worker holds its lease (`sending`), or it is past
-    /// sending, or held (`scheduled`/`paused`). Its state.
-    Elsewhere(MessageState),
-    /// Its `sending` lease had expired (the worker holding it died, possibly after the provider
-    /// call): the message is now `unknown` and must not be sent again blindly.
-    Abandoned,
-}
+pub use mailgate_core::ports::{SendingClaim, StoredMessage};
 
 /// What `cancel` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,12 +373,29 @@ fn attempt_from(id: &MessageId, item: &Item) -> Result<SendAttempt, MessageStore
 pub struct DynamoDbMessages {
     client: Client,
     table: String,
+    idempotency: Option<crate::DynamoDbIdempotencyStore>,
 }
 
 impl DynamoDbMessages {
     /// Messages in `table`.
     pub fn new(client: Client, table: String) -> Self {
-        Self { client, table }
+        Self {
+            client,
+            table,
+            idempotency: None,
+        }
+    }
+
+    /// The same store, claiming and completing `Idempotency-Key`s in `idempotency` within its
+    /// own transactions (the `MessageStore` port's `create_and_claim` and completions).
+    pub fn with_idempotency(mut self, idempotency: crate::DynamoDbIdempotencyStore) -> Self {
+        self.idempotency = Some(idempotency);
+        self
+    }
+
+    /// The idempotency store linked to this one, if any.
+    pub fn idempotency(&self) -> Option<&crate::DynamoDbIdempotencyStore> {
+        self.idempotency.as_ref()
     }
 
     /// Records a newly accepted message and its content, unless a message with this id exists

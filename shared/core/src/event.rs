@@ -349,6 +349,15 @@ impl SoftBounceRule {
     }
 }
 
+/// One entry of a message's history, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The event.
+    pub event: DeliveryEvent,
+    /// Its bounce classification, for bounces.
+    pub classification: Option<BounceClassification>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

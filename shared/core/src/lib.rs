@@ -31,8 +31,8 @@ pub use failover::{
     Selection, SkipReason, Skipped,
 };
 pub use idempotency::{
-    IdempotencyDecision, IdempotencyKey, IdempotencyKeyError, IdempotencyRecord, IdempotencyState,
-    MalformedFingerprint, RequestFingerprint, StoredResponse,
+    Claim, ClaimOutcome, IdempotencyDecision, IdempotencyKey, IdempotencyKeyError,
+    IdempotencyRecord, IdempotencyState, MalformedFingerprint, RequestFingerprint, StoredResponse,
 };
 pub use rate_limit::{RateLimit, RateLimitError, TakeDenied, TokenBucket};
 pub use send_error::{
@@ -92,7 +92,7 @@ pub use bounce::{
 pub mod event;
 
 pub use event::{
-    BounceReport, DeliveryEvent, EventEffect, EventKind, EventSource, SoftBounceRule,
+    BounceReport, DeliveryEvent, EventEffect, EventKind, EventSource, HistoryEntry, SoftBounceRule,
     UnknownEventKind,
 };
 
@@ -104,3 +104,8 @@ pub use standard_webhooks::{
     InvalidWebhookSecret, UnknownEventType, WebhookSecret, app_event_key, app_webhook_body,
     signature_header, webhook_message_id,
 };
+
+// The ports the application services are written against (adapters implement them).
+pub mod ports;
+
+pub use ports::{BoxFuture, StoreError, StoreErrorKind};

@@ -3,14 +3,13 @@
 //! metrics, and webhook ingestion (the front door and the receipt → queue pipeline).
 
 pub mod app_webhooks;
-pub mod delivery;
 pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
-pub mod send;
 pub mod sqs;
 pub mod webhook;
+pub mod wiring;
 
 /// Installs JSON logging (level from `RUST_LOG`, default `info`) for a function's process.
 pub fn init_tracing() {

@@ -11,29 +11,12 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
-use mailgate_core::{OutboundEmail, ProviderId, SendFailure, TransportFault};
+use mailgate_core::{SendFailure, TransportFault};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
-/// The provider took the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Accepted {
-    /// The provider's id for the message, as its webhooks report it (Mailgun's without `<>`).
-    pub provider_message_id: String,
-}
-
-/// One email provider, able to send an [`OutboundEmail`].
-pub trait EmailProvider: Send + Sync {
-    /// Which provider this is.
-    fn id(&self) -> ProviderId;
-
-    /// Sends one message. On failure the evidence is returned for
-    /// [`SendFailure::classify`]; nothing is retried here (the send path decides).
-    fn send<'a>(&'a self, email: &'a OutboundEmail)
-    -> BoxFuture<'a, Result<Accepted, SendFailure>>;
-}
+pub use mailgate_core::ports::{Accepted, EmailProvider};
 
 /// A credential (API key, server token). `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]

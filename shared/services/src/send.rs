@@ -34,110 +34,22 @@
 //! Provider health is best effort: if the shared store cannot be reached the service logs it and
 //! sends anyway (an unreachable control table must not stop mail), treating the provider as
 //! available.
+//!
+//! The service counts nothing itself: the [`SendReport`] lists every attempt, every failover
+//! and every breaker it opened, and the caller turns them into metrics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use mailgate_aws::{DynamoDbProviderHealth, ProviderHealthConfig, ProviderHealthError};
+use mailgate_core::ports::{BoxFuture, EmailProvider, ProviderHealth, RandomSource, Sleeper};
 use mailgate_core::{
-    Admission, Availability, CircuitStatus, Classification, Clock, ErrorCategory, FailedAttempt,
-    FailoverPolicy, NextStep, OutboundEmail, OutcomeClass, ProviderId, ProviderOrder, SendFailure,
-    SystemClock, TakeDenied,
+    Admission, AttemptOutcome, Availability, CircuitStatus, Classification, Clock, ErrorCategory,
+    FailedAttempt, FailoverPolicy, NextStep, OutboundEmail, OutcomeClass, ProviderId,
+    ProviderOrder, SendFailure, SystemClock, TakeDenied,
 };
-use mailgate_providers::config::ProvidersConfig;
-use mailgate_providers::send::EmailProvider;
 use serde::Serialize;
 use time::OffsetDateTime;
-
-/// The shared health of the providers: each one's circuit breaker and rate budget.
-pub trait ProviderHealth: Send + Sync {
-    /// Whether a call may go to `provider` at `now` (a half-open circuit's probe slot is taken).
-    fn admit(
-        &self,
-        provider: ProviderId,
-        now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<Admission, ProviderHealthError>>;
-
-    /// Records a call that the provider answered properly; the circuit's status after it.
-    fn record_success(
-        &self,
-        provider: ProviderId,
-        now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>>;
-
-    /// Records a failure that counts against the provider; the circuit's status after it.
-    fn record_failure(
-        &self,
-        provider: ProviderId,
-        now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>>;
-
-    /// Takes one token of the provider's rate budget, or says when one will be available.
-    fn take_token(
-        &self,
-        provider: ProviderId,
-        now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<Result<(), TakeDenied>, ProviderHealthError>>;
-}
-
-impl ProviderHealth for DynamoDbProviderHealth {
-    fn admit(
-        &self,
-        provider: ProviderId,
-        now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<Admission, ProviderHealthError>> {
-        Box::pin(DynamoDbProviderHealth::admit(self, provider, now))
-    }
-
-    fn record_success(
-        &self,
-        provider: ProviderId,
-        now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>> {
-        Box::pin(async move {
-            DynamoDbProviderHealth::record_success(self, provider, now)
-                .await
-                .map(|state| state.status)
-        })
-    }
-
-    fn record_failure(
-        &self,
-        provider: ProviderId,
-        now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>> {
-        Box::pin(async move {
-            DynamoDbProviderHealth::record_failure(self, provider, now)
-                .await
-                .map(|state| state.status)
-        })
-    }
-
-    fn take_token(
-        &self,
-        provider: ProviderId,
-        now: OffsetDateTime,
-    ) -> BoxFuture<'_, Result<Result<(), TakeDenied>, ProviderHealthError>> {
-        Box::pin(DynamoDbProviderHealth::take_token(self, provider, now))
-    }
-}
-
-/// The shared-health configuration implied by the provider configuration: its rate limits, with
-/// the default breaker and cache.
-pub fn provider_health_config(config: &ProvidersConfig) -> ProviderHealthConfig {
-    ProviderHealthConfig {
-        rate_limits: config.rate_limits.clone(),
-        ..ProviderHealthConfig::default()
-    }
-}
-
-/// Waiting between retries, as a port so tests do not wait.
-pub trait Sleeper: Send + Sync {
-    /// Resolves after `duration`.
-    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
-}
 
 /// Sleeps on the tokio timer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -147,12 +59,6 @@ impl Sleeper for TokioSleeper {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(duration))
     }
-}
-
-/// A source of random numbers in `[0, 1)`: the weighted draw and the backoff jitter.
-pub trait RandomSource: Send + Sync {
-    /// The next number in `[0, 1)`.
-    fn unit(&self) -> f64;
 }
 
 /// The thread-local generator of `rand`.
@@ -165,21 +71,9 @@ impl RandomSource for ThreadRandom {
     }
 }
 
-/// What became of one provider call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttemptOutcome {
-    /// The provider took the message.
-    Accepted,
-    /// The provider did not take it (refused, failed, throttled or unreachable).
-    Failed,
-    /// The provider may have taken it (ambiguous): settled later by a webhook, if ever.
-    Unknown,
-}
-
 /// One provider call, as the message's record keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendAttempt {
+pub struct ProviderCall {
     /// The provider called.
     pub provider: ProviderId,
     /// When the call started.
@@ -247,7 +141,11 @@ pub struct SendReport {
     /// How the send ended.
     pub outcome: SendOutcome,
     /// Every provider call, in order.
-    pub attempts: Vec<SendAttempt>,
+    pub attempts: Vec<ProviderCall>,
+    /// The providers a failure moved the send away from, to a next candidate.
+    pub failovers: Vec<ProviderId>,
+    /// The providers whose circuit breaker a failure of this send opened.
+    pub breakers_opened: Vec<ProviderId>,
 }
 
 /// The service cannot be built from what it was given.
@@ -346,7 +244,9 @@ impl SendService {
         let deadline = started + budget;
         let draw = self.random.unit();
         let mut checked: HashMap<ProviderId, Checked> = HashMap::new();
-        let mut attempts: Vec<SendAttempt> = Vec::new();
+        let mut attempts: Vec<ProviderCall> = Vec::new();
+        let mut failovers: Vec<ProviderId> = Vec::new();
+        let mut breakers_opened: Vec<ProviderId> = Vec::new();
         // The provider being retried, with the retries made on it.
         let mut retrying: Option<(ProviderId, u32)> = None;
         let mut last_failure: Option<Classification> = None;
@@ -373,7 +273,12 @@ impl SendService {
                     None => {
                         let outcome =
                             self.exhausted(last_failure, selection.earliest_retry_at(), requested);
-                        return SendReport { outcome, attempts };
+                        return SendReport {
+                            outcome,
+                            attempts,
+                            failovers,
+                            breakers_opened,
+                        };
                     }
                 },
             };
@@ -384,7 +289,12 @@ impl SendService {
                     retry_at: self.clock.now() + wait,
                     reason: DeferReason::BudgetSpent,
                 };
-                return SendReport { outcome, attempts };
+                return SendReport {
+                    outcome,
+                    attempts,
+                    failovers,
+                    breakers_opened,
+                };
             }
 
             // Every call, a retry included, needs the breaker's admission and a token.
@@ -405,13 +315,8 @@ impl SendService {
             let finished_at = self.clock.now();
             let failure = match result {
                 Ok(accepted) => {
-                    crate::metrics::count(
-                        "SendAttempts",
-                        1,
-                        &[("Provider", provider.as_str()), ("Outcome", "accepted")],
-                    );
                     self.report(provider, true, finished_at).await;
-                    attempts.push(SendAttempt {
+                    attempts.push(ProviderCall {
                         provider,
                         started_at,
                         outcome: AttemptOutcome::Accepted,
@@ -424,28 +329,28 @@ impl SendService {
                         provider,
                         provider_message_id: accepted.provider_message_id,
                     };
-                    return SendReport { outcome, attempts };
+                    return SendReport {
+                        outcome,
+                        attempts,
+                        failovers,
+                        breakers_opened,
+                    };
                 }
                 Err(failure) => failure,
             };
             let classification = failure.classify();
-            crate::metrics::count(
-                "SendAttempts",
-                1,
-                &[("Provider", provider.as_str()), ("Outcome", "failed")],
-            );
             attempts.push(failed_attempt(
                 provider,
                 started_at,
                 &failure,
                 classification,
             ));
-            match classification.outcome {
-                outcome if outcome.counts_against_provider() => {
-                    self.report(provider, false, finished_at).await;
-                }
-                OutcomeClass::Permanent => self.report(provider, true, finished_at).await,
-                _ => {}
+            let counts_against = classification.outcome.counts_against_provider();
+            if counts_against && self.report(provider, false, finished_at).await {
+                breakers_opened.push(provider);
+            } else if !counts_against && classification.outcome == OutcomeClass::Permanent {
+                // The provider answered properly: it refused the message itself.
+                self.report(provider, true, finished_at).await;
             }
             last_failure = Some(classification);
 
@@ -470,7 +375,7 @@ impl SendService {
             match step {
                 NextStep::TryNext => {
                     if has_next_candidate {
-                        crate::metrics::count("Failovers", 1, &[("Provider", provider.as_str())]);
+                        failovers.push(provider);
                     }
                     checked.insert(provider, Checked::Done);
                 }
@@ -485,7 +390,12 @@ impl SendService {
                             category: classification.category,
                         },
                     };
-                    return SendReport { outcome, attempts };
+                    return SendReport {
+                        outcome,
+                        attempts,
+                        failovers,
+                        breakers_opened,
+                    };
                 }
                 NextStep::Stop => {
                     let outcome = match classification.outcome {
@@ -503,7 +413,12 @@ impl SendService {
                             }
                         }
                     };
-                    return SendReport { outcome, attempts };
+                    return SendReport {
+                        outcome,
+                        attempts,
+                        failovers,
+                        breakers_opened,
+                    };
                 }
             }
         }
@@ -576,8 +491,9 @@ impl SendService {
         Availability::of(&admission, spent_until)
     }
 
-    /// Reports a call's outcome to the breaker; a store failure is logged, not fatal.
-    async fn report(&self, provider: ProviderId, healthy: bool, now: OffsetDateTime) {
+    /// Reports a call's outcome to the breaker; a store failure is logged, not fatal. Whether
+    /// this report opened the circuit.
+    async fn report(&self, provider: ProviderId, healthy: bool, now: OffsetDateTime) -> bool {
         let result = if healthy {
             self.health.record_success(provider, now).await
         } else {
@@ -588,10 +504,13 @@ impl SendService {
             // is the one that opened it (or a failed probe that opened it again).
             Ok(CircuitStatus::Open) if !healthy => {
                 tracing::warn!(%provider, "circuit breaker opened");
-                crate::metrics::count("BreakerOpened", 1, &[("Provider", provider.as_str())]);
+                true
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(%provider, healthy, error = %e, "breaker update failed"),
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(%provider, healthy, error = %e, "breaker update failed");
+                false
+            }
         }
     }
 }
@@ -601,8 +520,8 @@ fn failed_attempt(
     started_at: OffsetDateTime,
     failure: &SendFailure,
     classification: Classification,
-) -> SendAttempt {
-    SendAttempt {
+) -> ProviderCall {
+    ProviderCall {
         provider,
         started_at,
         outcome: if classification.outcome.may_have_been_sent() {
@@ -620,16 +539,14 @@ fn failed_attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::VecDeque;
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use crate::testing::{
+        FixedRandom, MemoryHealth, RecordingSleeper, ScriptedProvider, Step, fails,
+    };
 
     use ProviderId::{Postmark, Sendgrid};
     use mailgate_core::{
-        BreakerConfig, BreakerState, CircuitStatus, EmailAddress, FixedClock, Mailbox, MessageId,
-        RateLimit, TokenBucket, TransportFault,
+        CircuitStatus, EmailAddress, FixedClock, Mailbox, MessageId, RateLimit, TransportFault,
     };
-    use mailgate_providers::send::Accepted;
 
     const T0: i64 = 1_790_000_000;
 
@@ -641,171 +558,11 @@ mod tests {
         Duration::from_secs(n)
     }
 
-    /// Breakers and buckets in memory, with the core's state machines.
-    struct MemoryHealth {
-        breaker: BreakerConfig,
-        limits: HashMap<ProviderId, RateLimit>,
-        breakers: Mutex<HashMap<ProviderId, BreakerState>>,
-        buckets: Mutex<HashMap<ProviderId, TokenBucket>>,
-    }
-
-    impl MemoryHealth {
-        fn new(limits: HashMap<ProviderId, RateLimit>, failure_threshold: u32) -> Self {
-            Self {
-                breaker: BreakerConfig {
-                    failure_threshold,
-                    ..BreakerConfig::default()
-                },
-                limits,
-                breakers: Mutex::default(),
-                buckets: Mutex::default(),
-            }
-        }
-
-        fn breaker(&self, provider: ProviderId) -> BreakerState {
-            self.breakers
-                .lock()
-                .unwrap()
-                .get(&provider)
-                .cloned()
-                .unwrap_or_default()
-        }
-
-        fn update(&self, provider: ProviderId, f: impl FnOnce(&BreakerState) -> BreakerState) {
-            let mut breakers = self.breakers.lock().unwrap();
-            let next = f(breakers.get(&provider).unwrap_or(&BreakerState::new()));
-            breakers.insert(provider, next);
-        }
-    }
-
-    impl ProviderHealth for MemoryHealth {
-        fn admit(
-            &self,
-            provider: ProviderId,
-            now: OffsetDateTime,
-        ) -> BoxFuture<'_, Result<Admission, ProviderHealthError>> {
-            let admission = self.breaker(provider).admit(&self.breaker, now);
-            if let Admission::Probe(next) = &admission {
-                self.update(provider, |_| next.clone());
-            }
-            Box::pin(async move { Ok(admission) })
-        }
-
-        fn record_success(
-            &self,
-            provider: ProviderId,
-            now: OffsetDateTime,
-        ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>> {
-            self.update(provider, |s| s.on_success(&self.breaker, now));
-            let status = self.breaker(provider).status;
-            Box::pin(async move { Ok(status) })
-        }
-
-        fn record_failure(
-            &self,
-            provider: ProviderId,
-            now: OffsetDateTime,
-        ) -> BoxFuture<'_, Result<CircuitStatus, ProviderHealthError>> {
-            self.update(provider, |s| s.on_failure(&self.breaker, now));
-            let status = self.breaker(provider).status;
-            Box::pin(async move { Ok(status) })
-        }
-
-        fn take_token(
-            &self,
-            provider: ProviderId,
-            now: OffsetDateTime,
-        ) -> BoxFuture<'_, Result<Result<(), TakeDenied>, ProviderHealthError>> {
-            let result = match self.limits.get(&provider) {
-                None => Ok(()),
-                Some(limit) => {
-                    let mut buckets = self.buckets.lock().unwrap();
-                    let bucket = buckets
-                        .entry(provider)
-                        .or_insert_with(|| TokenBucket::full(limit, now));
-                    bucket.try_take(limit, now, 1).map(|next| *bucket = next)
-                }
-            };
-            Box::pin(async move { Ok(result) })
-        }
-    }
-
-    /// One scripted answer: how long the call takes, and what it returns.
-    type Step = (Duration, Result<Accepted, SendFailure>);
-
-    /// A provider that answers from a script (then accepts), moving the clock by each call's time.
-    struct Scripted {
-        id: ProviderId,
-        clock: Arc<FixedClock>,
-        script: Mutex<VecDeque<Step>>,
-        calls: AtomicU32,
-    }
-
-    impl Scripted {
-        fn calls(&self) -> u32 {
-            self.calls.load(Ordering::SeqCst)
-        }
-    }
-
-    impl EmailProvider for Scripted {
-        fn id(&self) -> ProviderId {
-            self.id
-        }
-
-        fn send<'a>(
-            &'a self,
-            _email: &'a OutboundEmail,
-        ) -> BoxFuture<'a, Result<Accepted, SendFailure>> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            let (takes, result) = self
-                .script
-                .lock()
-                .unwrap()
-                .pop_front()
-                .unwrap_or((Duration::ZERO, Ok(accepted(&format!("{}-id", self.id)))));
-            self.clock.advance(time::Duration::try_from(takes).unwrap());
-            Box::pin(async move { result })
-        }
-    }
-
-    fn accepted(id: &str) -> Accepted {
-        Accepted {
-            provider_message_id: id.to_owned(),
-        }
-    }
-
-    fn fails(failure: SendFailure) -> Step {
-        (Duration::ZERO, Err(failure))
-    }
-
-    /// Records the waits and moves the clock instead of waiting.
-    struct RecordingSleeper {
-        clock: Arc<FixedClock>,
-        waits: Mutex<Vec<Duration>>,
-    }
-
-    impl Sleeper for RecordingSleeper {
-        fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-            self.waits.lock().unwrap().push(duration);
-            self.clock
-                .advance(time::Duration::try_from(duration).unwrap());
-            Box::pin(async {})
-        }
-    }
-
-    struct FixedRandom(f64);
-
-    impl RandomSource for FixedRandom {
-        fn unit(&self) -> f64 {
-            self.0
-        }
-    }
-
     struct Harness {
         service: SendService,
         health: Arc<MemoryHealth>,
         sleeper: Arc<RecordingSleeper>,
-        providers: HashMap<ProviderId, Arc<Scripted>>,
+        providers: HashMap<ProviderId, Arc<ScriptedProvider>>,
     }
 
     impl Harness {
@@ -852,24 +609,16 @@ mod tests {
             let clock = Arc::new(FixedClock::at_unix(T0));
             let order: ProviderOrder = self.order.parse().unwrap();
             let mut scripts: HashMap<_, _> = self.scripts.into_iter().collect();
-            let providers: HashMap<ProviderId, Arc<Scripted>> = order
+            let providers: HashMap<ProviderId, Arc<ScriptedProvider>> = order
                 .providers()
                 .map(|id| {
                     let script = scripts.remove(&id).unwrap_or_default();
-                    let provider = Arc::new(Scripted {
-                        id,
-                        clock: clock.clone(),
-                        script: Mutex::new(script.into()),
-                        calls: AtomicU32::new(0),
-                    });
+                    let provider = Arc::new(ScriptedProvider::new(id, clock.clone(), script));
                     (id, provider)
                 })
                 .collect();
             let health = Arc::new(MemoryHealth::new(self.limits, self.failure_threshold));
-            let sleeper = Arc::new(RecordingSleeper {
-                clock: clock.clone(),
-                waits: Mutex::default(),
-            });
+            let sleeper = Arc::new(RecordingSleeper::new(clock.clone()));
             let senders = providers
                 .values()
                 .map(|p| p.clone() as Arc<dyn EmailProvider>)

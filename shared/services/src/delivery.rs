@@ -14,10 +14,10 @@
 //! | refused, nothing left to try | `failed` |
 //! | deferred | `queued`, and on the send queue |
 //!
-//! Every provider call of one delivery is recorded in ONE transaction with the resulting state
-//! (more only past `ATTEMPTS_PER_TRANSACTION` attempts), together with an optional linked write
-//! built from the outcome: the send API's idempotency completion, so a synchronous send makes
-//! one DynamoDB round trip after the provider call.
+//! Every provider call of one delivery is recorded in ONE write with the resulting state,
+//! together with an optional key completion built from the outcome (the send API's
+//! `Idempotency-Key` response), so a synchronous send makes one round trip after the provider
+//! call.
 //!
 //! A stored message (the send worker's path) is first taken with a lease: `queued` → `sending`
 //! with `sending_until` = now + [`DEFAULT_SENDING_LEASE`], conditioned on `queued`, so of two
@@ -29,25 +29,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailgate_aws::{
-    DynamoDbMessages, LinkedWrite, MessageStoreError, SendQueueError, SendingClaim, SqsSendQueue,
-};
+use mailgate_core::ports::{KeyCompletion, MessageStore, SendQueue, SendingClaim};
 use mailgate_core::{
-    Clock, MessageId, MessageRecord, MessageState, OutboundEmail, ProviderId, SystemClock,
-    UnixMillis,
+    Clock, MessageId, MessageRecord, MessageState, OutboundEmail, ProviderId, SendAttempt,
+    StoreError, SystemClock, UnixMillis,
 };
 use time::OffsetDateTime;
 
-use crate::send::{self, SendOutcome, SendReport, SendService};
+use crate::send::{ProviderCall, SendOutcome, SendReport, SendService};
 
 /// How long a worker holds a message it is sending: twice the functions' timeout (30 s), so a
 /// live worker never loses it and a dead one's lease has lapsed before SQS hands the pointer
 /// out again (the send queue's visibility timeout is 180 s).
 pub const DEFAULT_SENDING_LEASE: Duration = Duration::from_secs(60);
 
-/// Builds the write linked to the outcome's transaction from the delivery (e.g. the
-/// idempotency completion holding the response the delivery implies); `None` for no write.
-pub type LinkOutcome<'a> = dyn Fn(&Delivery) -> Option<LinkedWrite> + Send + Sync + 'a;
+/// Builds the key completion written with the outcome from the delivery (the idempotency
+/// response the delivery implies); `None` for none.
+pub type CompleteKey<'a> = dyn Fn(&Delivery) -> Option<KeyCompletion> + Send + Sync + 'a;
 
 /// What a delivery did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,9 +81,9 @@ pub enum DeliveryError {
     /// No such message, or its content is missing.
     #[error("message {0} or its content does not exist")]
     NotFound(MessageId),
-    /// The messages table failed before any provider was called: nothing was sent.
+    /// The message store failed before any provider was called: nothing was sent.
     #[error("loading the message failed: {0}")]
-    Load(#[source] MessageStoreError),
+    Load(#[source] StoreError),
     /// Recording the outcome failed after the service ran. `provider_called` says whether a
     /// provider may have the message (then the message must not be sent again blindly).
     #[error("recording the send outcome failed: {source}")]
@@ -94,19 +92,19 @@ pub enum DeliveryError {
         provider_called: bool,
         /// The store's error.
         #[source]
-        source: MessageStoreError,
+        source: StoreError,
         /// What the send did.
         delivery: Box<Delivery>,
     },
     /// The send was deferred but could not be put on the send queue.
     #[error("putting the deferred message on the send queue failed: {0}")]
-    Enqueue(#[source] SendQueueError),
+    Enqueue(#[source] StoreError),
 }
 
 /// Sends accepted messages and records what happened.
 pub struct MessageDelivery {
-    messages: DynamoDbMessages,
-    queue: SqsSendQueue,
+    messages: Arc<dyn MessageStore>,
+    queue: Arc<dyn SendQueue>,
     service: Arc<SendService>,
     clock: Arc<dyn Clock>,
     sending_lease: Duration,
@@ -120,20 +118,13 @@ impl std::fmt::Debug for MessageDelivery {
     }
 }
 
-/// Why the send path could not be wired at cold start.
-#[derive(Debug, thiserror::Error)]
-pub enum WiringError {
-    /// A provider's HTTP client could not be built.
-    #[error(transparent)]
-    HttpClient(#[from] mailgate_providers::send::HttpClientError),
-    /// The send service is inconsistent with the provider order.
-    #[error(transparent)]
-    Service(#[from] send::SendServiceError),
-}
-
 impl MessageDelivery {
     /// Delivery through `service`, recording in `messages` and deferring onto `queue`.
-    pub fn new(messages: DynamoDbMessages, queue: SqsSendQueue, service: Arc<SendService>) -> Self {
+    pub fn new(
+        messages: Arc<dyn MessageStore>,
+        queue: Arc<dyn SendQueue>,
+        service: Arc<SendService>,
+    ) -> Self {
         Self {
             messages,
             queue,
@@ -141,36 +132,6 @@ impl MessageDelivery {
             clock: Arc::new(SystemClock),
             sending_lease: DEFAULT_SENDING_LEASE,
         }
-    }
-
-    /// Wires delivery as `send-api` and `send-worker` both need it at cold start: the
-    /// configured providers behind a `SendService` on the shared provider health (control
-    /// table), the messages table and the send queue.
-    pub fn wire(
-        clients: &mailgate_aws::AwsClients,
-        names: &mailgate_aws::ResourceNames,
-        providers: &mailgate_providers::config::ProvidersConfig,
-    ) -> Result<Self, WiringError> {
-        use mailgate_aws::{DynamoDbProviderHealth, Queue, Table};
-        let health = DynamoDbProviderHealth::new(
-            clients.dynamodb.clone(),
-            names.table(Table::Control),
-            send::provider_health_config(providers),
-        );
-        let service = SendService::new(
-            providers.senders(|| clients.ses.clone())?,
-            providers.order.clone(),
-            providers.failover_policy(),
-            Arc::new(health),
-        )?;
-        Ok(Self::new(
-            DynamoDbMessages::new(
-                clients.dynamodb.clone(),
-                names.table(Table::Messages).to_owned(),
-            ),
-            SqsSendQueue::new(clients.sqs.clone(), names.queue_url(Queue::Send)),
-            Arc::new(service),
-        ))
     }
 
     /// The same delivery holding a stored message for `lease` while sending it.
@@ -186,13 +147,18 @@ impl MessageDelivery {
     }
 
     /// The message store.
-    pub fn messages(&self) -> &DynamoDbMessages {
+    pub fn messages(&self) -> &Arc<dyn MessageStore> {
         &self.messages
     }
 
     /// The send queue.
-    pub fn queue(&self) -> &SqsSendQueue {
+    pub fn queue(&self) -> &Arc<dyn SendQueue> {
         &self.queue
+    }
+
+    /// The send service.
+    pub fn service(&self) -> &SendService {
+        &self.service
     }
 
     /// Delivers the stored message `id` if it is still `queued`: loads its record and content
@@ -238,7 +204,7 @@ impl MessageDelivery {
                 tracing::warn!(message_id = %id, "an expired sending lease: the earlier worker may have sent it; marked unknown");
                 return Ok(StoredDelivery::Abandoned);
             }
-            Err(MessageStoreError::NotFound(_)) => return Err(DeliveryError::NotFound(id.clone())),
+            Ok(SendingClaim::Missing) => return Err(DeliveryError::NotFound(id.clone())),
             Err(err) => return Err(DeliveryError::Load(err)),
         }
         let record = MessageRecord {
@@ -266,16 +232,16 @@ impl MessageDelivery {
             .await
     }
 
-    /// [`deliver`](Self::deliver), writing what `link` builds from the delivery in the same
-    /// transaction as the outcome (when the linked write's condition is refused, the outcome is
-    /// still recorded, without it, and the refusal logged).
+    /// [`deliver`](Self::deliver), writing the key completion `complete` builds from the
+    /// delivery with the outcome (when the completion is refused, the outcome is still
+    /// recorded, without it, and the refusal logged).
     pub async fn deliver_linked(
         &self,
         record: &MessageRecord,
         email: &OutboundEmail,
         requested: Option<ProviderId>,
         budget: Duration,
-        link: Option<&LinkOutcome<'_>>,
+        complete: Option<&CompleteKey<'_>>,
     ) -> Result<Delivery, DeliveryError> {
         let report = self.service.send(email, requested, budget).await;
         let (state, retry_at) = match &report.outcome {
@@ -300,8 +266,8 @@ impl MessageDelivery {
             retry_at,
             report,
         };
-        let linked = link.and_then(|build| build(&delivery));
-        if let Err(source) = self.record(record, &delivery, linked).await {
+        let completion = complete.and_then(|build| build(&delivery));
+        if let Err(source) = self.record(record, &delivery, completion.as_ref()).await {
             return Err(DeliveryError::Record {
                 provider_called,
                 source,
@@ -320,15 +286,15 @@ impl MessageDelivery {
         Ok(delivery)
     }
 
-    /// Writes the attempts and the final state with `linked`, in one transaction; a send
-    /// without any attempt writes the state only if it changes or there is a linked write.
+    /// Writes the attempts and the final state with `completion`, in one write; a send
+    /// without any attempt writes the state only if it changes or there is a completion.
     async fn record(
         &self,
         record: &MessageRecord,
         delivery: &Delivery,
-        linked: Option<LinkedWrite>,
-    ) -> Result<(), MessageStoreError> {
-        let attempts: Vec<mailgate_core::SendAttempt> = delivery
+        linked: Option<&KeyCompletion>,
+    ) -> Result<(), StoreError> {
+        let attempts: Vec<SendAttempt> = delivery
             .report
             .attempts
             .iter()
@@ -361,17 +327,13 @@ impl MessageDelivery {
     }
 }
 
-/// A service attempt as the message record keeps it.
-fn stored_attempt(number: u32, attempt: &send::SendAttempt) -> mailgate_core::SendAttempt {
-    mailgate_core::SendAttempt {
+/// A provider call as the message record keeps it.
+fn stored_attempt(number: u32, attempt: &ProviderCall) -> SendAttempt {
+    SendAttempt {
         number,
         provider: attempt.provider,
         at: UnixMillis::from(attempt.started_at),
-        outcome: match attempt.outcome {
-            send::AttemptOutcome::Accepted => mailgate_core::AttemptOutcome::Accepted,
-            send::AttemptOutcome::Failed => mailgate_core::AttemptOutcome::Failed,
-            send::AttemptOutcome::Unknown => mailgate_core::AttemptOutcome::Unknown,
-        },
+        outcome: attempt.outcome,
         provider_message_id: attempt.provider_message_id.clone(),
         error_category: attempt.category,
         error_code: attempt

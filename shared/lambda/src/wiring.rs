@@ -1,0 +1,138 @@
+//! Cold-start wiring of the send flow on the real adapters, and the metrics of a send report
+//! (the services count nothing themselves).
+
+use std::sync::Arc;
+
+use mailgate_aws::{
+    AwsClients, DynamoDbIdempotencyStore, DynamoDbMessages, DynamoDbProviderHealth,
+    DynamoDbSendControls, DynamoDbSuppressionList, ProviderHealthConfig, Queue, ResourceNames,
+    SqsSendQueue, Table,
+};
+use mailgate_core::{AttemptOutcome, SystemClock};
+use mailgate_providers::config::ProvidersConfig;
+use mailgate_services::accept::{AcceptPorts, AcceptSettings, MessageIntake};
+use mailgate_services::delivery::MessageDelivery;
+use mailgate_services::send::{
+    SendReport, SendService, SendServiceError, ThreadRandom, TokioSleeper,
+};
+
+/// Why the send path could not be wired at cold start.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    /// A provider's HTTP client could not be built.
+    #[error(transparent)]
+    HttpClient(#[from] mailgate_providers::send::HttpClientError),
+    /// The send service is inconsistent with the provider order.
+    #[error(transparent)]
+    Service(#[from] SendServiceError),
+}
+
+/// The shared-health configuration implied by the provider configuration: its rate limits, with
+/// the default breaker and cache.
+pub fn provider_health_config(config: &ProvidersConfig) -> ProviderHealthConfig {
+    ProviderHealthConfig {
+        rate_limits: config.rate_limits.clone(),
+        ..ProviderHealthConfig::default()
+    }
+}
+
+/// The message store of the send path: the messages table, claiming and completing
+/// `Idempotency-Key`s in the idempotency table when `names` has one.
+pub fn message_store(clients: &AwsClients, names: &ResourceNames) -> DynamoDbMessages {
+    let messages = DynamoDbMessages::new(
+        clients.dynamodb.clone(),
+        names.table(Table::Messages).to_owned(),
+    );
+    match names.tables().find(|(t, _)| *t == Table::Idempotency) {
+        Some((_, table)) => messages.with_idempotency(DynamoDbIdempotencyStore::new(
+            clients.dynamodb.clone(),
+            table,
+        )),
+        None => messages,
+    }
+}
+
+/// Wires delivery as `send-api` and `send-worker` both need it at cold start: the configured
+/// providers behind a `SendService` on the shared provider health (control table), the
+/// messages table and the send queue.
+pub fn message_delivery(
+    clients: &AwsClients,
+    names: &ResourceNames,
+    providers: &ProvidersConfig,
+) -> Result<MessageDelivery, WiringError> {
+    let health = DynamoDbProviderHealth::new(
+        clients.dynamodb.clone(),
+        names.table(Table::Control),
+        provider_health_config(providers),
+    );
+    let service = SendService::new(
+        providers.senders(|| clients.ses.clone())?,
+        providers.order.clone(),
+        providers.failover_policy(),
+        Arc::new(health),
+    )?;
+    Ok(MessageDelivery::new(
+        Arc::new(message_store(clients, names)),
+        Arc::new(SqsSendQueue::new(
+            clients.sqs.clone(),
+            names.queue_url(Queue::Send),
+        )),
+        Arc::new(service),
+    ))
+}
+
+/// Emits the metrics of one send: `SendAttempts` per provider call (by outcome), `Failovers`
+/// and `BreakerOpened` per provider.
+pub fn count_send(report: &SendReport) {
+    for call in &report.attempts {
+        let outcome = match call.outcome {
+            AttemptOutcome::Accepted => "accepted",
+            AttemptOutcome::Failed | AttemptOutcome::Unknown => "failed",
+        };
+        crate::metrics::count(
+            "SendAttempts",
+            1,
+            &[("Provider", call.provider.as_str()), ("Outcome", outcome)],
+        );
+    }
+    for provider in &report.failovers {
+        crate::metrics::count("Failovers", 1, &[("Provider", provider.as_str())]);
+    }
+    for provider in &report.breakers_opened {
+        crate::metrics::count("BreakerOpened", 1, &[("Provider", provider.as_str())]);
+    }
+}
+
+/// Wires the accept service of `send-api`: messages (with the idempotency table), keys,
+/// suppressions, the pause switch and the send queue, delivering through `delivery`.
+pub fn message_intake(
+    clients: &AwsClients,
+    names: &ResourceNames,
+    delivery: Arc<MessageDelivery>,
+    settings: AcceptSettings,
+) -> MessageIntake {
+    let dynamodb = &clients.dynamodb;
+    let ports = AcceptPorts {
+        messages: Arc::new(message_store(clients, names)),
+        idempotency: Arc::new(DynamoDbIdempotencyStore::new(
+            dynamodb.clone(),
+            names.table(Table::Idempotency),
+        )),
+        suppressions: Arc::new(DynamoDbSuppressionList::new(
+            dynamodb.clone(),
+            names.table(Table::Suppressions),
+        )),
+        controls: Arc::new(DynamoDbSendControls::new(
+            dynamodb.clone(),
+            names.table(Table::Control),
+        )),
+        queue: Arc::new(SqsSendQueue::new(
+            clients.sqs.clone(),
+            names.queue_url(Queue::Send),
+        )),
+        clock: Arc::new(SystemClock),
+        sleeper: Arc::new(TokioSleeper),
+        random: Arc::new(ThreadRandom),
+    };
+    MessageIntake::new(ports, delivery, settings)
+}

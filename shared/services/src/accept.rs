@@ -1,0 +1,724 @@
+//! Accepting messages: the service behind `POST /v1/messages` and `POST /v1/messages/batch`.
+//!
+//! The order of work for one message: validate (the first error as `error`, all of them as
+//! `errors`), check suppressions, then record the message and claim the `Idempotency-Key` in ONE
+//! write ([`MessageStore::create_and_claim`]), deliver, and record the outcome and the key's
+//! stored response in ONE write. Validation and the suppression check only read, so running them
+//! before the claim changes nothing a duplicate could observe; the claim is still the one
+//! conditional write that decides between concurrent duplicates (a refused claim never reaches a
+//! provider: in flight, the stored answer replayed, or a mismatch). Only accepted sends are
+//! remembered: a refused request never claims the key, so a corrected retry proceeds at once.
+//!
+//! A batch keeps the claim-first protocol (one key for many message creations): claim, process,
+//! then complete (when anything was accepted) or release.
+//!
+//! | situation | outcome |
+//! |---|---|
+//! | body not valid | `Invalid` (400 or 422 by the errors) |
+//! | every `to` recipient suppressed | `AllSuppressed` (422) |
+//! | key completed with the same body | `Replayed` (the stored answer) |
+//! | key used with another body | `KeyMismatch` (422) |
+//! | key held by a request in flight | `KeyInFlight` (409) |
+//! | a store failed before anything was accepted | `Unavailable` (503) |
+//! | accepted | `Accepted` (202), with the delivery's state |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailgate_core::ports::{
+    IdempotencyStore, KeyClaimRequest, KeyCompletion, MessageStore, RandomSource, SendControls,
+    SendQueue, Sleeper, SuppressionCheck,
+};
+use mailgate_core::send_request::{FieldError, response_status};
+use mailgate_core::{
+    AuthenticatedKey, BatchSendRequest, Claim, ClaimOutcome, Clock, EmailAddress, MessageCategory,
+    MessageId, MessageRecord, MessageState, OutboundEmail, ProviderId, RequestFingerprint,
+    SendLimits, SendRequest, StoreError, StoredResponse, Suppression, UnixMillis, ValidatedSend,
+    initial_state,
+};
+use serde_json::{Value, json};
+
+use crate::delivery::{Delivery, DeliveryError, MessageDelivery};
+use crate::send::SendReport;
+
+/// How long a claim holds the key beyond the send budget: the function's remaining time after
+/// the send (the template's function timeout is 30 s).
+pub const LEASE_MARGIN: Duration = Duration::from_secs(20);
+/// How many times the create-and-claim write is tried when the claim was refused by a record
+/// that is gone by the time it is read (released, lapsed, or a transaction conflict).
+const CLAIM_ATTEMPTS: u32 = 5;
+
+/// An `Idempotency-Key` request: the key scoped to the API key, and the body's fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedRequest {
+    /// `<api key id>#<Idempotency-Key>`.
+    pub scoped_key: String,
+    /// The request body's fingerprint.
+    pub fingerprint: RequestFingerprint,
+}
+
+/// What the service needs to know of its configuration.
+#[derive(Debug, Clone)]
+pub struct AcceptSettings {
+    /// The time budget of one synchronous send.
+    pub send_budget: Duration,
+    /// How long a completed key replays its answer.
+    pub idempotency_retention: Duration,
+    /// Size and count limits of a request.
+    pub limits: SendLimits,
+}
+
+/// The answer to an accepted message (the 202 body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedMessage {
+    /// Our id for it.
+    pub id: MessageId,
+    /// Its state after this request.
+    pub status: MessageState,
+    /// The provider that took it, may have it, or was tried last.
+    pub provider: Option<ProviderId>,
+    /// That provider's id for it, when it took it.
+    pub provider_message_id: Option<String>,
+    /// The recipients dropped because they are suppressed.
+    pub suppressed: Vec<(EmailAddress, Suppression)>,
+    /// The send's report, when a provider was tried in this request.
+    pub report: Option<SendReport>,
+}
+
+impl AcceptedMessage {
+    /// The 202 body: `{"id", "status", "provider", "provider_message_id", "suppressed"}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id.as_str(),
+            "status": self.status.as_str(),
+            "provider": self.provider.map(|p| p.as_str()),
+            "provider_message_id": self.provider_message_id,
+            "suppressed": suppressed_json(&self.suppressed),
+        })
+    }
+}
+
+/// What became of a request.
+#[derive(Debug, Clone)]
+pub enum AcceptOutcome {
+    /// Accepted (202).
+    Accepted(AcceptedMessage),
+    /// A batch was answered (202 when anything was accepted, 422 when nothing was valid):
+    /// the `results` body, and the reports of the sends made (none: batches are queued).
+    Batch {
+        /// Whether any message was accepted.
+        any_accepted: bool,
+        /// `{"results": [...]}`.
+        body: Value,
+    },
+    /// The body is not valid: every error, the first one leading.
+    Invalid(Vec<FieldError>),
+    /// Every `to` recipient is suppressed: nothing was sent.
+    AllSuppressed(Vec<(EmailAddress, Suppression)>),
+    /// The key completed with the same body: its stored answer.
+    Replayed(StoredResponse),
+    /// The key was used with a different body.
+    KeyMismatch,
+    /// Another request holds the key.
+    KeyInFlight {
+        /// Seconds until its claim lapses.
+        retry_after_secs: u64,
+    },
+    /// A store failed before anything was accepted (nothing to undo).
+    Unavailable {
+        /// Which store, as people name it (`message store`, `suppression list`, …).
+        what: &'static str,
+        /// Its failure.
+        error: StoreError,
+    },
+}
+
+impl AcceptOutcome {
+    /// The HTTP status this outcome is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            AcceptOutcome::Accepted(_) => 202,
+            AcceptOutcome::Batch { any_accepted, .. } => {
+                if *any_accepted {
+                    202
+                } else {
+                    422
+                }
+            }
+            AcceptOutcome::Invalid(errors) => response_status(errors),
+            AcceptOutcome::AllSuppressed(_) | AcceptOutcome::KeyMismatch => 422,
+            AcceptOutcome::Replayed(stored) => stored.status,
+            AcceptOutcome::KeyInFlight { .. } => 409,
+            AcceptOutcome::Unavailable { .. } => 503,
+        }
+    }
+
+    fn of_refused_claim(outcome: ClaimOutcome) -> Self {
+        match outcome {
+            ClaimOutcome::Replay(stored) => AcceptOutcome::Replayed(stored),
+            ClaimOutcome::Mismatch => AcceptOutcome::KeyMismatch,
+            ClaimOutcome::InFlight { retry_after_secs } => {
+                AcceptOutcome::KeyInFlight { retry_after_secs }
+            }
+            // Not a refusal; never passed here.
+            ClaimOutcome::Claimed(_) => AcceptOutcome::Unavailable {
+                what: "idempotency store",
+                error: StoreError::new(
+                    mailgate_core::StoreErrorKind::Other,
+                    "claim",
+                    "a claim was taken for a refusal",
+                ),
+            },
+        }
+    }
+}
+
+/// A field error as the API shows it: `{"code", "message", "field"?}`.
+pub fn field_error_json(e: &FieldError) -> Value {
+    let mut v = json!({"code": e.code, "message": e.message});
+    if let Some(field) = e.field_path() {
+        v["field"] = json!(field);
+    }
+    v
+}
+
+/// The body of a validation failure: the first error as `error`, every error as `errors`.
+pub fn invalid_json(errors: &[FieldError]) -> Value {
+    json!({
+        "error": errors.first().map(field_error_json),
+        "errors": errors.iter().map(field_error_json).collect::<Vec<_>>(),
+    })
+}
+
+/// The body of `all_recipients_suppressed`.
+pub fn all_suppressed_json(list: &[(EmailAddress, Suppression)]) -> Value {
+    json!({
+        "code": "all_recipients_suppressed",
+        "message": "every `to` recipient is on the suppression list; nothing was sent",
+        "field": "to",
+        "suppressed": suppressed_json(list),
+    })
+}
+
+fn suppressed_json(list: &[(EmailAddress, Suppression)]) -> Vec<Value> {
+    list.iter()
+        .map(|(a, s)| json!({"address": a.as_str(), "reason": s.reason.as_str()}))
+        .collect()
+}
+
+/// The answer as stored under its key for replay.
+pub fn stored_response(status: u16, body: &Value) -> StoredResponse {
+    StoredResponse {
+        status,
+        body: body.to_string(),
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+    }
+}
+
+/// A message after the suppression check: what is left to send and what was dropped.
+enum Screened {
+    /// At least one `to` recipient remains.
+    Send {
+        email: Box<OutboundEmail>,
+        suppressed: Vec<(EmailAddress, Suppression)>,
+    },
+    /// Every `to` recipient is suppressed.
+    AllSuppressed(Vec<(EmailAddress, Suppression)>),
+}
+
+/// Drops suppressed recipients from `email` (found is the check's answer).
+fn screen(mut email: OutboundEmail, found: &HashMap<EmailAddress, Suppression>) -> Screened {
+    let mut suppressed = Vec::new();
+    let mut keep = |list: &mut Vec<EmailAddress>| {
+        list.retain(|a| match found.get(a) {
+            Some(s) => {
+                suppressed.push((a.clone(), s.clone()));
+                false
+            }
+            None => true,
+        })
+    };
+    keep(&mut email.to);
+    keep(&mut email.cc);
+    keep(&mut email.bcc);
+    if email.to.is_empty() {
+        Screened::AllSuppressed(suppressed)
+    } else {
+        Screened::Send {
+            email: Box::new(email),
+            suppressed,
+        }
+    }
+}
+
+/// The ports the service works with.
+#[derive(Clone)]
+pub struct AcceptPorts {
+    /// Messages (and keys claimed with them).
+    pub messages: Arc<dyn MessageStore>,
+    /// Keys on their own (the batch's claim).
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// The suppression list.
+    pub suppressions: Arc<dyn SuppressionCheck>,
+    /// The pause switch.
+    pub controls: Arc<dyn SendControls>,
+    /// The send queue (the batch's messages).
+    pub queue: Arc<dyn SendQueue>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Waiting between claim attempts.
+    pub sleeper: Arc<dyn Sleeper>,
+    /// The jitter of those waits.
+    pub random: Arc<dyn RandomSource>,
+}
+
+/// Accepts messages and delivers them.
+pub struct MessageIntake {
+    ports: AcceptPorts,
+    delivery: Arc<MessageDelivery>,
+    settings: AcceptSettings,
+}
+
+impl std::fmt::Debug for MessageIntake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageIntake")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageIntake {
+    /// The service over `ports`, delivering through `delivery`.
+    pub fn new(
+        ports: AcceptPorts,
+        delivery: Arc<MessageDelivery>,
+        settings: AcceptSettings,
+    ) -> Self {
+        Self {
+            ports,
+            delivery,
+            settings,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &AcceptSettings {
+        &self.settings
+    }
+
+    fn lease(&self) -> Duration {
+        self.settings.send_budget + LEASE_MARGIN
+    }
+
+    /// Whether bulk mail is held now; an unreadable switch holds it (fails safe: a paused
+    /// message is released later, a sent one cannot be recalled).
+    async fn bulk_paused(&self) -> bool {
+        match self.ports.controls.bulk_paused().await {
+            Ok(paused) => paused,
+            Err(err) => {
+                tracing::error!(error = %err, "could not read the bulk pause switch; holding bulk mail");
+                true
+            }
+        }
+    }
+
+    /// The state a valid message starts in (the pause switch is read for bulk mail only).
+    async fn start_state(&self, valid: &ValidatedSend, now: UnixMillis) -> MessageState {
+        let send_at = valid.send_at.map(UnixMillis::from);
+        let bulk_now =
+            valid.email.category == MessageCategory::Bulk && send_at.is_none_or(|at| at <= now);
+        let paused = bulk_now && self.bulk_paused().await;
+        initial_state(valid.email.category, send_at, now, paused)
+    }
+
+    /// Suppression check of every recipient of `emails` at once.
+    async fn check_suppressions<'e>(
+        &self,
+        emails: impl Iterator<Item = &'e OutboundEmail>,
+        now: time::OffsetDateTime,
+    ) -> Result<HashMap<EmailAddress, Suppression>, AcceptOutcome> {
+        let addresses: Vec<EmailAddress> = emails.flat_map(|e| e.recipients().cloned()).collect();
+        self.ports
+            .suppressions
+            .check(&addresses, now)
+            .await
+            .map_err(|error| AcceptOutcome::Unavailable {
+                what: "suppression list",
+                error,
+            })
+    }
+
+    /// Records the message, claiming the key in the same write when there is one (stored
+    /// completed with `known` when the answer is known already). `Ok(None)` when recorded
+    /// without a key; `Err` is the answer (a refused claim, or unavailable).
+    async fn create(
+        &self,
+        record: &MessageRecord,
+        email: &OutboundEmail,
+        provider: Option<ProviderId>,
+        keyed: Option<&KeyedRequest>,
+        known: Option<&StoredResponse>,
+    ) -> Result<Option<Claim>, AcceptOutcome> {
+        let unavailable = |what, error| AcceptOutcome::Unavailable { what, error };
+        let messages = &self.ports.messages;
+        let Some(keyed) = keyed else {
+            return match messages.create(record, email, provider).await {
+                Ok(()) => Ok(None),
+                Err(err) => Err(unavailable("message store", err)),
+            };
+        };
+        let retention = self.settings.idempotency_retention;
+        for attempt in 0..CLAIM_ATTEMPTS {
+            let key = KeyClaimRequest {
+                scoped_key: keyed.scoped_key.clone(),
+                fingerprint: keyed.fingerprint.clone(),
+                now: self.ports.clock.now(),
+                lease: self.lease(),
+                completed: known.map(|k| (k.clone(), retention)),
+            };
+            match messages
+                .create_and_claim(record, email, provider, &key)
+                .await
+            {
+                Ok(Some(claim)) => return Ok(Some(claim)),
+                Ok(None) => {}
+                Err(err) => return Err(unavailable("message store", err)),
+            }
+            // The slow path: what holds the key?
+            match self
+                .ports
+                .idempotency
+                .refused(
+                    &keyed.scoped_key,
+                    &keyed.fingerprint,
+                    self.ports.clock.now(),
+                )
+                .await
+            {
+                Ok(Some(outcome)) => return Err(AcceptOutcome::of_refused_claim(outcome)),
+                // Gone meanwhile (or a conflict with a claim that did not land): claim again
+                // after a short, growing, jittered pause.
+                Ok(None) => {
+                    let jitter = (self.ports.random.unit() * 20.0) as u64;
+                    let pause = 10 * u64::from(attempt + 1) + jitter;
+                    self.ports.sleeper.sleep(Duration::from_millis(pause)).await;
+                }
+                Err(err) => return Err(unavailable("idempotency store", err)),
+            }
+        }
+        Err(unavailable(
+            "idempotency store",
+            StoreError::new(
+                mailgate_core::StoreErrorKind::Transient,
+                "create_and_claim",
+                "the idempotency key kept changing",
+            ),
+        ))
+    }
+
+    /// One message: validate, screen, record (and claim the key), deliver (and record the
+    /// outcome with the key's answer).
+    pub async fn accept(
+        &self,
+        key: &AuthenticatedKey,
+        body: &[u8],
+        keyed: Option<KeyedRequest>,
+    ) -> AcceptOutcome {
+        let now = self.ports.clock.now();
+        let request = match SendRequest::from_json(body) {
+            Ok(r) => r,
+            Err(e) => return AcceptOutcome::Invalid(vec![e]),
+        };
+        let valid = match request.validate(&self.settings.limits, now, MessageId::generate()) {
+            Ok(v) => v,
+            Err(errors) => return AcceptOutcome::Invalid(errors),
+        };
+        let found = match self
+            .check_suppressions(std::iter::once(&valid.email), now)
+            .await
+        {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        let now_ms = UnixMillis::from(now);
+        let state = self.start_state(&valid, now_ms).await;
+        let ValidatedSend {
+            email,
+            send_at,
+            provider,
+        } = valid;
+        let (email, suppressed) = match screen(email, &found) {
+            Screened::Send { email, suppressed } => (email, suppressed),
+            Screened::AllSuppressed(list) => return AcceptOutcome::AllSuppressed(list),
+        };
+        let dropped: Vec<EmailAddress> = suppressed.iter().map(|(a, _)| a.clone()).collect();
+        let record = MessageRecord::new(
+            &email,
+            key.id.clone(),
+            key.environment,
+            state,
+            now_ms,
+            send_at.map(UnixMillis::from),
+            &dropped,
+        );
+        let answer = |status: MessageState,
+                      provider: Option<ProviderId>,
+                      pmid: Option<String>,
+                      report: Option<SendReport>| AcceptedMessage {
+            id: record.id.clone(),
+            status,
+            provider,
+            provider_message_id: pmid,
+            suppressed: suppressed.clone(),
+            report,
+        };
+        let of_delivery = |d: &Delivery| {
+            answer(
+                d.state,
+                d.provider,
+                d.provider_message_id.clone(),
+                Some(d.report.clone()),
+            )
+        };
+        // A held message's answer is known now: its key is stored completed with the message.
+        let held = (state != MessageState::Queued).then(|| answer(state, None, None, None));
+        let known = held.as_ref().map(|h| stored_response(202, &h.to_json()));
+        let claim = match self
+            .create(&record, &email, provider, keyed.as_ref(), known.as_ref())
+            .await
+        {
+            Ok(claim) => claim,
+            Err(outcome) => return outcome,
+        };
+        if let Some(held) = held {
+            return AcceptOutcome::Accepted(held);
+        }
+        let retention = self.settings.idempotency_retention;
+        let clock = self.ports.clock.clone();
+        let complete = |d: &Delivery| {
+            let claim = claim.as_ref()?;
+            Some(KeyCompletion {
+                claim: claim.clone(),
+                response: stored_response(202, &of_delivery(d).to_json()),
+                now: clock.now(),
+                retention,
+            })
+        };
+        match self
+            .delivery
+            .deliver_linked(
+                &record,
+                &email,
+                provider,
+                self.settings.send_budget,
+                Some(&complete),
+            )
+            .await
+        {
+            Ok(d) => AcceptOutcome::Accepted(of_delivery(&d)),
+            Err(DeliveryError::Record {
+                source, delivery, ..
+            }) => {
+                // The provider call happened: answering an error would invite a second send.
+                tracing::error!(message_id = %record.id, error = %source, "could not record the send outcome");
+                let accepted = of_delivery(&delivery);
+                if let Some(claim) = &claim
+                    && let Err(err) = self
+                        .ports
+                        .idempotency
+                        .complete(
+                            claim,
+                            &stored_response(202, &accepted.to_json()),
+                            self.ports.clock.now(),
+                            retention,
+                        )
+                        .await
+                {
+                    tracing::error!(error = %err, "could not store the idempotent response");
+                }
+                AcceptOutcome::Accepted(accepted)
+            }
+            Err(err) => {
+                // Recorded (with the key's answer) but not on the send queue: forget the answer
+                // so a retry with the key is not answered `queued` for a message no worker will
+                // see.
+                if let Some(claim) = &claim
+                    && let Err(e) = self.ports.idempotency.discard(claim).await
+                {
+                    tracing::error!(error = %e, "could not discard the idempotent response");
+                }
+                let error = match err {
+                    DeliveryError::Enqueue(e) | DeliveryError::Load(e) => e,
+                    other => StoreError::new(
+                        mailgate_core::StoreErrorKind::Other,
+                        "deliver",
+                        other.to_string(),
+                    ),
+                };
+                AcceptOutcome::Unavailable {
+                    what: "send queue",
+                    error,
+                }
+            }
+        }
+    }
+
+    /// A batch: with a key, claim it first, then process, then complete (anything accepted)
+    /// or release.
+    pub async fn accept_batch(
+        &self,
+        key: &AuthenticatedKey,
+        body: &[u8],
+        keyed: Option<KeyedRequest>,
+    ) -> AcceptOutcome {
+        let Some(keyed) = keyed else {
+            return self.accept_many(key, body).await;
+        };
+        let store = &self.ports.idempotency;
+        let claim = match store
+            .claim(
+                &keyed.scoped_key,
+                &keyed.fingerprint,
+                self.ports.clock.now(),
+                self.lease(),
+            )
+            .await
+        {
+            Ok(ClaimOutcome::Claimed(claim)) => claim,
+            Ok(refused) => return AcceptOutcome::of_refused_claim(refused),
+            Err(error) => {
+                return AcceptOutcome::Unavailable {
+                    what: "idempotency store",
+                    error,
+                };
+            }
+        };
+        let outcome = self.accept_many(key, body).await;
+        if let AcceptOutcome::Batch {
+            any_accepted: true,
+            body,
+        } = &outcome
+        {
+            if let Err(err) = store
+                .complete(
+                    &claim,
+                    &stored_response(202, body),
+                    self.ports.clock.now(),
+                    self.settings.idempotency_retention,
+                )
+                .await
+            {
+                // The messages are accepted; the record lapses with its lease and a retry after
+                // that sends again. Logged for the operator.
+                tracing::error!(error = %err, "could not store the idempotent response");
+            }
+        } else if let Err(err) = store.release(&claim).await {
+            tracing::warn!(error = %err, "could not release an idempotency claim; it lapses with its lease");
+        }
+        outcome
+    }
+
+    /// A batch: validate each message, screen, record and put every queued one on the send
+    /// queue.
+    async fn accept_many(&self, key: &AuthenticatedKey, body: &[u8]) -> AcceptOutcome {
+        let now = self.ports.clock.now();
+        let request = match BatchSendRequest::from_json(body) {
+            Ok(r) => r,
+            Err(e) => return AcceptOutcome::Invalid(vec![e]),
+        };
+        let items = match request.validate_batch(&self.settings.limits, now, MessageId::generate) {
+            Ok(items) => items,
+            Err(errors) => return AcceptOutcome::Invalid(errors),
+        };
+        let found = match self
+            .check_suppressions(items.iter().flatten().map(|v| &v.email), now)
+            .await
+        {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        let now_ms = UnixMillis::from(now);
+        let mut results: Vec<Value> = Vec::with_capacity(items.len());
+        let mut accepted: Vec<(usize, MessageRecord, Box<OutboundEmail>, Option<ProviderId>)> =
+            Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            let valid = match item {
+                Ok(v) => v,
+                Err(errors) => {
+                    let mut result = invalid_json(&errors);
+                    result["index"] = json!(index);
+                    results.push(result);
+                    continue;
+                }
+            };
+            let state = self.start_state(&valid, now_ms).await;
+            let ValidatedSend {
+                email,
+                send_at,
+                provider,
+            } = valid;
+            match screen(email, &found) {
+                Screened::AllSuppressed(list) => {
+                    let mut error = all_suppressed_json(&list);
+                    error["field"] = json!(format!("messages[{index}].to"));
+                    results.push(json!({"index": index, "error": error}));
+                }
+                Screened::Send { email, suppressed } => {
+                    let dropped: Vec<EmailAddress> =
+                        suppressed.iter().map(|(a, _)| a.clone()).collect();
+                    let record = MessageRecord::new(
+                        &email,
+                        key.id.clone(),
+                        key.environment,
+                        state,
+                        now_ms,
+                        send_at.map(UnixMillis::from),
+                        &dropped,
+                    );
+                    results.push(json!({
+                        "index": index,
+                        "id": record.id.as_str(),
+                        "status": state.as_str(),
+                        "suppressed": suppressed_json(&suppressed),
+                    }));
+                    accepted.push((index, record, email, provider));
+                }
+            }
+        }
+        let messages = &self.ports.messages;
+        let mut queued: Vec<MessageId> = Vec::new();
+        let created = futures::future::join_all(
+            accepted
+                .iter()
+                .map(|(_, record, email, provider)| messages.create(record, email, *provider)),
+        )
+        .await;
+        for ((index, record, _, _), outcome) in accepted.iter().zip(created) {
+            match outcome {
+                Ok(()) if record.state == MessageState::Queued => queued.push(record.id.clone()),
+                Ok(()) => {}
+                Err(err) => {
+                    tracing::error!(message_id = %record.id, error = %err, "could not record a batch message");
+                    if let Some(slot) = results.get_mut(*index) {
+                        *slot = json!({"index": index, "error": {
+                            "code": "service_unavailable",
+                            "message": "the message could not be recorded; send it again",
+                        }});
+                    }
+                }
+            }
+        }
+        if let Err(error) = self.ports.queue.enqueue_all(&queued).await {
+            return AcceptOutcome::Unavailable {
+                what: "send queue",
+                error,
+            };
+        }
+        let any_accepted = results.iter().any(|r| r.get("id").is_some());
+        AcceptOutcome::Batch {
+            any_accepted,
+            body: json!({ "results": results }),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! mailgate's application services, between the Lambda glue (`mailgate-lambda`, the functions)
+//! and the adapters (`mailgate-aws`, `mailgate-providers`). Each service is written against the
+//! core's ports only (`mailgate_core::ports`), returns outcomes (the caller counts them), and is
+//! unit-tested on the in-memory fakes of [`testing`].
+//!
+//! | service | module | used by |
+//! |---|---|---|
+//! | accept a message or a batch: validate, screen, record and claim the key, deliver | [`accept`] | `send-api` |
+//! | send one message through the providers: failover, breaker, rate limit, retries | [`send`] | `send-api`, `send-worker` |
+//! | deliver an accepted message and record the outcome | [`delivery`] | `send-api`, `send-worker` |
+
+pub mod accept;
+pub mod delivery;
+pub mod send;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
