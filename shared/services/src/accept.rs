@@ -722,3 +722,408 @@ impl MessageIntake {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use mailgate_core::{
+        ApiKeyId, ApiKeyLabel, FailoverPolicy, FixedClock, KeyEnvironment, RequestFingerprint,
+        Scopes, SendFailure, StoreErrorKind, Suppression, SuppressionReason, TransportFault,
+    };
+
+    use super::*;
+    use crate::send::SendService;
+    use crate::testing::{
+        FixedRandom, MemoryControls, MemoryHealth, MemoryIdempotency, MemoryMessages,
+        MemorySendQueue, MemorySuppressions, RecordingSleeper, ScriptedProvider, Step, fails,
+    };
+
+    const T0: i64 = 1_790_000_000;
+    const BODY: &str = r#"{"from":"news@example.com","to":["jane@example.org"],"cc":["joe@example.org"],"subject":"Hi","text":"Hello"}"#;
+
+    struct Harness {
+        intake: MessageIntake,
+        messages: Arc<MemoryMessages>,
+        idempotency: Arc<MemoryIdempotency>,
+        suppressions: Arc<MemorySuppressions>,
+        controls: Arc<MemoryControls>,
+        queue: Arc<MemorySendQueue>,
+        provider: Arc<ScriptedProvider>,
+        clock: Arc<FixedClock>,
+        key: AuthenticatedKey,
+    }
+
+    fn harness(script: Vec<Step>) -> Harness {
+        let clock = Arc::new(FixedClock::at_unix(T0));
+        let idempotency = Arc::new(MemoryIdempotency::default());
+        let messages = Arc::new(MemoryMessages::with_idempotency(idempotency.clone()));
+        let queue = Arc::new(MemorySendQueue::default());
+        let provider = Arc::new(ScriptedProvider::new(
+            mailgate_core::ProviderId::Sendgrid,
+            clock.clone(),
+            script,
+        ));
+        let service = SendService::new(
+            vec![provider.clone() as Arc<dyn mailgate_core::ports::EmailProvider>],
+            "sendgrid".parse().unwrap(),
+            FailoverPolicy::default(),
+            Arc::new(MemoryHealth::new(HashMap::new(), 5)),
+        )
+        .unwrap()
+        .with_clock(clock.clone())
+        .with_sleeper(Arc::new(RecordingSleeper::new(clock.clone())))
+        .with_random(Arc::new(FixedRandom(0.5)));
+        let delivery = Arc::new(
+            MessageDelivery::new(messages.clone(), queue.clone(), Arc::new(service))
+                .with_clock(clock.clone()),
+        );
+        let suppressions = Arc::new(MemorySuppressions::default());
+        let controls = Arc::new(MemoryControls::default());
+        let ports = AcceptPorts {
+            messages: messages.clone(),
+            idempotency: idempotency.clone(),
+            suppressions: suppressions.clone(),
+            controls: controls.clone(),
+            queue: queue.clone(),
+            clock: clock.clone(),
+            sleeper: Arc::new(RecordingSleeper::new(clock.clone())),
+            random: Arc::new(FixedRandom(0.5)),
+        };
+        let settings = AcceptSettings {
+            send_budget: Duration::from_secs(10),
+            idempotency_retention: Duration::from_secs(24 * 3600),
+            limits: SendLimits::default(),
+        };
+        Harness {
+            intake: MessageIntake::new(ports, delivery, settings),
+            messages,
+            idempotency,
+            suppressions,
+            controls,
+            queue,
+            provider,
+            clock,
+            key: AuthenticatedKey {
+                id: ApiKeyId::generate(),
+                label: ApiKeyLabel::parse("tests").unwrap(),
+                environment: KeyEnvironment::Test,
+                scopes: Scopes::all(),
+            },
+        }
+    }
+
+    fn keyed(h: &Harness, key: &str, body: &str) -> Option<KeyedRequest> {
+        Some(KeyedRequest {
+            scoped_key: format!("{}#{key}", h.key.id.as_str()),
+            fingerprint: RequestFingerprint::of_body(body.as_bytes()).unwrap(),
+        })
+    }
+
+    fn accepted(outcome: AcceptOutcome) -> AcceptedMessage {
+        match outcome {
+            AcceptOutcome::Accepted(a) => a,
+            other => panic!("expected an accepted message, got {other:?}"),
+        }
+    }
+
+    fn address(a: &str) -> EmailAddress {
+        EmailAddress::parse(a).unwrap()
+    }
+
+    fn suppress(h: &Harness, a: &str) {
+        h.suppressions.put(Suppression::new(
+            &address(a),
+            SuppressionReason::HardBounce,
+            h.clock.now(),
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_valid_message_is_recorded_sent_through_the_provider_and_answered_202() {
+        let h = harness(vec![]);
+        let outcome = h.intake.accept(&h.key, BODY.as_bytes(), None).await;
+        assert_eq!(outcome.status(), 202);
+        let a = accepted(outcome);
+        assert_eq!(a.status, MessageState::Sent);
+        assert_eq!(a.provider_message_id.as_deref(), Some("sendgrid-id"));
+        let stored = h.messages.message(&a.id).unwrap();
+        assert_eq!(stored.record.state, MessageState::Sent);
+        assert_eq!(stored.attempts.len(), 1);
+        assert_eq!(h.provider.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_body_stores_nothing_and_names_the_field() {
+        let h = harness(vec![]);
+        let outcome = h
+            .intake
+            .accept(&h.key, br#"{"from":"news@example.com","to":[]}"#, None)
+            .await;
+        let AcceptOutcome::Invalid(errors) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(!errors.is_empty());
+        assert!(h.messages.all().is_empty());
+        assert_eq!(h.provider.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn suppressed_recipients_are_dropped_and_all_suppressed_is_refused() {
+        let h = harness(vec![]);
+        suppress(&h, "joe@example.org");
+        let a = accepted(h.intake.accept(&h.key, BODY.as_bytes(), None).await);
+        assert_eq!(a.suppressed.len(), 1);
+        assert_eq!(a.suppressed[0].0, address("joe@example.org"));
+        let stored = h.messages.message(&a.id).unwrap();
+        assert!(stored.content.cc.is_empty());
+
+        suppress(&h, "jane@example.org");
+        let outcome = h.intake.accept(&h.key, BODY.as_bytes(), None).await;
+        assert!(matches!(&outcome, AcceptOutcome::AllSuppressed(list) if list.len() == 2));
+        assert_eq!(outcome.status(), 422);
+        assert_eq!(h.messages.all().len(), 1);
+        assert_eq!(h.provider.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_retry_with_the_key_replays_the_stored_answer_without_a_second_send() {
+        let h = harness(vec![]);
+        let first = accepted(
+            h.intake
+                .accept(&h.key, BODY.as_bytes(), keyed(&h, "k1", BODY))
+                .await,
+        );
+        let again = h
+            .intake
+            .accept(&h.key, BODY.as_bytes(), keyed(&h, "k1", BODY))
+            .await;
+        let AcceptOutcome::Replayed(stored) = again else {
+            panic!("{again:?}")
+        };
+        assert_eq!(stored.status, 202);
+        let body: Value = serde_json::from_str(&stored.body).unwrap();
+        assert_eq!(body, first.to_json());
+        assert_eq!(h.provider.calls(), 1);
+        assert_eq!(h.messages.all().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_same_key_with_another_body_is_a_mismatch_and_one_in_flight_is_409() {
+        let h = harness(vec![]);
+        accepted(
+            h.intake
+                .accept(&h.key, BODY.as_bytes(), keyed(&h, "k1", BODY))
+                .await,
+        );
+        let other = BODY.replace("Hello", "Hello again");
+        let outcome = h
+            .intake
+            .accept(&h.key, other.as_bytes(), keyed(&h, "k1", &other))
+            .await;
+        assert!(matches!(outcome, AcceptOutcome::KeyMismatch));
+
+        // Another request holds k2 (claimed, not completed).
+        let held = keyed(&h, "k2", BODY).unwrap();
+        h.idempotency
+            .try_claim(&KeyClaimRequest {
+                scoped_key: held.scoped_key.clone(),
+                fingerprint: held.fingerprint.clone(),
+                now: h.clock.now(),
+                lease: Duration::from_secs(30),
+                completed: None,
+            })
+            .unwrap();
+        let outcome = h.intake.accept(&h.key, BODY.as_bytes(), Some(held)).await;
+        assert!(matches!(
+            outcome,
+            AcceptOutcome::KeyInFlight { retry_after_secs } if retry_after_secs == 30
+        ));
+        assert_eq!(h.provider.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_store_failing_before_anything_is_accepted_is_unavailable_and_sends_nothing() {
+        for (operation, keyed_request) in [
+            ("check", false),
+            ("create", false),
+            ("create_and_claim", true),
+        ] {
+            let h = harness(vec![]);
+            match operation {
+                "check" => h
+                    .suppressions
+                    .faults
+                    .fail_next("check", StoreErrorKind::Transient),
+                _ => h
+                    .messages
+                    .faults
+                    .fail_next(operation, StoreErrorKind::Throttled),
+            }
+            let key = keyed_request.then(|| keyed(&h, "k", BODY)).flatten();
+            let outcome = h.intake.accept(&h.key, BODY.as_bytes(), key).await;
+            assert_eq!(outcome.status(), 503, "{operation}");
+            assert!(h.messages.all().is_empty(), "{operation}");
+            assert_eq!(h.provider.calls(), 0, "{operation}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_claim_whose_holder_cannot_be_read_is_unavailable() {
+        let h = harness(vec![]);
+        accepted(
+            h.intake
+                .accept(&h.key, BODY.as_bytes(), keyed(&h, "k", BODY))
+                .await,
+        );
+        h.idempotency
+            .faults
+            .fail_next("refused", StoreErrorKind::Transient);
+        let outcome = h
+            .intake
+            .accept(&h.key, BODY.as_bytes(), keyed(&h, "k", BODY))
+            .await;
+        assert!(matches!(
+            outcome,
+            AcceptOutcome::Unavailable {
+                what: "idempotency store",
+                ..
+            }
+        ));
+        assert_eq!(h.provider.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_outcome_that_cannot_be_recorded_is_still_answered_202_and_the_key_completed() {
+        let h = harness(vec![]);
+        h.messages
+            .faults
+            .fail_next("record_outcome", StoreErrorKind::Transient);
+        let key = keyed(&h, "k", BODY);
+        let scoped = key.as_ref().unwrap().scoped_key.clone();
+        let a = accepted(h.intake.accept(&h.key, BODY.as_bytes(), key).await);
+        assert_eq!(a.status, MessageState::Sent);
+        let record = h.idempotency.record(&scoped).unwrap();
+        assert!(matches!(
+            record.state,
+            mailgate_core::IdempotencyState::Completed { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_deferred_send_that_cannot_be_enqueued_is_503_and_forgets_the_answer() {
+        let h = harness(vec![fails(SendFailure::http(503)); 8]);
+        h.queue
+            .faults
+            .fail_next("enqueue", StoreErrorKind::Transient);
+        let key = keyed(&h, "k", BODY);
+        let scoped = key.as_ref().unwrap().scoped_key.clone();
+        let outcome = h.intake.accept(&h.key, BODY.as_bytes(), key).await;
+        assert!(matches!(
+            outcome,
+            AcceptOutcome::Unavailable {
+                what: "send queue",
+                ..
+            }
+        ));
+        assert!(h.idempotency.record(&scoped).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_provider_answer_is_accepted_as_unknown() {
+        let h = harness(vec![fails(SendFailure::transport(
+            TransportFault::TimeoutAfterSend,
+        ))]);
+        let a = accepted(h.intake.accept(&h.key, BODY.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Unknown);
+        assert_eq!(h.provider.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn bulk_mail_is_held_while_paused_or_when_the_switch_cannot_be_read() {
+        let bulk = BODY.replace(r#""text":"Hello""#, r#""text":"Hello","category":"bulk""#);
+        let h = harness(vec![]);
+        h.controls.bulk_paused.store(true, Ordering::SeqCst);
+        let a = accepted(h.intake.accept(&h.key, bulk.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Paused);
+        let h = harness(vec![]);
+        h.controls
+            .faults
+            .fail_next("bulk_paused", StoreErrorKind::Transient);
+        let key = keyed(&h, "k", &bulk);
+        let scoped = key.as_ref().unwrap().scoped_key.clone();
+        let a = accepted(h.intake.accept(&h.key, bulk.as_bytes(), key).await);
+        assert_eq!(a.status, MessageState::Paused);
+        assert_eq!(h.provider.calls(), 0);
+        // Its answer is known at once: the key is stored completed with the message.
+        assert!(matches!(
+            h.idempotency.record(&scoped).unwrap().state,
+            mailgate_core::IdempotencyState::Completed { .. }
+        ));
+        // Transactional mail is never held.
+        let a = accepted(h.intake.accept(&h.key, BODY.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Sent);
+    }
+
+    fn batch(items: &[&str]) -> String {
+        format!(r#"{{"messages":[{}]}}"#, items.join(","))
+    }
+
+    const ITEM: &str =
+        r#"{"from":"news@example.com","to":["jane@example.org"],"subject":"Hi","text":"Hello"}"#;
+    const BAD_ITEM: &str = r#"{"from":"news@example.com","to":[],"subject":"Hi","text":"Hello"}"#;
+
+    #[tokio::test]
+    async fn a_batch_queues_its_valid_messages_and_reports_each_item() {
+        let h = harness(vec![]);
+        let body = batch(&[ITEM, BAD_ITEM]);
+        let outcome = h.intake.accept_batch(&h.key, body.as_bytes(), None).await;
+        assert_eq!(outcome.status(), 202);
+        let AcceptOutcome::Batch { body, .. } = outcome else {
+            panic!()
+        };
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results[0]["status"], "queued");
+        assert!(results[1]["error"].is_object());
+        assert_eq!(h.queue.entries().len(), 1);
+        assert_eq!(h.provider.calls(), 0);
+
+        let body = batch(&[BAD_ITEM]);
+        let outcome = h.intake.accept_batch(&h.key, body.as_bytes(), None).await;
+        assert_eq!(outcome.status(), 422);
+    }
+
+    #[tokio::test]
+    async fn a_keyed_batch_replays_and_one_that_cannot_be_enqueued_releases_its_key() {
+        let h = harness(vec![]);
+        let body = batch(&[ITEM]);
+        let first = h
+            .intake
+            .accept_batch(&h.key, body.as_bytes(), keyed(&h, "b", &body))
+            .await;
+        let again = h
+            .intake
+            .accept_batch(&h.key, body.as_bytes(), keyed(&h, "b", &body))
+            .await;
+        let (AcceptOutcome::Batch { body: first, .. }, AcceptOutcome::Replayed(stored)) =
+            (first, again)
+        else {
+            panic!()
+        };
+        assert_eq!(serde_json::from_str::<Value>(&stored.body).unwrap(), first);
+        assert_eq!(h.queue.entries().len(), 1);
+
+        h.queue
+            .faults
+            .fail_next("enqueue_all", StoreErrorKind::Transient);
+        let key = keyed(&h, "b2", &body);
+        let scoped = key.as_ref().unwrap().scoped_key.clone();
+        let outcome = h.intake.accept_batch(&h.key, body.as_bytes(), key).await;
+        assert_eq!(outcome.status(), 503);
+        assert!(h.idempotency.record(&scoped).is_none());
+    }
+}

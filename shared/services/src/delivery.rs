@@ -342,3 +342,198 @@ fn stored_attempt(number: u32, attempt: &ProviderCall) -> SendAttempt {
             .or_else(|| attempt.status.map(|s| s.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use std::collections::HashMap;
+
+    use mailgate_core::{
+        ApiKeyId, EmailAddress, FailoverPolicy, FixedClock, KeyEnvironment, Mailbox, SendFailure,
+        StoreErrorKind,
+    };
+
+    use super::*;
+    use crate::testing::{
+        FixedRandom, MemoryHealth, MemoryMessages, MemorySendQueue, RecordingSleeper,
+        ScriptedProvider, Step, fails,
+    };
+
+    const T0: i64 = 1_790_000_000;
+
+    struct Harness {
+        delivery: MessageDelivery,
+        messages: Arc<MemoryMessages>,
+        queue: Arc<MemorySendQueue>,
+        provider: Arc<ScriptedProvider>,
+        clock: Arc<FixedClock>,
+    }
+
+    fn harness(script: Vec<Step>) -> Harness {
+        let clock = Arc::new(FixedClock::at_unix(T0));
+        let messages = Arc::new(MemoryMessages::default());
+        let queue = Arc::new(MemorySendQueue::default());
+        let provider = Arc::new(ScriptedProvider::new(
+            ProviderId::Postmark,
+            clock.clone(),
+            script,
+        ));
+        let service = SendService::new(
+            vec![provider.clone() as Arc<dyn mailgate_core::ports::EmailProvider>],
+            "postmark".parse().unwrap(),
+            FailoverPolicy::default(),
+            Arc::new(MemoryHealth::new(HashMap::new(), 5)),
+        )
+        .unwrap()
+        .with_clock(clock.clone())
+        .with_sleeper(Arc::new(RecordingSleeper::new(clock.clone())))
+        .with_random(Arc::new(FixedRandom(0.5)));
+        let delivery = MessageDelivery::new(messages.clone(), queue.clone(), Arc::new(service))
+            .with_clock(clock.clone());
+        Harness {
+            delivery,
+            messages,
+            queue,
+            provider,
+            clock,
+        }
+    }
+
+    /// Stores a queued message; its id.
+    async fn stored(h: &Harness, state: MessageState) -> MessageId {
+        let mut email = OutboundEmail::new(
+            MessageId::generate(),
+            Mailbox::new(EmailAddress::parse("news@example.com").unwrap()),
+            EmailAddress::parse("jane@example.org").unwrap(),
+            "Hello",
+        );
+        email.text = Some("Hi".into());
+        let record = MessageRecord::new(
+            &email,
+            ApiKeyId::generate(),
+            KeyEnvironment::Test,
+            state,
+            UnixMillis::from(h.clock.now()),
+            None,
+            &[],
+        );
+        h.messages.create(&record, &email, None).await.unwrap();
+        record.id
+    }
+
+    const BUDGET: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn a_queued_message_is_taken_sent_and_recorded() {
+        let h = harness(vec![]);
+        let id = stored(&h, MessageState::Queued).await;
+        let StoredDelivery::Delivered(d) = h.delivery.deliver_stored(&id, BUDGET).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(d.state, MessageState::Sent);
+        let m = h.messages.message(&id).unwrap();
+        assert_eq!(m.record.state, MessageState::Sent);
+        assert_eq!(m.attempts[0].number, 1);
+        assert!(m.sending_until.is_none());
+        // A redelivered pointer finds it sent: nothing is sent twice.
+        assert_eq!(
+            h.delivery.deliver_stored(&id, BUDGET).await.unwrap(),
+            StoredDelivery::NotQueued(MessageState::Sent)
+        );
+        assert_eq!(h.provider.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_is_left_alone_and_an_expired_one_becomes_unknown() {
+        let h = harness(vec![]);
+        let id = stored(&h, MessageState::Queued).await;
+        let now = UnixMillis::from(h.clock.now());
+        h.messages
+            .start_sending(&id, now, now.saturating_add(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(
+            h.delivery.deliver_stored(&id, BUDGET).await.unwrap(),
+            StoredDelivery::NotQueued(MessageState::Sending)
+        );
+        h.clock.advance(time::Duration::seconds(61));
+        assert_eq!(
+            h.delivery.deliver_stored(&id, BUDGET).await.unwrap(),
+            StoredDelivery::Abandoned
+        );
+        assert_eq!(
+            h.messages.message(&id).unwrap().record.state,
+            MessageState::Unknown
+        );
+        assert_eq!(h.provider.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_missing_message_is_not_found_and_a_failing_load_sends_nothing() {
+        let h = harness(vec![]);
+        assert!(matches!(
+            h.delivery
+                .deliver_stored(&MessageId::generate(), BUDGET)
+                .await,
+            Err(DeliveryError::NotFound(_))
+        ));
+        for operation in ["get", "load_content", "start_sending"] {
+            let id = stored(&h, MessageState::Queued).await;
+            h.messages
+                .faults
+                .fail_next(operation, StoreErrorKind::Transient);
+            assert!(
+                matches!(
+                    h.delivery.deliver_stored(&id, BUDGET).await,
+                    Err(DeliveryError::Load(_))
+                ),
+                "{operation}"
+            );
+        }
+        assert_eq!(h.provider.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_outcome_that_cannot_be_recorded_says_a_provider_was_called() {
+        let h = harness(vec![]);
+        let id = stored(&h, MessageState::Queued).await;
+        h.messages
+            .faults
+            .fail_next("record_outcome", StoreErrorKind::Transient);
+        let Err(DeliveryError::Record {
+            provider_called,
+            delivery,
+            ..
+        }) = h.delivery.deliver_stored(&id, BUDGET).await
+        else {
+            panic!()
+        };
+        assert!(provider_called);
+        assert_eq!(delivery.state, MessageState::Sent);
+    }
+
+    #[tokio::test]
+    async fn a_deferred_send_goes_back_on_the_queue_with_its_delay_or_fails_to() {
+        let h = harness(vec![fails(SendFailure::http(503)); 8]);
+        let id = stored(&h, MessageState::Queued).await;
+        let StoredDelivery::Delivered(d) = h.delivery.deliver_stored(&id, BUDGET).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(d.state, MessageState::Queued);
+        let entries = h.queue.entries();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].0, id);
+
+        let id = stored(&h, MessageState::Queued).await;
+        h.queue
+            .faults
+            .fail_next("enqueue", StoreErrorKind::Transient);
+        assert!(matches!(
+            h.delivery.deliver_stored(&id, BUDGET).await,
+            Err(DeliveryError::Enqueue(_))
+        ));
+    }
+}
