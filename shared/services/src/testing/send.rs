@@ -1,8 +1,4 @@
-//! In-memory fakes of the core's ports, for the services' unit tests (feature `testing`).
-//! They keep what they are given in maps, follow the same rules as the real adapters (claims
-//! decided by the core's idempotency rules, leases, conditional creates), and take injected
-//! failures per operation ([`Faults`]). Integration tests never use them: those run the real
-//! adapters against the local AWS emulator.
+//! Fakes of the send flow's ports, and the failure injection every fake uses ([`Faults`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
