@@ -599,3 +599,65 @@ async fn a_claim_linked_to_the_create_decides_between_duplicates_and_a_lapsed_on
     assert_eq!(stored.record.state, MessageState::Sent);
     assert_eq!(stored.attempts.len(), 1);
 }
+
+#[tokio::test]
+async fn a_send_outcome_recorded_after_a_fast_event_never_overwrites_its_state() {
+    let t = TestStack::new().await;
+    let messages = store(&t);
+    // A webhook event moved each message on before the send path recorded its outcome.
+    for (current, outcome) in [
+        (MessageState::Delivered, MessageState::Sent),
+        (MessageState::Bounced, MessageState::Sent),
+        (MessageState::Complained, MessageState::Unknown),
+        (MessageState::Sent, MessageState::Queued),
+    ] {
+        let (record, _) = created(
+            &t,
+            &ApiKeyId::generate(),
+            KeyEnvironment::Test,
+            current,
+            None,
+        )
+        .await;
+        let mut accepted = attempt(1, now().as_i64(), AttemptOutcome::Accepted);
+        accepted.provider_message_id = Some(format!("sg-{}", record.id));
+        messages
+            .record_outcome(&record.id, &[accepted], outcome, now(), None)
+            .await
+            .unwrap();
+        let stored = messages.get(&record.id).await.unwrap().unwrap();
+        assert_eq!(stored.record.state, current, "{current:?} then {outcome:?}");
+        // The provider call itself is still recorded, with the provider's id for correlation.
+        assert_eq!(stored.attempts.len(), 1);
+        assert_eq!(
+            messages
+                .find_by_provider_message_id(ProviderId::Sendgrid, &format!("sg-{}", record.id))
+                .await
+                .unwrap(),
+            Some(record.id.clone())
+        );
+    }
+    // From a state before the send, the outcome applies.
+    let (record, _) = created(
+        &t,
+        &ApiKeyId::generate(),
+        KeyEnvironment::Test,
+        MessageState::Sending,
+        None,
+    )
+    .await;
+    messages
+        .record_outcome(&record.id, &[], MessageState::Sent, now(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        messages
+            .get(&record.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .state,
+        MessageState::Sent
+    );
+}

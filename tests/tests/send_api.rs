@@ -473,6 +473,35 @@ async fn a_repeat_replays_the_stored_response_and_a_different_body_is_refused() 
 }
 
 #[tokio::test]
+async fn a_retry_after_success_replays_the_202_even_once_the_recipient_is_suppressed() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    let first = api
+        .handle(post(&w.send_key, &message(), Some("after-bounce-1")))
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    // The address bounces and is suppressed before the client's retry (say, after a timeout).
+    DynamoDbSuppressionList::new(w.t.clients.dynamodb.clone(), w.t.table("SuppressionsTable"))
+        .put(&Suppression::new(
+            &EmailAddress::parse("jane@example.org").unwrap(),
+            SuppressionReason::HardBounce,
+            OffsetDateTime::now_utc(),
+        ))
+        .await
+        .unwrap();
+    let again = api
+        .handle(post(&w.send_key, &message(), Some("after-bounce-1")))
+        .await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    assert_eq!(json_body(&again), json_body(&first));
+    assert_eq!(w.sendgrid.hits(), 1);
+    // Without the key it is a new request, and refused.
+    let fresh = api.handle(post(&w.send_key, &message(), None)).await;
+    assert_eq!(fresh.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
 async fn suppressed_recipients_are_dropped_or_refuse_the_send() {
     let w = World::new().await;
     let list =

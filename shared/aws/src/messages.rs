@@ -131,6 +131,16 @@ fn release_key(at: UnixMillis) -> String {
     format!("{:015}", at.as_i64().max(0))
 }
 
+/// The states a send outcome `state` may replace: those before a send (`queued`, `sending`,
+/// held), and those it takes precedence over as an event would.
+fn outranked_by(state: MessageState) -> Vec<MessageState> {
+    MessageState::ALL
+        .iter()
+        .copied()
+        .filter(|from| *from == state || from.is_before_send() || from.after_event(state) == state)
+        .collect()
+}
+
 fn attempt_sk(attempt: &SendAttempt) -> String {
     format!(
         "{ATTEMPT_PREFIX}{:015}#{:04}",
@@ -596,10 +606,14 @@ impl DynamoDbMessages {
         for (i, chunk) in chunks.into_iter().enumerate() {
             let with = if i == last { linked.take() } else { None };
             let had_linked = with.is_some();
-            match self.record_chunk(id, chunk, new_state, now, with).await {
+            match self
+                .record_chunk_by_precedence(id, chunk, new_state, now, with)
+                .await
+            {
                 Ok(()) => linked_written = had_linked,
                 Err(MessageStoreError::LinkedRefused) => {
-                    self.record_chunk(id, chunk, new_state, now, None).await?;
+                    self.record_chunk_by_precedence(id, chunk, new_state, now, None)
+                        .await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -607,12 +621,37 @@ impl DynamoDbMessages {
         Ok(linked_written)
     }
 
+    /// One transaction of [`record_outcome`](Self::record_outcome) that moves the state only
+    /// over a state the outcome outranks: the send path's `sent`/`unknown`/`failed`/`queued`
+    /// never overwrites what an event that arrived first (a fast webhook) said. When the state
+    /// has moved on, the attempts, the provider's id and `linked` are written without it.
+    async fn record_chunk_by_precedence(
+        &self,
+        id: &MessageId,
+        attempts: &[SendAttempt],
+        new_state: MessageState,
+        now: UnixMillis,
+        linked: Option<LinkedWrite>,
+    ) -> Result<(), MessageStoreError> {
+        match self
+            .record_chunk(id, attempts, Some(new_state), now, linked.clone())
+            .await
+        {
+            // The condition names the states the outcome outranks; refused, either the state
+            // moved on or there is no such message, which the second try tells apart.
+            Err(MessageStoreError::NotFound(_)) => {
+                self.record_chunk(id, attempts, None, now, linked).await
+            }
+            other => other,
+        }
+    }
+
     /// One transaction of [`record_outcome`](Self::record_outcome).
     async fn record_chunk(
         &self,
         id: &MessageId,
         attempts: &[SendAttempt],
-        new_state: MessageState,
+        new_state: Option<MessageState>,
         now: UnixMillis,
         linked: Option<LinkedWrite>,
     ) -> Result<(), MessageStoreError> {
@@ -626,15 +665,32 @@ impl DynamoDbMessages {
                 .map_err(build)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        let mut set = vec!["#state = :state", "updated_at = :now"];
+        let mut set = vec!["updated_at = :now"];
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":state", s(new_state.as_str()))
             .expression_attribute_values(":now", n(now.as_i64()));
+        match new_state {
+            Some(state) => {
+                // Only from a state the outcome outranks (see `outranked_by`).
+                let outranked = outranked_by(state);
+                let names: Vec<String> =
+                    (0..outranked.len()).map(|i| format!(":from{i}")).collect();
+                set.push("#state = :state");
+                update = update
+                    .condition_expression(format!(
+                        "attribute_exists(pk) AND #state IN ({})",
+                        names.join(", ")
+                    ))
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":state", s(state.as_str()));
+                for (name, from) in names.iter().zip(outranked) {
+                    update = update.expression_attribute_values(name, s(from.as_str()));
+                }
+            }
+            None => update = update.condition_expression("attribute_exists(pk)"),
+        }
         if let Some(last) = attempts.last() {
             set.push("provider = :provider");
             set.push("attempt_count = if_not_exists(attempt_count, :zero) + :count");

@@ -4,7 +4,10 @@
 //! `errors`), check suppressions, then record the message and claim the `Idempotency-Key` in ONE
 //! write ([`MessageStore::create_and_claim`]), deliver, and record the outcome and the key's
 //! stored response in ONE write. Validation and the suppression check only read, so running them
-//! before the claim changes nothing a duplicate could observe; the claim is still the one
+//! before the claim changes nothing a duplicate could observe (and a request they refuse is
+//! answered from its key first when the key already holds an answer: a retry of a request that
+//! succeeded is replayed, never refused because time or the suppression list moved); the claim
+//! is still the one
 //! conditional write that decides between concurrent duplicates (a refused claim never reaches a
 //! provider: in flight, the stored answer replayed, or a mismatch). Only accepted sends are
 //! remembered: a refused request never claims the key, so a corrected retry proceeds at once.
@@ -14,6 +17,7 @@
 //!
 //! | situation | outcome |
 //! |---|---|
+//! | key completed with the same body (checked first on a refusal) | `Replayed` (the stored answer) |
 //! | body not valid | `Invalid` (400 or 422 by the errors) |
 //! | every `to` recipient suppressed | `AllSuppressed` (422) |
 //! | key completed with the same body | `Replayed` (the stored answer) |
@@ -418,8 +422,45 @@ impl MessageIntake {
     }
 
     /// One message: validate, screen, record (and claim the key), deliver (and record the
-    /// outcome with the key's answer).
+    /// outcome with the key's answer). A request refused before the claim (invalid now, or every
+    /// recipient suppressed now) whose key already holds an answer gets that answer instead:
+    /// validation, suppressions and time may have changed since the first request succeeded,
+    /// and a client told 422 would send again without the key.
     pub async fn accept(
+        &self,
+        key: &AuthenticatedKey,
+        body: &[u8],
+        keyed: Option<KeyedRequest>,
+    ) -> AcceptOutcome {
+        let lookup = keyed.clone();
+        let outcome = self.accept_new(key, body, keyed).await;
+        match (&outcome, lookup) {
+            (AcceptOutcome::Invalid(_) | AcceptOutcome::AllSuppressed(_), Some(keyed)) => {
+                match self
+                    .ports
+                    .idempotency
+                    .refused(
+                        &keyed.scoped_key,
+                        &keyed.fingerprint,
+                        self.ports.clock.now(),
+                    )
+                    .await
+                {
+                    Ok(Some(earlier)) => AcceptOutcome::of_refused_claim(earlier),
+                    Ok(None) => outcome,
+                    // Unknown whether it succeeded before: a retry is safe, a refusal is not.
+                    Err(error) => AcceptOutcome::Unavailable {
+                        what: "idempotency store",
+                        error,
+                    },
+                }
+            }
+            _ => outcome,
+        }
+    }
+
+    /// [`accept`](Self::accept) for a request whose key holds no answer yet.
+    async fn accept_new(
         &self,
         key: &AuthenticatedKey,
         body: &[u8],
@@ -724,41 +765,41 @@ impl MessageIntake {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
     use std::collections::HashMap;
     use std::sync::Arc;
-    use std::sync::atomic::Ordering;
+    pub use std::sync::atomic::Ordering;
 
-    use mailgate_core::{
+    pub use mailgate_core::{
         ApiKeyId, ApiKeyLabel, FailoverPolicy, FixedClock, KeyEnvironment, RequestFingerprint,
         Scopes, SendFailure, StoreErrorKind, Suppression, SuppressionReason, TransportFault,
     };
 
-    use super::*;
+    pub use super::*;
     use crate::send::SendService;
-    use crate::testing::{
+    pub use crate::testing::{
         FixedRandom, MemoryControls, MemoryHealth, MemoryIdempotency, MemoryMessages,
         MemorySendQueue, MemorySuppressions, RecordingSleeper, ScriptedProvider, Step, fails,
     };
 
     const T0: i64 = 1_790_000_000;
-    const BODY: &str = r#"{"from":"news@example.com","to":["jane@example.org"],"cc":["joe@example.org"],"subject":"Hi","text":"Hello"}"#;
+    pub const BODY: &str = r#"{"from":"news@example.com","to":["jane@example.org"],"cc":["joe@example.org"],"subject":"Hi","text":"Hello"}"#;
 
-    struct Harness {
-        intake: MessageIntake,
-        messages: Arc<MemoryMessages>,
-        idempotency: Arc<MemoryIdempotency>,
-        suppressions: Arc<MemorySuppressions>,
-        controls: Arc<MemoryControls>,
-        queue: Arc<MemorySendQueue>,
-        provider: Arc<ScriptedProvider>,
-        clock: Arc<FixedClock>,
-        key: AuthenticatedKey,
+    pub struct Harness {
+        pub intake: MessageIntake,
+        pub messages: Arc<MemoryMessages>,
+        pub idempotency: Arc<MemoryIdempotency>,
+        pub suppressions: Arc<MemorySuppressions>,
+        pub controls: Arc<MemoryControls>,
+        pub queue: Arc<MemorySendQueue>,
+        pub provider: Arc<ScriptedProvider>,
+        pub clock: Arc<FixedClock>,
+        pub key: AuthenticatedKey,
     }
 
-    fn harness(script: Vec<Step>) -> Harness {
+    pub fn harness(script: Vec<Step>) -> Harness {
         let clock = Arc::new(FixedClock::at_unix(T0));
         let idempotency = Arc::new(MemoryIdempotency::default());
         let messages = Arc::new(MemoryMessages::with_idempotency(idempotency.clone()));
@@ -817,31 +858,38 @@ mod tests {
         }
     }
 
-    fn keyed(h: &Harness, key: &str, body: &str) -> Option<KeyedRequest> {
+    pub fn keyed(h: &Harness, key: &str, body: &str) -> Option<KeyedRequest> {
         Some(KeyedRequest {
             scoped_key: format!("{}#{key}", h.key.id.as_str()),
             fingerprint: RequestFingerprint::of_body(body.as_bytes()).unwrap(),
         })
     }
 
-    fn accepted(outcome: AcceptOutcome) -> AcceptedMessage {
+    pub fn accepted(outcome: AcceptOutcome) -> AcceptedMessage {
         match outcome {
             AcceptOutcome::Accepted(a) => a,
             other => panic!("expected an accepted message, got {other:?}"),
         }
     }
 
-    fn address(a: &str) -> EmailAddress {
+    pub fn address(a: &str) -> EmailAddress {
         EmailAddress::parse(a).unwrap()
     }
 
-    fn suppress(h: &Harness, a: &str) {
+    pub fn suppress(h: &Harness, a: &str) {
         h.suppressions.put(Suppression::new(
             &address(a),
             SuppressionReason::HardBounce,
             h.clock.now(),
         ));
     }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::tests_support::*;
 
     #[tokio::test]
     async fn a_valid_message_is_recorded_sent_through_the_provider_and_answered_202() {
@@ -1124,6 +1172,103 @@ mod tests {
         let scoped = key.as_ref().unwrap().scoped_key.clone();
         let outcome = h.intake.accept_batch(&h.key, body.as_bytes(), key).await;
         assert_eq!(outcome.status(), 503);
+        assert!(h.idempotency.record(&scoped).is_none());
+    }
+}
+
+#[cfg(test)]
+mod replay_first {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::tests_support::*;
+
+    #[tokio::test]
+    async fn a_retry_after_success_is_replayed_even_when_its_recipient_was_suppressed_meanwhile() {
+        let h = harness(vec![]);
+        let first = accepted(
+            h.intake
+                .accept(&h.key, BODY.as_bytes(), keyed(&h, "k1", BODY))
+                .await,
+        );
+        suppress(&h, "jane@example.org");
+        suppress(&h, "joe@example.org");
+        let again = h
+            .intake
+            .accept(&h.key, BODY.as_bytes(), keyed(&h, "k1", BODY))
+            .await;
+        let AcceptOutcome::Replayed(stored) = again else {
+            panic!("expected the stored 202, got {again:?}")
+        };
+        assert_eq!(
+            serde_json::from_str::<Value>(&stored.body).unwrap(),
+            first.to_json()
+        );
+        assert_eq!(h.provider.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_success_is_replayed_even_when_its_send_at_has_passed() {
+        let h = harness(vec![]);
+        let at = h.clock.now() + time::Duration::minutes(5);
+        let body = BODY.replace(
+            r#""text":"Hello""#,
+            &format!(
+                r#""text":"Hello","send_at":"{}""#,
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap()
+            ),
+        );
+        let first = accepted(
+            h.intake
+                .accept(&h.key, body.as_bytes(), keyed(&h, "k2", &body))
+                .await,
+        );
+        assert_eq!(first.status, MessageState::Scheduled);
+        h.clock.advance(time::Duration::minutes(10));
+        let again = h
+            .intake
+            .accept(&h.key, body.as_bytes(), keyed(&h, "k2", &body))
+            .await;
+        assert!(
+            matches!(&again, AcceptOutcome::Replayed(stored) if stored.status == 202),
+            "expected the stored 202, got {again:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_with_a_key_in_flight_is_409_not_the_refusal() {
+        let h = harness(vec![]);
+        let held = keyed(&h, "k3", BODY).unwrap();
+        h.idempotency
+            .try_claim(&KeyClaimRequest {
+                scoped_key: held.scoped_key.clone(),
+                fingerprint: held.fingerprint.clone(),
+                now: h.clock.now(),
+                lease: Duration::from_secs(30),
+                completed: None,
+            })
+            .unwrap();
+        suppress(&h, "jane@example.org");
+        suppress(&h, "joe@example.org");
+        let outcome = h.intake.accept(&h.key, BODY.as_bytes(), Some(held)).await;
+        assert!(
+            matches!(outcome, AcceptOutcome::KeyInFlight { .. }),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_with_a_fresh_key_is_still_the_refusal_and_claims_nothing() {
+        let h = harness(vec![]);
+        suppress(&h, "jane@example.org");
+        suppress(&h, "joe@example.org");
+        let key = keyed(&h, "k4", BODY);
+        let scoped = key.as_ref().unwrap().scoped_key.clone();
+        let outcome = h.intake.accept(&h.key, BODY.as_bytes(), key).await;
+        assert!(
+            matches!(outcome, AcceptOutcome::AllSuppressed(_)),
+            "{outcome:?}"
+        );
         assert!(h.idempotency.record(&scoped).is_none());
     }
 }

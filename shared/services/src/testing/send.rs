@@ -612,7 +612,11 @@ impl MessageStore for MemoryMessages {
                 .record
                 .attempt_count
                 .saturating_add(u32::try_from(attempts.len()).unwrap_or(u32::MAX));
-            m.record.state = state;
+            // As the adapter: the outcome never overwrites a state it does not outrank.
+            let from = m.record.state;
+            if from == state || from.is_before_send() || from.after_event(state) == state {
+                m.record.state = state;
+            }
             m.sending_until = None;
             Ok(completion.is_some_and(|c| {
                 self.idempotency
