@@ -76,6 +76,7 @@ fn event(key: &str, kind: EventKind) -> DeliveryEvent {
         url: None,
         detail: None,
         provider_suppressed: false,
+        complaint_feedback: None,
         source: EventSource {
             receipt: "ses#r".into(),
             index: 0,

@@ -621,6 +621,84 @@ async fn invalid_requests_are_refused_with_the_field_at_fault() {
 }
 
 #[tokio::test]
+async fn provider_control_headers_are_refused_as_reserved_headers() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    let names = [
+        "X-SES-CONFIGURATION-SET",
+        "x-ses-message-tags",
+        "X-SMTPAPI",
+        "X-Mailgun-Variables",
+        "X-PM-Message-Stream",
+        "X-Mailgate-Message-Id",
+    ];
+    let mut m = message();
+    m["headers"] = Value::Object(
+        names
+            .iter()
+            .map(|n| ((*n).to_owned(), json!("spoofed")))
+            .collect(),
+    );
+    let response = api.handle(post(&w.send_key, &m, None)).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = json_body(&response);
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), names.len(), "{body}");
+    for name in names {
+        let error = errors
+            .iter()
+            .find(|e| e["field"] == format!("headers.{name}"))
+            .unwrap_or_else(|| panic!("no error for {name}: {body}"));
+        assert_eq!(error["code"], "reserved_header", "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(name) && message.contains("reserved"),
+            "{message}"
+        );
+    }
+    assert_eq!(body["error"]["code"], "reserved_header");
+    assert_eq!(w.sendgrid.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_suppressed_address_is_screened_in_every_spelling() {
+    let w = World::new().await;
+    let list =
+        DynamoDbSuppressionList::new(w.t.clients.dynamodb.clone(), w.t.table("SuppressionsTable"));
+    let now = OffsetDateTime::now_utc();
+    for a in ["jane@example.org", "jäne@xn--bcher-kva.example"] {
+        let address = EmailAddress::parse(a).unwrap();
+        list.put(&Suppression::new(
+            &address,
+            SuppressionReason::Complaint,
+            now,
+        ))
+        .await
+        .unwrap();
+    }
+    let api = w.api("sendgrid");
+    for variant in [
+        "\"jane\"@example.org",
+        "JANE@Example.ORG",
+        "JÄNE@bücher.example",
+        "jäne@BÜCHER.example",
+    ] {
+        let mut m = message();
+        m["to"] = json!([variant]);
+        let response = api.handle(post(&w.send_key, &m, None)).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{variant}: {:?}",
+            response.body()
+        );
+        let body = json_body(&response);
+        assert_eq!(body["error"]["code"], "all_recipients_suppressed", "{body}");
+    }
+    assert_eq!(w.sendgrid.hits(), 0);
+}
+
+#[tokio::test]
 async fn sending_needs_a_key_with_the_send_scope() {
     let w = World::new().await;
     let api = w.api("sendgrid");

@@ -206,6 +206,91 @@ async fn a_suppression_put_from_the_fixture_is_read_back_case_insensitively() {
 }
 
 #[tokio::test]
+async fn a_suppression_screens_every_spelling_of_the_same_mailbox() {
+    let t = TestStack::new().await;
+    let api = api(&t);
+    let store = list(&t);
+    let auth = bearer(&t, "read,suppressions:write").await;
+    let now = OffsetDateTime::now_utc();
+
+    // Suppressed through the API as plain `jane@example.com`.
+    let r = api
+        .handle(put(
+            &auth,
+            "/v1/suppressions/jane%40example.com",
+            json!({"reason": "manual"}),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.body());
+    let variants = [
+        "\"jane\"@example.com",
+        "\"JANE\"@Example.com",
+        "JANE@EXAMPLE.COM",
+    ];
+    let found = store.check(&variants.map(addr), now).await.unwrap();
+    for v in variants {
+        assert_eq!(
+            found.get(&addr(v)).map(|s| s.reason),
+            Some(SuppressionReason::Manual),
+            "{v}"
+        );
+    }
+    // Read through the API by a quoted spelling.
+    let r = api
+        .handle(get_one(&auth, "/v1/suppressions/%22jane%22%40example.com"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.body());
+    assert_eq!(json_body(&r)["address"], "jane@example.com");
+
+    // An internationalised address suppressed in Unicode (JÄNE@BÜCHER.example) ...
+    let r = api
+        .handle(put(
+            &auth,
+            "/v1/suppressions/J%C3%84NE%40B%C3%9CCHER.example",
+            json!({"reason": "complaint"}),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.body());
+    assert_eq!(json_body(&r)["address"], "jäne@xn--bcher-kva.example");
+    // ... is stored under its canonical key ...
+    let item = t
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(t.table("SuppressionsTable"))
+        .key("pk", AttributeValue::S("jäne@xn--bcher-kva.example".into()))
+        .key("sk", AttributeValue::S("SUPPRESSION".into()))
+        .send()
+        .await
+        .unwrap()
+        .item;
+    assert!(item.is_some());
+    // ... and screens its Unicode-case and punycode spellings.
+    let variants = [
+        "jäne@bücher.example",
+        "JÄNE@xn--bcher-kva.example",
+        "jäne@XN--BCHER-KVA.example",
+    ];
+    let found = store.check(&variants.map(addr), now).await.unwrap();
+    assert_eq!(found.len(), variants.len(), "{found:?}");
+    // Deleting by another spelling removes it.
+    let r = api
+        .handle(delete(
+            &auth,
+            "/v1/suppressions/j%C3%A4ne%40xn--bcher-kva.example",
+        ))
+        .await;
+    assert!(r.status().is_success(), "{:?}", r.body());
+    assert!(
+        store
+            .check(&variants.map(addr), now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn a_put_replaces_the_previous_entry() {
     let t = TestStack::new().await;
     let api = api(&t);

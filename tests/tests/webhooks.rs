@@ -9,6 +9,7 @@ use lambda_http::Body;
 use lambda_http::http::StatusCode;
 use mailgate_core::{Clock, FixedClock, ProviderId, SystemClock};
 use mailgate_lambda::webhook::{WebhookConfig, WebhookFunction};
+use mailgate_providers::ses::sns::SnsHttpError;
 use mailgate_providers::ses::sns::testing::{SnsTestMessage, SnsTestSigner, StaticSnsHttp};
 use mailgate_tests::webhooks::*;
 use mailgate_tests::{TestStack, fixture};
@@ -623,15 +624,43 @@ async fn an_sns_subscription_is_confirmed_only_after_verification() {
 async fn an_unreachable_signing_certificate_is_a_503_so_sns_retries() {
     let t = TestStack::new().await;
     let signer = SnsTestSigner::new();
-    let http = Arc::new(StaticSnsHttp::new()); // serves nothing
-    let f = webhook_function(&t, ProviderId::Ses, Some(http), system());
-    let body = signer.sign(&SnsTestMessage::notification(
-        TOPIC,
-        "{}",
-        time::OffsetDateTime::now_utc(),
-    ));
-    let r = f.handle(post(ProviderId::Ses, &body, &[])).await;
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    for failure in [SnsHttpError::Timeout, SnsHttpError::Status(503)] {
+        let http = Arc::new(StaticSnsHttp::new().with_failure(signer.cert_url(), failure));
+        let f = webhook_function(&t, ProviderId::Ses, Some(http.clone()), system());
+        let body = signer.sign(&SnsTestMessage::notification(
+            TOPIC,
+            "{}",
+            time::OffsetDateTime::now_utc(),
+        ));
+        for _ in 0..2 {
+            let r = f.handle(post(ProviderId::Ses, &body, &[])).await;
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        // Not a verification failure, and not remembered: each delivery asks again.
+        assert_eq!(f.stats().verification_failures(), 0);
+        assert_eq!(http.fetch_count(signer.cert_url()), 2);
+    }
+    assert!(receipts(&t).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_made_up_signing_certificate_is_a_401_and_is_not_fetched_again() {
+    let t = TestStack::new().await;
+    let signer = SnsTestSigner::new();
+    let http = Arc::new(StaticSnsHttp::new()); // every URL answers 404
+    let f = webhook_function(&t, ProviderId::Ses, Some(http.clone()), system());
+    let forged_url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-madeup.pem";
+    let body = signer.sign(
+        &SnsTestMessage::notification(TOPIC, "{}", time::OffsetDateTime::now_utc())
+            .with_signing_cert_url(forged_url),
+    );
+    for _ in 0..3 {
+        let r = f.handle(post(ProviderId::Ses, &body, &[])).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(json(&r)["error"]["code"], "unauthorized");
+    }
+    assert_eq!(f.stats().verification_failures(), 3);
+    assert_eq!(http.fetch_count(forged_url), 1);
     assert!(receipts(&t).await.is_empty());
 }
 

@@ -458,6 +458,7 @@ mod tests {
             url: None,
             detail: None,
             provider_suppressed: false,
+            complaint_feedback: None,
             source: EventSource {
                 receipt: "ses#x".into(),
                 index: 0,

@@ -78,11 +78,81 @@ impl EmailAddress {
         &self.value[self.at + 1..]
     }
 
+    /// The one canonical form of the mailbox, used wherever two spellings must count as the
+    /// same recipient (suppression keys, recipient de-duplication):
+    ///
+    /// - the local part **unquoted** when its quotes are unnecessary (`"jane"@` → `jane@`; a
+    ///   quoted-pair `\x` is just `x`), and otherwise re-quoted with only `"` and `\` escaped;
+    /// - the local part **lower-cased as Unicode** (`JÄNE` → `jäne`);
+    /// - the domain in its **IDNA ASCII form** (UTS 46, so `BÜCHER.example` and
+    ///   `xn--bcher-kva.example` agree); a domain IDNA refuses is only lower-cased.
+    ///
+    /// A plain ASCII address canonicalises to itself with ASCII letters lower-cased, which is the
+    /// suppression key stored before canonical forms existed, so existing entries still match.
+    pub fn canonical(&self) -> String {
+        let local = canonical_local_part(self.local_part()).to_lowercase();
+        let domain = self.domain();
+        let domain = if domain.is_ascii() {
+            // Already lower-cased by `parse`; keeps plain keys byte-for-byte as they were.
+            domain.to_owned()
+        } else {
+            idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_lowercase())
+        };
+        format!("{local}@{domain}")
+    }
+
     /// The address with the local part hidden (`j***@example.com`), for logs.
     pub fn masked(&self) -> String {
         let first = self.local_part().chars().next().unwrap_or('*');
         format!("{first}***@{}", self.domain())
     }
+}
+
+/// RFC 5322 `atext`, extended by RFC 6532 to every non-ASCII character.
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+/// RFC 5322 `dot-atom-text`: atext runs separated by single dots, none at either end.
+fn is_dot_atom(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.')
+            .all(|run| !run.is_empty() && run.chars().all(is_atext))
+}
+
+/// The local part without needless quotes: a quoted string whose content is a dot-atom is that
+/// dot-atom; any other quoted string is re-quoted with the fewest escapes. Hand-written because
+/// `email_address` validates quoting but does not say what the quoted content is.
+fn canonical_local_part(local: &str) -> String {
+    let Some(quoted) = local
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    else {
+        return local.to_owned();
+    };
+    let mut content = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        // A quoted-pair `\x` stands for `x`.
+        content.push(if c == '\\' {
+            chars.next().unwrap_or(c)
+        } else {
+            c
+        });
+    }
+    if is_dot_atom(&content) {
+        return content;
+    }
+    let mut requoted = String::with_capacity(content.len() + 2);
+    requoted.push('"');
+    for c in content.chars() {
+        if matches!(c, '"' | '\\') {
+            requoted.push('\\');
+        }
+        requoted.push(c);
+    }
+    requoted.push('"');
+    requoted
 }
 
 impl fmt::Display for EmailAddress {

@@ -195,6 +195,60 @@ impl BounceReport {
     }
 }
 
+/// What a complaint's feedback report says it is: the ARF `Feedback-Type` of RFC 5965 §3.5/§7.3,
+/// which SES passes on as `complaintFeedbackType`. Whether a complaint suppresses depends on it
+/// ([`ComplaintFeedback::suppresses`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComplaintFeedback {
+    /// `abuse`: unsolicited email or some other kind of email abuse.
+    Abuse,
+    /// `auth-failure`: the message failed an authentication check (SPF, DKIM, DMARC; RFC 6591).
+    AuthFailure,
+    /// `fraud`: some kind of fraud or phishing.
+    Fraud,
+    /// `not-spam`: the reporter does NOT consider the message spam (it corrects a misfiling).
+    NotSpam,
+    /// `other`, or a type registered after RFC 5965 that we do not know (raw name in `detail`).
+    Other,
+    /// `virus`: a virus was found in the message.
+    Virus,
+}
+
+impl ComplaintFeedback {
+    /// The feedback type named `name` (case-insensitive); unknown names are [`Self::Other`], as
+    /// RFC 5965 §7.3 lets the registry grow.
+    pub fn parse(name: &str) -> Self {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "abuse" => Self::Abuse,
+            "auth-failure" => Self::AuthFailure,
+            "fraud" => Self::Fraud,
+            "not-spam" => Self::NotSpam,
+            "virus" => Self::Virus,
+            _ => Self::Other,
+        }
+    }
+
+    /// Whether a complaint of this type stops mail to the recipient:
+    /// - `abuse`, `fraud`, `virus`: the recipient's side reports our message as harmful to them;
+    ///   sending again costs reputation and the recipient's trust, so suppress.
+    /// - `other` and unknown types: a negative report we cannot read further; SES counts it as a
+    ///   complaint, so suppress (a missed mailbox costs less than mailing a complainant).
+    /// - `not-spam`: by definition the opposite of a complaint (RFC 5965 §7.3: the message is
+    ///   not spam); never suppress.
+    /// - `auth-failure`: about our SPF/DKIM/DMARC, not the recipient's wishes (RFC 6591); the
+    ///   sender must fix it, so do not suppress.
+    ///
+    /// A complaint with no feedback report at all (no type) suppresses: SES documents it as a
+    /// complaint like any other.
+    pub fn suppresses(self) -> bool {
+        match self {
+            Self::Abuse | Self::Fraud | Self::Virus | Self::Other => true,
+            Self::NotSpam | Self::AuthFailure => false,
+        }
+    }
+}
+
 /// Where an event came from, to find its raw form again: the webhook receipt (or EventBridge
 /// event id), the event's position in that delivery and, for a multi-recipient notification,
 /// the recipient's position.
@@ -244,6 +298,10 @@ pub struct DeliveryEvent {
     /// (SendGrid `dropped` of a bounced/unsubscribed/spam-reported address, Mailgun 605,
     /// Postmark 406, SES `OnAccountSuppressionList`).
     pub provider_suppressed: bool,
+    /// The feedback type of a `complained` event, when the provider reports one (SES); absent
+    /// means no feedback report, which counts as a complaint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complaint_feedback: Option<ComplaintFeedback>,
     /// Where the raw event is.
     pub source: EventSource,
 }
@@ -265,9 +323,20 @@ impl DeliveryEvent {
         hex::encode(&hasher.finalize()[..16])
     }
 
-    /// The recipient status this event reports, if any.
+    /// The recipient status this event reports, if any. A complaint that is not one (a
+    /// `not-spam` or `auth-failure` report, see [`ComplaintFeedback::suppresses`]) reports none.
     pub fn recipient_status(&self) -> Option<RecipientStatus> {
+        if self.kind == EventKind::Complained && !self.is_suppressing_complaint() {
+            return None;
+        }
         self.kind.recipient_status()
+    }
+
+    /// Whether a `complained` event is a complaint that suppresses: no feedback type, or one that
+    /// [suppresses](ComplaintFeedback::suppresses).
+    fn is_suppressing_complaint(&self) -> bool {
+        self.complaint_feedback
+            .is_none_or(ComplaintFeedback::suppresses)
     }
 
     /// The bounce classification of a `bounced` event.
@@ -282,7 +351,9 @@ impl DeliveryEvent {
     /// raised to the operator ([`EventEffect::SenderSideBounce`]).
     pub fn effect(&self) -> EventEffect {
         match self.kind {
-            EventKind::Complained => EventEffect::Suppress(SuppressionReason::Complaint),
+            EventKind::Complained if self.is_suppressing_complaint() => {
+                EventEffect::Suppress(SuppressionReason::Complaint)
+            }
             EventKind::Unsubscribed => EventEffect::Suppress(SuppressionReason::Unsubscribe),
             EventKind::Bounced => {
                 let verdict = self
@@ -377,12 +448,43 @@ mod tests {
             url: None,
             detail: None,
             provider_suppressed: false,
+            complaint_feedback: None,
             source: EventSource {
                 receipt: "r".into(),
                 index: 0,
                 recipient_index: 0,
             },
         }
+    }
+
+    #[test]
+    fn only_complaints_that_are_complaints_suppress() {
+        let complaint = |feedback: Option<ComplaintFeedback>| DeliveryEvent {
+            complaint_feedback: feedback,
+            ..event(EventKind::Complained, None)
+        };
+        let suppress = EventEffect::Suppress(SuppressionReason::Complaint);
+        assert_eq!(complaint(None).effect(), suppress);
+        for name in ["abuse", "fraud", "virus", "other", "ABUSE", "something-new"] {
+            assert_eq!(
+                complaint(Some(ComplaintFeedback::parse(name))).effect(),
+                suppress,
+                "{name}"
+            );
+        }
+        for name in ["not-spam", "auth-failure", "Not-Spam"] {
+            let e = complaint(Some(ComplaintFeedback::parse(name)));
+            assert_eq!(e.effect(), EventEffect::None, "{name}");
+            assert_eq!(e.recipient_status(), None, "{name}");
+        }
+        let json = serde_json::to_value(complaint(Some(ComplaintFeedback::NotSpam))).unwrap();
+        assert_eq!(json["complaint_feedback"], "not-spam");
+        // Events stored before the field existed still read, as complaints.
+        let mut old = serde_json::to_value(complaint(None)).unwrap();
+        assert!(old.get("complaint_feedback").is_none());
+        old.as_object_mut().unwrap().remove("complaint_feedback");
+        let back: DeliveryEvent = serde_json::from_value(old).unwrap();
+        assert_eq!(back.effect(), suppress);
     }
 
     #[test]

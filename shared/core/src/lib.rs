@@ -92,8 +92,8 @@ pub use bounce::{
 pub mod event;
 
 pub use event::{
-    BounceReport, DeliveryEvent, EventEffect, EventKind, EventSource, HistoryEntry, SoftBounceRule,
-    UnknownEventKind,
+    BounceReport, ComplaintFeedback, DeliveryEvent, EventEffect, EventKind, EventSource,
+    HistoryEntry, SoftBounceRule, UnknownEventKind,
 };
 
 // Webhooks to the team's own app: Standard Webhooks v1 signing, bodies, ids, endpoints.

@@ -22,7 +22,8 @@
 //!   for `"bcc"` cannot silently drop recipients. They are captured during deserialization rather
 //!   than with serde's `deny_unknown_fields`, so they are reported together with the other errors.
 //! - `null` is the same as an absent field.
-//! - **Duplicate recipients are removed**, comparing addresses case-insensitively across `to`,
+//! - **Duplicate recipients are removed**, comparing canonical forms (the suppression key:
+//!   unquoted, Unicode lower case, punycode domain) across `to`,
 //!   `cc` and `bcc` in that order; the first occurrence wins (so an address in both `to` and `bcc`
 //!   stays in `to`). The recipient cap counts the entries as sent, before duplicates are removed.
 //! - A **display name is accepted only on `from`**. [`OutboundEmail`] carries bare addresses for
@@ -44,6 +45,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime, UtcOffset};
 
 use crate::outbound::{Attachment, MESSAGE_ID_HEADER, MESSAGE_ID_METADATA_KEY};
+use crate::suppression::suppression_key;
 use crate::{EmailAddress, Mailbox, MessageCategory, MessageId, OutboundEmail, ProviderId};
 
 /// The longest subject accepted, in characters (RFC 5322's line length limit).
@@ -74,8 +76,34 @@ pub const RESERVED_HEADERS: &[&str] = &[
     MESSAGE_ID_HEADER,
 ];
 
-/// The prefix of header names reserved for mailgate.
-const RESERVED_HEADER_PREFIX: &str = "x-mailgate-";
+/// Prefixes of header names a caller may not set, compared case-insensitively, each with whose
+/// they are. Providers read their control headers from the MIME headers we pass through (SES from
+/// raw MIME, Mailgun and Postmark over SMTP and from the API's custom headers); a caller setting
+/// one could switch the configuration set (and with it event publishing), forge tags or our id
+/// (so events would be matched to another message), pick a sending identity or IP pool, turn
+/// tracking on or off, or silently drop the message in test mode, all behind mailgate's back.
+/// Whole namespaces are reserved because each provider adds names to its own over time.
+/// (PROVIDERS.md lists no SMTP2GO control headers and SMTP2GO documents none.)
+pub const RESERVED_HEADER_PREFIXES: &[(&str, &str)] = &[
+    // Ours: `X-Mailgate-Message-Id` carries our message id, which events are matched by.
+    ("X-Mailgate-", "mailgate"),
+    // Amazon SES: `X-SES-CONFIGURATION-SET`, `X-SES-MESSAGE-TAGS`, `X-SES-SOURCE-ARN`,
+    // `X-SES-FROM-ARN`, `X-SES-RETURN-PATH-ARN`, `X-SES-LIST-MANAGEMENT-OPTIONS`.
+    ("X-SES-", "Amazon SES"),
+    // Mailgun's SMTP options (`X-Mailgun-Variables`, `-Tag`, `-Drop-Message`, `-Track`,
+    // `-Sending-Ip-Pool`, `-Require-TLS`, `-Deliver-By`, …), honoured as `h:` headers too.
+    ("X-Mailgun-", "Mailgun"),
+    // Postmark's SMTP controls (`X-PM-Message-Stream`, `X-PM-Tag`, `X-PM-Metadata-<key>`,
+    // `X-PM-TrackOpens`, `X-PM-KeepID`, …).
+    ("X-PM-", "Postmark"),
+];
+
+/// Whole header names a provider reads as instructions, compared case-insensitively.
+pub const PROVIDER_CONTROL_HEADERS: &[(&str, &str)] = &[
+    // SendGrid's SMTP API header: JSON that sets categories, unique args (our id), filters
+    // (tracking, bypassing suppressions), ASM groups and scheduling.
+    ("X-SMTPAPI", "SendGrid"),
+];
 /// The prefix of metadata keys reserved for mailgate (our message id travels under one).
 const RESERVED_METADATA_PREFIX: &str = "mailgate_";
 
@@ -897,7 +925,7 @@ fn check_recipients(
         for (i, input) in list.into_iter().enumerate() {
             match check_bare_address(input, format!("{name}[{i}]"), errors) {
                 Some(address) => {
-                    if seen.insert(address.as_str().to_lowercase()) {
+                    if seen.insert(suppression_key(&address)) {
                         kept.push(address);
                     }
                 }
@@ -959,13 +987,24 @@ fn is_field_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| matches!(b, 33..=57 | 59..=126))
 }
 
-fn is_reserved_header(name: &str) -> bool {
-    RESERVED_HEADERS
+/// Who reserves the header `name`, if anyone: `"mailgate"` or the provider it steers.
+fn header_reserved_by(name: &str) -> Option<&'static str> {
+    if RESERVED_HEADERS
         .iter()
         .any(|r| r.eq_ignore_ascii_case(name))
-        || name
-            .get(..RESERVED_HEADER_PREFIX.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_HEADER_PREFIX))
+    {
+        return Some("mailgate");
+    }
+    PROVIDER_CONTROL_HEADERS
+        .iter()
+        .find(|(reserved, _)| reserved.eq_ignore_ascii_case(name))
+        .or_else(|| {
+            RESERVED_HEADER_PREFIXES.iter().find(|(prefix, _)| {
+                name.get(..prefix.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+            })
+        })
+        .map(|(_, owner)| *owner)
 }
 
 fn check_headers(
@@ -999,10 +1038,15 @@ fn check_headers(
                 code::INVALID_HEADER_NAME,
                 "a header name is printable ASCII without spaces or colons".to_owned(),
             ))
-        } else if is_reserved_header(name) {
+        } else if let Some(owner) = header_reserved_by(name) {
+            let why = if owner == "mailgate" {
+                "mailgate sets it".to_owned()
+            } else {
+                format!("it is a {owner} control header, which steers the provider")
+            };
             Some((
                 code::RESERVED_HEADER,
-                format!("the {name} header is set by mailgate and may not be overridden"),
+                format!("the {name} header is reserved and may not be set: {why}"),
             ))
         } else if !seen.insert(name.to_ascii_lowercase()) {
             Some((
@@ -1766,6 +1810,19 @@ mod tests {
         assert_eq!(validated.email.bcc, vec![addr("d@example.com")]);
     }
 
+    #[test]
+    fn recipients_that_are_the_same_mailbox_in_canonical_form_are_duplicates() {
+        let validated = accepted(with(json!({
+            "to": ["jane@example.com", "\"jane\"@example.com", "JÄNE@bücher.example"],
+            "cc": ["jäne@xn--bcher-kva.example"]
+        })));
+        assert_eq!(
+            validated.email.to,
+            vec![addr("jane@example.com"), addr("JÄNE@bücher.example")]
+        );
+        assert!(validated.email.cc.is_empty());
+    }
+
     // --- headers ---
 
     #[test]
@@ -1823,6 +1880,50 @@ mod tests {
             validate(with(
                 json!({"headers": {"X-Mailgate": "v", "X-Content-Type": "v"}})
             ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn provider_control_headers_are_reserved_in_any_case() {
+        for name in [
+            // Amazon SES
+            "X-SES-CONFIGURATION-SET",
+            "x-ses-message-tags",
+            "X-SES-SOURCE-ARN",
+            "X-SES-FROM-ARN",
+            "X-SES-RETURN-PATH-ARN",
+            "X-SES-LIST-MANAGEMENT-OPTIONS",
+            // SendGrid
+            "X-SMTPAPI",
+            "X-Smtpapi",
+            // Mailgun: the whole namespace
+            "X-Mailgun-Variables",
+            "x-mailgun-tag",
+            "X-Mailgun-Sending-Ip-Pool",
+            "X-MAILGUN-DROP-MESSAGE",
+            // Postmark: the whole namespace
+            "X-PM-Message-Stream",
+            "x-pm-tag",
+            "X-PM-Metadata-order",
+            // Our own id
+            "X-Mailgate-Message-Id",
+        ] {
+            let errors = validate(with(json!({"headers": {name: "v"}}))).unwrap_err();
+            assert_eq!(errors.len(), 1, "{name}: {errors:?}");
+            assert_eq!(errors[0].code, code::RESERVED_HEADER, "{name}");
+            assert_eq!(errors[0].field, format!("headers.{name}"), "{name}");
+            assert!(
+                errors[0].message.contains(name) && errors[0].message.contains("reserved"),
+                "{name}: {}",
+                errors[0].message
+            );
+        }
+        // Names that only resemble a provider's namespace stay the caller's.
+        assert!(
+            validate(with(json!({"headers": {
+                "X-SESSION": "v", "X-Mailgunner": "v", "X-PMO": "v", "X-SMTPAPIx": "v"
+            }})))
             .is_ok()
         );
     }

@@ -550,6 +550,7 @@ mod tests {
             url: None,
             detail: None,
             provider_suppressed: false,
+            complaint_feedback: None,
             source: EventSource {
                 receipt: "sendgrid#r".into(),
                 index: 0,

@@ -5,12 +5,15 @@
 //! An entry whose expiry has passed is not a suppression any more ([`Suppression::is_active_at`]),
 //! whether or not storage has deleted it yet (DynamoDB TTL deletes lazily).
 //!
-//! Addresses are suppressed by their [`suppression_key`]: the address as [`EmailAddress`]
-//! normalises it (domain lower-cased) with the local part lower-cased too (ASCII letters only,
-//! so the key is always a valid address of the same length). RFC 5321 lets a mailbox treat
-//! `Jane@` and `jane@` as different, but practically no receiving system does, and a complaint
-//! from `Jane@example.com` must stop mail to `jane@example.com`: sending to someone who
-//! complained costs more than missing a mailbox that differs only in case.
+//! Addresses are suppressed by their [`suppression_key`]: the address's
+//! [canonical form](EmailAddress::canonical) — needless quotes removed from the local part, the
+//! whole address lower-cased as Unicode, the domain in its IDNA ASCII (punycode) form. RFC 5321
+//! lets a mailbox treat `Jane@` and `jane@` as different, but practically no receiving system
+//! does, and a complaint from `Jane@example.com` must stop mail to `"jane"@example.com`,
+//! `JANE@example.com` and, for an internationalised domain, both its Unicode and punycode
+//! spellings: sending to someone who complained costs more than missing a mailbox that differs
+//! only in spelling. A plain ASCII address keys exactly as it did before canonical forms (ASCII
+//! lower case), so entries stored earlier still match.
 
 use std::fmt;
 use std::str::FromStr;
@@ -95,14 +98,16 @@ pub enum SuppressionError {
     NoteTooLong(usize),
 }
 
-/// The key an address is suppressed under: the whole address with ASCII letters lower-cased.
+/// The key an address is suppressed under: its [canonical form](EmailAddress::canonical). Every
+/// suppression write, check, read and delete goes through this one function.
 pub fn suppression_key(address: &EmailAddress) -> String {
-    address.as_str().to_ascii_lowercase()
+    address.canonical()
 }
 
 /// The address in the form suppressions are stored and reported in (see [`suppression_key`]).
 pub fn normalise_address(address: &EmailAddress) -> EmailAddress {
-    // Lower-casing ASCII letters keeps a valid address valid; keep the input if it ever did not.
+    // The canonical form of a valid address is valid, except that IDNA can lengthen a domain past
+    // the SMTP limit; keep the input then (its key is the same canonical form either way).
     EmailAddress::parse(&suppression_key(address)).unwrap_or_else(|_| address.clone())
 }
 
@@ -226,9 +231,85 @@ mod tests {
     }
 
     #[test]
-    fn non_ascii_local_parts_keep_their_characters() {
+    fn non_ascii_local_parts_are_lower_cased_as_unicode() {
         let a = addr("Ünïcode.X@example.com");
-        assert_eq!(suppression_key(&a), "Ünïcode.x@example.com");
+        assert_eq!(suppression_key(&a), "ünïcode.x@example.com");
+        assert_eq!(
+            suppression_key(&addr("JÄNE@example.com")),
+            suppression_key(&addr("jäne@example.com"))
+        );
+    }
+
+    #[test]
+    fn a_needlessly_quoted_local_part_is_the_same_mailbox() {
+        for variant in [
+            "\"jane\"@example.com",
+            "\"JANE\"@Example.com",
+            "\"j\\ane\"@example.com",
+        ] {
+            assert_eq!(
+                suppression_key(&addr(variant)),
+                "jane@example.com",
+                "{variant}"
+            );
+        }
+        // A quoted local part that needs its quotes keeps them (escapes made minimal).
+        assert_eq!(
+            suppression_key(&addr("\"Jane Doe\"@example.com")),
+            "\"jane doe\"@example.com"
+        );
+        assert_eq!(
+            suppression_key(&addr("\"a..b\"@example.com")),
+            "\"a..b\"@example.com"
+        );
+    }
+
+    #[test]
+    fn an_internationalised_domain_is_keyed_by_its_ascii_form() {
+        let ascii = suppression_key(&addr("jane@xn--bcher-kva.example"));
+        assert_eq!(ascii, "jane@xn--bcher-kva.example");
+        for variant in [
+            "jane@bücher.example",
+            "JANE@BÜCHER.example",
+            "jane@XN--BCHER-KVA.example",
+        ] {
+            assert_eq!(suppression_key(&addr(variant)), ascii, "{variant}");
+        }
+        assert_eq!(
+            suppression_key(&addr("JÄNE@bücher.example")),
+            "jäne@xn--bcher-kva.example"
+        );
+    }
+
+    #[test]
+    fn plain_ascii_keys_are_unchanged_so_stored_entries_still_match() {
+        // The key before canonical forms: the whole address with ASCII letters lower-cased.
+        for plain in [
+            "jane@example.com",
+            "Jane.Doe+news@Example.COM",
+            "o'brien_x-y@sub.example.co.uk",
+            "UPPER@EXAMPLE.ORG",
+        ] {
+            let a = addr(plain);
+            assert_eq!(
+                suppression_key(&a),
+                a.as_str().to_ascii_lowercase(),
+                "{plain}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_canonical_form_is_a_fixed_point() {
+        for input in [
+            "\"JANE\"@bücher.example",
+            "\"Jane Doe\"@example.com",
+            "Ünïcode.X@EXAMPLE.com",
+        ] {
+            let once = normalise_address(&addr(input));
+            assert_eq!(once.as_str(), suppression_key(&addr(input)), "{input}");
+            assert_eq!(suppression_key(&once), once.as_str(), "{input}");
+        }
     }
 
     #[test]

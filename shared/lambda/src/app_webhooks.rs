@@ -147,6 +147,7 @@ mod tests {
             url: None,
             detail: None,
             provider_suppressed: false,
+            complaint_feedback: None,
             source: EventSource {
                 receipt: "r".into(),
                 index: 0,

@@ -126,6 +126,7 @@ pub(crate) fn blank(
         url: None,
         detail: None,
         provider_suppressed: false,
+        complaint_feedback: None,
         source: EventSource {
             receipt: origin.receipt.to_owned(),
             index: origin.index,

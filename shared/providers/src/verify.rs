@@ -48,6 +48,10 @@ pub enum WebhookRejection {
     /// The request came from an address outside the configured allowlist.
     #[error("source address not allowed")]
     SourceNotAllowed,
+    /// The SNS signing certificate the delivery names does not exist on the SNS host (404/403):
+    /// no key can vouch for the signature, so the delivery is forged or garbled.
+    #[error("signing certificate not found")]
+    CertificateNotFound,
 }
 
 impl WebhookRejection {
@@ -65,6 +69,7 @@ impl WebhookRejection {
             WebhookRejection::Replayed => "replayed",
             WebhookRejection::BadCredentials => "bad_credentials",
             WebhookRejection::SourceNotAllowed => "source_not_allowed",
+            WebhookRejection::CertificateNotFound => "certificate_not_found",
         }
     }
 }

@@ -5,7 +5,8 @@
 //! Through EventBridge, `detail` is the event-publishing record. One notification may list
 //! several recipients, so it becomes one event per recipient (`recipient_index` = position),
 //! taken from `bounce.bouncedRecipients`, `complaint.complainedRecipients`, `delivery.recipients`
-//! or `deliveryDelay.delayedRecipients`, else `mail.destination`.
+//! or `deliveryDelay.delayedRecipients`, else `mail.destination` (for `Subscription`, whose
+//! object names no recipient, only when the destination is a single address).
 //!
 //! | type | kind | notes |
 //! |---|---|---|
@@ -14,12 +15,12 @@
 //! | `DeliveryDelay` | deferred | recipient `status`/`diagnosticCode` as the report, `delayType` as detail |
 //! | `Bounce` | bounced | `bounceType`/`bounceSubType` → provider kind and cause |
 //! | `Bounce` with sub-type `OnAccountSuppressionList`/`Suppressed` | dropped | `provider_suppressed` |
-//! | `Complaint` | complained | `complaintFeedbackType` as detail |
+//! | `Complaint` | complained | `complaintFeedbackType` as detail and `complaint_feedback`; `not-spam`/`auth-failure` do not suppress |
 //! | `Complaint` with sub-type `OnAccountSuppressionList` | dropped | `provider_suppressed` (SES never sent it) |
 //! | `Reject` | dropped | `reject.reason` as detail |
 //! | `Open`, `Click` | opened, clicked | `click.link` as the URL |
 //! | `Rendering Failure` | rendering failed | `failure.errorMessage` as detail |
-//! | `Subscription` | unsubscribed if `unsubscribeAll` or a topic is `OptOut`, else resubscribed | |
+//! | `Subscription` | unsubscribed if `unsubscribeAll` or a topic is `OptOut`, else resubscribed | recipient only when `mail.destination` has exactly one |
 //! | anything else | unknown | |
 //!
 //! The dedupe key of each recipient's event is a composite of the SNS `MessageId` (or the
@@ -27,8 +28,8 @@
 //! id is the `mailgate_message_id` tag, else the `X-Mailgate-Message-Id` header.
 
 use mailgate_core::{
-    BounceCause, BounceKind, DeliveryEvent, EventKind, MESSAGE_ID_HEADER, MESSAGE_ID_METADATA_KEY,
-    MessageId, UnixMillis,
+    BounceCause, BounceKind, ComplaintFeedback, DeliveryEvent, EventKind, MESSAGE_ID_HEADER,
+    MESSAGE_ID_METADATA_KEY, MessageId, UnixMillis,
 };
 use serde_json::Value;
 
@@ -256,10 +257,20 @@ fn recipients<'a>(record: &'a Value, name: &str) -> Vec<Recipient<'a>> {
         "DeliveryDelay" => list(&["deliveryDelay", "delayedRecipients"]),
         _ => Vec::new(),
     };
-    let mut all = if own.is_empty() {
-        list(&["mail", "destination"])
-    } else {
+    let mut all = if !own.is_empty() {
         own
+    } else if name == "Subscription" {
+        // The subscription object names no recipient. With one destination the change is that
+        // recipient's; with several SES does not say whose it is, and naming them all would
+        // unsubscribe every recipient of the message, so the event names no one.
+        let destination = list(&["mail", "destination"]);
+        if destination.len() == 1 {
+            destination
+        } else {
+            Vec::new()
+        }
+    } else {
+        list(&["mail", "destination"])
     };
     if all.is_empty() {
         // No recipient named anywhere: still one event, so nothing is dropped.
@@ -388,7 +399,10 @@ fn details(out: &mut DeliveryEvent, name: &str, body: &Value, recipient: Option<
             out.detail = text(body, &["complaintSubType"]).map(str::to_owned);
         }
         "Complaint" => {
-            out.detail = text(body, &["complaintFeedbackType"]).map(str::to_owned);
+            let feedback_type = text(body, &["complaintFeedbackType"]);
+            out.detail = feedback_type.map(str::to_owned);
+            // `not-spam` and `auth-failure` reports do not suppress (ComplaintFeedback::suppresses).
+            out.complaint_feedback = feedback_type.map(ComplaintFeedback::parse);
         }
         "Reject" => out.detail = text(body, &["reason"]).map(str::to_owned),
         "Click" => out.url = text(body, &["link"]).map(str::to_owned),
@@ -558,6 +572,82 @@ mod tests {
         let e = &normalise(&sns(&complaint), &ORIGIN).unwrap()[0];
         assert_eq!(e.kind, EventKind::Dropped);
         assert!(e.provider_suppressed);
+    }
+
+    fn complaint(feedback_type: Option<&str>) -> Value {
+        let mut complaint = json!({"complainedRecipients": [{"emailAddress": "jane@example.com"}],
+            "timestamp": "2016-01-27T14:59:38.237Z", "feedbackId": "f-1"});
+        if let Some(t) = feedback_type {
+            complaint["complaintFeedbackType"] = json!(t);
+            complaint["userAgent"] = json!("Mail Feedback Reporter");
+        }
+        json!({"notificationType": "Complaint", "complaint": complaint,
+               "mail": {"messageId": "m", "destination": ["jane@example.com"]}})
+    }
+
+    #[test]
+    fn complaints_suppress_by_their_rfc_5965_feedback_type() {
+        use mailgate_core::{EventEffect, RecipientStatus, SuppressionReason};
+        let suppress = EventEffect::Suppress(SuppressionReason::Complaint);
+        for (feedback_type, effect) in [
+            (None, suppress),
+            (Some("abuse"), suppress),
+            (Some("fraud"), suppress),
+            (Some("virus"), suppress),
+            (Some("other"), suppress),
+            (Some("a-type-from-the-future"), suppress),
+            (Some("not-spam"), EventEffect::None),
+            (Some("auth-failure"), EventEffect::None),
+        ] {
+            let e = &normalise(&sns(&complaint(feedback_type)), &ORIGIN).unwrap()[0];
+            assert_eq!(e.kind, EventKind::Complained, "{feedback_type:?}");
+            assert_eq!(e.effect(), effect, "{feedback_type:?}");
+            // The feedback type is recorded in the event.
+            assert_eq!(e.detail.as_deref(), feedback_type, "{feedback_type:?}");
+            assert_eq!(
+                e.complaint_feedback,
+                feedback_type.map(mailgate_core::ComplaintFeedback::parse),
+                "{feedback_type:?}"
+            );
+            let complained = (effect == suppress).then_some(RecipientStatus::Complained);
+            assert_eq!(e.recipient_status(), complained, "{feedback_type:?}");
+        }
+    }
+
+    fn subscription(destination: Value) -> Value {
+        json!({"eventType": "Subscription",
+            "mail": {"messageId": "m", "destination": destination},
+            "subscription": {"contactList": "News", "timestamp": "2022-01-12T01:00:17.910Z",
+                "source": "UnsubscribeHeader",
+                "newTopicPreferences": {"unsubscribeAll": true, "topicSubscriptionStatus": []},
+                "oldTopicPreferences": {"unsubscribeAll": false, "topicSubscriptionStatus": []}}})
+    }
+
+    #[test]
+    fn a_subscription_event_names_only_the_recipient_ses_names() {
+        // One destination: the documented shape; the change is that recipient's.
+        let events = normalise(&sns(&subscription(json!(["jane@example.com"]))), &ORIGIN).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Unsubscribed);
+        assert_eq!(
+            events[0].recipient.as_ref().map(|r| r.as_str()),
+            Some("jane@example.com")
+        );
+        assert_eq!(events[0].detail.as_deref(), Some("News"));
+        // Several destinations: the subscription object does not say whose change it is, so no
+        // recipient is named (nobody is unsubscribed), and the event is still kept.
+        let events = normalise(
+            &sns(&subscription(json!([
+                "jane@example.com",
+                "mary@example.com",
+                "richard@example.com"
+            ]))),
+            &ORIGIN,
+        )
+        .unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, EventKind::Unsubscribed);
+        assert_eq!(events[0].recipient, None);
     }
 
     #[test]

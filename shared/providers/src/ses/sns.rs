@@ -8,9 +8,12 @@
 //!
 //! [`SnsVerifier::verify`] checks, in this order: the body parses, the URLs pass the rule, the
 //! topic is allowed, the `Timestamp` is within the tolerance, the certificate is available (cache
-//! or fetch) and currently valid, and the signature verifies. A failure to *fetch* is
-//! [`SnsVerifyError::Unavailable`], which callers must answer with a 5xx: SNS treats 4xx as
-//! delivered and would drop the message.
+//! or fetch) and currently valid, and the signature verifies. A transient failure to *fetch*
+//! (5xx, timeout, connection error) is [`SnsVerifyError::Unavailable`], which callers must answer
+//! with a 5xx: SNS treats 4xx as delivered and would drop the message. A certificate the SNS host
+//! says does not exist (404 or 403) is a rejection, [`WebhookRejection::CertificateNotFound`]:
+//! SNS never names a certificate it does not serve, so the delivery is forged, and the URL is
+//! remembered for [`MISSING_CERT_TTL_SECS`] so repeats cost no fetch.
 
 mod http;
 #[cfg(any(test, feature = "testing"))]
@@ -44,6 +47,15 @@ use crate::verify::WebhookRejection;
 /// How many signing certificates the verifier keeps. SNS signs with one certificate per region at
 /// a time, so a handful covers rotation; the cap only bounds what odd traffic can make us keep.
 pub const CERT_CACHE_CAPACITY: usize = 16;
+
+/// How long a signing-certificate URL the SNS host answered 404/403 for is answered from memory
+/// as [`WebhookRejection::CertificateNotFound`], without fetching. Forged deliveries naming a
+/// made-up `.pem` on a real SNS host then cost one fetch per URL per window; the window is short
+/// enough that a certificate SNS publishes later is picked up soon after.
+pub const MISSING_CERT_TTL_SECS: i64 = 600;
+/// How many missing-certificate URLs are remembered: enough for a burst of forgeries, bounded
+/// so made-up URLs cannot grow memory (expired entries go first, then everything).
+pub const MISSING_CERT_CACHE_CAPACITY: usize = 256;
 
 /// The `Type` of an SNS message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -215,6 +227,8 @@ pub struct SnsVerifier {
     tolerance_secs: i64,
     http: Arc<dyn SnsHttp>,
     certs: Mutex<HashMap<SnsUrl, Arc<SigningCert>>>,
+    /// Certificate URLs the SNS host said do not exist, with the Unix second they are asked again.
+    missing: Mutex<HashMap<SnsUrl, i64>>,
 }
 
 impl fmt::Debug for SnsVerifier {
@@ -257,6 +271,7 @@ impl SnsVerifier {
             tolerance_secs,
             http,
             certs: Mutex::new(HashMap::new()),
+            missing: Mutex::new(HashMap::new()),
         })
     }
 
@@ -281,7 +296,7 @@ impl SnsVerifier {
             return Err(WebhookRejection::TopicNotAllowed.into());
         }
         let timestamp = self.check_timestamp(&message.timestamp, clock)?;
-        let cert = self.signing_cert(&cert_url).await?;
+        let cert = self.signing_cert(&cert_url, clock.unix_seconds()).await?;
         if !cert.is_valid_at(clock.unix_seconds()) {
             return Err(WebhookRejection::BadSignature.into());
         }
@@ -343,16 +358,41 @@ impl SnsVerifier {
         }
     }
 
-    /// The certificate at `url`, from the cache or fetched (and then cached).
-    async fn signing_cert(&self, url: &SnsUrl) -> Result<Arc<SigningCert>, SnsVerifyError> {
+    /// The certificate at `url`, from the cache or fetched (and then cached). A URL the SNS host
+    /// answers 404 or 403 for is a rejection ([`WebhookRejection::CertificateNotFound`]),
+    /// remembered for [`MISSING_CERT_TTL_SECS`]; other fetch failures (5xx, timeouts, connection
+    /// errors) are [`SnsVerifyError::Unavailable`] and not remembered.
+    async fn signing_cert(
+        &self,
+        url: &SnsUrl,
+        now_secs: i64,
+    ) -> Result<Arc<SigningCert>, SnsVerifyError> {
         if let Some(cert) = self.cache().get(url) {
             return Ok(Arc::clone(cert));
         }
-        let pem = self
-            .http
+        if lock(&self.missing)
             .get(url)
-            .await
-            .map_err(SnsVerifyError::Unavailable)?;
+            .is_some_and(|&until| now_secs < until)
+        {
+            return Err(WebhookRejection::CertificateNotFound.into());
+        }
+        let pem = match self.http.get(url).await {
+            Ok(pem) => pem,
+            // SNS serves its certificates from its own hosts; "not there" or "forbidden" for a
+            // `.pem` on one of them means the URL was made up, which no retry will change.
+            Err(SnsHttpError::Status(404 | 403)) => {
+                let mut missing = lock(&self.missing);
+                if missing.len() >= MISSING_CERT_CACHE_CAPACITY {
+                    missing.retain(|_, until| now_secs < *until);
+                    if missing.len() >= MISSING_CERT_CACHE_CAPACITY {
+                        missing.clear();
+                    }
+                }
+                missing.insert(url.clone(), now_secs + MISSING_CERT_TTL_SECS);
+                return Err(WebhookRejection::CertificateNotFound.into());
+            }
+            Err(e) => return Err(SnsVerifyError::Unavailable(e)),
+        };
         // What an SNS host serves at a `.pem` URL and is not an RSA certificate cannot vouch for
         // any signature; it is not cached, so a later delivery fetches again.
         let cert = Arc::new(SigningCert::from_pem(&pem).ok_or(WebhookRejection::BadSignature)?);
@@ -365,11 +405,16 @@ impl SnsVerifier {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<SnsUrl, Arc<SigningCert>>> {
-        // The map is valid after any panic (inserts are single calls), so a poisoned lock is used.
-        self.certs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.certs)
     }
+}
+
+/// Locks a cache map. The maps are valid after any panic (changes are single calls), so a
+/// poisoned lock is used.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `arn:<partition>:sns:<region>:<12-digit account>:<topic name>`.
@@ -973,18 +1018,51 @@ mod tests {
         assert_eq!(error, SnsVerifyError::Unavailable(SnsHttpError::Timeout));
         assert!(error.is_transient());
         assert_eq!(error.rejection(), None);
-        // A 404 is no different: the caller answers 5xx and SNS delivers again.
-        http.set(signer.cert_url(), Err(SnsHttpError::Status(404)));
-        assert!(
-            verifier
-                .verify(&message, &clock)
-                .await
-                .unwrap_err()
-                .is_transient()
-        );
+        // A server error and a refused connection are no different: not cached, fetched again.
+        for transient in [SnsHttpError::Status(503), SnsHttpError::Connect] {
+            http.set(signer.cert_url(), Err(transient.clone()));
+            let error = verifier.verify(&message, &clock).await.unwrap_err();
+            assert_eq!(error, SnsVerifyError::Unavailable(transient));
+        }
         http.set(signer.cert_url(), Ok(signer.certificate_pem().into()));
         assert!(verifier.verify(&message, &clock).await.is_ok());
-        assert_eq!(http.fetch_count(signer.cert_url()), 3);
+        assert_eq!(http.fetch_count(signer.cert_url()), 4);
+    }
+
+    #[tokio::test]
+    async fn a_missing_certificate_is_rejected_and_not_fetched_again_for_a_while() {
+        for status in [404, 403] {
+            let signer = SnsTestSigner::new();
+            // A made-up `.pem` on a real SNS host: the host answers 404 (403 from S3-style hosts).
+            let forged = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-madeup.pem";
+            let http =
+                Arc::new(StaticSnsHttp::new().with_failure(forged, SnsHttpError::Status(status)));
+            let verifier = SnsVerifier::new(&[TOPIC], 300, http.clone()).unwrap();
+            let message = signer.sign(
+                &SnsTestMessage::notification(TOPIC, "{}", NOW).with_signing_cert_url(forged),
+            );
+            let clock = FixedClock::new(NOW);
+            for _ in 0..3 {
+                let error = verifier.verify(&message, &clock).await.unwrap_err();
+                assert!(!error.is_transient(), "{status}: {error:?}");
+                assert_eq!(
+                    error.rejection(),
+                    Some(WebhookRejection::CertificateNotFound),
+                    "{status}"
+                );
+            }
+            // Repeats within the window cost no fetch.
+            assert_eq!(http.fetch_count(forged), 1, "{status}");
+            // After the window the URL is asked again (a certificate may have been published).
+            let later = NOW + time::Duration::minutes(11);
+            clock.advance(time::Duration::minutes(11));
+            let message = signer.sign(
+                &SnsTestMessage::notification(TOPIC, "{}", later).with_signing_cert_url(forged),
+            );
+            let error = verifier.verify(&message, &clock).await.unwrap_err();
+            assert!(!error.is_transient(), "{status}");
+            assert_eq!(http.fetch_count(forged), 2, "{status}");
+        }
     }
 
     #[tokio::test]

@@ -15,8 +15,8 @@ pub trait SnsHttp: Send + Sync {
     fn get<'a>(&'a self, url: &'a SnsUrl) -> BoxFuture<'a, Result<Vec<u8>, SnsHttpError>>;
 }
 
-/// Why a fetch from SNS failed. All of these are transient from SNS's point of view: the caller
-/// answers 5xx so that SNS delivers again.
+/// Why a fetch from SNS failed. The caller answers 5xx so that SNS delivers again, except for a
+/// signing certificate the host answers 404 or 403 for, which the verifier treats as a forgery.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnsHttpError {
     /// No complete response within the timeout.
