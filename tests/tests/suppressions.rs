@@ -41,13 +41,18 @@ fn json_body(r: &Response<Body>) -> Value {
     }
 }
 
-/// Stores a new key with `scopes` and returns its `Authorization` header value.
+/// Stores a new test key with `scopes` and returns its `Authorization` header value.
 async fn bearer(t: &TestStack, scopes: &str) -> String {
-    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+    bearer_of(t, KeyEnvironment::Test, scopes).await
+}
+
+/// Stores a new key of `environment` with `scopes`; its `Authorization` header value.
+async fn bearer_of(t: &TestStack, environment: KeyEnvironment, scopes: &str) -> String {
+    let secret = ApiKeySecret::generate(environment);
     let record = ApiKeyRecord::new(
         &secret,
         ApiKeyLabel::parse("suppressions test").unwrap(),
-        KeyEnvironment::Test,
+        environment,
         Scopes::parse_list(scopes).unwrap(),
         OffsetDateTime::now_utc(),
     );
@@ -689,4 +694,70 @@ async fn an_entry_expiring_after_a_duration_is_stored_with_its_ttl() {
         Some(stored)
     );
     assert_eq!(store.get(&addr("ttl@example.com")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn only_a_live_key_may_lift_or_replace_a_suppression_that_delivery_events_wrote() {
+    let t = TestStack::new().await;
+    let api = api(&t);
+    let test_key = bearer(&t, "suppressions:write,read").await;
+    let live_key = bearer_of(&t, KeyEnvironment::Live, "suppressions:write,read").await;
+    let now = OffsetDateTime::now_utc();
+    for (address, reason) in [
+        ("complained@example.com", SuppressionReason::Complaint),
+        ("bounced@example.com", SuppressionReason::HardBounce),
+        ("soft@example.com", SuppressionReason::SoftBounceThreshold),
+        ("unsub@example.com", SuppressionReason::Unsubscribe),
+    ] {
+        // As the event processor writes them.
+        assert!(
+            list(&t)
+                .put_unless_active(&entry(address, reason, now, None), now)
+                .await
+                .unwrap()
+        );
+        let path = format!("/v1/suppressions/{}", address.replace('@', "%40"));
+        // A test key can neither delete it nor replace it with an entry that lapses.
+        let refused = api.handle(delete(&test_key, &path)).await;
+        assert_error(
+            &refused,
+            StatusCode::FORBIDDEN,
+            "live_key_required",
+            Some("address"),
+        );
+        let replaced = api
+            .handle(put(
+                &test_key,
+                &path,
+                json!({"reason": "manual", "expires_at": "2099-01-01T00:00:00Z"}),
+            ))
+            .await;
+        assert_error(
+            &replaced,
+            StatusCode::FORBIDDEN,
+            "live_key_required",
+            Some("address"),
+        );
+        assert_eq!(
+            list(&t).get(&addr(address)).await.unwrap().unwrap().reason,
+            reason,
+            "{address}"
+        );
+        // A live key can.
+        let lifted = api.handle(delete(&live_key, &path)).await;
+        assert_eq!(lifted.status(), StatusCode::NO_CONTENT, "{address}");
+    }
+    // Entries written through the API, whatever their reason, stay a test key's to manage.
+    let put_by_api = api
+        .handle(put(
+            &test_key,
+            "/v1/suppressions/manual%40example.com",
+            json!({"reason": "complaint"}),
+        ))
+        .await;
+    assert_eq!(put_by_api.status(), StatusCode::OK);
+    let lifted = api
+        .handle(delete(&test_key, "/v1/suppressions/manual%40example.com"))
+        .await;
+    assert_eq!(lifted.status(), StatusCode::NO_CONTENT);
 }

@@ -19,7 +19,8 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use mailgate_aws::{DynamoDbSuppressionList, SuppressionStoreError, Table};
 use mailgate_core::{
-    EmailAddress, Requirement, Scope, Suppression, SuppressionError, SuppressionReason,
+    EmailAddress, KeyEnvironment, Requirement, Scope, Suppression, SuppressionError,
+    SuppressionOrigin, SuppressionReason,
 };
 use mailgate_lambda::http::{ApiError, json_response};
 use serde_json::{Map, Value, json};
@@ -241,9 +242,10 @@ impl SendApi {
                 .into_response();
             }
         };
-        if let Err(refused) = self.authenticate(request, Requirement::Scope(scope)).await {
-            return refused;
-        }
+        let key = match self.authenticate(request, Requirement::Scope(scope)).await {
+            Ok(key) => key,
+            Err(refused) => return refused,
+        };
         let now = OffsetDateTime::now_utc();
         let Some(segment) = segment else {
             return self.list_suppressions(request, now).await;
@@ -252,6 +254,12 @@ impl SendApi {
             Ok(address) => address,
             Err(error) => return error.into_response(),
         };
+        if matches!(*method, Method::PUT | Method::DELETE)
+            && key.environment == KeyEnvironment::Test
+            && let Err(refused) = self.guard_event_suppression(&address, now).await
+        {
+            return refused;
+        }
         match *method {
             Method::PUT => self.put_suppression(request, &address, now).await,
             Method::DELETE => self.delete_suppression(&address, now).await,
@@ -300,6 +308,36 @@ impl SendApi {
             )
             .into_response(),
             Err(e) => store_failed(&e),
+        }
+    }
+
+    /// Refuses a test key's change to an active suppression that delivery events wrote (a
+    /// bounce, complaint, unsubscribe or the soft-bounce threshold): live mail relies on it, and
+    /// a test environment must not lift it, directly or by replacing it with an entry that
+    /// lapses. Entries written through the API stay any writer's to manage. (Read, then write: a test key racing
+    /// an event's write to the same address in the same millisecond is not worth a transaction.)
+    async fn guard_event_suppression(
+        &self,
+        address: &EmailAddress,
+        now: OffsetDateTime,
+    ) -> Result<(), Response<Body>> {
+        match self.suppression_list().get(address).await {
+            Ok(Some(entry))
+                if entry.is_active_at(now) && entry.origin == SuppressionOrigin::Event =>
+            {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "live_key_required",
+                    format!(
+                        "this suppression ({}) was written by delivery events; only a live key may change it",
+                        entry.reason
+                    ),
+                )
+                .with_field("address")
+                .into_response())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(store_failed(&e)),
         }
     }
 

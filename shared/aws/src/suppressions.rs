@@ -21,7 +21,9 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mailgate_core::{EmailAddress, Suppression, SuppressionReason, UnixMillis, suppression_key};
+use mailgate_core::{
+    EmailAddress, Suppression, SuppressionOrigin, SuppressionReason, UnixMillis, suppression_key,
+};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
@@ -115,6 +117,7 @@ fn item_of(entry: &Suppression) -> Result<Item, SuppressionStoreError> {
     if let Some(note) = &entry.note {
         item.insert("note".to_owned(), s(note));
     }
+    item.insert("origin".to_owned(), s(entry.origin.as_str()));
     Ok(item)
 }
 
@@ -157,12 +160,26 @@ fn suppression_of(item: &Item) -> Result<Suppression, SuppressionStoreError> {
         None => None,
         Some(_) => Some(text("note")?.clone()),
     };
+    // Entries from before `origin` was stored: those with an event's reason count as
+    // event-written (the safe reading: only a live key lifts them).
+    let origin = match item
+        .get("origin")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+    {
+        Some("event") => SuppressionOrigin::Event,
+        Some("api") => SuppressionOrigin::Api,
+        Some(other) => return Err(corrupt(format!("unknown origin {other:?}"))),
+        None if reason == SuppressionReason::Manual => SuppressionOrigin::Api,
+        None => SuppressionOrigin::Event,
+    };
     Ok(Suppression {
         address,
         reason,
         created_at,
         expires_at,
         note,
+        origin,
     })
 }
 
@@ -258,18 +275,24 @@ impl DynamoDbSuppressionList {
     }
 
     /// Stores `entry` unless the address already has an active suppression (which is kept, with
-    /// its original reason and time). Returns whether it was stored. Used by the event processor,
+    /// its original reason and time), marked event-written. Returns whether it was stored. Used by
+    /// the event processor,
     /// which must never overwrite an operator's entry or restart an existing one.
     pub async fn put_unless_active(
         &self,
         entry: &Suppression,
         now: OffsetDateTime,
     ) -> Result<bool, SuppressionStoreError> {
+        // Only delivery events suppress this way: the entry is stored as event-written.
+        let entry = Suppression {
+            origin: SuppressionOrigin::Event,
+            ..entry.clone()
+        };
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item_of(entry)?))
+            .set_item(Some(item_of(&entry)?))
             .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
             .expression_attribute_values(
                 ":now",

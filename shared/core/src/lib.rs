@@ -61,8 +61,8 @@ pub use api_key::{
 pub mod suppression;
 
 pub use suppression::{
-    Suppression, SuppressionError, SuppressionReason, UnknownSuppressionReason, normalise_address,
-    suppression_key,
+    Suppression, SuppressionError, SuppressionOrigin, SuppressionReason, UnknownSuppressionReason,
+    normalise_address, suppression_key,
 };
 
 // The send API's request bodies and their validation into an `OutboundEmail`.

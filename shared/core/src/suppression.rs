@@ -124,6 +124,28 @@ pub struct Suppression {
     pub expires_at: Option<OffsetDateTime>,
     /// An operator's note.
     pub note: Option<String>,
+    /// Who wrote it: the API (an operator or the app), or a delivery event.
+    pub origin: SuppressionOrigin,
+}
+
+/// Who wrote a suppression. Entries that delivery events wrote (bounces, complaints,
+/// unsubscribes, the soft-bounce threshold) protect live mail: a `test` key may not lift them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SuppressionOrigin {
+    /// Written through the API (`PUT /v1/suppressions/{address}`) or by an operator.
+    Api,
+    /// Written by the event processor from a provider's event.
+    Event,
+}
+
+impl SuppressionOrigin {
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressionOrigin::Api => "api",
+            SuppressionOrigin::Event => "event",
+        }
+    }
 }
 
 impl Suppression {
@@ -135,6 +157,7 @@ impl Suppression {
             created_at: truncate_to_millis(now),
             expires_at: None,
             note: None,
+            origin: SuppressionOrigin::Api,
         }
     }
 
