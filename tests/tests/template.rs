@@ -282,6 +282,75 @@ fn each_webhook_reads_only_its_own_secret_from_ssm() {
     assert!(grants(&t, "WebhookSesRole", "ssm:GetParameter").is_empty());
 }
 
+/// IAM's wildcard match (`*` any run, `?` one character), as it matches resource ARNs.
+fn iam_matches(pattern: &str, arn: &str) -> bool {
+    fn go(p: &[u8], a: &[u8]) -> bool {
+        match (p.first(), a.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], a) || (!a.is_empty() && go(p, &a[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &a[1..]),
+            (Some(x), Some(y)) if x == y => go(&p[1..], &a[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), arn.as_bytes())
+}
+
+#[test]
+fn every_documented_reference_to_a_provider_credential_is_readable_by_the_send_path() {
+    let t = template();
+    let r = dev();
+    let params = t.section("Parameters").unwrap();
+    for (param, name) in [
+        ("SendgridApiKey", "sendgrid-api-key"),
+        ("MailgunApiKey", "mailgun-api-key"),
+        ("PostmarkServerToken", "postmark-server-token"),
+        ("Smtp2goApiKey", "smtp2go-api-key"),
+    ] {
+        // The two documented forms, as the parameter's pattern admits them for `dev`.
+        let pattern = params[param]["AllowedPattern"].as_str().unwrap();
+        assert_eq!(
+            pattern,
+            format!(
+                "^(ssm:/mailgate/[a-z][a-z0-9-]{{0,19}}/{name}|secretsmanager:mailgate/[a-z][a-z0-9-]{{0,19}}/{name})?$"
+            ),
+            "{param}"
+        );
+        // What resolving each form calls (shared/aws/src/secrets.rs): GetParameter on the
+        // parameter, or on SSM's reference path plus GetSecretValue on the secret, whose ARN
+        // carries a six-character suffix.
+        let ssm = format!("arn:aws:ssm:us-east-1:123456789012:parameter/mailgate/dev/{name}");
+        let via_ssm = format!(
+            "arn:aws:ssm:us-east-1:123456789012:parameter/aws/reference/secretsmanager/mailgate/dev/{name}"
+        );
+        let secret = format!(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:mailgate/dev/{name}-AbC123"
+        );
+        let other_secret = format!(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:mailgate/dev/{name}-other-AbC123"
+        );
+        for role in ["SendApiRole", "SendWorkerRole"] {
+            let granted = |action: &str, arn: &str| {
+                grants(&t, role, action)
+                    .into_iter()
+                    .flat_map(|(res, _)| res)
+                    .map(|v| r.string(v).unwrap())
+                    .any(|p| iam_matches(&p, arn))
+            };
+            assert!(granted("ssm:GetParameter", &ssm), "{role}: {ssm}");
+            assert!(granted("ssm:GetParameter", &via_ssm), "{role}: {via_ssm}");
+            assert!(
+                granted("secretsmanager:GetSecretValue", &secret),
+                "{role}: {secret}"
+            );
+            assert!(
+                !granted("secretsmanager:GetSecretValue", &other_secret),
+                "{role}: only that secret, not {other_secret}"
+            );
+        }
+    }
+}
+
 #[test]
 fn provider_credentials_are_references_never_plaintext() {
     let t = template();
@@ -294,6 +363,10 @@ fn provider_credentials_are_references_never_plaintext() {
     ] {
         let pattern = params[name]["AllowedPattern"].as_str().unwrap();
         assert!(pattern.starts_with("^(ssm:/mailgate/"), "{name}: {pattern}");
+        assert!(
+            !pattern.contains(".*"),
+            "{name}: only fixed names: {pattern}"
+        );
         assert_eq!(params[name]["Default"], "", "{name}");
     }
     for f in t.resources_of("AWS::Serverless::Function") {
