@@ -19,16 +19,12 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, Table, check_resources};
 use mailgate_core::{Clock, ProviderId, SystemClock};
-use mailgate_providers::mailgun::MailgunWebhookVerifier;
-use mailgate_providers::sendgrid::SendgridWebhookVerifier;
-use mailgate_providers::ses::sns::{
-    ReqwestSnsHttp, SnsHttp, SnsMessageType, SnsVerifier, SnsVerifyError,
+use mailgate_providers::ses::sns::{ReqwestSnsHttp, SnsHttp};
+use mailgate_providers::verify::WebhookRejection;
+use mailgate_providers::webhook::{
+    Handshake, VerifierSettings, VerifyFailure, WebhookDelivery, WebhookVerifier,
+    header as header_text, webhook_provider,
 };
-use mailgate_providers::verify::{
-    BasicAuthWebhook, BasicCredentials, SourceAllowlist, WebhookRejection,
-};
-use mailgate_providers::webhook::{Intake, header as header_text};
-use mailgate_providers::{postmark, smtp2go};
 use serde_json::json;
 
 use crate::http::ApiError;
@@ -46,174 +42,9 @@ pub const TABLES: &[Table] = &[Table::Receipts, Table::Dedupe];
 /// The queues a webhook function writes.
 pub const QUEUES: &[Queue] = &[Queue::Events];
 
-/// The default timestamp tolerance per provider, when `WEBHOOK_TIMESTAMP_TOLERANCE_SECS` is not
-/// set. SNS re-sends with the original `Timestamp` for up to an hour; SendGrid does not say
-/// whether retries are re-signed and retries for 24 h, so its window is a day (a replayed batch
-/// is an exact duplicate, caught by the body-hash dedupe); Mailgun's token cache backs a short
-/// window. Postmark and SMTP2GO send no timestamp.
-pub fn default_tolerance_secs(provider: ProviderId) -> i64 {
-    match provider {
-        ProviderId::Ses => 3_900,
-        ProviderId::Sendgrid => 86_400,
-        ProviderId::Mailgun => 300,
-        ProviderId::Postmark | ProviderId::Smtp2go => 0,
-    }
-}
-
-/// The configuration names of each provider's verification secrets and allowlists.
+/// The configuration names of `provider`'s verification secrets and allowlists.
 pub fn secret_variables(provider: ProviderId) -> &'static [&'static str] {
-    match provider {
-        ProviderId::Ses => &["SNS_ALLOWED_TOPIC_ARNS"],
-        ProviderId::Sendgrid => &["SENDGRID_WEBHOOK_PUBLIC_KEYS"],
-        ProviderId::Mailgun => &["MAILGUN_WEBHOOK_SIGNING_KEYS"],
-        ProviderId::Postmark => &[
-            "POSTMARK_WEBHOOK_CREDENTIALS",
-            "POSTMARK_WEBHOOK_ALLOWED_IPS",
-        ],
-        ProviderId::Smtp2go => &["SMTP2GO_WEBHOOK_CREDENTIALS", "SMTP2GO_WEBHOOK_ALLOWED_IPS"],
-    }
-}
-
-fn refs(values: &[String]) -> Vec<&str> {
-    values.iter().map(String::as_str).collect()
-}
-
-/// A provider's verification, built once at cold start from its configuration.
-#[derive(Clone)]
-pub enum WebhookVerifier {
-    /// SNS signatures, topic allowlist, certificate cache.
-    Ses(Arc<SnsVerifier>),
-    /// ECDSA over `timestamp ‖ body`.
-    Sendgrid(SendgridWebhookVerifier),
-    /// HMAC over `timestamp ‖ token`, plus the token replay cache.
-    Mailgun(MailgunWebhookVerifier),
-    /// Basic credentials and an optional source allowlist.
-    Postmark(BasicAuthWebhook),
-    /// Basic credentials and an optional source allowlist.
-    Smtp2go(BasicAuthWebhook),
-}
-
-impl std::fmt::Debug for WebhookVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WebhookVerifier::Ses(v) => v.fmt(f),
-            WebhookVerifier::Sendgrid(v) => v.fmt(f),
-            WebhookVerifier::Mailgun(v) => v.fmt(f),
-            WebhookVerifier::Postmark(v) | WebhookVerifier::Smtp2go(v) => v.fmt(f),
-        }
-    }
-}
-
-/// Why verification did not accept a delivery.
-enum VerifyFailure {
-    Rejected(WebhookRejection),
-    Unavailable(String),
-}
-
-impl WebhookVerifier {
-    /// Builds `provider`'s verifier from its configuration; SNS fetches go through `sns_http`.
-    pub fn from_lookup(
-        provider: ProviderId,
-        tolerance_secs: i64,
-        lookup: &impl Fn(&str) -> Option<String>,
-        sns_http: impl FnOnce() -> Result<Arc<dyn SnsHttp>, String>,
-    ) -> Result<Self, Vec<String>> {
-        let list = |name: &str| -> Vec<String> {
-            lookup(name)
-                .unwrap_or_default()
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect()
-        };
-        let required = |name: &str| -> Result<Vec<String>, Vec<String>> {
-            let values = list(name);
-            if values.is_empty() {
-                Err(vec![format!(
-                    "{name} is not set: webhook verification never turns off"
-                )])
-            } else {
-                Ok(values)
-            }
-        };
-        let basic = |creds: &str, ips: &str| -> Result<BasicAuthWebhook, Vec<String>> {
-            let pairs = required(creds)?;
-            let credentials =
-                BasicCredentials::new(&refs(&pairs)).map_err(|e| vec![format!("{creds}: {e}")])?;
-            let sources =
-                SourceAllowlist::new(&refs(&list(ips))).map_err(|e| vec![format!("{ips}: {e}")])?;
-            Ok(BasicAuthWebhook::new(credentials, sources))
-        };
-        match provider {
-            ProviderId::Ses => {
-                let topics = required("SNS_ALLOWED_TOPIC_ARNS")?;
-                let http = sns_http().map_err(|e| vec![format!("SNS HTTP client: {e}")])?;
-                SnsVerifier::new(&refs(&topics), tolerance_secs, http)
-                    .map(|v| WebhookVerifier::Ses(Arc::new(v)))
-                    .map_err(|e| vec![format!("SNS_ALLOWED_TOPIC_ARNS: {e}")])
-            }
-            ProviderId::Sendgrid => {
-                let keys = required("SENDGRID_WEBHOOK_PUBLIC_KEYS")?;
-                SendgridWebhookVerifier::new(&refs(&keys), tolerance_secs)
-                    .map(WebhookVerifier::Sendgrid)
-                    .map_err(|e| vec![format!("SENDGRID_WEBHOOK_PUBLIC_KEYS: {e}")])
-            }
-            ProviderId::Mailgun => {
-                let keys = required("MAILGUN_WEBHOOK_SIGNING_KEYS")?;
-                MailgunWebhookVerifier::new(&refs(&keys), tolerance_secs)
-                    .map(WebhookVerifier::Mailgun)
-                    .map_err(|e| vec![format!("MAILGUN_WEBHOOK_SIGNING_KEYS: {e}")])
-            }
-            ProviderId::Postmark => basic(
-                "POSTMARK_WEBHOOK_CREDENTIALS",
-                "POSTMARK_WEBHOOK_ALLOWED_IPS",
-            )
-            .map(WebhookVerifier::Postmark),
-            ProviderId::Smtp2go => {
-                basic("SMTP2GO_WEBHOOK_CREDENTIALS", "SMTP2GO_WEBHOOK_ALLOWED_IPS")
-                    .map(WebhookVerifier::Smtp2go)
-            }
-        }
-    }
-
-    async fn verify(
-        &self,
-        headers: &lambda_http::http::HeaderMap,
-        body: &[u8],
-        source: Option<IpAddr>,
-        clock: &dyn Clock,
-    ) -> Result<Verified, VerifyFailure> {
-        let plain = |r: Result<Intake, WebhookRejection>| {
-            r.map(|intake| Verified { intake, sns: None })
-                .map_err(VerifyFailure::Rejected)
-        };
-        match self {
-            WebhookVerifier::Sendgrid(v) => plain(v.verify_delivery(headers, body, clock)),
-            WebhookVerifier::Mailgun(v) => plain(v.verify_delivery(body, clock)),
-            WebhookVerifier::Postmark(a) => {
-                plain(postmark::verify_delivery(a, headers, body, source))
-            }
-            WebhookVerifier::Smtp2go(a) => {
-                plain(smtp2go::verify_delivery(a, headers, body, source))
-            }
-            WebhookVerifier::Ses(v) => {
-                let verified = v.verify(body, clock).await.map_err(|e| match e {
-                    SnsVerifyError::Rejected(r) => VerifyFailure::Rejected(r),
-                    other => VerifyFailure::Unavailable(other.to_string()),
-                })?;
-                let intake = mailgate_providers::ses::intake(&verified, body);
-                Ok(Verified {
-                    intake,
-                    sns: Some((v.clone(), verified)),
-                })
-            }
-        }
-    }
-}
-
-struct Verified {
-    intake: Intake,
-    sns: Option<(Arc<SnsVerifier>, mailgate_providers::ses::sns::VerifiedSns)>,
+    webhook_provider(provider).secret_variables()
 }
 
 /// Typed configuration of a webhook function.
@@ -228,7 +59,7 @@ pub struct WebhookConfig {
     /// How long receipts are kept (`WEBHOOK_RECEIPT_RETENTION_DAYS`), in seconds.
     pub retention_secs: i64,
     /// The provider's verification.
-    pub verifier: WebhookVerifier,
+    pub verifier: Arc<dyn WebhookVerifier>,
     /// Tables and queues.
     pub names: ResourceNames,
 }
@@ -286,15 +117,19 @@ impl WebhookConfig {
                 .unwrap_or(default)
         };
         let max_body_bytes = setting("WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES as i64);
-        let tolerance_secs = match provider {
-            ProviderId::Postmark | ProviderId::Smtp2go => 0,
-            _ => setting(
-                "WEBHOOK_TIMESTAMP_TOLERANCE_SECS",
-                default_tolerance_secs(provider),
-            ),
+        let webhooks = webhook_provider(provider);
+        // A provider whose deliveries carry no timestamp has no window to configure.
+        let tolerance_secs = match webhooks.default_tolerance_secs() {
+            0 => 0,
+            default => setting("WEBHOOK_TIMESTAMP_TOLERANCE_SECS", default),
         };
         let retention_days = setting("WEBHOOK_RECEIPT_RETENTION_DAYS", DEFAULT_RETENTION_DAYS);
-        let verifier = WebhookVerifier::from_lookup(provider, tolerance_secs, &lookup, sns_http)
+        let verifier = webhooks
+            .verifier(VerifierSettings {
+                tolerance_secs,
+                lookup: &lookup,
+                sns_http: Box::new(sns_http),
+            })
             .map_err(|e| problems.extend(e))
             .ok();
         match (names, verifier) {
@@ -429,10 +264,15 @@ impl WebhookFunction {
             .into_response();
         }
         let source = source_ip(request);
+        let received = WebhookDelivery {
+            headers: request.headers(),
+            body,
+            source,
+        };
         let verified = match self
             .config
             .verifier
-            .verify(request.headers(), body, source, self.clock.as_ref())
+            .verify(received, self.clock.as_ref())
             .await
         {
             Ok(v) => v,
@@ -442,24 +282,20 @@ impl WebhookFunction {
                 return unavailable("verification could not complete; retry later");
             }
         };
-        if let Some((sns, message)) = &verified.sns {
-            match message.message_type() {
-                SnsMessageType::SubscriptionConfirmation => {
-                    if let Err(e) = sns.confirm_subscription(message).await {
-                        if let Some(reason) = e.rejection() {
-                            return self.reject(reason);
-                        }
-                        tracing::warn!(%provider, topic = message.topic_arn(), error = %e, "subscription confirmation failed; SNS will retry");
-                        return unavailable("the subscription could not be confirmed; retry later");
-                    }
-                    tracing::info!(%provider, topic = message.topic_arn(), "SNS subscription confirmed");
+        match verified.handshake {
+            Some(Handshake::Subscribe { topic, confirm }) => match confirm.await {
+                Ok(()) => tracing::info!(%provider, topic, "SNS subscription confirmed"),
+                Err(VerifyFailure::Rejected(reason)) => return self.reject(reason),
+                Err(VerifyFailure::Unavailable(e)) => {
+                    tracing::warn!(%provider, topic, error = %e, "subscription confirmation failed; SNS will retry");
+                    return unavailable("the subscription could not be confirmed; retry later");
                 }
-                SnsMessageType::UnsubscribeConfirmation => {
-                    tracing::error!(%provider, topic = message.topic_arn(), "SNS says this endpoint was unsubscribed: SES events will stop arriving");
-                    metrics::count("SnsUnsubscribed", 1, &[("Provider", provider.as_str())]);
-                }
-                SnsMessageType::Notification => {}
+            },
+            Some(Handshake::Unsubscribed { topic }) => {
+                tracing::error!(%provider, topic, "SNS says this endpoint was unsubscribed: SES events will stop arriving");
+                metrics::count("SnsUnsubscribed", 1, &[("Provider", provider.as_str())]);
             }
+            None => {}
         }
         let delivery = Delivery {
             provider,

@@ -3,9 +3,10 @@
 //! What is queued per provider is what [`crate::webhook::events_of`] returns: the whole SNS
 //! envelope (SES), one element of the batch array (SendGrid), the `event-data` object (Mailgun),
 //! the body object (Postmark) and the body as a JSON object (SMTP2GO, form posts included). Each
-//! provider's mapping lives in its own module (`<provider>/events.rs`); this module holds the
-//! dispatch, the error and the small readers every mapping shares (times, addresses, ids, keys),
-//! so that "lenient" means the same thing for every provider.
+//! provider's mapping lives in its own module (`<provider>/events.rs`, reached through
+//! [`crate::webhook::webhook_provider`]); this module holds the error and the small readers
+//! every mapping shares (times, addresses, ids, keys), so that "lenient" means the same thing
+//! for every provider.
 
 use mailgate_core::{
     BounceReport, DeliveryEvent, EmailAddress, EnhancedStatus, EventKind, EventSource, MessageId,
@@ -60,19 +61,14 @@ impl NormaliseError {
 
 /// Normalises one event exactly as the webhook function queued it (see the module docs) into one
 /// [`DeliveryEvent`] per recipient. Unknown event types become [`EventKind::Unknown`], never an
-/// error; only text that is not the documented shape is an error.
+/// error; only text that is not the documented shape is an error. Shorthand for
+/// [`crate::webhook::WebhookProvider::normalise`].
 pub fn normalise(
     provider: ProviderId,
     event: &str,
     origin: &EventOrigin<'_>,
 ) -> Result<Vec<DeliveryEvent>, NormaliseError> {
-    match provider {
-        ProviderId::Ses => crate::ses::events::normalise(event, origin),
-        ProviderId::Sendgrid => crate::sendgrid::events::normalise(event, origin),
-        ProviderId::Mailgun => crate::mailgun::events::normalise(event, origin),
-        ProviderId::Postmark => crate::postmark::events::normalise(event, origin),
-        ProviderId::Smtp2go => crate::smtp2go::events::normalise(event, origin),
-    }
+    crate::webhook::webhook_provider(provider).normalise(event, origin)
 }
 
 /// Normalises an SES event that arrived through EventBridge (envelope with `id`, `detail-type`,

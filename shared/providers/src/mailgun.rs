@@ -4,18 +4,73 @@
 //! signature is hex HMAC-SHA256 of `timestamp ‖ token` under the webhook signing key. The
 //! `event-data` is not covered, so callers must also refuse a token seen before (replay cache).
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
-use mailgate_core::{Clock, DeliveryKind, ProviderId};
+use mailgate_core::{Clock, DeliveryEvent, DeliveryKind, ProviderId};
 use sha2::Sha256;
 
+use crate::events::{EventOrigin, NormaliseError};
 use crate::verify::{WebhookRejection, check_timestamp};
-use crate::webhook::{Intake, Payload, PayloadError, body_key};
+use crate::webhook::{
+    Intake, Payload, PayloadError, Verified, VerifierSettings, VerifyFailure, WebhookDelivery,
+    WebhookProvider, WebhookVerifier, body_key,
+};
 
 pub mod events;
 pub mod send;
 
 /// The provider this module covers.
 pub const PROVIDER: ProviderId = ProviderId::Mailgun;
+
+/// Mailgun's signed webhooks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MailgunWebhooks;
+
+impl WebhookProvider for MailgunWebhooks {
+    fn id(&self) -> ProviderId {
+        PROVIDER
+    }
+
+    fn secret_variables(&self) -> &'static [&'static str] {
+        &["MAILGUN_WEBHOOK_SIGNING_KEYS"]
+    }
+
+    // A short window, backed by the token replay cache.
+    fn default_tolerance_secs(&self) -> i64 {
+        300
+    }
+
+    fn verifier(
+        &self,
+        settings: VerifierSettings<'_>,
+    ) -> Result<Arc<dyn WebhookVerifier>, Vec<String>> {
+        settings.keyed("MAILGUN_WEBHOOK_SIGNING_KEYS", MailgunWebhookVerifier::new)
+    }
+
+    fn split(&self, body: &[u8], _content_type: Option<&str>) -> Result<Vec<String>, PayloadError> {
+        payload(body).events
+    }
+
+    fn normalise(
+        &self,
+        event: &str,
+        origin: &EventOrigin<'_>,
+    ) -> Result<Vec<DeliveryEvent>, NormaliseError> {
+        events::normalise(event, origin)
+    }
+}
+
+impl WebhookVerifier for MailgunWebhookVerifier {
+    fn verify<'a>(
+        &'a self,
+        delivery: WebhookDelivery<'a>,
+        clock: &'a dyn Clock,
+    ) -> BoxFuture<'a, Result<Verified, VerifyFailure>> {
+        Verified::settled(self.verify_delivery(delivery.body, clock))
+    }
+}
 
 /// A webhook signing key. `Debug` never shows it.
 #[derive(Clone)]

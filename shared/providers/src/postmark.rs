@@ -14,12 +14,16 @@
 //! | `SubscriptionChange` | hash of `MessageID`, `Recipient`, `ChangedAt`, `SuppressSending` |
 //! | anything else | hash of the body |
 
-use std::net::IpAddr;
+use std::sync::Arc;
 
-use mailgate_core::ProviderId;
+use mailgate_core::{DeliveryEvent, ProviderId};
 
-use crate::verify::{BasicAuthWebhook, WebhookRejection};
-use crate::webhook::{Intake, Payload, body_key, composite_key, field, single_object};
+use crate::events::{EventOrigin, NormaliseError};
+use crate::verify::BasicAuthVerifier;
+use crate::webhook::{
+    Payload, PayloadError, VerifierSettings, WebhookProvider, WebhookVerifier, body_key,
+    composite_key, field, single_object,
+};
 
 pub mod events;
 pub mod send;
@@ -86,14 +90,50 @@ pub(crate) fn event_key(map: &serde_json::Map<String, serde_json::Value>) -> Opt
     })
 }
 
-/// Verifies a delivery's credentials (and source address), then reads its event.
-pub fn verify_delivery(
-    auth: &BasicAuthWebhook,
-    headers: &http::HeaderMap,
-    body: &[u8],
-    source: Option<IpAddr>,
-) -> Result<Intake, WebhookRejection> {
-    auth.verify_delivery(headers, source, || payload(body))
+/// Postmark's webhooks, authenticated by HTTP Basic credentials.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PostmarkWebhooks;
+
+impl WebhookProvider for PostmarkWebhooks {
+    fn id(&self) -> ProviderId {
+        PROVIDER
+    }
+
+    fn secret_variables(&self) -> &'static [&'static str] {
+        &[
+            "POSTMARK_WEBHOOK_CREDENTIALS",
+            "POSTMARK_WEBHOOK_ALLOWED_IPS",
+        ]
+    }
+
+    // Postmark sends no timestamp.
+    fn default_tolerance_secs(&self) -> i64 {
+        0
+    }
+
+    fn verifier(
+        &self,
+        settings: VerifierSettings<'_>,
+    ) -> Result<Arc<dyn WebhookVerifier>, Vec<String>> {
+        BasicAuthVerifier::from_settings(
+            &settings,
+            "POSTMARK_WEBHOOK_CREDENTIALS",
+            "POSTMARK_WEBHOOK_ALLOWED_IPS",
+            |body, _| payload(body),
+        )
+    }
+
+    fn split(&self, body: &[u8], _content_type: Option<&str>) -> Result<Vec<String>, PayloadError> {
+        payload(body).events
+    }
+
+    fn normalise(
+        &self,
+        event: &str,
+        origin: &EventOrigin<'_>,
+    ) -> Result<Vec<DeliveryEvent>, NormaliseError> {
+        events::normalise(event, origin)
+    }
 }
 
 #[cfg(test)]

@@ -5,16 +5,23 @@
 //! `X-Twilio-Email-Event-Webhook-Timestamp`. High-S signatures are genuine (SendGrid's own python
 //! vector is one), so they are not normalised away.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use mailgate_core::{Clock, DeliveryKind, ProviderId};
+use futures::future::BoxFuture;
+use mailgate_core::{Clock, DeliveryEvent, DeliveryKind, ProviderId};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use sha2::{Digest, Sha256};
 
+use crate::events::{EventOrigin, NormaliseError};
 use crate::verify::{WebhookRejection, check_timestamp};
-use crate::webhook::{Intake, Payload, PayloadError, body_key, header};
+use crate::webhook::{
+    Intake, Payload, PayloadError, Verified, VerifierSettings, VerifyFailure, WebhookDelivery,
+    WebhookProvider, WebhookVerifier, body_key, header,
+};
 
 pub mod events;
 pub mod send;
@@ -25,6 +32,55 @@ pub const PROVIDER: ProviderId = ProviderId::Sendgrid;
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 /// The header carrying the decimal Unix timestamp.
 pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
+
+/// SendGrid's Event Webhook.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendgridWebhooks;
+
+impl WebhookProvider for SendgridWebhooks {
+    fn id(&self) -> ProviderId {
+        PROVIDER
+    }
+
+    fn secret_variables(&self) -> &'static [&'static str] {
+        &["SENDGRID_WEBHOOK_PUBLIC_KEYS"]
+    }
+
+    // SendGrid does not say whether retries are re-signed and retries for 24 h, so the window is
+    // a day; a replayed batch is an exact duplicate, caught by the body-hash dedupe.
+    fn default_tolerance_secs(&self) -> i64 {
+        86_400
+    }
+
+    fn verifier(
+        &self,
+        settings: VerifierSettings<'_>,
+    ) -> Result<Arc<dyn WebhookVerifier>, Vec<String>> {
+        settings.keyed("SENDGRID_WEBHOOK_PUBLIC_KEYS", SendgridWebhookVerifier::new)
+    }
+
+    fn split(&self, body: &[u8], _content_type: Option<&str>) -> Result<Vec<String>, PayloadError> {
+        events(body)
+    }
+
+    fn normalise(
+        &self,
+        event: &str,
+        origin: &EventOrigin<'_>,
+    ) -> Result<Vec<DeliveryEvent>, NormaliseError> {
+        events::normalise(event, origin)
+    }
+}
+
+impl WebhookVerifier for SendgridWebhookVerifier {
+    fn verify<'a>(
+        &'a self,
+        delivery: WebhookDelivery<'a>,
+        clock: &'a dyn Clock,
+    ) -> BoxFuture<'a, Result<Verified, VerifyFailure>> {
+        Verified::settled(self.verify_delivery(delivery.headers, delivery.body, clock))
+    }
+}
 
 /// A configured verification key that is not a base64 DER P-256 public key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

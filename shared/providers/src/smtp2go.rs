@@ -7,13 +7,15 @@
 //! of `email_id`, `event`, `rcpt` and `time` (hashed, so no address is stored in a key), or a
 //! hash of the body when none of them is present.
 
-use std::net::IpAddr;
+use std::sync::Arc;
 
-use mailgate_core::ProviderId;
+use mailgate_core::{DeliveryEvent, ProviderId};
 
-use crate::verify::{BasicAuthWebhook, WebhookRejection};
+use crate::events::{EventOrigin, NormaliseError};
+use crate::verify::BasicAuthVerifier;
 use crate::webhook::{
-    Intake, Payload, PayloadError, body_key, composite_key, field, single_object,
+    Payload, PayloadError, VerifierSettings, WebhookProvider, WebhookVerifier, body_key,
+    composite_key, field, single_object,
 };
 
 pub mod events;
@@ -65,16 +67,47 @@ pub fn payload(body: &[u8], content_type: Option<&str>) -> Payload {
     }
 }
 
-/// Verifies a delivery's credentials (and source address), then reads its event.
-pub fn verify_delivery(
-    auth: &BasicAuthWebhook,
-    headers: &http::HeaderMap,
-    body: &[u8],
-    source: Option<IpAddr>,
-) -> Result<Intake, WebhookRejection> {
-    auth.verify_delivery(headers, source, || {
-        payload(body, crate::webhook::header(headers, "content-type"))
-    })
+/// SMTP2GO's webhooks, authenticated by HTTP Basic credentials.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Smtp2goWebhooks;
+
+impl WebhookProvider for Smtp2goWebhooks {
+    fn id(&self) -> ProviderId {
+        PROVIDER
+    }
+
+    fn secret_variables(&self) -> &'static [&'static str] {
+        &["SMTP2GO_WEBHOOK_CREDENTIALS", "SMTP2GO_WEBHOOK_ALLOWED_IPS"]
+    }
+
+    // SMTP2GO sends no timestamp.
+    fn default_tolerance_secs(&self) -> i64 {
+        0
+    }
+
+    fn verifier(
+        &self,
+        settings: VerifierSettings<'_>,
+    ) -> Result<Arc<dyn WebhookVerifier>, Vec<String>> {
+        BasicAuthVerifier::from_settings(
+            &settings,
+            "SMTP2GO_WEBHOOK_CREDENTIALS",
+            "SMTP2GO_WEBHOOK_ALLOWED_IPS",
+            payload,
+        )
+    }
+
+    fn split(&self, body: &[u8], content_type: Option<&str>) -> Result<Vec<String>, PayloadError> {
+        payload(body, content_type).events
+    }
+
+    fn normalise(
+        &self,
+        event: &str,
+        origin: &EventOrigin<'_>,
+    ) -> Result<Vec<DeliveryEvent>, NormaliseError> {
+        events::normalise(event, origin)
+    }
 }
 
 #[cfg(test)]

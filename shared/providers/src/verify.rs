@@ -3,13 +3,20 @@
 //! (Postmark, SMTP2GO).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use futures::future::BoxFuture;
 use ipnet::IpNet;
 use mailgate_core::Clock;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::webhook::{
+    Payload, Verified, VerifierSettings, VerifyFailure, WebhookDelivery, WebhookVerifier, header,
+    refs,
+};
 
 /// Why a webhook delivery failed verification. Callers answer 401 without detail and count the
 /// kind; the detail is for logs and metrics only.
@@ -268,6 +275,51 @@ impl BasicAuthWebhook {
         self.sources.check(source)?;
         self.credentials
             .verify(crate::webhook::header(headers, "authorization"))
+    }
+}
+
+/// The verification of a provider that does not sign (Postmark, SMTP2GO): its Basic credentials
+/// and source allowlist, then its reader of the one event a POST carries.
+#[derive(Debug, Clone)]
+pub struct BasicAuthVerifier {
+    auth: BasicAuthWebhook,
+    payload: fn(&[u8], Option<&str>) -> Payload,
+}
+
+impl BasicAuthVerifier {
+    /// Reads the required `user:password` list `credentials` and the optional source allowlist
+    /// `sources` from configuration (each problem names its variable); verified bodies are read
+    /// with `payload`, given the body and its content type.
+    pub fn from_settings(
+        settings: &VerifierSettings<'_>,
+        credentials: &str,
+        sources: &str,
+        payload: fn(&[u8], Option<&str>) -> Payload,
+    ) -> Result<Arc<dyn WebhookVerifier>, Vec<String>> {
+        let pairs = settings.required(credentials)?;
+        let checked = BasicCredentials::new(&refs(&pairs))
+            .map_err(|e| vec![format!("{credentials}: {e}")])?;
+        let allowed = SourceAllowlist::new(&refs(&settings.list(sources)))
+            .map_err(|e| vec![format!("{sources}: {e}")])?;
+        Ok(Arc::new(Self {
+            auth: BasicAuthWebhook::new(checked, allowed),
+            payload,
+        }))
+    }
+}
+
+impl WebhookVerifier for BasicAuthVerifier {
+    fn verify<'a>(
+        &'a self,
+        delivery: WebhookDelivery<'a>,
+        _clock: &'a dyn Clock,
+    ) -> BoxFuture<'a, Result<Verified, VerifyFailure>> {
+        Verified::settled(
+            self.auth
+                .verify_delivery(delivery.headers, delivery.source, || {
+                    (self.payload)(delivery.body, header(delivery.headers, "content-type"))
+                }),
+        )
     }
 }
 
