@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds every Lambda function of infra/template.yaml for deployment and checks its size, then
-# runs `sam build` with the project's pinned aws-sam-cli (see README "Packaging").
+# runs `sam build` with the project's pinned aws-sam-cli (see docs/deploy.md, "Packaging").
 #
 #   make package                 # arm64 (the template's architecture), then sam build
 #   ARCH=x86_64 make package     # x86_64 bootstraps only (sam build would still build arm64)
