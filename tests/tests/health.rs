@@ -1,9 +1,12 @@
-//! `GET /v1/health` through the real `send-api` handler, fed the API Gateway fixture.
+//! `GET /v1/health` through the real `send-api` handler, fed the API Gateway fixture: the verdict
+//! alone for anyone, the full report for a key with the `read` scope.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use lambda_http::http::StatusCode;
+use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
+use mailgate_aws::DynamoDbApiKeys;
+use mailgate_core::{ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Scopes};
 use mailgate_tests::{TestStack, fixture};
 use send_api::{SendApi, SendApiConfig};
 
@@ -19,6 +22,28 @@ fn request(name: &str) -> lambda_http::Request {
         .expect("the fixture is an API Gateway v2 request")
 }
 
+/// The health request with `Authorization: Bearer <a new key with scopes>`.
+async fn with_key(t: &TestStack, scopes: &str) -> lambda_http::Request {
+    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+    let record = ApiKeyRecord::new(
+        &secret,
+        ApiKeyLabel::parse("health test").unwrap(),
+        KeyEnvironment::Test,
+        Scopes::parse_list(scopes).unwrap(),
+        time::OffsetDateTime::now_utc(),
+    );
+    DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
+        .create(&record)
+        .await
+        .unwrap();
+    let mut r = request("send-api/get-health.json");
+    r.headers_mut().insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {}", secret.expose())).unwrap(),
+    );
+    r
+}
+
 async fn api(t: &TestStack) -> SendApi {
     let config = SendApiConfig::from_lookup(t.function_env("send-api"))
         .expect("the template configures send-api");
@@ -28,10 +53,7 @@ async fn api(t: &TestStack) -> SendApi {
 #[tokio::test]
 async fn health_is_200_when_every_table_and_queue_exists() {
     let t = TestStack::new().await;
-    let response = api(&t)
-        .await
-        .handle(request("send-api/get-health.json"))
-        .await;
+    let response = api(&t).await.handle(with_key(&t, "read").await).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body = json(&response);
     assert_eq!(body["status"], "healthy");
@@ -68,6 +90,7 @@ async fn health_is_200_when_every_table_and_queue_exists() {
 async fn health_is_503_naming_a_missing_table() {
     let t = TestStack::new().await;
     let api = api(&t).await;
+    let read = with_key(&t, "read").await;
     let missing = t.table("IdempotencyTable");
     t.clients
         .dynamodb
@@ -77,7 +100,7 @@ async fn health_is_503_naming_a_missing_table() {
         .await
         .unwrap();
 
-    let response = api.handle(request("send-api/get-health.json")).await;
+    let response = api.handle(read).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = json(&response);
     assert_eq!(body["status"], "unhealthy");
@@ -104,6 +127,7 @@ async fn health_is_503_naming_a_missing_table() {
 async fn health_is_503_naming_a_missing_queue() {
     let t = TestStack::new().await;
     let api = api(&t).await;
+    let read = with_key(&t, "read").await;
     t.clients
         .sqs
         .delete_queue()
@@ -112,7 +136,7 @@ async fn health_is_503_naming_a_missing_queue() {
         .await
         .unwrap();
 
-    let response = api.handle(request("send-api/get-health.json")).await;
+    let response = api.handle(read).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(&response)["queues"][0]["state"], "missing");
 }
@@ -124,9 +148,20 @@ async fn health_is_503_when_the_emulator_cannot_be_reached() {
     let dead = mailgate_tests::sdk_config("http://127.0.0.1:9").await;
     let config = SendApiConfig::from_lookup(t.function_env("send-api")).unwrap();
     let api = SendApi::new(config, mailgate_aws::AwsClients::new(&dead)).unwrap();
+    // Without a key: the verdict alone (the key cannot be checked with AWS unreachable).
     let response = api.handle(request("send-api/get-health.json")).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = json(&response);
+    assert_eq!(body["status"], "unhealthy");
+    assert!(body.get("tables").is_none(), "{body}");
+    // The report behind it: every check unreachable, none missing.
+    let dead_clients = mailgate_aws::AwsClients::new(&dead);
+    let names = SendApiConfig::from_lookup(t.function_env("send-api"))
+        .unwrap()
+        .names;
+    let report =
+        mailgate_aws::check_resources(&dead_clients.dynamodb, &dead_clients.sqs, &names).await;
+    let body = serde_json::to_value(&report).unwrap();
     assert!(
         body["tables"]
             .as_array()
@@ -145,4 +180,70 @@ async fn unknown_routes_are_404_with_the_error_shape() {
         .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(json(&response)["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn an_anonymous_caller_gets_the_verdict_and_nothing_that_names_a_resource() {
+    let t = TestStack::new().await;
+    let api = api(&t).await;
+    let response = api.handle(request("send-api/get-health.json")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json(&response), serde_json::json!({"status": "healthy"}));
+
+    // Unhealthy: still nothing that names a table, a queue URL or the account.
+    let missing = t.table("IdempotencyTable");
+    t.clients
+        .dynamodb
+        .delete_table()
+        .table_name(&missing)
+        .send()
+        .await
+        .unwrap();
+    let api = self::api(&t).await;
+    let response = api.handle(request("send-api/get-health.json")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = match response.body() {
+        Body::Text(t) => t.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(!text.contains(&missing), "{text}");
+    // No queue URL (they carry the account id), no SDK error text.
+    assert!(
+        !text.contains("123456789012") && !text.contains("http"),
+        "{text}"
+    );
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["error"]["code"], "dependencies_unavailable");
+}
+
+#[tokio::test]
+async fn the_full_report_needs_a_key_with_the_read_scope() {
+    let t = TestStack::new().await;
+    let api = api(&t).await;
+    let response = api.handle(with_key(&t, "send").await).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(json(&response)["error"]["code"], "insufficient_scope");
+    let mut forged = request("send-api/get-health.json");
+    forged.headers_mut().insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer mg_test_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+    );
+    assert_eq!(api.handle(forged).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn anonymous_health_checks_reuse_one_check_of_the_resources_for_a_while() {
+    let t = TestStack::new().await;
+    let (clients, log) = mailgate_tests::calls::counted_clients(&t.sdk);
+    let config = SendApiConfig::from_lookup(t.function_env("send-api")).unwrap();
+    let api = SendApi::new(config, clients).unwrap();
+    for _ in 0..5 {
+        let response = api.handle(request("send-api/get-health.json")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let calls = log.take();
+    // One check: a DescribeTable per table and one GetQueueAttributes, not five of each.
+    assert_eq!(calls.total("dynamodb"), 5, "{}", calls.describe());
+    assert_eq!(calls.total("sqs"), 1, "{}", calls.describe());
 }

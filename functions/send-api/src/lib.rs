@@ -1,4 +1,5 @@
-//! `send-api`: the HTTP API behind API Gateway: `GET /v1/health` (unauthenticated),
+//! `send-api`: the HTTP API behind API Gateway: `GET /v1/health` (the verdict for anyone, the
+//! full report for a key with the `read` scope),
 //! `GET /v1/keys/self` (any valid API key), `POST /v1/messages` and `POST /v1/messages/batch`
 //! (scope `send`), `GET|DELETE /v1/messages/{id}` and the suppression routes.
 
@@ -12,11 +13,9 @@ use std::time::Duration;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use mailgate_aws::{
-    AwsClients, ConfigError, DynamoDbApiKeys, Queue, ResourceNames, Table, check_resources,
-};
+use mailgate_aws::{AwsClients, ConfigError, DynamoDbApiKeys, Queue, ResourceNames, Table};
 use mailgate_core::{AuthenticatedKey, Requirement};
-use mailgate_lambda::health::health_response;
+use mailgate_lambda::health::{HealthCheck, health_response, public_health_response};
 use mailgate_lambda::http::{ApiError, json_response};
 use mailgate_lambda::wiring::{WiringError, message_delivery, message_intake};
 use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
@@ -126,6 +125,7 @@ pub struct SendApi {
     clients: AwsClients,
     auth: Authenticator,
     intake: Arc<MessageIntake>,
+    health: Arc<HealthCheck>,
 }
 
 impl SendApi {
@@ -142,11 +142,13 @@ impl SendApi {
             limits: mailgate_core::SendLimits::default(),
         };
         let intake = message_intake(&clients, &config.names, Arc::new(delivery), settings);
+        let health = Arc::new(HealthCheck::new(clients.clone(), config.names.clone()));
         Ok(Self {
             config,
             clients,
             auth,
             intake: Arc::new(intake),
+            health,
         })
     }
 
@@ -164,7 +166,7 @@ impl SendApi {
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let path = request.uri().path().trim_end_matches('/');
         match (request.method(), path) {
-            (&Method::GET | &Method::HEAD, "/v1/health") => self.health().await,
+            (&Method::GET | &Method::HEAD, "/v1/health") => self.health(&request).await,
             (_, "/v1/health") => ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -211,13 +213,23 @@ impl SendApi {
         }
     }
 
-    async fn health(&self) -> Response<Body> {
-        let report = check_resources(
-            &self.clients.dynamodb,
-            &self.clients.sqs,
-            &self.config.names,
-        )
-        .await;
-        health_response(FUNCTION_NAME, &report)
+    /// `GET /v1/health`: the verdict for anyone; with an `Authorization` header, the full
+    /// report for a key with the `read` scope (any other key is refused as on every route).
+    async fn health(&self, request: &Request) -> Response<Body> {
+        if request
+            .headers()
+            .contains_key(lambda_http::http::header::AUTHORIZATION)
+        {
+            if let Err(refused) = self
+                .authenticate(request, Requirement::Scope(mailgate_core::Scope::Read))
+                .await
+            {
+                return refused;
+            }
+            let report = self.health.report().await;
+            return health_response(FUNCTION_NAME, &report);
+        }
+        let report = self.health.report().await;
+        public_health_response(&report)
     }
 }
