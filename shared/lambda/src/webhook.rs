@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, Table, check_resources};
+use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, Table};
 use mailgate_core::{Clock, ProviderId, SystemClock};
 use mailgate_providers::ses::sns::{ReqwestSnsHttp, SnsHttp};
 use mailgate_providers::verify::WebhookRejection;
@@ -173,7 +173,7 @@ impl WebhookStats {
 #[derive(Clone)]
 pub struct WebhookFunction {
     config: WebhookConfig,
-    clients: AwsClients,
+    health: Arc<crate::health::HealthCheck>,
     ingestion: Ingestion,
     clock: Arc<dyn Clock>,
     stats: Arc<WebhookStats>,
@@ -203,9 +203,13 @@ impl WebhookFunction {
             config.retention_secs,
             replay_window,
         );
+        let health = Arc::new(crate::health::HealthCheck::new(
+            clients.clone(),
+            config.names.clone(),
+        ));
         Self {
             config,
-            clients,
+            health,
             ingestion,
             clock,
             stats: Arc::default(),
@@ -225,14 +229,12 @@ impl WebhookFunction {
     /// Answers one function URL request.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         match *request.method() {
+            // Function URLs are public and carry no API key: the verdict alone (the report
+            // would name tables and queue URLs, which carry the account id), from a check
+            // cached for a few seconds so polling costs no AWS calls per request.
             Method::GET | Method::HEAD => {
-                let report = check_resources(
-                    &self.clients.dynamodb,
-                    &self.clients.sqs,
-                    &self.config.names,
-                )
-                .await;
-                crate::health::health_response(&self.function_name(), &report)
+                let report = self.health.report().await;
+                crate::health::public_health_response(&report)
             }
             Method::POST => self.receive(&request).await,
             _ => ApiError::new(
