@@ -91,6 +91,16 @@ async fn the_event_processor_parks_an_unreadable_envelope_and_retries_a_missing_
         panic!("expected a batch response");
     };
     assert_eq!(failures(&response), vec!["m-2".to_owned()]);
+    // Parked or retried, every failure still counts toward `ProcessingFailures`.
+    let tally = p.tally().snapshot();
+    assert_eq!(
+        tally[&("ProcessingFailures", "ses".into(), "none".into())],
+        1
+    );
+    assert_eq!(
+        tally[&("ProcessingFailures", "sendgrid".into(), "none".into())],
+        2
+    );
     let mut dlq = parked(&t, "EventsDeadLetterQueue").await;
     dlq.sort();
     assert_eq!(dlq.len(), 2, "{dlq:?}");

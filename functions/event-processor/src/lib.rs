@@ -196,23 +196,23 @@ impl EventProcessor {
         }
     }
 
-    /// Processes one queue message: done, retried, or parked as poison.
+    /// Processes one queue message: done, retried, or parked as poison. Every failure counts
+    /// toward `ProcessingFailures`, poison included.
     pub async fn process_record(&self, record: SqsMessage) -> Verdict {
         let body = record.body.unwrap_or_default();
-        let report = self.apply(&body).await;
-        match report.failure {
-            None => Verdict::Done,
-            Some(err) if err.is_poison() => Verdict::Poison(err.to_string()),
-            Some(err) => {
-                let provider = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("provider").and_then(Value::as_str).map(str::to_owned))
-                    .unwrap_or_else(|| "ses".to_owned());
-                self.tally.add("ProcessingFailures", &provider, "none");
-                tracing::error!(error = %err, "event left on the queue for retry");
-                Verdict::Retry(err.to_string())
-            }
+        let Some(err) = self.apply(&body).await.failure else {
+            return Verdict::Done;
+        };
+        let provider = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("provider").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| "ses".to_owned());
+        self.tally.add("ProcessingFailures", &provider, "none");
+        if err.is_poison() {
+            return Verdict::Poison(err.to_string());
         }
+        tracing::error!(error = %err, "event left on the queue for retry");
+        Verdict::Retry(err.to_string())
     }
 
     /// Processes the body of one queue message; returns what became of each event in it.

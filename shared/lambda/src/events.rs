@@ -262,4 +262,61 @@ mod tests {
             }))
         );
     }
+
+    #[test]
+    fn a_report_counts_its_bounce_class_and_its_outcome_by_provider_and_category() {
+        use mailgate_core::{MessageCategory, ProviderId};
+        use mailgate_services::events::EventCategory;
+        let tally = Tally::default();
+        let report = |kind, category, bounce, outcome| EventReport {
+            provider: ProviderId::Ses,
+            kind,
+            category,
+            bounce,
+            outcome,
+            lag_ms: None,
+        };
+        let ours = EventCategory::Message(MessageCategory::Transactional);
+        tally.count(&report(
+            EventKind::Bounced,
+            ours,
+            Some(BounceClass::Hard),
+            Some(EventOutcome::Applied),
+        ));
+        // A failure after the effects still counts the bounce, and nothing else.
+        tally.count(&report(
+            EventKind::Bounced,
+            ours,
+            Some(BounceClass::SenderSide),
+            None,
+        ));
+        tally.count(&report(
+            EventKind::Delivered,
+            ours,
+            None,
+            Some(EventOutcome::Applied),
+        ));
+        tally.count(&report(
+            EventKind::Opened,
+            EventCategory::Orphan,
+            None,
+            Some(EventOutcome::Orphaned),
+        ));
+        tally.count(&report(
+            EventKind::Opened,
+            EventCategory::Uncorrelated,
+            None,
+            Some(EventOutcome::Duplicate),
+        ));
+        let key = |m: &'static str, c: &str| (m, "ses".to_owned(), c.to_owned());
+        let expected = BTreeMap::from([
+            (key("Bounces", "transactional"), 2),
+            (key("HardBounces", "transactional"), 1),
+            (key("SenderSideBounces", "transactional"), 1),
+            (key("Delivered", "transactional"), 1),
+            (key("OrphanEvents", "unknown"), 1),
+            (key("DedupeHits", "none"), 1),
+        ]);
+        assert_eq!(tally.snapshot(), expected);
+    }
 }
