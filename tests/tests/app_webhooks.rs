@@ -22,7 +22,7 @@ use mailgate_core::{
     BounceReport, DeliveryEvent, EmailAddress, EndpointFilter, EnhancedStatus, EventKind,
     EventSource, MessageId, ProviderId, UnixMillis, app_event_key, webhook_message_id,
 };
-use mailgate_lambda::app_webhooks::AppWebhookFanOut;
+use mailgate_services::fan_out::AppWebhookFanOut;
 use mailgate_tests::TestStack;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -40,7 +40,7 @@ fn outbound(t: &TestStack) -> SqsOutboundQueue {
 }
 
 fn fan_out(t: &TestStack) -> AppWebhookFanOut {
-    AppWebhookFanOut::new(endpoints(t), outbound(t))
+    AppWebhookFanOut::new(Arc::new(endpoints(t)), Arc::new(outbound(t)))
 }
 
 /// The dispatcher as the template configures it, with the retry base set to `base_secs`.

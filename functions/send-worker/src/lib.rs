@@ -4,8 +4,9 @@
 //! delivered by the same [`MessageDelivery`] the API uses.
 //!
 //! Per record (reported through `batchItemFailures`):
-//! - malformed body, unknown message or missing content → logged and acknowledged (poison: a
-//!   retry cannot fix it);
+//! - malformed body or unknown version → moved to the send DLQ at once with the reason
+//!   (`mailgate_poison_reason`) and acknowledged (poison: a retry cannot fix it);
+//! - unknown message or missing content → logged and acknowledged;
 //! - the message is no longer `queued` (sent, failed, cancelled, …) → acknowledged without a
 //!   send: SQS delivers at least once, so a redelivered pointer must not send twice;
 //! - another worker holds the message (`sending` under a live lease: SQS handed the same pointer
@@ -22,9 +23,12 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, SendQueueMessage, Table};
+use mailgate_aws::{
+    AwsClients, ConfigError, Queue, ResourceNames, SendQueueMessage, SqsDeadLetterQueue, Table,
+};
 use mailgate_core::MessageState;
-use mailgate_lambda::sqs::{RecordOutcome, drive_batch};
+use mailgate_lambda::poison::{Verdict, drive_batch_with_dlq};
+use mailgate_lambda::sqs::RecordOutcome;
 use mailgate_lambda::wiring::{WiringError, count_send, message_delivery};
 use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
 use mailgate_services::delivery::{DeliveryError, MessageDelivery, StoredDelivery};
@@ -35,6 +39,8 @@ pub const FUNCTION_NAME: &str = "send-worker";
 pub const TABLES: &[Table] = &[Table::Messages, Table::Control];
 /// The queues it reads and writes.
 pub const QUEUES: &[Queue] = &[Queue::Send];
+/// The variable holding the send queue's dead-letter queue URL.
+pub const DLQ_VAR: &str = "SEND_DLQ_URL";
 
 /// Typed configuration, loaded once per cold start.
 #[derive(Debug, Clone)]
@@ -43,6 +49,8 @@ pub struct Config {
     pub names: ResourceNames,
     /// The providers to send through.
     pub providers: ProvidersConfig,
+    /// Where poison records go (`SEND_DLQ_URL`).
+    pub dlq_url: String,
 }
 
 impl Config {
@@ -60,8 +68,16 @@ impl Config {
         let providers = ProvidersConfig::from_lookup(&lookup)
             .map_err(|e| problems.extend(e.problems))
             .ok();
-        match (names, providers) {
-            (Some(names), Some(providers)) => Ok(Self { names, providers }),
+        let dlq_url = lookup(DLQ_VAR).filter(|v| !v.trim().is_empty());
+        if dlq_url.is_none() {
+            problems.push(format!("{DLQ_VAR} is not set"));
+        }
+        match (names, providers, dlq_url) {
+            (Some(names), Some(providers), Some(dlq_url)) => Ok(Self {
+                names,
+                providers,
+                dlq_url,
+            }),
             _ => Err(ConfigError { problems }),
         }
     }
@@ -80,6 +96,7 @@ pub enum WorkerError {
 pub struct Function {
     config: Config,
     delivery: Arc<MessageDelivery>,
+    dlq: Arc<SqsDeadLetterQueue>,
 }
 
 impl Function {
@@ -87,6 +104,10 @@ impl Function {
     pub fn new(config: Config, clients: AwsClients) -> Result<Self, WorkerError> {
         let delivery = message_delivery(&clients, &config.names, &config.providers)?;
         Ok(Self {
+            dlq: Arc::new(SqsDeadLetterQueue::new(
+                clients.sqs.clone(),
+                config.dlq_url.clone(),
+            )),
             config,
             delivery: Arc::new(delivery),
         })
@@ -94,19 +115,20 @@ impl Function {
 
     /// Handles one SQS batch, reporting the records to retry.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        drive_batch(event, |record| self.process(record)).await
+        drive_batch_with_dlq(event, self.dlq.as_ref(), |record| self.process(record)).await
     }
 
     /// One record.
-    async fn process(&self, record: SqsMessage) -> RecordOutcome {
+    async fn process(&self, record: SqsMessage) -> Verdict {
         let body = record.body.as_deref().unwrap_or_default();
-        let message = match SendQueueMessage::parse(body) {
-            Ok(m) => m,
-            Err(err) => {
-                tracing::error!(sqs_message_id = record.message_id.as_deref().unwrap_or("-"), error = %err, "poison record acknowledged");
-                return RecordOutcome::Done;
-            }
-        };
+        match SendQueueMessage::parse(body) {
+            Ok(message) => self.deliver(&message).await.into(),
+            Err(err) => Verdict::Poison(err.to_string()),
+        }
+    }
+
+    /// Delivers the message a record points to.
+    async fn deliver(&self, message: &SendQueueMessage) -> RecordOutcome {
         let id = &message.message_id;
         let budget = self.config.providers.send_budget;
         match self.delivery.deliver_stored(id, budget).await {

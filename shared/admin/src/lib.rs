@@ -528,7 +528,16 @@ pub async fn run_dlq(
                 .or_else(|| lookup(var))
                 .filter(|u| !u.trim().is_empty())
                 .ok_or(AdminError::QueueNotConfigured(var))?;
-            let moved = replay_dead_letters(sqs, &url).await?;
+            let mut lines = Vec::new();
+            let moved = replay_dead_letters_with(sqs, &url, &mut |replayed| {
+                lines.push(replayed_line(replayed));
+            })
+            .await;
+            // Every message moved is named (with its poison reason), even when a later call failed.
+            for line in &lines {
+                writeln!(out, "{line}")?;
+            }
+            let moved = moved?;
             writeln!(
                 out,
                 "replayed {moved} message(s) from the {} dead-letter queue",
@@ -557,6 +566,30 @@ pub enum ReplayError {
     },
 }
 
+/// One message moved back from a dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Its SQS message id in the dead-letter queue.
+    pub message_id: String,
+    /// Why a consumer parked it there at once (the `mailgate_poison_reason` attribute); `None`
+    /// when SQS moved it after the redrive count.
+    pub poison_reason: Option<String>,
+}
+
+/// The line `dlq replay` prints for a replayed message.
+pub fn replayed_line(replayed: &Replayed) -> String {
+    match &replayed.poison_reason {
+        Some(reason) => format!(
+            "replayed {}: parked as poison: {reason}",
+            replayed.message_id
+        ),
+        None => format!(
+            "replayed {}: moved after the redrive count (no poison reason)",
+            replayed.message_id
+        ),
+    }
+}
+
 /// Moves every message of the dead-letter queue of `queue_url` back onto it: receive up to ten,
 /// send them, then delete them from the dead-letter queue, until a receive comes back empty.
 /// Returns how many moved. A failure between send and delete leaves a copy in both queues,
@@ -564,6 +597,15 @@ pub enum ReplayError {
 pub async fn replay_dead_letters(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
+) -> Result<usize, ReplayError> {
+    replay_dead_letters_with(sqs, queue_url, &mut |_| {}).await
+}
+
+/// [`replay_dead_letters`], telling `replayed` about each message moved (with its poison reason).
+pub async fn replay_dead_letters_with(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    replayed: &mut dyn FnMut(&Replayed),
 ) -> Result<usize, ReplayError> {
     use aws_sdk_sqs::error::DisplayErrorContext;
     use aws_sdk_sqs::types::{
@@ -638,6 +680,14 @@ pub async fn replay_dead_letters(
             let Some(m) = ok.id().parse::<usize>().ok().and_then(|i| messages.get(i)) else {
                 continue;
             };
+            replayed(&Replayed {
+                message_id: m.message_id().unwrap_or("-").to_owned(),
+                poison_reason: m
+                    .message_attributes()
+                    .and_then(|a| a.get(mailgate_aws::POISON_REASON_ATTRIBUTE))
+                    .and_then(|v| v.string_value())
+                    .map(str::to_owned),
+            });
             let entry = DeleteMessageBatchRequestEntry::builder()
                 .id(ok.id())
                 .receipt_handle(m.receipt_handle().unwrap_or_default())
@@ -1090,6 +1140,26 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("email.delivered"), "{err}");
         assert!(parse(&["endpoints", "remove", "key_x", "--table", "e"]).is_err());
+    }
+
+    #[test]
+    fn a_replayed_message_is_named_with_its_poison_reason() {
+        let poison = Replayed {
+            message_id: "m-1".into(),
+            poison_reason: Some("unreadable queue message: expected value".into()),
+        };
+        assert_eq!(
+            replayed_line(&poison),
+            "replayed m-1: parked as poison: unreadable queue message: expected value"
+        );
+        let redriven = Replayed {
+            message_id: "m-2".into(),
+            poison_reason: None,
+        };
+        assert_eq!(
+            replayed_line(&redriven),
+            "replayed m-2: moved after the redrive count (no poison reason)"
+        );
     }
 
     #[test]

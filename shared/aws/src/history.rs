@@ -24,9 +24,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use mailgate_core::{
-    DeliveryEvent, MessageRecord, MessageState, ProviderId, UnixMillis, suppression_key,
-};
+use mailgate_core::{DeliveryEvent, MessageRecord, ProviderId, UnixMillis, suppression_key};
 
 use crate::messages::{SUMMARY, cancellation_codes, message_pk};
 
@@ -80,37 +78,9 @@ impl HistoryError {
     }
 }
 
-/// What [`DynamoDbEventHistory::claim`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventClaim {
-    /// First sight (or a dead invocation's expired claim): process it.
-    New,
-    /// Already processed: a duplicate.
-    Done,
-    /// Another invocation is processing it now: retry later.
-    Busy,
-}
+pub use mailgate_core::ports::{EventClaim, EventRecorded};
 
 pub use mailgate_core::HistoryEntry;
-
-/// What [`DynamoDbEventHistory::record`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventRecorded {
-    /// Appended to the message's history; the state moved from the first to the second value
-    /// (equal when the event did not change it).
-    Applied {
-        /// The state before.
-        before: MessageState,
-        /// The state after.
-        after: MessageState,
-    },
-    /// Stored as an orphan (no message of ours).
-    Orphaned,
-    /// The summary changed since it was read: read it again and retry.
-    Conflict,
-    /// Another invocation finished the event first.
-    Duplicate,
-}
 
 /// The event history and dedupe claims on DynamoDB.
 #[derive(Debug, Clone)]

@@ -48,3 +48,7 @@ pub mod outbound_queue;
 pub use outbound_queue::{
     MalformedOutboundMessage, OutboundDelivery, OutboundQueueError, SqsOutboundQueue,
 };
+pub mod event_ports;
+pub use event_ports::{SqsEventForwarder, visibility_seconds};
+pub mod dead_letters;
+pub use dead_letters::{POISON_REASON_ATTRIBUTE, SqsDeadLetterQueue};

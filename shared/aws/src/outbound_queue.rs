@@ -11,76 +11,13 @@
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use mailgate_core::EndpointId;
-use serde::{Deserialize, Serialize};
 
 /// Entries per `SendMessageBatch` call (the API's limit).
 const BATCH_ENTRIES: usize = 10;
 
-/// The version of the queue message format.
-pub const OUTBOUND_MESSAGE_VERSION: u8 = 1;
-
-/// One delivery of an app webhook to one endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboundDelivery {
-    /// The endpoint to deliver to.
-    pub endpoint_id: EndpointId,
-    /// The `webhook-id` header: stable across retries.
-    pub webhook_id: String,
-    /// The exact body to sign and send.
-    pub body: String,
-}
-
-/// The wire form, with its version first.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Wire {
-    v: u8,
-    endpoint_id: EndpointId,
-    webhook_id: String,
-    body: String,
-}
-
-/// A body that is not an outbound-queue message.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("not an outbound-queue message: {0}")]
-pub struct MalformedOutboundMessage(pub String);
-
-impl OutboundDelivery {
-    /// The queue message body.
-    pub fn to_body(&self) -> String {
-        let wire = Wire {
-            v: OUTBOUND_MESSAGE_VERSION,
-            endpoint_id: self.endpoint_id.clone(),
-            webhook_id: self.webhook_id.clone(),
-            body: self.body.clone(),
-        };
-        // A struct of strings always serialises.
-        serde_json::to_string(&wire).unwrap_or_default()
-    }
-
-    /// Reads a queue message body; any other version or shape is malformed.
-    pub fn parse(body: &str) -> Result<Self, MalformedOutboundMessage> {
-        let wire: Wire =
-            serde_json::from_str(body).map_err(|e| MalformedOutboundMessage(e.to_string()))?;
-        if wire.v != OUTBOUND_MESSAGE_VERSION {
-            return Err(MalformedOutboundMessage(format!(
-                "unsupported version {}",
-                wire.v
-            )));
-        }
-        if wire.webhook_id.is_empty() || wire.webhook_id.contains('.') {
-            return Err(MalformedOutboundMessage(
-                "webhook_id must be non-empty and contain no '.'".to_owned(),
-            ));
-        }
-        Ok(Self {
-            endpoint_id: wire.endpoint_id,
-            webhook_id: wire.webhook_id,
-            body: wire.body,
-        })
-    }
-}
+pub use mailgate_core::ports::{
+    MalformedOutboundMessage, OUTBOUND_MESSAGE_VERSION, OutboundDelivery,
+};
 
 /// The outbound queue could not take a delivery.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -178,6 +115,7 @@ impl SqsOutboundQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mailgate_core::EndpointId;
 
     fn delivery() -> OutboundDelivery {
         OutboundDelivery {

@@ -2,11 +2,13 @@
 //! shape every endpoint uses, an SQS batch driver that reports partial batch failures, EMF
 //! metrics, and webhook ingestion (the front door and the receipt → queue pipeline).
 
-pub mod app_webhooks;
+pub mod app_webhook_http;
+pub mod events;
 pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod poison;
 pub mod sqs;
 pub mod webhook;
 pub mod wiring;

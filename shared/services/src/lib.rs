@@ -8,9 +8,15 @@
 //! | accept a message or a batch: validate, screen, record and claim the key, deliver | [`accept`] | `send-api` |
 //! | send one message through the providers: failover, breaker, rate limit, retries | [`send`] | `send-api`, `send-worker` |
 //! | deliver an accepted message and record the outcome | [`delivery`] | `send-api`, `send-worker` |
+//! | apply provider events: dedupe, correlate, suppress, fan out, record | [`events`] | `event-processor` |
+//! | plan and enqueue app-webhook deliveries for events | [`fan_out`] | `event-processor` |
+//! | sign and deliver one app webhook, scheduling retries | [`app_delivery`] | `dispatcher` |
 
 pub mod accept;
+pub mod app_delivery;
 pub mod delivery;
+pub mod events;
+pub mod fan_out;
 pub mod send;
 
 #[cfg(any(test, feature = "testing"))]

@@ -6,7 +6,15 @@
 //! Every store and queue failure is a [`StoreError`]: what kind of failure it is (the decision a
 //! caller makes: retry, park, or report) and the adapter's own error as its source.
 
+pub mod events;
 pub mod send;
+
+pub use events::{
+    AppWebhookSender, DeadLetterQueue, DecodeError, EndpointDirectory, EventClaim, EventDecoder,
+    EventHistory, EventRecorded, EventsQueue, MalformedOutboundMessage, MessageLookup,
+    OUTBOUND_MESSAGE_VERSION, OutboundDelivery, OutboundQueue, OversizeEvent, QueuedEvents,
+    ReceiptBody, ReceiptReader, SignedWebhook, SuppressionWrites, WebhookAnswer,
+};
 
 pub use send::{
     Accepted, EmailProvider, IdempotencyStore, KeyClaimRequest, KeyCompletion, MessageStore,

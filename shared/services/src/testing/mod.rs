@@ -4,6 +4,8 @@
 //! failures per operation ([`Faults`]). Integration tests never use them: those run the real
 //! adapters against the local AWS emulator. One file per flow.
 
+mod events;
 mod send;
 
+pub use events::*;
 pub use send::*;

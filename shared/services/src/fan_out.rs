@@ -9,11 +9,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mailgate_aws::{
-    DynamoDbEndpoints, EndpointStoreError, OutboundDelivery, OutboundQueueError, SqsOutboundQueue,
-};
+use mailgate_core::ports::{EndpointDirectory, OutboundDelivery, OutboundQueue};
 use mailgate_core::{
-    DeliveryEvent, Endpoint, MessageId, UnixMillis, app_event_key, app_webhook_body,
+    DeliveryEvent, Endpoint, MessageId, StoreError, UnixMillis, app_event_key, app_webhook_body,
     webhook_message_id,
 };
 
@@ -26,10 +24,10 @@ pub const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(60);
 pub enum FanOutError {
     /// The endpoints could not be read.
     #[error("could not read the webhook endpoints: {0}")]
-    Endpoints(#[from] EndpointStoreError),
+    Endpoints(#[source] StoreError),
     /// The deliveries could not be enqueued.
     #[error("could not enqueue app-webhook deliveries: {0}")]
-    Queue(#[from] OutboundQueueError),
+    Queue(#[source] StoreError),
 }
 
 /// The deliveries for `events` to `endpoints`: one per (endpoint that accepts the event's kind,
@@ -59,16 +57,21 @@ pub fn plan_deliveries(
 }
 
 /// Turns events into outbound-queue deliveries for the endpoints that want them.
-#[derive(Debug)]
 pub struct AppWebhookFanOut {
-    endpoints: DynamoDbEndpoints,
-    queue: SqsOutboundQueue,
+    endpoints: Arc<dyn EndpointDirectory>,
+    queue: Arc<dyn OutboundQueue>,
     cache: Mutex<Option<(Instant, Arc<Vec<Endpoint>>)>>,
+}
+
+impl std::fmt::Debug for AppWebhookFanOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppWebhookFanOut").finish_non_exhaustive()
+    }
 }
 
 impl AppWebhookFanOut {
     /// A fan-out reading `endpoints` and writing to `queue`.
-    pub fn new(endpoints: DynamoDbEndpoints, queue: SqsOutboundQueue) -> Self {
+    pub fn new(endpoints: Arc<dyn EndpointDirectory>, queue: Arc<dyn OutboundQueue>) -> Self {
         Self {
             endpoints,
             queue,
@@ -77,7 +80,7 @@ impl AppWebhookFanOut {
     }
 
     /// The enabled endpoints, from the cache while it is fresh.
-    async fn enabled(&self) -> Result<Arc<Vec<Endpoint>>, EndpointStoreError> {
+    async fn enabled(&self) -> Result<Arc<Vec<Endpoint>>, StoreError> {
         if let Ok(cache) = self.cache.lock()
             && let Some((at, endpoints)) = cache.as_ref()
             && at.elapsed() < ENDPOINT_CACHE_TTL
@@ -109,9 +112,12 @@ impl AppWebhookFanOut {
         if events.is_empty() {
             return Ok(0);
         }
-        let endpoints = self.enabled().await?;
+        let endpoints = self.enabled().await.map_err(FanOutError::Endpoints)?;
         let deliveries = plan_deliveries(&endpoints, events);
-        self.queue.enqueue(&deliveries).await?;
+        self.queue
+            .enqueue(&deliveries)
+            .await
+            .map_err(FanOutError::Queue)?;
         Ok(deliveries.len())
     }
 }
@@ -199,5 +205,57 @@ mod tests {
         );
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].endpoint_id, named.id);
+    }
+
+    #[tokio::test]
+    async fn endpoints_are_read_once_per_cache_lifetime_and_again_after_invalidation() {
+        use crate::testing::{MemoryEndpoints, MemoryOutbound};
+        let endpoints = Arc::new(MemoryEndpoints::default());
+        let outbound = Arc::new(MemoryOutbound::default());
+        let bounces = endpoint("email.bounced");
+        endpoints.endpoints.lock().unwrap().push(bounces.clone());
+        let fan_out = AppWebhookFanOut::new(endpoints.clone(), outbound.clone());
+        assert_eq!(fan_out.fan_out(&[]).await.unwrap(), 0);
+        let events = [
+            (event("1", EventKind::Delivered), None),
+            (event("2", EventKind::Bounced), None),
+        ];
+        assert_eq!(fan_out.fan_out(&events).await.unwrap(), 1);
+        assert_eq!(fan_out.fan_out(&events).await.unwrap(), 1);
+        assert_eq!(endpoints.lists.load(std::sync::atomic::Ordering::SeqCst), 1);
+        endpoints.endpoints.lock().unwrap().push(endpoint(""));
+        fan_out.invalidate();
+        assert_eq!(fan_out.fan_out(&events).await.unwrap(), 3);
+        assert_eq!(endpoints.lists.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let queued = outbound.deliveries.lock().unwrap().clone();
+        assert_eq!(queued.len(), 5);
+        assert!(queued[..2].iter().all(|d| d.endpoint_id == bounces.id));
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_or_enqueue_is_reported_and_nothing_is_cached() {
+        use crate::testing::{MemoryEndpoints, MemoryOutbound};
+        use mailgate_core::StoreErrorKind;
+        let endpoints = Arc::new(MemoryEndpoints::default());
+        let outbound = Arc::new(MemoryOutbound::default());
+        endpoints.endpoints.lock().unwrap().push(endpoint(""));
+        let fan_out = AppWebhookFanOut::new(endpoints.clone(), outbound.clone());
+        let events = [(event("1", EventKind::Delivered), None)];
+        endpoints
+            .faults
+            .fail_next("list_enabled", StoreErrorKind::Transient);
+        assert!(matches!(
+            fan_out.fan_out(&events).await,
+            Err(FanOutError::Endpoints(_))
+        ));
+        outbound
+            .faults
+            .fail_next("enqueue", StoreErrorKind::Throttled);
+        assert!(matches!(
+            fan_out.fan_out(&events).await,
+            Err(FanOutError::Queue(_))
+        ));
+        assert_eq!(fan_out.fan_out(&events).await.unwrap(), 1);
+        assert_eq!(outbound.deliveries.lock().unwrap().len(), 1);
     }
 }

@@ -1,0 +1,322 @@
+//! Cold-start wiring of the event flow on the real adapters, the providers' event knowledge
+//! behind the core's [`EventDecoder`] port (the services know no provider), and the metrics of
+//! the event reports (the services count nothing themselves).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use mailgate_aws::{
+    AwsClients, DynamoDbEndpoints, DynamoDbEventHistory, DynamoDbMessages, DynamoDbSuppressionList,
+    DynamoDbWebhookReceipts, Queue, ResourceNames, SqsEventForwarder, SqsOutboundQueue, Table,
+};
+use mailgate_core::ports::{DecodeError, EventDecoder, OversizeEvent, QueuedEvents, ReceiptBody};
+use mailgate_core::{Clock, DeliveryEvent, EventKind, SoftBounceRule, UnixMillis};
+use mailgate_providers::events::{EventOrigin, normalise, normalise_eventbridge};
+use mailgate_services::events::{BounceClass, EventApplier, EventOutcome, EventPorts, EventReport};
+use mailgate_services::fan_out::AppWebhookFanOut;
+use serde_json::Value;
+
+use crate::ingest::QueuedEvent;
+
+/// The envelope version the webhook functions write and this build reads.
+pub const QUEUED_EVENT_VERSION: u32 = 1;
+
+/// Reads events-queue messages with the providers' normalisers: a webhook event (inline, or a
+/// pointer to its stored receipt) or an SES event an EventBridge rule put on the queue.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProviderEventDecoder;
+
+impl EventDecoder for ProviderEventDecoder {
+    fn decode(&self, body: &str, now: UnixMillis) -> Result<QueuedEvents, DecodeError> {
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| DecodeError::Envelope(e.to_string()))?;
+        if value.get("detail-type").is_some() {
+            return normalise_eventbridge(body, now)
+                .map(QueuedEvents::Events)
+                .map_err(|e| DecodeError::Normalise {
+                    provider: "ses".to_owned(),
+                    detail: e.to_string(),
+                });
+        }
+        let queued: QueuedEvent =
+            serde_json::from_value(value).map_err(|e| DecodeError::Envelope(e.to_string()))?;
+        if queued.v != QUEUED_EVENT_VERSION {
+            return Err(DecodeError::Envelope(format!(
+                "unsupported envelope version {}",
+                queued.v
+            )));
+        }
+        match &queued.event {
+            Some(raw) if !queued.oversize => {
+                let origin = EventOrigin {
+                    receipt: &queued.receipt,
+                    index: queued.index,
+                    received_at: UnixMillis(queued.received_at),
+                };
+                normalise(queued.provider, raw.get(), &origin)
+                    .map(QueuedEvents::Events)
+                    .map_err(|e| DecodeError::Normalise {
+                        provider: queued.provider.to_string(),
+                        detail: e.to_string(),
+                    })
+            }
+            _ => Ok(QueuedEvents::Oversize(OversizeEvent {
+                provider: queued.provider,
+                receipt: queued.receipt,
+                index: queued.index,
+                received_at: UnixMillis(queued.received_at),
+            })),
+        }
+    }
+
+    fn decode_stored(
+        &self,
+        receipt: &ReceiptBody,
+        event: &OversizeEvent,
+    ) -> Result<Vec<DeliveryEvent>, DecodeError> {
+        let events = mailgate_providers::webhook::events_of(
+            receipt.provider,
+            &receipt.body,
+            receipt.content_type.as_deref(),
+        )
+        .map_err(|e| DecodeError::Receipt(e.to_string()))?;
+        let raw = events
+            .into_iter()
+            .nth(event.index)
+            .ok_or_else(|| DecodeError::Receipt(format!("it holds no event {}", event.index)))?;
+        let origin = EventOrigin {
+            receipt: &event.receipt,
+            index: event.index,
+            received_at: event.received_at,
+        };
+        normalise(event.provider, &raw, &origin).map_err(|e| DecodeError::Normalise {
+            provider: event.provider.to_string(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// The app-webhook fan-out on the endpoints table and the outbound queue.
+pub fn app_webhook_fan_out(clients: &AwsClients, names: &ResourceNames) -> AppWebhookFanOut {
+    AppWebhookFanOut::new(
+        Arc::new(DynamoDbEndpoints::new(
+            clients.dynamodb.clone(),
+            names.table(Table::Endpoints),
+        )),
+        Arc::new(SqsOutboundQueue::new(
+            clients.sqs.clone(),
+            names.queue_url(Queue::Outbound),
+        )),
+    )
+}
+
+/// Wires the event pipeline of `event-processor`: history and dedupe (messages and dedupe
+/// tables), messages, suppressions, receipts, the events queue and the app-webhook fan-out.
+pub fn event_applier(
+    clients: &AwsClients,
+    names: &ResourceNames,
+    soft_bounce: SoftBounceRule,
+    clock: Arc<dyn Clock>,
+) -> EventApplier {
+    let dynamodb = &clients.dynamodb;
+    let ports = EventPorts {
+        history: Arc::new(DynamoDbEventHistory::new(
+            dynamodb.clone(),
+            names.table(Table::Messages).to_owned(),
+            names.table(Table::Dedupe).to_owned(),
+        )),
+        messages: Arc::new(DynamoDbMessages::new(
+            dynamodb.clone(),
+            names.table(Table::Messages).to_owned(),
+        )),
+        suppressions: Arc::new(DynamoDbSuppressionList::new(
+            dynamodb.clone(),
+            names.table(Table::Suppressions),
+        )),
+        receipts: Arc::new(DynamoDbWebhookReceipts::new(
+            dynamodb.clone(),
+            names.table(Table::Receipts).to_owned(),
+            names.table(Table::Dedupe).to_owned(),
+        )),
+        decoder: Arc::new(ProviderEventDecoder),
+        events_queue: Arc::new(SqsEventForwarder::new(
+            clients.sqs.clone(),
+            names.queue_url(Queue::Events),
+        )),
+        fan_out: Arc::new(app_webhook_fan_out(clients, names)),
+        clock,
+    };
+    EventApplier::new(ports, soft_bounce)
+}
+
+/// Counts per (metric, provider, category), emitted once per batch as EMF lines.
+#[derive(Debug, Default)]
+pub struct Tally(Mutex<BTreeMap<(&'static str, String, String), u64>>);
+
+impl Tally {
+    /// Adds one to `metric` for `provider` and `category`.
+    pub fn add(&self, metric: &'static str, provider: &str, category: &str) {
+        if let Ok(mut counts) = self.0.lock() {
+            *counts
+                .entry((metric, provider.to_owned(), category.to_owned()))
+                .or_default() += 1;
+        }
+    }
+
+    /// The counts so far: (metric, provider, category) → count.
+    pub fn snapshot(&self) -> BTreeMap<(&'static str, String, String), u64> {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Emits the counts added since `before` (one EMF line per metric and dimension).
+    pub fn emit_since(&self, before: &BTreeMap<(&'static str, String, String), u64>) {
+        for (key, count) in self.snapshot() {
+            let added = count - before.get(&key).copied().unwrap_or_default();
+            if added > 0 {
+                let (metric, provider, category) = key;
+                let dims = [
+                    ("Provider", provider.as_str()),
+                    ("Category", category.as_str()),
+                ];
+                crate::metrics::count(metric, added, &dims);
+            }
+        }
+    }
+
+    /// Counts one event's report (and measures its lag when it was applied).
+    pub fn count(&self, e: &EventReport) {
+        let (provider, category) = (e.provider.as_str(), e.category.as_str());
+        if let Some(class) = e.bounce {
+            self.add("Bounces", provider, category);
+            let metric = match class {
+                BounceClass::SenderSide => "SenderSideBounces",
+                BounceClass::Hard => "HardBounces",
+                BounceClass::Soft => "SoftBounces",
+            };
+            self.add(metric, provider, category);
+        }
+        match e.outcome {
+            Some(EventOutcome::Applied) => {
+                if let Some(metric) = kind_metric(e.kind) {
+                    self.add(metric, provider, category);
+                }
+                if let Some(lag) = e.lag_ms {
+                    let dims = [("Provider", provider)];
+                    crate::metrics::measure("EventLagMs", "Milliseconds", lag as f64, &dims);
+                }
+            }
+            Some(EventOutcome::Orphaned) => self.add("OrphanEvents", provider, category),
+            Some(EventOutcome::Duplicate) => self.add("DedupeHits", provider, category),
+            None => {}
+        }
+    }
+}
+
+/// The metric an applied event counts toward, by kind (bounces are counted by their class).
+fn kind_metric(kind: EventKind) -> Option<&'static str> {
+    Some(match kind {
+        EventKind::Sent => "Sent",
+        EventKind::Delivered => "Delivered",
+        EventKind::Deferred => "Deferred",
+        EventKind::Dropped => "Dropped",
+        EventKind::Complained => "Complaints",
+        EventKind::Unsubscribed => "Unsubscribes",
+        EventKind::Opened => "Opens",
+        EventKind::Clicked => "Clicks",
+        EventKind::RenderingFailed => "RenderingFailures",
+        EventKind::Unknown => "UnknownEvents",
+        EventKind::Bounced | EventKind::Resubscribed | EventKind::AccountNotice => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_envelope_or_an_unknown_version_is_an_envelope_error() {
+        let decoder = ProviderEventDecoder;
+        assert!(matches!(
+            decoder.decode("not json", UnixMillis(0)),
+            Err(DecodeError::Envelope(_))
+        ));
+        assert!(matches!(
+            decoder.decode(r#"{"hello":"world"}"#, UnixMillis(0)),
+            Err(DecodeError::Envelope(_))
+        ));
+        let v2 = r#"{"v":2,"provider":"ses","receipt":"ses#k","index":0,"count":1,"received_at":1,"event":{}}"#;
+        assert_eq!(
+            decoder.decode(v2, UnixMillis(0)),
+            Err(DecodeError::Envelope(
+                "unsupported envelope version 2".to_owned()
+            ))
+        );
+        let oversize = r#"{"v":1,"provider":"sendgrid","receipt":"sendgrid#k","index":3,"count":4,"received_at":7,"event":null,"oversize":true}"#;
+        assert_eq!(
+            decoder.decode(oversize, UnixMillis(0)),
+            Ok(QueuedEvents::Oversize(OversizeEvent {
+                provider: mailgate_core::ProviderId::Sendgrid,
+                receipt: "sendgrid#k".to_owned(),
+                index: 3,
+                received_at: UnixMillis(7),
+            }))
+        );
+    }
+
+    #[test]
+    fn a_report_counts_its_bounce_class_and_its_outcome_by_provider_and_category() {
+        use mailgate_core::{MessageCategory, ProviderId};
+        use mailgate_services::events::EventCategory;
+        let tally = Tally::default();
+        let report = |kind, category, bounce, outcome| EventReport {
+            provider: ProviderId::Ses,
+            kind,
+            category,
+            bounce,
+            outcome,
+            lag_ms: None,
+        };
+        let ours = EventCategory::Message(MessageCategory::Transactional);
+        tally.count(&report(
+            EventKind::Bounced,
+            ours,
+            Some(BounceClass::Hard),
+            Some(EventOutcome::Applied),
+        ));
+        // A failure after the effects still counts the bounce, and nothing else.
+        tally.count(&report(
+            EventKind::Bounced,
+            ours,
+            Some(BounceClass::SenderSide),
+            None,
+        ));
+        tally.count(&report(
+            EventKind::Delivered,
+            ours,
+            None,
+            Some(EventOutcome::Applied),
+        ));
+        tally.count(&report(
+            EventKind::Opened,
+            EventCategory::Orphan,
+            None,
+            Some(EventOutcome::Orphaned),
+        ));
+        tally.count(&report(
+            EventKind::Opened,
+            EventCategory::Uncorrelated,
+            None,
+            Some(EventOutcome::Duplicate),
+        ));
+        let key = |m: &'static str, c: &str| (m, "ses".to_owned(), c.to_owned());
+        let expected = BTreeMap::from([
+            (key("Bounces", "transactional"), 2),
+            (key("HardBounces", "transactional"), 1),
+            (key("SenderSideBounces", "transactional"), 1),
+            (key("Delivered", "transactional"), 1),
+            (key("OrphanEvents", "unknown"), 1),
+            (key("DedupeHits", "none"), 1),
+        ]);
+        assert_eq!(tally.snapshot(), expected);
+    }
+}
