@@ -503,6 +503,7 @@ mod tests {
             occurred_at: Some(UnixMillis(now(h).as_i64() - 1_500)),
             received_at: now(h),
             bounce: None,
+            complaint_feedback: None,
             url: None,
             detail: None,
             provider_suppressed: false,
