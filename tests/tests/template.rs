@@ -462,6 +462,21 @@ fn emitted_dimensions(metric: &str) -> Option<BTreeSet<&'static str>> {
 }
 
 #[test]
+fn every_failure_metric_of_the_webhook_path_has_an_alarm_on_the_alarm_topic() {
+    let t = template();
+    for metric in ["WebhookVerificationFailures", "WebhookIngestFailures"] {
+        let alarmed = t.resources_of("AWS::CloudWatch::Alarm").any(|a| {
+            list(&a.properties["Metrics"]).iter().any(|m| {
+                m["Expression"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(&format!("SUM({metric})")))
+            }) && list(&a.properties["AlarmActions"]).contains(&&json!({"Ref": "AlarmTopic"}))
+        });
+        assert!(alarmed, "no alarm notifies the alarm topic on {metric}");
+    }
+}
+
+#[test]
 fn alarms_on_mailgate_metrics_use_the_dimension_sets_the_code_emits() {
     let t = template();
     let mut checked = 0;
