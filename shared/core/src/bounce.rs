@@ -337,6 +337,8 @@ const SENDER_STAGE: &[&str] = &[
     "[mail_from]",
     // The sender's address was looked up and not found: about us, never the recipient.
     "sender address does not exist",
+    "sender address unknown",
+    "invalid sender",
     "sender does not exist",
     "unknown sender",
     "sender unknown",
@@ -1092,6 +1094,8 @@ mod tests {
             "550 Sender unknown (in reply to MAIL FROM command)",
             "550 5.7.1 Sender verify failed: no such address",
             "550 Unknown sender: address unknown",
+            "553 Sender address unknown",
+            "550 Invalid sender: no such address",
         ] {
             let v = verdict(text, "", None);
             assert!(!v.suppress, "{text}");
