@@ -335,6 +335,15 @@ const SENDER_STAGE: &[&str] = &[
     "sender domain",
     "unroutable sender",
     "[mail_from]",
+    // The sender's address was looked up and not found: about us, never the recipient.
+    "sender address does not exist",
+    "sender address unknown",
+    "invalid sender",
+    "sender does not exist",
+    "unknown sender",
+    "sender unknown",
+    "sender verify failed",
+    "sender verification failed",
 ];
 
 /// Phrases that say the recipient was refused after the message data was sent: a per-recipient
@@ -534,6 +543,8 @@ fn cause_from_phrases(text: &str) -> Option<BounceCause> {
             "invalid domain",
             "illegal host",
             "bad destination system",
+            // Outlook.com's reply for a domain that does not exist.
+            "domain is not reachable",
         ],
     ) || (text.contains("domain") && text.contains("couldn't be found")))
         && !has(text, &["user unknown", "unknown user", "no such user"])
@@ -549,7 +560,13 @@ fn cause_from_phrases(text: &str) -> Option<BounceCause> {
             "user not found",
             "user not exist",
             "user does not exist",
+            "user doesn't exist",
             "does not exist",
+            "recipient unknown",
+            "address unknown",
+            "unknown address",
+            "no such address",
+            "invalid mailbox",
             "recipient not found",
             "recipientnotfound",
             "unknown recipient",
@@ -575,7 +592,8 @@ fn cause_from_phrases(text: &str) -> Option<BounceCause> {
             "invalid final delivery",
             "no valid recipient",
         ],
-    ) {
+    ) || bare_recipient_rejection(text)
+    {
         return Some(UserUnknown);
     }
     if has(
@@ -698,6 +716,19 @@ const RECIPIENT_NOT_FOUND: &[&str] = &[
     "mailbox does not exist",
     "no such mailbox",
     "bad destination mailbox",
+    // Recipient-unknown wording of common MTAs that only a mailbox lookup produces.
+    // ("Recipient not found" is left out: Exchange 2003 also gives it for a filtered message.)
+    "recipient unknown",
+    "recipient does not exist",
+    "address does not exist",
+    "address unknown",
+    "unknown address",
+    "no such address",
+    "invalid mailbox",
+    "user does not exist",
+    "user doesn't exist",
+    // qmail's "Sorry, no mailbox here by that name".
+    "no mailbox here",
 ];
 
 /// Decides whether a "the user is unknown" reading condemns the address or is a filter's
@@ -722,6 +753,18 @@ fn mailbox_unknown_or_filtered(status: Option<EnhancedStatus>, text: &str) -> Bo
         || has(text, RCPT_STAGE)
         || (generic && has(text, RECIPIENT_NOT_FOUND));
     if corroborated { UserUnknown } else { Policy }
+}
+
+/// Whether the text holds Postfix's bare "Recipient address rejected" with no reason after it
+/// (followed by nothing, a full stop or a parenthesis): the receiver refused the recipient itself.
+/// With a reason ("Recipient address rejected: Greylisted", "…: Relay access denied") the reason
+/// decides, so the phrase alone is not enough.
+fn bare_recipient_rejection(text: &str) -> bool {
+    const PHRASE: &str = "recipient address rejected";
+    text.match_indices(PHRASE).any(|(at, _)| {
+        let after = text[at + PHRASE.len()..].trim_start();
+        after.is_empty() || after.starts_with(['.', '('])
+    })
 }
 
 /// Whether a "user unknown" in the text follows a reply code with no address between them
@@ -1022,5 +1065,96 @@ mod tests {
         let v = verdict("mailbox unavailable", "5.1.1", Some(550));
         assert_eq!((v.cause, v.suppress), (BounceCause::UserUnknown, true));
         assert_eq!(verdict("", "", None).kind, BounceKind::Undetermined);
+    }
+
+    #[test]
+    fn recipient_lookup_wording_condemns_without_a_specific_status() {
+        for text in [
+            "550 Recipient unknown",
+            "550 5.0.0 <a@example.jp>: Recipient does not exist here",
+            "550 Address does not exist",
+            "554 delivery error: address unknown",
+            "550 Unknown address a@example.jp",
+            "550 No such address",
+            "550 Invalid mailbox: a@example.jp",
+            "550 The user does not exist",
+            "550 User doesn't exist: a@example.jp",
+            "Sorry, no mailbox here by that name.",
+        ] {
+            let v = verdict(text, "", None);
+            assert_eq!(
+                (v.kind, v.cause, v.suppress),
+                (BounceKind::Hard, BounceCause::UserUnknown, true),
+                "{text}"
+            );
+        }
+        // The same wording about the sender's address is about us: never suppressed.
+        for text in [
+            "553 5.1.0 Sender address does not exist",
+            "550 Sender unknown (in reply to MAIL FROM command)",
+            "550 5.7.1 Sender verify failed: no such address",
+            "550 Unknown sender: address unknown",
+            "553 Sender address unknown",
+            "550 Invalid sender: no such address",
+        ] {
+            let v = verdict(text, "", None);
+            assert!(!v.suppress, "{text}");
+            assert!(v.cause.is_sender_side(), "{text}: {}", v.cause);
+        }
+    }
+
+    #[test]
+    fn a_bare_recipient_rejection_at_rcpt_to_condemns() {
+        let v = verdict(
+            "said: 550 <a@example.jp>: Recipient address rejected. (in reply to RCPT TO command)",
+            "5.0.0",
+            Some(550),
+        );
+        assert_eq!((v.cause, v.suppress), (BounceCause::UserUnknown, true));
+        // Not at RCPT TO: nothing says a mailbox was looked up.
+        let v = verdict("550 Recipient address rejected.", "", Some(550));
+        assert!(!v.suppress);
+        // A stated reason decides: policy, reputation and greylisting never suppress.
+        for (text, status, code) in [
+            (
+                "said: 550 5.7.1 <a@example.jp>: Recipient address rejected: Policy rejection (in reply to RCPT TO command)",
+                "5.7.1",
+                550,
+            ),
+            (
+                "said: 554 <a@example.jp>: Recipient address rejected: client on our blocklist (in reply to RCPT TO command)",
+                "",
+                554,
+            ),
+            (
+                "said: 450 4.2.0 <a@example.jp>: Recipient address rejected: Greylisted (in reply to RCPT TO command)",
+                "4.2.0",
+                450,
+            ),
+        ] {
+            let v = verdict(text, status, Some(code));
+            assert!(!v.suppress, "{text}");
+            assert!(
+                v.cause.is_sender_side() || v.kind == BounceKind::Soft,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreachable_domain_wording_is_a_host_unknown() {
+        let v = verdict(
+            "554 The mail could not be delivered to the recipient because the domain is not reachable. Please check the domain and try again",
+            "5.5.0",
+            Some(554),
+        );
+        assert_eq!((v.cause, v.suppress), (BounceCause::HostUnknown, true));
+        // About the sender's domain, it is a refusal of us.
+        let v = verdict(
+            "550 5.7.1 The sender domain is not reachable",
+            "",
+            Some(550),
+        );
+        assert_eq!((v.cause, v.suppress), (BounceCause::Policy, false));
     }
 }
