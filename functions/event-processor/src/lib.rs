@@ -23,12 +23,12 @@ use mailgate_aws::{
     DynamoDbSuppressionList, DynamoDbWebhookReceipts, EventClaim, EventRecorded, Queue,
     ResourceNames, SqsOutboundQueue, Table,
 };
+use mailgate_core::QueuedEvent;
 use mailgate_core::{
     Clock, DeliveryEvent, EventEffect, EventKind, MessageCategory, MessageRecord, SoftBounceRule,
     Suppression, SystemClock, UnixMillis,
 };
 use mailgate_lambda::app_webhooks::AppWebhookFanOut;
-use mailgate_lambda::ingest::QueuedEvent;
 use mailgate_lambda::sqs::RecordOutcome;
 use mailgate_providers::events::{EventOrigin, normalise, normalise_eventbridge};
 use serde::Serialize;

@@ -776,37 +776,6 @@ impl DynamoDbMessages {
         }
     }
 
-    /// Moves the message to `state` without a provider call (e.g. `failed` when no provider
-    /// could be called and nothing is left to try). One UpdateItem; `NotFound` when there is
-    /// no such message.
-    pub async fn set_state(
-        &self,
-        id: &MessageId,
-        state: MessageState,
-        now: UnixMillis,
-    ) -> Result<(), MessageStoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(message_pk(id)))
-            .key("sk", s(SUMMARY))
-            .update_expression("SET #state = :state, updated_at = :now")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":state", s(state.as_str()))
-            .expression_attribute_values(":now", n(now.as_i64()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_conditional_failure(&err) => {
-                Err(MessageStoreError::NotFound(id.clone()))
-            }
-            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
-        }
-    }
-
     /// Every item of a partition, following pages (strongly consistent: a message just
     /// written is read back).
     async fn query_partition(&self, pk: String) -> Result<Vec<Item>, MessageStoreError> {

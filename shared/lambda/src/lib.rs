@@ -1,11 +1,10 @@
 //! Lambda glue shared by mailgate's functions: one tracing setup, JSON responses with the error
 //! shape every endpoint uses, an SQS batch driver that reports partial batch failures, EMF
-//! metrics, and webhook ingestion (the front door and the receipt → queue pipeline).
+//! metrics, the webhook front door, and the wiring of the services on the real adapters.
 
 pub mod app_webhooks;
 pub mod health;
 pub mod http;
-pub mod ingest;
 pub mod metrics;
 pub mod sqs;
 pub mod webhook;

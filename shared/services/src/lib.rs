@@ -8,10 +8,16 @@
 //! | accept a message or a batch: validate, screen, record and claim the key, deliver | [`accept`] | `send-api` |
 //! | send one message through the providers: failover, breaker, rate limit, retries | [`send`] | `send-api`, `send-worker` |
 //! | deliver an accepted message and record the outcome | [`delivery`] | `send-api`, `send-worker` |
+//! | ingest a verified webhook delivery: receipt, events queue; re-enqueue stuck receipts | [`ingest`] | `webhook-<provider>`, `sweeper` |
+//! | release scheduled and paused messages onto the send queue | [`release`] | `sweeper` |
+//! | the sweeper's tick: every job once | [`sweep`] | `sweeper` |
 
 pub mod accept;
 pub mod delivery;
+pub mod ingest;
+pub mod release;
 pub mod send;
+pub mod sweep;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

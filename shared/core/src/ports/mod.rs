@@ -7,12 +7,16 @@
 //! caller makes: retry, park, or report) and the adapter's own error as its source.
 
 pub mod send;
+pub mod sweep;
+pub mod webhooks;
 
 pub use send::{
     Accepted, EmailProvider, IdempotencyStore, KeyClaimRequest, KeyCompletion, MessageStore,
     ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper, StoredMessage,
     SuppressionCheck,
 };
+pub use sweep::{HeldMessages, ReleaseSendQueue};
+pub use webhooks::{Enqueued, EventsQueue, ReceiptEvents, WebhookReceipts};
 
 use std::error::Error;
 use std::fmt;

@@ -1,9 +1,9 @@
 //! Releasing held messages onto the send queue: scheduled messages whose `send_at` is at most
-//! [`LOOKAHEAD`] away (SQS `DelaySeconds` covers the rest of the wait), and bulk messages held
+//! [`LOOKAHEAD`] away (the queue's delay covers the rest of the wait), and bulk messages held
 //! by the pause switch once it is off.
 //!
-//! **Order: enqueue first, then mark released.** A message is put on the send queue
-//! (`{"v":1,"message_id":…}`) and only then moved `scheduled`/`paused` → `queued` with the
+//! **Order: enqueue first, then mark released.** A message is put on the send queue (a pointer
+//! `{"v":1,"message_id":…}`) and only then moved `scheduled`/`paused` → `queued` with the
 //! conditional `mark_released`. A crash or failure between the two leaves the message held and
 //! due, so the next tick enqueues it again: the worker sees one or two pointers and acts on the
 //! message once, ignoring pointers to messages already past `queued`, and leaving a pointer to a
@@ -15,42 +15,34 @@
 //! A scheduled bulk message due while the pause switch is on is not released but moved to the
 //! `paused#bulk` queue (`mark_paused`), where it waits for the switch to turn off.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use mailgate_aws::send_queue::delay_seconds;
-use mailgate_aws::{
-    ControlsError, DynamoDbMessages, DynamoDbSendControls, MessageStoreError, SendQueueMessage,
-};
-use mailgate_core::{MessageCategory, MessageId, MessageRecord, ReleaseQueue, UnixMillis};
+use mailgate_core::ports::{HeldMessages, ReleaseSendQueue, SendControls};
+use mailgate_core::queue::delay_seconds;
+use mailgate_core::{MessageCategory, MessageId, ReleaseQueue, StoreError, UnixMillis};
 
-/// How far ahead scheduled messages are released: the longest SQS delay (15 minutes).
+/// How far ahead scheduled messages are released: the longest queue delay (15 minutes).
 pub const LOOKAHEAD: Duration = Duration::from_secs(900);
 /// Messages read from the release index per query.
 pub const RELEASE_BATCH: i32 = 100;
 /// Queries per job and tick at most, so one tick stays well inside the function's timeout.
 pub const MAX_ROUNDS: usize = 10;
-/// Entries per `SendMessageBatch` call (the API's limit).
+/// Pointers per enqueue call (the queue's batch limit).
 const BATCH_ENTRIES: usize = 10;
 
-/// Why a release job stopped.
+/// Why a release job stopped: which port failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReleaseError {
-    /// The messages table could not be read or written.
-    #[error(transparent)]
-    Messages(#[from] MessageStoreError),
+    /// The held messages could not be read or written.
+    #[error("messages: {0}")]
+    Messages(StoreError),
     /// The pause switch could not be read.
-    #[error(transparent)]
-    Controls(#[from] ControlsError),
+    #[error("controls: {0}")]
+    Controls(StoreError),
     /// The send queue refused a call or entries; those messages stay held for the next tick.
-    #[error("SQS {operation} failed: {detail}")]
-    SendQueue {
-        /// The API operation.
-        operation: &'static str,
-        /// What went wrong.
-        detail: String,
-    },
+    #[error("send queue: {0}")]
+    SendQueue(StoreError),
 }
 
 /// What one release job did.
@@ -62,48 +54,50 @@ pub struct ReleaseReport {
     pub paused: u64,
     /// Due messages that were no longer held (cancelled or released by another tick).
     pub skipped: u64,
-    /// `SendMessageBatch` calls made.
+    /// Enqueue calls made.
     pub enqueue_calls: u64,
     /// Of the released messages, how many were enqueued with a delay.
     pub delayed: u64,
 }
 
-/// The `DelaySeconds` for a message to be sent at `send_at`, released at `now`: the whole
+/// The delay (seconds) for a message to be sent at `send_at`, released at `now`: the whole
 /// seconds until then, rounded up, 0 when due, at most 900.
 pub fn delay_until(send_at: Option<UnixMillis>, now: UnixMillis) -> i32 {
     send_at.map_or(0, |at| delay_seconds(at.saturating_duration_since(now)))
 }
 
-/// The release jobs' adapters.
-#[derive(Debug, Clone)]
+/// The release jobs on their ports.
+#[derive(Clone)]
 pub struct Release {
-    messages: DynamoDbMessages,
-    controls: DynamoDbSendControls,
-    sqs: aws_sdk_sqs::Client,
-    send_queue_url: String,
+    messages: Arc<dyn HeldMessages>,
+    controls: Arc<dyn SendControls>,
+    queue: Arc<dyn ReleaseSendQueue>,
+}
+
+impl std::fmt::Debug for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Release").finish_non_exhaustive()
+    }
 }
 
 impl Release {
-    /// Releases from `messages` onto the queue at `send_queue_url`, reading the switch from
-    /// `controls`.
+    /// Releases from `messages` onto `queue`, reading the switch from `controls`.
     pub fn new(
-        messages: DynamoDbMessages,
-        controls: DynamoDbSendControls,
-        sqs: aws_sdk_sqs::Client,
-        send_queue_url: impl Into<String>,
+        messages: Arc<dyn HeldMessages>,
+        controls: Arc<dyn SendControls>,
+        queue: Arc<dyn ReleaseSendQueue>,
     ) -> Self {
         Self {
             messages,
             controls,
-            sqs,
-            send_queue_url: send_queue_url.into(),
+            queue,
         }
     }
 
     /// Releases scheduled messages due by `now + LOOKAHEAD`, each with the delay left until its
     /// `send_at`; scheduled bulk messages meet the pause switch here.
     pub async fn release_scheduled(&self, now: UnixMillis) -> Result<ReleaseReport, ReleaseError> {
-        let bulk_paused = self.controls.bulk_paused().await?;
+        let bulk_paused = self.bulk_paused().await?;
         self.release(ReleaseQueue::Scheduled, now, bulk_paused)
             .await
     }
@@ -111,10 +105,17 @@ impl Release {
     /// Releases bulk messages held by the pause switch, when it is off (a paused message with a
     /// `send_at` still waits for it, like a scheduled one). Does nothing while it is on.
     pub async fn release_paused(&self, now: UnixMillis) -> Result<ReleaseReport, ReleaseError> {
-        if self.controls.bulk_paused().await? {
+        if self.bulk_paused().await? {
             return Ok(ReleaseReport::default());
         }
         self.release(ReleaseQueue::PausedBulk, now, false).await
+    }
+
+    async fn bulk_paused(&self) -> Result<bool, ReleaseError> {
+        self.controls
+            .bulk_paused()
+            .await
+            .map_err(ReleaseError::Controls)
     }
 
     async fn release(
@@ -123,27 +124,35 @@ impl Release {
         now: UnixMillis,
         bulk_paused: bool,
     ) -> Result<ReleaseReport, ReleaseError> {
+        let messages = self.messages.as_ref();
         let mut report = ReleaseReport::default();
         let horizon = now.saturating_add(LOOKAHEAD);
         for _ in 0..MAX_ROUNDS {
             let before = report.released + report.paused;
-            let due = self.messages.due(queue, horizon, RELEASE_BATCH).await?;
+            let due = messages
+                .due(queue, horizon, RELEASE_BATCH)
+                .await
+                .map_err(ReleaseError::Messages)?;
             let mut to_send: Vec<(MessageId, i32)> = Vec::new();
             for id in &due {
                 // The index is eventually consistent and holds keys only: the record says
                 // whether the message is still held, its category and its `send_at`.
-                let Some(stored) = self.messages.get(id).await? else {
+                let Some(record) = messages.record(id).await.map_err(ReleaseError::Messages)?
+                else {
                     report.skipped += 1;
                     continue;
                 };
-                let record: &MessageRecord = &stored.record;
                 if record.release_queue() != Some(queue) {
                     report.skipped += 1;
                 } else if bulk_paused
                     && queue == ReleaseQueue::Scheduled
                     && record.category == MessageCategory::Bulk
                 {
-                    if self.messages.mark_paused(id, now).await? {
+                    if messages
+                        .mark_paused(id, now)
+                        .await
+                        .map_err(ReleaseError::Messages)?
+                    {
                         report.paused += 1;
                     } else {
                         report.skipped += 1;
@@ -153,10 +162,26 @@ impl Release {
                 }
             }
             for batch in to_send.chunks(BATCH_ENTRIES) {
-                self.enqueue(batch).await?;
+                let pointers: Vec<(MessageId, Duration)> = batch
+                    .iter()
+                    .map(|(id, delay)| {
+                        (
+                            id.clone(),
+                            Duration::from_secs(u64::try_from(*delay).unwrap_or(0)),
+                        )
+                    })
+                    .collect();
+                self.queue
+                    .enqueue_delayed(&pointers)
+                    .await
+                    .map_err(ReleaseError::SendQueue)?;
                 report.enqueue_calls += 1;
                 for (id, delay) in batch {
-                    if self.messages.mark_released(id, now).await? {
+                    if messages
+                        .mark_released(id, now)
+                        .await
+                        .map_err(ReleaseError::Messages)?
+                    {
                         report.released += 1;
                         report.delayed += u64::from(*delay > 0);
                     } else {
@@ -172,65 +197,5 @@ impl Release {
             }
         }
         Ok(report)
-    }
-
-    /// Puts up to ten pointers on the send queue in one call; fails unless every entry was
-    /// accepted (then none is marked released, and a later tick sends them all again).
-    async fn enqueue(&self, batch: &[(MessageId, i32)]) -> Result<(), ReleaseError> {
-        let failed = |detail: String| ReleaseError::SendQueue {
-            operation: "SendMessageBatch",
-            detail,
-        };
-        let entries = batch
-            .iter()
-            .enumerate()
-            .map(|(i, (id, delay))| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(SendQueueMessage::new(id.clone()).to_body())
-                    .delay_seconds(*delay)
-                    .build()
-                    .map_err(|e| failed(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = self
-            .sqs
-            .send_message_batch()
-            .queue_url(&self.send_queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-        match out.failed().first() {
-            None => Ok(()),
-            Some(f) => Err(failed(format!(
-                "{} of {} entries refused, e.g. {} {}",
-                out.failed().len(),
-                batch.len(),
-                f.code(),
-                f.message().unwrap_or("")
-            ))),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delays_cover_the_time_left_up_to_fifteen_minutes() {
-        let now = UnixMillis(1_750_000_000_000);
-        assert_eq!(delay_until(None, now), 0);
-        assert_eq!(delay_until(Some(UnixMillis(now.as_i64() - 5_000)), now), 0);
-        assert_eq!(
-            delay_until(Some(now.saturating_add(Duration::from_secs(600))), now),
-            600
-        );
-        assert_eq!(delay_until(Some(UnixMillis(now.as_i64() + 1_500)), now), 2);
-        assert_eq!(
-            delay_until(Some(now.saturating_add(Duration::from_secs(7_200))), now),
-            900
-        );
     }
 }

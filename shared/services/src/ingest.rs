@@ -5,67 +5,17 @@
 //! provider hears 2xx; an enqueue failure leaves it `received` (the provider gets 5xx and
 //! retries, and the sweeper re-enqueues it); once `queued`, nothing enqueues it again.
 
-use mailgate_aws::events_queue::MAX_MESSAGE_BYTES;
-use mailgate_aws::{
-    DynamoDbWebhookReceipts, EnqueueError, NewReceipt, RecordError, Recorded, ReplayGuard,
-    SqsEventQueue, StoreError, receipt_key,
+use std::sync::Arc;
+
+use mailgate_core::ports::{EventsQueue, ReceiptEvents, WebhookReceipts};
+use mailgate_core::{
+    Clock, DeliveryKind, NewReceipt, ProviderId, ReceiptStatus, RecordError, Recorded, ReplayGuard,
+    StoreError, queue_messages, receipt_key,
 };
-use mailgate_core::{Clock, DeliveryKind, ProviderId, ReceiptStatus};
-use mailgate_providers::webhook::{Intake, events_of};
-use serde::Deserialize;
 
 /// How long a request holds the right to enqueue a receipt: twice the function timeout, so a
 /// request that is still running is never overtaken by the sweeper or a duplicate.
 pub const ENQUEUE_LEASE_MS: i64 = 60_000;
-
-/// One event on the events queue, as the event processor reads it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct QueuedEvent {
-    /// Envelope version.
-    pub v: u32,
-    /// Whose event it is.
-    pub provider: ProviderId,
-    /// The receipt it came from.
-    pub receipt: String,
-    /// Its position in the delivery.
-    pub index: usize,
-    /// How many events the delivery holds.
-    pub count: usize,
-    /// Receipt time, Unix milliseconds.
-    pub received_at: i64,
-    /// The provider's event, exactly as it arrived; absent when too large for a queue message
-    /// (`oversize`), in which case the processor reads it from the receipt.
-    pub event: Option<Box<serde_json::value::RawValue>>,
-    /// Set when the event was left in the receipt.
-    #[serde(default)]
-    pub oversize: bool,
-}
-
-/// Builds the queue messages of a receipt's events. The events are JSON already (raw slices of
-/// the verified body, or objects built from it), so they are placed without re-serialising.
-pub fn queue_messages(
-    provider: ProviderId,
-    receipt: &str,
-    received_at_ms: i64,
-    events: &[String],
-) -> Vec<String> {
-    let receipt = serde_json::Value::String(receipt.to_owned()).to_string();
-    let count = events.len();
-    events
-        .iter()
-        .enumerate()
-        .map(|(index, event)| {
-            let head = format!(
-                r#"{{"v":1,"provider":"{provider}","receipt":{receipt},"index":{index},"count":{count},"received_at":{received_at_ms},"#
-            );
-            if head.len() + event.len() + 10 < MAX_MESSAGE_BYTES {
-                format!(r#"{head}"event":{event}}}"#)
-            } else {
-                format!(r#"{head}"event":null,"oversize":true}}"#)
-            }
-        })
-        .collect()
-}
 
 /// What happened to a verified delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +26,7 @@ pub enum Accepted {
         receipt: String,
         /// Events enqueued.
         events: usize,
-        /// SQS calls made.
+        /// Queue calls made.
         calls: usize,
     },
     /// Recorded with nothing to enqueue (`processed` or `failed`).
@@ -104,7 +54,7 @@ pub enum IngestError {
     /// A Mailgun token reused for other content.
     #[error("replayed token")]
     Replayed,
-    /// The receipt could not be written: nothing was accepted.
+    /// The receipt could not be written (nothing was accepted), or marking it queued failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The receipt is stored but its events are not all on the queue; it stays `received`.
@@ -112,18 +62,26 @@ pub enum IngestError {
     Queue {
         /// The receipt key.
         receipt: String,
-        /// The SQS failure.
-        error: EnqueueError,
+        /// The queue's failure.
+        error: StoreError,
     },
 }
 
 /// A verified delivery and the request facts the receipt keeps.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {
     /// Whose webhook it is.
     pub provider: ProviderId,
-    /// What verification produced.
-    pub intake: &'a Intake,
+    /// The delivery-level dedupe key: equal for every redelivery of the same delivery.
+    pub dedupe_key: &'a str,
+    /// Events, or an SNS subscription handshake.
+    pub kind: DeliveryKind,
+    /// The events (raw JSON, one string each), or why the authentic body could not be read.
+    pub events: Result<&'a [String], &'a str>,
+    /// The scheme that verified it, as stored on the receipt (e.g. `ecdsa-p256`).
+    pub verification: &'a str,
+    /// A signed single-use token to remember (Mailgun), if the scheme has one.
+    pub replay_token: Option<&'a str>,
     /// The raw body.
     pub body: &'a [u8],
     /// The request's `Content-Type`.
@@ -141,50 +99,42 @@ pub struct RequeueReport {
     pub failed: u64,
 }
 
-/// Ingestion: receipts on DynamoDB, events on SQS.
-#[derive(Debug, Clone)]
+/// Ingestion: receipts, the events queue, and reading a stored body again.
+#[derive(Clone)]
 pub struct Ingestion {
-    receipts: DynamoDbWebhookReceipts,
-    queue: SqsEventQueue,
+    receipts: Arc<dyn WebhookReceipts>,
+    queue: Arc<dyn EventsQueue>,
+    parser: Arc<dyn ReceiptEvents>,
     retention_secs: i64,
     replay_window_secs: i64,
 }
 
+impl std::fmt::Debug for Ingestion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingestion")
+            .field("retention_secs", &self.retention_secs)
+            .field("replay_window_secs", &self.replay_window_secs)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Ingestion {
     /// Wires ingestion; receipts expire after `retention_secs`, Mailgun tokens after
-    /// `replay_window_secs`.
+    /// `replay_window_secs`. `parser` reads a stored body into its events again (re-enqueue).
     pub fn new(
-        receipts: DynamoDbWebhookReceipts,
-        queue: SqsEventQueue,
+        receipts: Arc<dyn WebhookReceipts>,
+        queue: Arc<dyn EventsQueue>,
+        parser: Arc<dyn ReceiptEvents>,
         retention_secs: i64,
         replay_window_secs: i64,
     ) -> Self {
         Self {
             receipts,
             queue,
+            parser,
             retention_secs,
             replay_window_secs,
         }
-    }
-
-    /// Ingestion on the receipts and dedupe tables and the events queue named in `names`.
-    pub fn on(
-        clients: &mailgate_aws::AwsClients,
-        names: &mailgate_aws::ResourceNames,
-        retention_secs: i64,
-        replay_window_secs: i64,
-    ) -> Self {
-        use mailgate_aws::{Queue, Table};
-        let receipts = DynamoDbWebhookReceipts::new(
-            clients.dynamodb.clone(),
-            names.table(Table::Receipts).to_owned(),
-            names.table(Table::Dedupe).to_owned(),
-        );
-        let queue = SqsEventQueue::new(
-            clients.sqs.clone(),
-            names.queue_url(Queue::Events).to_owned(),
-        );
-        Self::new(receipts, queue, retention_secs, replay_window_secs)
     }
 
     /// Persists a verified delivery and, when it carries events not yet queued, enqueues them.
@@ -195,30 +145,29 @@ impl Ingestion {
     ) -> Result<Accepted, IngestError> {
         let now = clock.now();
         let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        let intake = delivery.intake;
-        let key = receipt_key(delivery.provider, &intake.payload.dedupe_key);
-        let (status, events, error) = match (intake.kind, &intake.payload.events) {
+        let key = receipt_key(delivery.provider, delivery.dedupe_key);
+        let (status, events, error) = match (delivery.kind, delivery.events) {
             (DeliveryKind::Events, Ok(events)) if !events.is_empty() => {
-                (ReceiptStatus::Received, events.as_slice(), None)
+                (ReceiptStatus::Received, events, None)
             }
-            (DeliveryKind::Events, Err(e)) => (ReceiptStatus::Failed, &[][..], Some(e.0.as_str())),
+            (DeliveryKind::Events, Err(e)) => (ReceiptStatus::Failed, &[][..], Some(e)),
             // An empty batch, or an SNS handshake the webhook handled itself.
             _ => (ReceiptStatus::Processed, &[][..], None),
         };
         let receipt = NewReceipt {
             provider: delivery.provider,
-            dedupe_key: &intake.payload.dedupe_key,
-            kind: intake.kind,
+            dedupe_key: delivery.dedupe_key,
+            kind: delivery.kind,
             status,
             body: delivery.body,
             content_type: delivery.content_type,
-            verification: intake.verification,
-            event_count: intake.payload.events.as_ref().map_or(0, Vec::len),
+            verification: delivery.verification,
+            event_count: delivery.events.map_or(0, <[String]>::len),
             error,
             received_at_ms: now_ms,
             lease_until_ms: now_ms + ENQUEUE_LEASE_MS,
             expires_at: now.unix_timestamp() + self.retention_secs,
-            replay_guard: intake.replay_token.as_deref().map(|token| ReplayGuard {
+            replay_guard: delivery.replay_token.map(|token| ReplayGuard {
                 token,
                 expires_at: now.unix_timestamp() + self.replay_window_secs,
             }),
@@ -266,7 +215,7 @@ impl Ingestion {
         clock: &dyn Clock,
     ) -> Result<Accepted, IngestError> {
         let messages = queue_messages(provider, key, received_at_ms, events);
-        let stats = self
+        let enqueued = self
             .queue
             .enqueue(&messages)
             .await
@@ -280,8 +229,8 @@ impl Ingestion {
         self.receipts.mark_queued(key, done_ms).await?;
         Ok(Accepted::Queued {
             receipt: key.to_owned(),
-            events: stats.messages,
-            calls: stats.calls,
+            events: enqueued.messages,
+            calls: enqueued.calls,
         })
     }
 
@@ -312,7 +261,7 @@ impl Ingestion {
             let Some(stored) = self.receipts.load(&key).await? else {
                 continue;
             };
-            let events = match events_of(
+            let events = match self.parser.events_of(
                 stored.provider,
                 &stored.body,
                 stored.content_type.as_deref(),
@@ -339,36 +288,5 @@ impl Ingestion {
             }
         }
         Ok(report)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_messages_wrap_each_event_and_read_back() {
-        let events = vec![
-            r#"{"event":"open","sg_event_id":"a"}"#.to_owned(),
-            r#"{"event":"click"}"#.to_owned(),
-        ];
-        let msgs = queue_messages(ProviderId::Sendgrid, "sendgrid#k\"1", 1_700, &events);
-        assert_eq!(msgs.len(), 2);
-        let first: QueuedEvent = serde_json::from_str(&msgs[0]).unwrap();
-        assert_eq!(first.provider, ProviderId::Sendgrid);
-        assert_eq!(first.receipt, "sendgrid#k\"1");
-        assert_eq!((first.index, first.count, first.received_at), (0, 2, 1_700));
-        assert_eq!(first.event.unwrap().get(), events[0]);
-        assert!(!first.oversize);
-    }
-
-    #[test]
-    fn an_event_too_large_for_a_message_is_left_in_the_receipt() {
-        let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_MESSAGE_BYTES));
-        let msgs = queue_messages(ProviderId::Postmark, "postmark#k", 1, &[huge]);
-        assert!(msgs[0].len() < 300);
-        let read: QueuedEvent = serde_json::from_str(&msgs[0]).unwrap();
-        assert!(read.oversize);
-        assert!(read.event.is_none());
     }
 }
