@@ -290,3 +290,451 @@ impl Ingestion {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mailgate_core::{FixedClock, QueuedEvent, StoreErrorKind};
+
+    use super::*;
+    use crate::testing::{JsonArrayEvents, MemoryEventsQueue, MemoryReceipt, MemoryReceipts};
+
+    const T0: i64 = 1_750_000_000;
+
+    struct Harness {
+        ingestion: Ingestion,
+        receipts: Arc<MemoryReceipts>,
+        queue: Arc<MemoryEventsQueue>,
+        clock: FixedClock,
+    }
+
+    fn harness() -> Harness {
+        let receipts = Arc::new(MemoryReceipts::default());
+        let queue = Arc::new(MemoryEventsQueue::default());
+        Harness {
+            ingestion: Ingestion::new(
+                receipts.clone(),
+                queue.clone(),
+                Arc::new(JsonArrayEvents),
+                86_400,
+                660,
+            ),
+            receipts,
+            queue,
+            clock: FixedClock::at_unix(T0),
+        }
+    }
+
+    fn events(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!(r#"{{"sg_event_id":"e{i}"}}"#))
+            .collect()
+    }
+
+    fn body(events: &[String]) -> Vec<u8> {
+        format!("[{}]", events.join(",")).into_bytes()
+    }
+
+    fn delivery<'a>(key: &'a str, events: &'a [String], body: &'a [u8]) -> Delivery<'a> {
+        Delivery {
+            provider: ProviderId::Sendgrid,
+            dedupe_key: key,
+            kind: DeliveryKind::Events,
+            events: Ok(events),
+            verification: "ecdsa-p256",
+            replay_token: None,
+            body,
+            content_type: Some("application/json"),
+        }
+    }
+
+    fn secs(n: i64) -> time::Duration {
+        time::Duration::seconds(n)
+    }
+
+    #[tokio::test]
+    async fn a_new_delivery_is_recorded_then_enqueued_then_marked_queued() {
+        let h = harness();
+        let evs = events(12);
+        let b = body(&evs);
+        let accepted = h
+            .ingestion
+            .accept(&delivery("k1", &evs, &b), &h.clock)
+            .await
+            .unwrap();
+        assert_eq!(
+            accepted,
+            Accepted::Queued {
+                receipt: "sendgrid#k1".into(),
+                events: 12,
+                calls: 2
+            }
+        );
+        let receipt = h.receipts.receipt("sendgrid#k1").unwrap();
+        assert_eq!(receipt.status, ReceiptStatus::Queued);
+        assert_eq!(receipt.event_count, 12);
+        assert_eq!(receipt.body, b);
+        assert_eq!(receipt.lease_until_ms, None);
+        let messages = h.queue.messages();
+        assert_eq!(messages.len(), 12);
+        let third: QueuedEvent = serde_json::from_str(&messages[2]).unwrap();
+        assert_eq!(
+            (third.receipt.as_str(), third.index, third.count),
+            ("sendgrid#k1", 2, 12)
+        );
+        assert_eq!(third.received_at, T0 * 1000);
+        assert_eq!(third.event.unwrap().get(), evs[2]);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_of_a_queued_delivery_enqueues_nothing() {
+        let h = harness();
+        let evs = events(2);
+        let b = body(&evs);
+        let d = delivery("k1", &evs, &b);
+        h.ingestion.accept(&d, &h.clock).await.unwrap();
+        let again = h.ingestion.accept(&d, &h.clock).await.unwrap();
+        assert_eq!(
+            again,
+            Accepted::Duplicate {
+                receipt: "sendgrid#k1".into(),
+                status: ReceiptStatus::Queued,
+                in_flight: false
+            }
+        );
+        assert_eq!(h.queue.messages().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_stuck_duplicate_is_enqueued_again_once_its_lease_has_lapsed() {
+        let h = harness();
+        let evs = events(3);
+        let b = body(&evs);
+        let d = delivery("k1", &evs, &b);
+        h.queue
+            .faults
+            .fail_next("enqueue", StoreErrorKind::Transient);
+        let err = h.ingestion.accept(&d, &h.clock).await.unwrap_err();
+        assert!(matches!(err, IngestError::Queue { ref receipt, .. } if receipt == "sendgrid#k1"));
+        assert_eq!(
+            h.receipts.receipt("sendgrid#k1").unwrap().status,
+            ReceiptStatus::Received
+        );
+
+        // Within the first request's lease: another request is (as far as anyone knows) busy.
+        h.clock.advance(secs(10));
+        let busy = h.ingestion.accept(&d, &h.clock).await.unwrap();
+        assert_eq!(
+            busy,
+            Accepted::Duplicate {
+                receipt: "sendgrid#k1".into(),
+                status: ReceiptStatus::Received,
+                in_flight: true
+            }
+        );
+        assert!(h.queue.messages().is_empty());
+
+        // Past the lease: this redelivery takes it over and enqueues.
+        h.clock.advance(secs(ENQUEUE_LEASE_MS / 1000));
+        let taken = h.ingestion.accept(&d, &h.clock).await.unwrap();
+        assert!(matches!(taken, Accepted::Queued { events: 3, .. }));
+        assert_eq!(h.queue.messages().len(), 3);
+        let first: QueuedEvent = serde_json::from_str(&h.queue.messages()[0]).unwrap();
+        assert_eq!(
+            first.received_at,
+            (T0 + 10 + ENQUEUE_LEASE_MS / 1000) * 1000,
+            "the envelope carries the time of the request that enqueued it"
+        );
+        assert_eq!(
+            h.receipts.receipt("sendgrid#k1").unwrap().status,
+            ReceiptStatus::Queued
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_body_is_kept_as_failed_and_an_empty_one_as_processed() {
+        let h = harness();
+        let b = b"not json".to_vec();
+        let mut d = delivery("bad", &[], &b);
+        d.events = Err("expected an array");
+        let accepted = h.ingestion.accept(&d, &h.clock).await.unwrap();
+        assert_eq!(
+            accepted,
+            Accepted::Recorded {
+                receipt: "sendgrid#bad".into(),
+                status: ReceiptStatus::Failed
+            }
+        );
+        let stored = h.receipts.receipt("sendgrid#bad").unwrap();
+        assert_eq!(stored.error.as_deref(), Some("expected an array"));
+        assert_eq!((stored.event_count, stored.lease_until_ms), (0, None));
+
+        let empty = body(&[]);
+        let accepted = h
+            .ingestion
+            .accept(&delivery("empty", &[], &empty), &h.clock)
+            .await
+            .unwrap();
+        assert_eq!(
+            accepted,
+            Accepted::Recorded {
+                receipt: "sendgrid#empty".into(),
+                status: ReceiptStatus::Processed
+            }
+        );
+
+        let evs = events(1);
+        let mut handshake = delivery("sns", &evs, &empty);
+        handshake.kind = DeliveryKind::SubscriptionConfirmation;
+        let accepted = h.ingestion.accept(&handshake, &h.clock).await.unwrap();
+        assert!(matches!(
+            accepted,
+            Accepted::Recorded {
+                status: ReceiptStatus::Processed,
+                ..
+            }
+        ));
+        assert!(h.queue.messages().is_empty());
+
+        // A redelivery of the failed one is a duplicate, not in flight, never enqueued.
+        let again = h.ingestion.accept(&d, &h.clock).await.unwrap();
+        assert_eq!(
+            again,
+            Accepted::Duplicate {
+                receipt: "sendgrid#bad".into(),
+                status: ReceiptStatus::Failed,
+                in_flight: false
+            }
+        );
+        assert!(h.queue.messages().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_mailgun_token_reused_for_other_content_is_a_replay() {
+        let h = harness();
+        let evs = events(1);
+        let b = body(&evs);
+        let mut first = delivery("a", &evs, &b);
+        first.provider = ProviderId::Mailgun;
+        first.replay_token = Some("tok");
+        h.ingestion.accept(&first, &h.clock).await.unwrap();
+
+        // The same delivery again is a plain duplicate.
+        let again = h.ingestion.accept(&first, &h.clock).await.unwrap();
+        assert!(matches!(again, Accepted::Duplicate { .. }));
+
+        let mut forged = first;
+        forged.dedupe_key = "b";
+        let err = h.ingestion.accept(&forged, &h.clock).await.unwrap_err();
+        assert!(matches!(err, IngestError::Replayed));
+        assert!(h.receipts.receipt("mailgun#b").is_none(), "nothing written");
+        assert_eq!(h.queue.messages().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_receipt_that_cannot_be_written_accepts_nothing() {
+        let h = harness();
+        let evs = events(2);
+        let b = body(&evs);
+        h.receipts
+            .faults
+            .fail_next("record", StoreErrorKind::Throttled);
+        let err = h
+            .ingestion
+            .accept(&delivery("k1", &evs, &b), &h.clock)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IngestError::Store(ref e) if e.kind() == StoreErrorKind::Throttled));
+        assert!(h.receipts.receipt("sendgrid#k1").is_none());
+        assert!(h.queue.messages().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_queue_failing_partway_leaves_the_receipt_received_for_the_sweeper() {
+        let h = harness();
+        let evs = events(25);
+        let b = body(&evs);
+        h.queue.fail_next_after(10);
+        let err = h
+            .ingestion
+            .accept(&delivery("k1", &evs, &b), &h.clock)
+            .await
+            .unwrap_err();
+        let IngestError::Queue { receipt, error } = err else {
+            panic!("expected a queue failure, got {err:?}");
+        };
+        assert_eq!(receipt, "sendgrid#k1");
+        assert!(error.is_retryable());
+        assert_eq!(h.queue.messages().len(), 10);
+        let stored = h.receipts.receipt("sendgrid#k1").unwrap();
+        assert_eq!(stored.status, ReceiptStatus::Received);
+
+        // The sweeper, once the receipt is old enough and its lease lapsed, enqueues it whole.
+        h.clock.advance(secs(301));
+        let report = h
+            .ingestion
+            .requeue_stale(ProviderId::Sendgrid, 300, 100, &h.clock)
+            .await
+            .unwrap();
+        assert_eq!(
+            report,
+            RequeueReport {
+                requeued: 1,
+                events: 25,
+                failed: 0
+            }
+        );
+        assert_eq!(h.queue.messages().len(), 35);
+        assert_eq!(
+            h.receipts.receipt("sendgrid#k1").unwrap().status,
+            ReceiptStatus::Queued
+        );
+    }
+
+    #[tokio::test]
+    async fn events_on_the_queue_but_not_marked_stay_received_and_the_error_says_so() {
+        let h = harness();
+        let evs = events(2);
+        let b = body(&evs);
+        h.receipts
+            .faults
+            .fail_next("mark_queued", StoreErrorKind::Transient);
+        let err = h
+            .ingestion
+            .accept(&delivery("k1", &evs, &b), &h.clock)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IngestError::Store(_)));
+        assert_eq!(h.queue.messages().len(), 2);
+        assert_eq!(
+            h.receipts.receipt("sendgrid#k1").unwrap().status,
+            ReceiptStatus::Received
+        );
+    }
+
+    fn stuck(h: &Harness, key: &str, body: &[u8], received_at_s: i64) {
+        h.receipts.put(
+            key,
+            MemoryReceipt {
+                provider: ProviderId::Sendgrid,
+                status: ReceiptStatus::Received,
+                body: body.to_vec(),
+                content_type: None,
+                event_count: 0,
+                error: None,
+                received_at_ms: received_at_s * 1000,
+                lease_until_ms: Some(received_at_s * 1000 + ENQUEUE_LEASE_MS),
+                queued_at_ms: None,
+            },
+        );
+    }
+
+    #[tokio::test]
+    async fn requeue_takes_only_old_received_receipts_of_the_provider_with_a_lapsed_lease() {
+        let h = harness();
+        let evs = events(2);
+        let b = body(&evs);
+        stuck(&h, "sendgrid#old", &b, T0 - 600);
+        stuck(&h, "sendgrid#young", &b, T0 - 60);
+        let mut leased = b.clone();
+        leased.push(b' ');
+        stuck(&h, "sendgrid#leased", &leased, T0 - 900);
+        // A live lease taken by a request still running.
+        assert!(
+            h.receipts
+                .claim("sendgrid#leased", T0 * 1000, T0 * 1000 + 30_000)
+                .await
+                .unwrap()
+        );
+        let report = h
+            .ingestion
+            .requeue_stale(ProviderId::Sendgrid, 300, 100, &h.clock)
+            .await
+            .unwrap();
+        assert_eq!(
+            report,
+            RequeueReport {
+                requeued: 1,
+                events: 2,
+                failed: 0
+            }
+        );
+        let first: QueuedEvent = serde_json::from_str(&h.queue.messages()[0]).unwrap();
+        assert_eq!(first.receipt, "sendgrid#old");
+        assert_eq!(
+            first.received_at,
+            (T0 - 600) * 1000,
+            "the receipt's own time"
+        );
+        assert_eq!(
+            h.receipts.receipt("sendgrid#young").unwrap().status,
+            ReceiptStatus::Received
+        );
+        assert_eq!(
+            h.receipts.receipt("sendgrid#leased").unwrap().status,
+            ReceiptStatus::Received
+        );
+        let other = h
+            .ingestion
+            .requeue_stale(ProviderId::Postmark, 300, 100, &h.clock)
+            .await
+            .unwrap();
+        assert_eq!(other, RequeueReport::default());
+    }
+
+    #[tokio::test]
+    async fn requeue_counts_unparseable_and_unenqueueable_receipts_as_failed_and_goes_on() {
+        let h = harness();
+        let evs = events(1);
+        let b = body(&evs);
+        stuck(&h, "sendgrid#a-garbled", b"garbled", T0 - 900);
+        stuck(&h, "sendgrid#b-queue-down", &b, T0 - 800);
+        stuck(&h, "sendgrid#c-fine", &b, T0 - 700);
+        h.queue
+            .faults
+            .fail_next("enqueue", StoreErrorKind::Throttled);
+        let report = h
+            .ingestion
+            .requeue_stale(ProviderId::Sendgrid, 300, 100, &h.clock)
+            .await
+            .unwrap();
+        assert_eq!(
+            report,
+            RequeueReport {
+                requeued: 1,
+                events: 1,
+                failed: 2
+            }
+        );
+        for (key, status) in [
+            ("sendgrid#a-garbled", ReceiptStatus::Received),
+            ("sendgrid#b-queue-down", ReceiptStatus::Received),
+            ("sendgrid#c-fine", ReceiptStatus::Queued),
+        ] {
+            assert_eq!(h.receipts.receipt(key).unwrap().status, status, "{key}");
+        }
+    }
+
+    #[tokio::test]
+    async fn requeue_stops_with_the_error_when_the_receipts_store_fails() {
+        for operation in ["stale", "claim", "load"] {
+            let h = harness();
+            let evs = events(1);
+            stuck(&h, "sendgrid#k", &body(&evs), T0 - 900);
+            h.receipts
+                .faults
+                .fail_next(operation, StoreErrorKind::Transient);
+            let err = h
+                .ingestion
+                .requeue_stale(ProviderId::Sendgrid, 300, 100, &h.clock)
+                .await
+                .unwrap_err();
+            assert_eq!(err.operation(), operation);
+            assert!(h.queue.messages().is_empty(), "{operation}");
+            assert_eq!(
+                h.receipts.receipt("sendgrid#k").unwrap().status,
+                ReceiptStatus::Received,
+                "{operation}"
+            );
+        }
+    }
+}

@@ -199,3 +199,268 @@ impl Release {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use mailgate_core::{
+        ApiKeyId, EmailAddress, KeyEnvironment, Mailbox, MessageRecord, MessageState,
+        OutboundEmail, StoreErrorKind,
+    };
+
+    use super::*;
+    use crate::testing::{MemoryControls, MemoryHeldMessages, MemoryReleaseQueue};
+
+    const NOW: UnixMillis = UnixMillis(1_750_000_000_000);
+
+    struct Harness {
+        release: Release,
+        messages: Arc<MemoryHeldMessages>,
+        controls: Arc<MemoryControls>,
+        queue: Arc<MemoryReleaseQueue>,
+    }
+
+    fn harness() -> Harness {
+        let messages = Arc::new(MemoryHeldMessages::default());
+        let controls = Arc::new(MemoryControls::default());
+        let queue = Arc::new(MemoryReleaseQueue::default());
+        Harness {
+            release: Release::new(messages.clone(), controls.clone(), queue.clone()),
+            messages,
+            controls,
+            queue,
+        }
+    }
+
+    /// A held message: `state`, bulk or not, due at `send_at` (or accepted a minute ago).
+    fn held(
+        h: &Harness,
+        state: MessageState,
+        category: MessageCategory,
+        send_at: Option<UnixMillis>,
+    ) -> MessageId {
+        let mut email = OutboundEmail::new(
+            MessageId::generate(),
+            Mailbox::new(EmailAddress::parse("news@example.com").unwrap()),
+            EmailAddress::parse("jane@example.org").unwrap(),
+            "Hello",
+        );
+        email.category = category;
+        let record = MessageRecord::new(
+            &email,
+            ApiKeyId::generate(),
+            KeyEnvironment::Test,
+            state,
+            UnixMillis(NOW.as_i64() - 60_000),
+            send_at,
+            &[],
+        );
+        let id = record.id.clone();
+        h.messages.put(record);
+        id
+    }
+
+    fn at(offset_secs: i64) -> Option<UnixMillis> {
+        Some(UnixMillis(NOW.as_i64() + offset_secs * 1000))
+    }
+
+    fn state(h: &Harness, id: &MessageId) -> MessageState {
+        h.messages.get(id).unwrap().state
+    }
+
+    #[test]
+    fn delays_cover_the_time_left_up_to_fifteen_minutes() {
+        assert_eq!(delay_until(None, NOW), 0);
+        assert_eq!(delay_until(Some(UnixMillis(NOW.as_i64() - 5_000)), NOW), 0);
+        assert_eq!(
+            delay_until(Some(NOW.saturating_add(Duration::from_secs(600))), NOW),
+            600
+        );
+        assert_eq!(delay_until(Some(UnixMillis(NOW.as_i64() + 1_500)), NOW), 2);
+        assert_eq!(
+            delay_until(Some(NOW.saturating_add(Duration::from_secs(7_200))), NOW),
+            900
+        );
+    }
+
+    #[tokio::test]
+    async fn scheduled_messages_due_within_the_lookahead_go_out_with_the_delay_left() {
+        let h = harness();
+        let past = held(
+            &h,
+            MessageState::Scheduled,
+            MessageCategory::Transactional,
+            at(-30),
+        );
+        let soon = held(
+            &h,
+            MessageState::Scheduled,
+            MessageCategory::Transactional,
+            at(600),
+        );
+        let later = held(
+            &h,
+            MessageState::Scheduled,
+            MessageCategory::Transactional,
+            at(901),
+        );
+        let report = h.release.release_scheduled(NOW).await.unwrap();
+        assert_eq!(
+            report,
+            ReleaseReport {
+                released: 2,
+                paused: 0,
+                skipped: 0,
+                enqueue_calls: 1,
+                delayed: 1
+            }
+        );
+        let entries = h.queue.entries();
+        assert!(entries.contains(&(past.clone(), Duration::ZERO)));
+        assert!(entries.contains(&(soon.clone(), Duration::from_secs(600))));
+        assert_eq!(state(&h, &past), MessageState::Queued);
+        assert_eq!(state(&h, &soon), MessageState::Queued);
+        assert_eq!(state(&h, &later), MessageState::Scheduled);
+    }
+
+    #[tokio::test]
+    async fn pointers_go_out_ten_per_call() {
+        let h = harness();
+        for _ in 0..23 {
+            held(
+                &h,
+                MessageState::Scheduled,
+                MessageCategory::Transactional,
+                at(0),
+            );
+        }
+        let report = h.release.release_scheduled(NOW).await.unwrap();
+        assert_eq!((report.released, report.enqueue_calls), (23, 3));
+        assert_eq!(h.queue.calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn with_the_switch_on_scheduled_bulk_mail_moves_to_paused_and_the_rest_goes_out() {
+        let h = harness();
+        h.controls.bulk_paused.store(true, Ordering::SeqCst);
+        let bulk = held(&h, MessageState::Scheduled, MessageCategory::Bulk, at(10));
+        let transactional = held(
+            &h,
+            MessageState::Scheduled,
+            MessageCategory::Transactional,
+            at(10),
+        );
+        let paused = held(&h, MessageState::Paused, MessageCategory::Bulk, None);
+        let report = h.release.release_scheduled(NOW).await.unwrap();
+        assert_eq!((report.released, report.paused), (1, 1));
+        assert_eq!(state(&h, &bulk), MessageState::Paused);
+        assert_eq!(state(&h, &transactional), MessageState::Queued);
+        assert_eq!(h.queue.entries().len(), 1);
+
+        assert_eq!(
+            h.release.release_paused(NOW).await.unwrap(),
+            ReleaseReport::default(),
+            "nothing leaves the pause queue while the switch is on"
+        );
+        assert_eq!(state(&h, &paused), MessageState::Paused);
+
+        h.controls.bulk_paused.store(false, Ordering::SeqCst);
+        let report = h.release.release_paused(NOW).await.unwrap();
+        assert_eq!((report.released, report.delayed), (2, 1));
+        assert_eq!(state(&h, &paused), MessageState::Queued);
+        assert_eq!(state(&h, &bulk), MessageState::Queued);
+        assert!(h.queue.entries().contains(&(bulk, Duration::from_secs(10))));
+    }
+
+    #[tokio::test]
+    async fn ids_no_longer_held_are_skipped() {
+        let h = harness();
+        let cancelled = held(
+            &h,
+            MessageState::Cancelled,
+            MessageCategory::Transactional,
+            at(0),
+        );
+        h.messages.ghosts.lock().unwrap().extend([
+            (ReleaseQueue::Scheduled, cancelled.clone()),
+            (ReleaseQueue::Scheduled, MessageId::generate()),
+        ]);
+        let report = h.release.release_scheduled(NOW).await.unwrap();
+        assert_eq!((report.released, report.skipped), (0, 2));
+        assert!(h.queue.entries().is_empty());
+        assert_eq!(state(&h, &cancelled), MessageState::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn a_port_failing_at_each_step_stops_the_job_and_loses_nothing() {
+        type Inject = fn(&Harness);
+        let steps: [(&str, Inject); 6] = [
+            ("bulk_paused", |h| {
+                h.controls
+                    .faults
+                    .fail_next("bulk_paused", StoreErrorKind::Throttled)
+            }),
+            ("due", |h| {
+                h.messages
+                    .faults
+                    .fail_next("due", StoreErrorKind::Throttled)
+            }),
+            ("record", |h| {
+                h.messages
+                    .faults
+                    .fail_next("record", StoreErrorKind::Throttled)
+            }),
+            ("mark_paused", |h| {
+                h.messages
+                    .faults
+                    .fail_next("mark_paused", StoreErrorKind::Throttled)
+            }),
+            ("enqueue_delayed", |h| {
+                h.queue
+                    .faults
+                    .fail_next("enqueue_delayed", StoreErrorKind::Throttled)
+            }),
+            ("mark_released", |h| {
+                h.messages
+                    .faults
+                    .fail_next("mark_released", StoreErrorKind::Throttled)
+            }),
+        ];
+        for (step, inject) in steps {
+            let h = harness();
+            h.controls.bulk_paused.store(true, Ordering::SeqCst);
+            let bulk = held(&h, MessageState::Scheduled, MessageCategory::Bulk, at(0));
+            let ready = held(
+                &h,
+                MessageState::Scheduled,
+                MessageCategory::Transactional,
+                at(0),
+            );
+            inject(&h);
+            let err = h.release.release_scheduled(NOW).await.unwrap_err();
+            let (ReleaseError::Messages(e)
+            | ReleaseError::Controls(e)
+            | ReleaseError::SendQueue(e)) = &err;
+            assert_eq!(e.operation(), step);
+            match step {
+                "bulk_paused" => assert!(matches!(err, ReleaseError::Controls(_))),
+                "enqueue_delayed" => assert!(matches!(err, ReleaseError::SendQueue(_))),
+                _ => assert!(matches!(err, ReleaseError::Messages(_)), "{step}"),
+            }
+            // Nothing was marked released without being enqueued first: every message still
+            // held is found again by the next tick.
+            for id in [&bulk, &ready] {
+                let s = state(&h, id);
+                let enqueued = h.queue.entries().iter().any(|(e, _)| e == id);
+                assert!(
+                    s != MessageState::Queued || enqueued,
+                    "{step}: {id:?} queued but never enqueued"
+                );
+            }
+            let next = h.release.release_scheduled(NOW).await.unwrap();
+            assert_eq!(state(&h, &ready), MessageState::Queued, "{step}: {next:?}");
+            assert_eq!(state(&h, &bulk), MessageState::Paused, "{step}");
+        }
+    }
+}

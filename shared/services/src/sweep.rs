@@ -120,3 +120,146 @@ impl Sweep {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mailgate_core::{
+        ApiKeyId, EmailAddress, FixedClock, KeyEnvironment, Mailbox, MessageId, MessageRecord,
+        MessageState, OutboundEmail, ReceiptStatus, StoreErrorKind,
+    };
+
+    use super::*;
+    use crate::ingest::ENQUEUE_LEASE_MS;
+    use crate::testing::{
+        JsonArrayEvents, MemoryControls, MemoryEventsQueue, MemoryHeldMessages, MemoryReceipt,
+        MemoryReceipts, MemoryReleaseQueue,
+    };
+
+    const T0: i64 = 1_750_000_000;
+
+    struct Harness {
+        sweep: Sweep,
+        receipts: Arc<MemoryReceipts>,
+        events: Arc<MemoryEventsQueue>,
+        messages: Arc<MemoryHeldMessages>,
+        queue: Arc<MemoryReleaseQueue>,
+    }
+
+    fn harness() -> Harness {
+        let receipts = Arc::new(MemoryReceipts::default());
+        let events = Arc::new(MemoryEventsQueue::default());
+        let messages = Arc::new(MemoryHeldMessages::default());
+        let queue = Arc::new(MemoryReleaseQueue::default());
+        let ingestion = Ingestion::new(
+            receipts.clone(),
+            events.clone(),
+            Arc::new(JsonArrayEvents),
+            0,
+            0,
+        );
+        let release = Release::new(
+            messages.clone(),
+            Arc::new(MemoryControls::default()),
+            queue.clone(),
+        );
+        Harness {
+            sweep: Sweep::new(ingestion, release, 300, Arc::new(FixedClock::at_unix(T0))),
+            receipts,
+            events,
+            messages,
+            queue,
+        }
+    }
+
+    fn stuck(h: &Harness, provider: ProviderId, key: &str) {
+        h.receipts.put(
+            key,
+            MemoryReceipt {
+                provider,
+                status: ReceiptStatus::Received,
+                body: br#"[{"a":1},{"b":2}]"#.to_vec(),
+                content_type: None,
+                event_count: 2,
+                error: None,
+                received_at_ms: (T0 - 900) * 1000,
+                lease_until_ms: Some((T0 - 900) * 1000 + ENQUEUE_LEASE_MS),
+                queued_at_ms: None,
+            },
+        );
+    }
+
+    fn scheduled(h: &Harness) -> MessageId {
+        let email = OutboundEmail::new(
+            MessageId::generate(),
+            Mailbox::new(EmailAddress::parse("news@example.com").unwrap()),
+            EmailAddress::parse("jane@example.org").unwrap(),
+            "Hello",
+        );
+        let record = MessageRecord::new(
+            &email,
+            ApiKeyId::generate(),
+            KeyEnvironment::Test,
+            MessageState::Scheduled,
+            UnixMillis(T0 * 1000 - 60_000),
+            Some(UnixMillis(T0 * 1000 + 5_000)),
+            &[],
+        );
+        let id = record.id.clone();
+        h.messages.put(record);
+        id
+    }
+
+    fn moved(jobs: &[(String, u64)], job: &str) -> Option<u64> {
+        jobs.iter().find(|(j, _)| j == job).map(|(_, n)| *n)
+    }
+
+    #[tokio::test]
+    async fn a_tick_requeues_every_providers_stuck_receipts_and_releases_due_messages() {
+        let h = harness();
+        stuck(&h, ProviderId::Sendgrid, "sendgrid#a");
+        stuck(&h, ProviderId::Postmark, "postmark#b");
+        let id = scheduled(&h);
+        let jobs = h.sweep.run().await.unwrap();
+        assert_eq!(jobs.len(), ProviderId::ALL.len() + 2);
+        assert_eq!(moved(&jobs, "requeue_receipts:sendgrid"), Some(1));
+        assert_eq!(moved(&jobs, "requeue_receipts:postmark"), Some(1));
+        assert_eq!(moved(&jobs, "requeue_receipts:ses"), Some(0));
+        assert_eq!(moved(&jobs, "release_scheduled"), Some(1));
+        assert_eq!(moved(&jobs, "release_paused"), Some(0));
+        assert_eq!(h.events.messages().len(), 4);
+        assert_eq!(
+            h.queue.entries(),
+            vec![(id, std::time::Duration::from_secs(5))]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_is_reported_after_every_other_job_ran() {
+        let h = harness();
+        stuck(&h, ProviderId::Sendgrid, "sendgrid#a");
+        stuck(&h, ProviderId::Postmark, "postmark#b");
+        let id = scheduled(&h);
+        // The first provider's query fails (SES comes first in `ProviderId::ALL`).
+        h.receipts
+            .faults
+            .fail_next("stale", StoreErrorKind::Transient);
+        let err = h.sweep.run().await.unwrap_err();
+        assert!(matches!(err, SweepError::Receipts(ref e) if e.operation() == "stale"));
+        assert_eq!(h.events.messages().len(), 4, "the other providers ran");
+        assert_eq!(h.messages.get(&id).unwrap().state, MessageState::Queued);
+
+        let h = harness();
+        let id = scheduled(&h);
+        stuck(&h, ProviderId::Sendgrid, "sendgrid#a");
+        h.messages
+            .faults
+            .fail_next("due", StoreErrorKind::Throttled);
+        let err = h.sweep.run().await.unwrap_err();
+        assert!(matches!(
+            err,
+            SweepError::Release(ReleaseError::Messages(_))
+        ));
+        assert_eq!(h.events.messages().len(), 2, "receipts were swept");
+        assert_eq!(h.messages.get(&id).unwrap().state, MessageState::Scheduled);
+    }
+}

@@ -5,5 +5,9 @@
 //! adapters against the local AWS emulator. One file per flow.
 
 mod send;
+mod sweep;
+mod webhooks;
 
 pub use send::*;
+pub use sweep::*;
+pub use webhooks::*;
