@@ -85,15 +85,33 @@ pub enum MessageStoreError {
     Unavailable {
         /// The API operation.
         operation: &'static str,
+        /// What kind of failure it was (throttled, transient, a missing table, …).
+        kind: mailgate_core::StoreErrorKind,
         /// The SDK error with its context.
         detail: String,
     },
 }
 
 impl MessageStoreError {
-    fn sdk(operation: &'static str, err: impl std::error::Error) -> Self {
+    fn sdk<E>(
+        operation: &'static str,
+        err: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    ) -> Self
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
         Self::Unavailable {
             operation,
+            kind: crate::sdk::error_kind(&err),
+            detail: DisplayErrorContext(err).to_string(),
+        }
+    }
+
+    /// A request that could not even be built: a bug, not worth a retry.
+    fn built(operation: &'static str, err: aws_sdk_dynamodb::error::BuildError) -> Self {
+        Self::Unavailable {
+            operation,
+            kind: mailgate_core::StoreErrorKind::Other,
             detail: DisplayErrorContext(err).to_string(),
         }
     }
@@ -447,7 +465,7 @@ impl DynamoDbMessages {
             let parts = self.write_parts(&pk, &json).await?;
             content_item.insert("parts".to_owned(), n(parts as i64));
         }
-        let build = |e| MessageStoreError::sdk("TransactWriteItems", e);
+        let build = |e| MessageStoreError::built("TransactWriteItems", e);
         let mut summary_item = summary_item(record);
         if let Some(provider) = requested_provider {
             summary_item.insert("requested_provider".to_owned(), s(provider.as_str()));
@@ -512,7 +530,7 @@ impl DynamoDbMessages {
                     .set_item(Some(item))
                     .build()
                     .map(|p| WriteRequest::builder().put_request(p).build())
-                    .map_err(|e| MessageStoreError::sdk("BatchWriteItem", e))
+                    .map_err(|e| MessageStoreError::built("BatchWriteItem", e))
             })
             .collect::<Result<_, _>>()?;
         let count = requests.len();
@@ -536,8 +554,10 @@ impl DynamoDbMessages {
                 tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
             }
             if !pending.is_empty() {
+                // DynamoDB leaves items unprocessed when the table's throughput is exceeded.
                 return Err(MessageStoreError::Unavailable {
                     operation: "BatchWriteItem",
+                    kind: mailgate_core::StoreErrorKind::Throttled,
                     detail: "content parts stayed unprocessed after 5 attempts".to_owned(),
                 });
             }
@@ -616,7 +636,7 @@ impl DynamoDbMessages {
         now: UnixMillis,
         linked: Option<LinkedWrite>,
     ) -> Result<(), MessageStoreError> {
-        let build = |e| MessageStoreError::sdk("TransactWriteItems", e);
+        let build = |e| MessageStoreError::built("TransactWriteItems", e);
         let mut items = Vec::with_capacity(attempts.len() + 2);
         for attempt in attempts {
             let put = Put::builder()

@@ -141,3 +141,82 @@ where
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_sqs::error::ErrorMetadata;
+    use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
+
+    use super::*;
+
+    fn service(code: &str, status: u16) -> SdkError<SendMessageBatchError, HttpResponse> {
+        let err = SendMessageBatchError::generic(ErrorMetadata::builder().code(code).build());
+        let raw = HttpResponse::new(status.try_into().unwrap(), "".into());
+        SdkError::service_error(err, raw)
+    }
+
+    #[test]
+    fn service_errors_are_classified_by_code_then_status() {
+        for (code, status, kind) in [
+            (
+                "ResourceNotFoundException",
+                400,
+                StoreErrorKind::MissingResource,
+            ),
+            ("QueueDoesNotExist", 400, StoreErrorKind::MissingResource),
+            (
+                "AWS.SimpleQueueService.NonExistentQueue",
+                400,
+                StoreErrorKind::MissingResource,
+            ),
+            (
+                "ConditionalCheckFailedException",
+                400,
+                StoreErrorKind::ConditionFailed,
+            ),
+            (
+                "ProvisionedThroughputExceededException",
+                400,
+                StoreErrorKind::Throttled,
+            ),
+            ("ThrottlingException", 400, StoreErrorKind::Throttled),
+            ("RequestLimitExceeded", 400, StoreErrorKind::Throttled),
+            ("RequestThrottled", 403, StoreErrorKind::Throttled),
+            ("SomethingNew", 429, StoreErrorKind::Throttled),
+            ("InternalServerError", 500, StoreErrorKind::Transient),
+            ("SomethingNew", 503, StoreErrorKind::Transient),
+            ("ValidationException", 400, StoreErrorKind::Other),
+            ("AccessDeniedException", 400, StoreErrorKind::Other),
+        ] {
+            assert_eq!(error_kind(&service(code, status)), kind, "{code} {status}");
+        }
+    }
+
+    #[test]
+    fn timeouts_and_dispatch_failures_are_transient_and_a_bad_request_is_not() {
+        let timeout: SdkError<SendMessageBatchError, HttpResponse> =
+            SdkError::timeout_error("took too long");
+        assert_eq!(error_kind(&timeout), StoreErrorKind::Transient);
+        let io: SdkError<SendMessageBatchError, HttpResponse> = SdkError::dispatch_failure(
+            aws_sdk_sqs::error::ConnectorError::io("connection reset".into()),
+        );
+        assert_eq!(error_kind(&io), StoreErrorKind::Transient);
+        let built: SdkError<SendMessageBatchError, HttpResponse> =
+            SdkError::construction_failure("missing queue url");
+        assert_eq!(error_kind(&built), StoreErrorKind::Other);
+    }
+
+    #[test]
+    fn the_store_error_keeps_the_sdk_error_as_its_source_and_its_context_as_text() {
+        use std::error::Error;
+        let err = store_error("SendMessageBatch", service("ThrottlingException", 400));
+        assert_eq!(err.kind(), StoreErrorKind::Throttled);
+        assert_eq!(err.operation(), "SendMessageBatch");
+        assert!(err.to_string().contains("ThrottlingException"), "{err}");
+        let sdk = err.source().and_then(|s| s.source()).unwrap();
+        assert!(
+            sdk.downcast_ref::<SdkError<SendMessageBatchError, HttpResponse>>()
+                .is_some()
+        );
+    }
+}

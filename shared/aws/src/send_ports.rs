@@ -36,7 +36,7 @@ impl From<MessageStoreError> for StoreError {
             MessageStoreError::Corrupt { .. } | MessageStoreError::Content(_) => {
                 StoreErrorKind::Corrupt
             }
-            MessageStoreError::Unavailable { .. } => StoreErrorKind::Transient,
+            MessageStoreError::Unavailable { kind, .. } => *kind,
         };
         let operation = match &e {
             MessageStoreError::Unavailable { operation, .. } => operation,
