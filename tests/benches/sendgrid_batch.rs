@@ -5,7 +5,7 @@
 //! - `sendgrid_batch_1000_verify_split_queue_messages`: what `webhook-sendgrid` does per
 //!   request — `SendgridWebhookVerifier::verify_delivery` (ECDSA P-256 over `timestamp ‖ body`,
 //!   then `sendgrid::payload`: the body hash that keys the receipt and the split into raw
-//!   events) and `ingest::queue_messages` (one queue message per event);
+//!   events) and `mailgate_core::queue_messages` (one queue message per event);
 //! - the same three steps measured alone (`_verify_signature`, `_split_events`,
 //!   `_queue_messages`), to show where the time goes.
 //!
@@ -24,8 +24,8 @@ use anyhow::{Context, bail};
 use criterion::Criterion;
 use lambda_http::http::{HeaderMap, HeaderName, HeaderValue};
 use mailgate_aws::receipt_key;
+use mailgate_core::queue_messages;
 use mailgate_core::{FixedClock, ProviderId};
-use mailgate_lambda::ingest::queue_messages;
 use mailgate_providers::sendgrid::{self, SendgridWebhookVerifier};
 use mailgate_tests::webhooks::{sendgrid_headers, sendgrid_key, sendgrid_public_key};
 use support::figure;

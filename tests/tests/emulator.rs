@@ -229,3 +229,61 @@ async fn an_ses_send_from_an_unverified_domain_is_rejected() {
         "expected MessageRejected, got {service:?}"
     );
 }
+
+#[tokio::test]
+async fn the_batch_sender_packs_large_bodies_by_size_and_delays_each_entry_as_asked() {
+    use mailgate_aws::sqs_batch::{BatchEntry, send_batches};
+    let t = TestStack::new().await;
+    let url = t.queue_url("SendQueue");
+    // Five 100 KiB bodies: two fit in one 256 KiB call, so three calls.
+    let entries: Vec<BatchEntry> = (0..5)
+        .map(|i| BatchEntry::new(format!("{i}{}", "x".repeat(100 * 1024))))
+        .chain([BatchEntry::new("later").delayed(60)])
+        .collect();
+    let sent = send_batches(&t.clients.sqs, &url, &entries).await.unwrap();
+    assert!(sent.failed.is_empty(), "{:?}", sent.failed);
+    assert_eq!(sent.calls, 3);
+
+    let mut bodies = Vec::new();
+    for _ in 0..5 {
+        let got = t
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        bodies.extend(
+            got.messages()
+                .iter()
+                .filter_map(|m| m.body().map(str::to_owned)),
+        );
+        if bodies.len() >= 5 {
+            break;
+        }
+    }
+    assert_eq!(bodies.len(), 5, "the delayed entry is not visible yet");
+    assert!(bodies.iter().all(|b| b.len() == 100 * 1024 + 1));
+}
+
+#[tokio::test]
+async fn the_batch_sender_reports_every_entry_of_a_queue_that_does_not_exist_as_a_missing_resource()
+{
+    use mailgate_aws::sqs_batch::{BatchEntry, send_batches};
+    use mailgate_core::StoreErrorKind;
+    let t = TestStack::new().await;
+    let url = format!(
+        "{}-does-not-exist",
+        t.queue_url("SendQueue").trim_end_matches('/')
+    );
+    let entries: Vec<BatchEntry> = (0..12).map(|i| BatchEntry::new(format!("{i}"))).collect();
+    let sent = send_batches(&t.clients.sqs, &url, &entries).await.unwrap();
+    assert_eq!(sent.failed.len(), 12);
+    assert_eq!(sent.calls, 2);
+    let err = sent.all_sent(entries.len()).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::MissingResource, "{err}");
+    assert!(!err.is_retryable());
+}

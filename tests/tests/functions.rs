@@ -80,14 +80,6 @@ async fn the_event_processor_forwards_an_eventbridge_ses_event_onto_the_events_q
 }
 
 #[tokio::test]
-async fn sqs_consumers_leave_records_they_cannot_process_on_the_queue() {
-    let event: aws_lambda_events::event::sqs::SqsEvent =
-        serde_json::from_str(&fixture("event-processor/sqs-batch.json")).unwrap();
-    let response = mailgate_lambda::sqs::hold_batch("event-processor", event).await;
-    assert_eq!(response.batch_item_failures.len(), 2);
-}
-
-#[tokio::test]
 async fn the_send_worker_acknowledges_a_fixture_record_for_a_message_it_does_not_have() {
     let t = TestStack::new().await;
     let config = send_worker::Config::from_lookup(t.function_env("send-worker")).unwrap();

@@ -3,28 +3,24 @@
 //! failed, or the function died between the two); `release_scheduled`, which puts scheduled
 //! messages due within 15 minutes on the send queue; and `release_paused`, which releases bulk
 //! messages held by the pause switch once it is off (see [`release`] for the order of the steps).
-//! Each tick reports what every job moved.
-
-pub mod release;
+//! Each tick reports what every job moved. The jobs live in `mailgate_services::sweep`; this
+//! crate decodes the tick, calls them and encodes the report.
 
 use std::sync::Arc;
 
-use mailgate_aws::{
-    AwsClients, ConfigError, DynamoDbMessages, DynamoDbSendControls, Queue, ResourceNames,
-    StoreError, Table,
-};
-use mailgate_core::{Clock, ProviderId, SystemClock, UnixMillis};
-use mailgate_lambda::ingest::Ingestion;
+use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, Table};
+use mailgate_core::{Clock, SystemClock};
 use mailgate_lambda::webhook::positive_setting;
-use release::{Release, ReleaseError};
+use mailgate_lambda::wiring;
+pub use mailgate_services::release;
+use mailgate_services::sweep::Sweep;
+pub use mailgate_services::sweep::{REQUEUE_BATCH, SweepError};
 use serde::{Deserialize, Serialize};
 
 /// The Lambda function name.
 pub const FUNCTION_NAME: &str = "sweeper";
 /// Receipts still `received` after this long are re-enqueued (`WEBHOOK_REQUEUE_AFTER_SECS`).
 pub const DEFAULT_REQUEUE_AFTER_SECS: i64 = 300;
-/// Receipts re-enqueued per provider per tick at most.
-pub const REQUEUE_BATCH: i32 = 100;
 
 /// Typed configuration, loaded once per cold start.
 #[derive(Debug, Clone)]
@@ -72,17 +68,6 @@ impl Config {
     }
 }
 
-/// Why a tick failed (after every job ran).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SweepError {
-    /// Webhook receipts could not be read or re-enqueued.
-    #[error(transparent)]
-    Receipts(#[from] StoreError),
-    /// Held messages could not be released.
-    #[error(transparent)]
-    Release(#[from] ReleaseError),
-}
-
 /// The fields of an EventBridge scheduled event the sweeper reads.
 #[derive(Debug, Deserialize)]
 pub struct ScheduledTick {
@@ -106,9 +91,7 @@ pub struct SweepReport {
 #[derive(Clone)]
 pub struct Sweeper {
     config: Config,
-    ingestion: Ingestion,
-    release: Release,
-    clock: Arc<dyn Clock>,
+    sweep: Sweep,
 }
 
 impl std::fmt::Debug for Sweeper {
@@ -128,88 +111,21 @@ impl Sweeper {
     /// Wires the function on `clock`.
     pub fn with_clock(config: Config, clients: AwsClients, clock: Arc<dyn Clock>) -> Self {
         // Retention and replay windows only matter when recording; the sweeper never records.
-        let ingestion = Ingestion::on(&clients, &config.names, 0, 0);
-        let release = Release::new(
-            DynamoDbMessages::new(
-                clients.dynamodb.clone(),
-                config.names.table(Table::Messages).to_owned(),
-            ),
-            DynamoDbSendControls::new(clients.dynamodb.clone(), config.names.table(Table::Control)),
-            clients.sqs.clone(),
-            config.names.queue_url(Queue::Send),
-        );
-        Self {
-            config,
-            ingestion,
-            release,
-            clock,
-        }
+        let ingestion = wiring::ingestion(&clients, &config.names, 0, 0);
+        let release = wiring::release(&clients, &config.names);
+        let sweep = Sweep::new(ingestion, release, config.requeue_after_secs, clock);
+        Self { config, sweep }
     }
 
     /// Runs every job once. A job (or a provider's receipts) that failed is reported as an error
     /// after the others ran, so the invocation fails visibly and EventBridge retries it.
     pub async fn handle(&self, tick: ScheduledTick) -> Result<SweepReport, SweepError> {
         tracing::info!(detail_type = %tick.detail_type, time = %tick.time, "sweep tick");
-        let mut jobs = Vec::new();
-        let mut first_error = None;
-        for provider in ProviderId::ALL {
-            let result = self
-                .ingestion
-                .requeue_stale(
-                    provider,
-                    self.config.requeue_after_secs,
-                    REQUEUE_BATCH,
-                    self.clock.as_ref(),
-                )
-                .await;
-            match result {
-                Ok(report) => {
-                    if report.requeued > 0 || report.failed > 0 {
-                        tracing::warn!(%provider, requeued = report.requeued, events = report.events, failed = report.failed, "re-enqueued stuck webhook receipts");
-                    }
-                    jobs.push((format!("requeue_receipts:{provider}"), report.requeued));
-                }
-                Err(e) => {
-                    tracing::error!(%provider, error = %e, "could not sweep webhook receipts");
-                    first_error.get_or_insert(SweepError::from(e));
-                }
-            }
-        }
-        let now = UnixMillis::from(self.clock.now());
-        for (job, result) in [
-            (
-                "release_scheduled",
-                self.release.release_scheduled(now).await,
-            ),
-            ("release_paused", self.release.release_paused(now).await),
-        ] {
-            match result {
-                Ok(report) => {
-                    if report.released > 0 || report.paused > 0 {
-                        tracing::info!(
-                            job,
-                            released = report.released,
-                            delayed = report.delayed,
-                            paused = report.paused,
-                            skipped = report.skipped,
-                            "released held messages"
-                        );
-                    }
-                    jobs.push((job.to_owned(), report.released));
-                }
-                Err(e) => {
-                    tracing::error!(job, error = %e, "could not release held messages");
-                    first_error.get_or_insert(SweepError::from(e));
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(SweepReport {
-                tick: tick.time,
-                jobs,
-            }),
-        }
+        let jobs = self.sweep.run().await?;
+        Ok(SweepReport {
+            tick: tick.time,
+            jobs,
+        })
     }
 }
 

@@ -608,9 +608,8 @@ pub async fn replay_dead_letters_with(
     replayed: &mut dyn FnMut(&Replayed),
 ) -> Result<usize, ReplayError> {
     use aws_sdk_sqs::error::DisplayErrorContext;
-    use aws_sdk_sqs::types::{
-        DeleteMessageBatchRequestEntry, QueueAttributeName, SendMessageBatchRequestEntry,
-    };
+    use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
+    use mailgate_aws::sqs_batch::{BatchEntry, send_batches};
     let mut moved = 0usize;
     let fail =
         |operation: &'static str, moved: usize, err: &dyn std::error::Error| ReplayError::Sqs {
@@ -657,29 +656,23 @@ pub async fn replay_dead_letters_with(
         if messages.is_empty() {
             return Ok(moved);
         }
-        let mut sends = Vec::new();
-        for (i, m) in messages.iter().enumerate() {
-            let entry = SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(m.body().unwrap_or_default())
-                .set_message_attributes(m.message_attributes.clone())
-                .build()
-                .map_err(|e| fail("SendMessageBatch", moved, &e))?;
-            sends.push(entry);
-        }
-        let sent = sqs
-            .send_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(sends))
-            .send()
+        let sends: Vec<BatchEntry> = messages
+            .iter()
+            .map(|m| {
+                BatchEntry::new(m.body().unwrap_or_default())
+                    .with_attributes(m.message_attributes.clone())
+            })
+            .collect();
+        let sent = send_batches(sqs, queue_url, &sends)
             .await
             .map_err(|e| fail("SendMessageBatch", moved, &e))?;
         // Delete only what was sent, so a refused entry stays in the dead-letter queue.
+        let refused: Vec<usize> = sent.failed.iter().map(|f| f.index).collect();
         let mut deletes = Vec::new();
-        for ok in sent.successful() {
-            let Some(m) = ok.id().parse::<usize>().ok().and_then(|i| messages.get(i)) else {
+        for (i, m) in messages.iter().enumerate() {
+            if refused.contains(&i) {
                 continue;
-            };
+            }
             replayed(&Replayed {
                 message_id: m.message_id().unwrap_or("-").to_owned(),
                 poison_reason: m
@@ -689,12 +682,13 @@ pub async fn replay_dead_letters_with(
                     .map(str::to_owned),
             });
             let entry = DeleteMessageBatchRequestEntry::builder()
-                .id(ok.id())
+                .id(i.to_string())
                 .receipt_handle(m.receipt_handle().unwrap_or_default())
                 .build()
                 .map_err(|e| fail("DeleteMessageBatch", moved, &e))?;
             deletes.push(entry);
         }
+        let delivered = deletes.len();
         if !deletes.is_empty() {
             sqs.delete_message_batch()
                 .queue_url(&dlq_url)
@@ -703,13 +697,9 @@ pub async fn replay_dead_letters_with(
                 .await
                 .map_err(|e| fail("DeleteMessageBatch", moved, &e))?;
         }
-        moved += sent.successful().len();
-        if !sent.failed().is_empty() {
-            return Err(ReplayError::Sqs {
-                operation: "SendMessageBatch",
-                moved,
-                detail: format!("{} entries refused", sent.failed().len()),
-            });
+        moved += delivered;
+        if let Err(e) = sent.all_sent(messages.len()) {
+            return Err(fail("SendMessageBatch", moved, &e));
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use mailgate_core::ports::{
-    BoxFuture, EndpointDirectory, EventClaim, EventHistory, EventRecorded, EventsQueue,
+    BoxFuture, EndpointDirectory, EventClaim, EventForwarder, EventHistory, EventRecorded,
     MessageLookup, OutboundDelivery, OutboundQueue, ReceiptBody, ReceiptReader, SuppressionWrites,
 };
 use mailgate_core::{
@@ -65,11 +65,6 @@ impl From<EndpointStoreError> for StoreError {
 
 /// An outbound-queue call that failed: the call did not complete, so it is worth retrying.
 fn outbound(e: OutboundQueueError) -> StoreError {
-    StoreError::new(StoreErrorKind::Transient, e.operation, e.to_string())
-}
-
-/// A receipt read that failed: DynamoDB unreachable, or an item that cannot be read.
-fn receipt(e: crate::StoreError) -> StoreError {
     StoreError::new(StoreErrorKind::Transient, e.operation, e.to_string())
 }
 
@@ -198,9 +193,9 @@ impl OutboundQueue for SqsOutboundQueue {
 impl ReceiptReader for DynamoDbWebhookReceipts {
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ReceiptBody>, StoreError>> {
         Box::pin(async move {
+            // The receipts adapter classifies its errors already.
             Ok(DynamoDbWebhookReceipts::load(self, key)
-                .await
-                .map_err(receipt)?
+                .await?
                 .map(|r| ReceiptBody {
                     provider: r.provider,
                     body: r.body,
@@ -228,7 +223,7 @@ impl SqsEventForwarder {
     }
 }
 
-impl EventsQueue for SqsEventForwarder {
+impl EventForwarder for SqsEventForwarder {
     fn forward<'a>(&'a self, body: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
         Box::pin(async move {
             let out = self

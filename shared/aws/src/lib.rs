@@ -1,5 +1,6 @@
 //! AWS adapters for mailgate: SDK configuration, the names of the tables and queues a function
-//! uses, a resource health check, webhook receipts on DynamoDB and the events queue on SQS.
+//! uses, a resource health check, webhook receipts on DynamoDB, the queues on SQS (one batch
+//! sender for all of them), and the core's ports implemented on them.
 
 pub mod config;
 pub mod events_queue;
@@ -7,6 +8,7 @@ pub mod health;
 pub mod receipts;
 pub mod sdk;
 pub mod secrets;
+pub mod sqs_batch;
 
 pub use config::{ConfigError, Queue, ResourceNames, Table};
 pub use events_queue::{EnqueueError, EnqueueStats, SqsEventQueue};
@@ -32,6 +34,8 @@ pub mod provider_health;
 pub use provider_health::{DynamoDbProviderHealth, ProviderHealthConfig, ProviderHealthError};
 pub mod messages;
 pub mod send_ports;
+pub mod sweep_ports;
+pub mod webhook_ports;
 pub use messages::{
     ATTEMPTS_PER_TRANSACTION, Cancellation, DynamoDbMessages, INLINE_CONTENT_LIMIT,
     MessageStoreError, SendingClaim, StoredMessage, message_pk, provider_message_key,
@@ -39,7 +43,7 @@ pub use messages::{
 pub mod controls;
 pub use controls::{BULK_PAUSED_PK, BulkPause, ControlsError, DynamoDbSendControls};
 pub mod send_queue;
-pub use send_queue::{MalformedSendMessage, SendQueueError, SendQueueMessage, SqsSendQueue};
+pub use send_queue::{MalformedSendMessage, SendQueueMessage, SqsSendQueue};
 pub mod history;
 pub use history::{DynamoDbEventHistory, EventClaim, EventRecorded, HistoryEntry, HistoryError};
 pub mod endpoints;

@@ -85,15 +85,33 @@ pub enum MessageStoreError {
     Unavailable {
         /// The API operation.
         operation: &'static str,
+        /// What kind of failure it was (throttled, transient, a missing table, …).
+        kind: mailgate_core::StoreErrorKind,
         /// The SDK error with its context.
         detail: String,
     },
 }
 
 impl MessageStoreError {
-    fn sdk(operation: &'static str, err: impl std::error::Error) -> Self {
+    fn sdk<E>(
+        operation: &'static str,
+        err: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    ) -> Self
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
         Self::Unavailable {
             operation,
+            kind: crate::sdk::error_kind(&err),
+            detail: DisplayErrorContext(err).to_string(),
+        }
+    }
+
+    /// A request that could not even be built: a bug, not worth a retry.
+    fn built(operation: &'static str, err: aws_sdk_dynamodb::error::BuildError) -> Self {
+        Self::Unavailable {
+            operation,
+            kind: mailgate_core::StoreErrorKind::Other,
             detail: DisplayErrorContext(err).to_string(),
         }
     }
@@ -457,7 +475,7 @@ impl DynamoDbMessages {
             let parts = self.write_parts(&pk, &json).await?;
             content_item.insert("parts".to_owned(), n(parts as i64));
         }
-        let build = |e| MessageStoreError::sdk("TransactWriteItems", e);
+        let build = |e| MessageStoreError::built("TransactWriteItems", e);
         let mut summary_item = summary_item(record);
         if let Some(provider) = requested_provider {
             summary_item.insert("requested_provider".to_owned(), s(provider.as_str()));
@@ -522,7 +540,7 @@ impl DynamoDbMessages {
                     .set_item(Some(item))
                     .build()
                     .map(|p| WriteRequest::builder().put_request(p).build())
-                    .map_err(|e| MessageStoreError::sdk("BatchWriteItem", e))
+                    .map_err(|e| MessageStoreError::built("BatchWriteItem", e))
             })
             .collect::<Result<_, _>>()?;
         let count = requests.len();
@@ -546,8 +564,10 @@ impl DynamoDbMessages {
                 tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
             }
             if !pending.is_empty() {
+                // DynamoDB leaves items unprocessed when the table's throughput is exceeded.
                 return Err(MessageStoreError::Unavailable {
                     operation: "BatchWriteItem",
+                    kind: mailgate_core::StoreErrorKind::Throttled,
                     detail: "content parts stayed unprocessed after 5 attempts".to_owned(),
                 });
             }
@@ -655,7 +675,7 @@ impl DynamoDbMessages {
         now: UnixMillis,
         linked: Option<LinkedWrite>,
     ) -> Result<(), MessageStoreError> {
-        let build = |e| MessageStoreError::sdk("TransactWriteItems", e);
+        let build = |e| MessageStoreError::built("TransactWriteItems", e);
         let mut items = Vec::with_capacity(attempts.len() + 2);
         for attempt in attempts {
             let put = Put::builder()
@@ -828,37 +848,6 @@ impl DynamoDbMessages {
         match result {
             Ok(_) => Ok(true),
             Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
-        }
-    }
-
-    /// Moves the message to `state` without a provider call (e.g. `failed` when no provider
-    /// could be called and nothing is left to try). One UpdateItem; `NotFound` when there is
-    /// no such message.
-    pub async fn set_state(
-        &self,
-        id: &MessageId,
-        state: MessageState,
-        now: UnixMillis,
-    ) -> Result<(), MessageStoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(message_pk(id)))
-            .key("sk", s(SUMMARY))
-            .update_expression("SET #state = :state, updated_at = :now")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":state", s(state.as_str()))
-            .expression_attribute_values(":now", n(now.as_i64()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_conditional_failure(&err) => {
-                Err(MessageStoreError::NotFound(id.clone()))
-            }
             Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
         }
     }

@@ -10,10 +10,8 @@
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-/// Entries per `SendMessageBatch` call (the API's limit).
-const BATCH_ENTRIES: usize = 10;
+use crate::sqs_batch::{BatchEntry, send_batches};
 
 pub use mailgate_core::ports::{
     MalformedOutboundMessage, OUTBOUND_MESSAGE_VERSION, OutboundDelivery,
@@ -54,39 +52,19 @@ impl SqsOutboundQueue {
     /// was refused; the caller retries the whole set, which is safe because a delivery keeps
     /// its `webhook-id` and the app dedupes on it.
     pub async fn enqueue(&self, deliveries: &[OutboundDelivery]) -> Result<(), OutboundQueueError> {
-        for chunk in deliveries.chunks(BATCH_ENTRIES) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, d)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(d.to_body())
-                        .build()
-                        .map_err(|e| OutboundQueueError {
-                            operation: "SendMessageBatch",
-                            detail: DisplayErrorContext(e).to_string(),
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| OutboundQueueError {
-                    operation: "SendMessageBatch",
-                    detail: DisplayErrorContext(e).to_string(),
-                })?;
-            if !out.failed().is_empty() {
-                return Err(OutboundQueueError {
-                    operation: "SendMessageBatch",
-                    detail: format!("{} entries refused", out.failed().len()),
-                });
-            }
-        }
+        let entries: Vec<BatchEntry> = deliveries
+            .iter()
+            .map(|d| BatchEntry::new(d.to_body()))
+            .collect();
+        let failed = |detail: String| OutboundQueueError {
+            operation: "SendMessageBatch",
+            detail,
+        };
+        let sent = send_batches(&self.client, &self.queue_url, &entries)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        sent.all_sent(entries.len())
+            .map_err(|e| failed(e.to_string()))?;
         Ok(())
     }
 

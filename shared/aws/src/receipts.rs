@@ -17,7 +17,16 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     WriteRequest,
 };
-use mailgate_core::{DeliveryKind, ProviderId, ReceiptStatus};
+pub use mailgate_core::receipt::{
+    ExistingReceipt, NewReceipt, RecordError, Recorded, ReplayGuard, StoredReceipt, receipt_key,
+};
+use mailgate_core::{ProviderId, ReceiptStatus, StoreErrorKind};
+
+use crate::sdk::store_error;
+
+/// The classified failure the receipts adapter reports (the core's, unlike the text-only
+/// [`StoreError`] the older adapters still use).
+type Failure = mailgate_core::StoreError;
 
 /// Bodies up to this size are stored inside the receipt item (DynamoDB items are at most 400 KB,
 /// and the receipt's other attributes need room).
@@ -56,98 +65,6 @@ where
         return None;
     }
     Some(StoreError::new(operation, err))
-}
-
-/// Why a receipt was not recorded.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RecordError {
-    /// The Mailgun token was already used for another delivery.
-    #[error("the webhook token was already used for another delivery")]
-    Replayed,
-    /// DynamoDB could not be written.
-    #[error(transparent)]
-    Unavailable(#[from] StoreError),
-}
-
-/// A Mailgun token to remember, so a captured signature cannot carry other event data.
-#[derive(Debug, Clone, Copy)]
-pub struct ReplayGuard<'a> {
-    /// The signed token.
-    pub token: &'a str,
-    /// When the cache entry may expire (Unix seconds): beyond the timestamp window.
-    pub expires_at: i64,
-}
-
-/// One receipt to record.
-#[derive(Debug, Clone)]
-pub struct NewReceipt<'a> {
-    /// Whose webhook it is.
-    pub provider: ProviderId,
-    /// The delivery-level dedupe key.
-    pub dedupe_key: &'a str,
-    /// What the delivery carries.
-    pub kind: DeliveryKind,
-    /// `received` for events still to enqueue; `failed` or `processed` when there is nothing to
-    /// enqueue.
-    pub status: ReceiptStatus,
-    /// The raw body, exactly as received.
-    pub body: &'a [u8],
-    /// The request's `Content-Type`, needed to read the body again.
-    pub content_type: Option<&'a str>,
-    /// Which scheme verified it (e.g. `ecdsa-p256`, `sns-v2`, `hmac-sha256`, `basic`).
-    pub verification: &'a str,
-    /// How many events the body holds.
-    pub event_count: usize,
-    /// Why an authentic body could not be read (`failed` receipts).
-    pub error: Option<&'a str>,
-    /// Receipt time, Unix milliseconds.
-    pub received_at_ms: i64,
-    /// Until when this request holds the right to enqueue (Unix milliseconds).
-    pub lease_until_ms: i64,
-    /// When DynamoDB may delete the receipt (Unix seconds).
-    pub expires_at: i64,
-    /// Mailgun's token, recorded in the same transaction.
-    pub replay_guard: Option<ReplayGuard<'a>>,
-}
-
-/// What recording found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recorded {
-    /// This is the first delivery: the receipt was written.
-    New,
-    /// A receipt with this key exists already.
-    Duplicate(ExistingReceipt),
-}
-
-/// The state of an earlier receipt for the same delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExistingReceipt {
-    /// Its status.
-    pub status: ReceiptStatus,
-    /// Until when another request holds its enqueue lease (Unix ms), if any.
-    pub lease_until_ms: Option<i64>,
-}
-
-/// A stored receipt, with its body reassembled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredReceipt {
-    /// The item key.
-    pub key: String,
-    /// Whose webhook it is.
-    pub provider: ProviderId,
-    /// Its status.
-    pub status: ReceiptStatus,
-    /// The raw body.
-    pub body: Vec<u8>,
-    /// The request's `Content-Type`.
-    pub content_type: Option<String>,
-    /// Receipt time, Unix milliseconds.
-    pub received_at_ms: i64,
-}
-
-/// The item key of a receipt.
-pub fn receipt_key(provider: ProviderId, dedupe_key: &str) -> String {
-    format!("{provider}#{dedupe_key}")
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -234,7 +151,7 @@ impl DynamoDbWebhookReceipts {
                 match old {
                     Some(Some(item)) => Ok(Recorded::Duplicate(existing_from(&item))),
                     Some(None) => self.existing(key).await.map_err(RecordError::from),
-                    None => Err(StoreError::new("PutItem", err).into()),
+                    None => Err(store_error("PutItem", err).into()),
                 }
             }
         }
@@ -257,13 +174,13 @@ impl DynamoDbWebhookReceipts {
             .condition_expression("attribute_not_exists(pk) OR receipt = :receipt")
             .expression_attribute_values(":receipt", s(key))
             .build()
-            .map_err(|e| StoreError::new("TransactWriteItems", e))?;
+            .map_err(|e| Failure::new(StoreErrorKind::Other, "TransactWriteItems", e))?;
         let receipt_put = Put::builder()
             .table_name(&self.receipts_table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| StoreError::new("TransactWriteItems", e))?;
+            .map_err(|e| Failure::new(StoreErrorKind::Other, "TransactWriteItems", e))?;
         let result = self
             .client
             .transact_write_items()
@@ -281,7 +198,7 @@ impl DynamoDbWebhookReceipts {
                 .iter()
                 .map(|r| r.code().map(str::to_owned))
                 .collect(),
-            _ => return Err(StoreError::new("TransactWriteItems", err).into()),
+            _ => return Err(store_error("TransactWriteItems", err).into()),
         };
         let failed = |i: usize| {
             reasons
@@ -294,18 +211,33 @@ impl DynamoDbWebhookReceipts {
         } else if failed(1) {
             self.existing(key).await.map_err(RecordError::from)
         } else {
-            Err(StoreError::new("TransactWriteItems", err).into())
+            // A cancellation names its cause per item: throttling and conflicting
+            // transactions pass, anything else is not worth a retry.
+            let cause = |codes: &[&str]| {
+                reasons
+                    .iter()
+                    .flatten()
+                    .any(|c| codes.contains(&c.as_str()))
+            };
+            let kind = if cause(&["ThrottlingError", "ProvisionedThroughputExceeded"]) {
+                StoreErrorKind::Throttled
+            } else if cause(&["TransactionConflict"]) {
+                StoreErrorKind::Transient
+            } else {
+                crate::sdk::error_kind(&err)
+            };
+            Err(crate::sdk::store_error_as(kind, "TransactWriteItems", err).into())
         }
     }
 
-    async fn existing(&self, key: &str) -> Result<Recorded, StoreError> {
+    async fn existing(&self, key: &str) -> Result<Recorded, Failure> {
         let item = self.get(key).await?;
         // The item existed a moment ago; receipts are never deleted before their TTL.
         let item = item.unwrap_or_default();
         Ok(Recorded::Duplicate(existing_from(&item)))
     }
 
-    async fn get(&self, key: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<HashMap<String, AttributeValue>>, Failure> {
         let out = self
             .client
             .get_item()
@@ -314,11 +246,11 @@ impl DynamoDbWebhookReceipts {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::new("GetItem", e))?;
+            .map_err(|e| store_error("GetItem", e))?;
         Ok(out.item)
     }
 
-    async fn write_parts(&self, key: &str, body: &[u8], expires_at: i64) -> Result<(), StoreError> {
+    async fn write_parts(&self, key: &str, body: &[u8], expires_at: i64) -> Result<(), Failure> {
         let requests: Vec<WriteRequest> = body
             .chunks(INLINE_BODY_LIMIT)
             .enumerate()
@@ -332,7 +264,7 @@ impl DynamoDbWebhookReceipts {
                     .set_item(Some(item))
                     .build()
                     .map(|p| WriteRequest::builder().put_request(p).build())
-                    .map_err(|e| StoreError::new("BatchWriteItem", e))
+                    .map_err(|e| Failure::new(StoreErrorKind::Other, "BatchWriteItem", e))
             })
             .collect::<Result<_, _>>()?;
         // Parts are written one request at a time: each is up to 350 KB and a batch call is
@@ -346,7 +278,7 @@ impl DynamoDbWebhookReceipts {
                     .request_items(&self.receipts_table, pending.clone())
                     .send()
                     .await
-                    .map_err(|e| StoreError::new("BatchWriteItem", e))?;
+                    .map_err(|e| store_error("BatchWriteItem", e))?;
                 pending = out
                     .unprocessed_items
                     .and_then(|mut m| m.remove(&self.receipts_table))
@@ -357,10 +289,12 @@ impl DynamoDbWebhookReceipts {
                 tokio_sleep_ms(50 << attempt).await;
             }
             if !pending.is_empty() {
-                return Err(StoreError {
-                    operation: "BatchWriteItem",
-                    detail: "body parts stayed unprocessed after 5 attempts".to_owned(),
-                });
+                // DynamoDB leaves items unprocessed when the table's throughput is exceeded.
+                return Err(Failure::new(
+                    StoreErrorKind::Throttled,
+                    "BatchWriteItem",
+                    "body parts stayed unprocessed after 5 attempts",
+                ));
             }
         }
         Ok(())
@@ -373,7 +307,7 @@ impl DynamoDbWebhookReceipts {
         key: &str,
         now_ms: i64,
         lease_until_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, Failure> {
         let result = self
             .client
             .update_item()
@@ -397,13 +331,13 @@ impl DynamoDbWebhookReceipts {
             {
                 Ok(false)
             }
-            Err(e) => Err(StoreError::new("UpdateItem", e)),
+            Err(e) => Err(store_error("UpdateItem", e)),
         }
     }
 
     /// Moves a `received` receipt to `queued` and out of the sweeper's index. A receipt already
     /// past `received` is left as it is.
-    pub async fn mark_queued(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn mark_queued(&self, key: &str, now_ms: i64) -> Result<(), Failure> {
         let result = self
             .client
             .update_item()
@@ -427,7 +361,7 @@ impl DynamoDbWebhookReceipts {
             {
                 Ok(())
             }
-            Err(e) => Err(StoreError::new("UpdateItem", e)),
+            Err(e) => Err(store_error("UpdateItem", e)),
         }
     }
 
@@ -438,7 +372,7 @@ impl DynamoDbWebhookReceipts {
         provider: ProviderId,
         before_ms: i64,
         limit: i32,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<String>, Failure> {
         let out = self
             .client
             .query()
@@ -450,7 +384,7 @@ impl DynamoDbWebhookReceipts {
             .limit(limit)
             .send()
             .await
-            .map_err(|e| StoreError::new("Query", e))?;
+            .map_err(|e| store_error("Query", e))?;
         Ok(out
             .items()
             .iter()
@@ -459,13 +393,16 @@ impl DynamoDbWebhookReceipts {
     }
 
     /// Reads a receipt and reassembles its body.
-    pub async fn load(&self, key: &str) -> Result<Option<StoredReceipt>, StoreError> {
+    pub async fn load(&self, key: &str) -> Result<Option<StoredReceipt>, Failure> {
         let Some(item) = self.get(key).await? else {
             return Ok(None);
         };
-        let corrupt = |what: &str| StoreError {
-            operation: "GetItem",
-            detail: format!("receipt {key} has no readable {what}"),
+        let corrupt = |what: &str| {
+            Failure::new(
+                StoreErrorKind::Corrupt,
+                "GetItem",
+                format!("receipt {key} has no readable {what}"),
+            )
         };
         let provider: ProviderId = item
             .get("provider")

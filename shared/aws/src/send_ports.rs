@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use crate::{
     ControlsError, DynamoDbIdempotencyStore, DynamoDbMessages, DynamoDbProviderHealth,
     DynamoDbSendControls, DynamoDbSuppressionList, IdempotencyStoreError, MessageStoreError,
-    ProviderHealthError, SendQueueError, SqsSendQueue, SuppressionStoreError,
+    ProviderHealthError, SqsSendQueue, SuppressionStoreError,
 };
 
 /// The kind of a DynamoDB failure the adapters reported as text: reachable or not, the call
@@ -36,7 +36,7 @@ impl From<MessageStoreError> for StoreError {
             MessageStoreError::Corrupt { .. } | MessageStoreError::Content(_) => {
                 StoreErrorKind::Corrupt
             }
-            MessageStoreError::Unavailable { .. } => StoreErrorKind::Transient,
+            MessageStoreError::Unavailable { kind, .. } => *kind,
         };
         let operation = match &e {
             MessageStoreError::Unavailable { operation, .. } => operation,
@@ -120,12 +120,6 @@ impl From<ProviderHealthError> for StoreError {
                 StoreError::new(StoreErrorKind::Corrupt, "control", e.to_string())
             }
         }
-    }
-}
-
-impl From<SendQueueError> for StoreError {
-    fn from(e: SendQueueError) -> Self {
-        StoreError::new(StoreErrorKind::Transient, e.operation, e.detail)
     }
 }
 
@@ -292,11 +286,11 @@ impl SendQueue for SqsSendQueue {
         id: &'a MessageId,
         delay: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move { Ok(SqsSendQueue::enqueue(self, id, delay).await?) })
+        Box::pin(SqsSendQueue::enqueue(self, id, delay))
     }
 
     fn enqueue_all<'a>(&'a self, ids: &'a [MessageId]) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move { Ok(SqsSendQueue::enqueue_all(self, ids).await?) })
+        Box::pin(SqsSendQueue::enqueue_all(self, ids))
     }
 }
 

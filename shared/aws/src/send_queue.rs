@@ -8,16 +8,11 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use mailgate_core::MessageId;
+pub use mailgate_core::queue::{MAX_DELAY, delay_seconds};
+use mailgate_core::{MessageId, StoreError, StoreErrorKind};
 use serde::{Deserialize, Serialize};
 
-/// The longest delay SQS accepts on one message (15 minutes).
-pub const MAX_DELAY: Duration = Duration::from_secs(900);
-
-/// Entries per `SendMessageBatch` call (the API's limit).
-const BATCH_ENTRIES: usize = 10;
+use crate::sqs_batch::{BatchEntry, send_batches};
 
 /// The version of the queue message format.
 pub const SEND_MESSAGE_VERSION: u8 = 1;
@@ -69,16 +64,6 @@ impl SendQueueMessage {
     }
 }
 
-/// The send queue could not take a message.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("SQS {operation} failed: {detail}")]
-pub struct SendQueueError {
-    /// The API operation.
-    pub operation: &'static str,
-    /// What went wrong.
-    pub detail: String,
-}
-
 /// The send queue on SQS.
 #[derive(Debug, Clone)]
 pub struct SqsSendQueue {
@@ -97,11 +82,7 @@ impl SqsSendQueue {
 
     /// Puts `message_id` on the queue, invisible for `delay` (capped at [`MAX_DELAY`], whole
     /// seconds rounded up). One `SendMessage`.
-    pub async fn enqueue(
-        &self,
-        message_id: &MessageId,
-        delay: Duration,
-    ) -> Result<(), SendQueueError> {
+    pub async fn enqueue(&self, message_id: &MessageId, delay: Duration) -> Result<(), StoreError> {
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -109,50 +90,40 @@ impl SqsSendQueue {
             .delay_seconds(delay_seconds(delay))
             .send()
             .await
-            .map_err(|e| SendQueueError {
-                operation: "SendMessage",
-                detail: DisplayErrorContext(e).to_string(),
-            })?;
+            .map_err(|e| crate::sdk::store_error("SendMessage", e))?;
         Ok(())
     }
 
-    /// Puts every one of `message_ids` on the queue without delay: one `SendMessageBatch` per
-    /// ten. Fails if any entry was refused; callers treat the whole set as not enqueued
-    /// (the worker ignores a message it already sent).
-    pub async fn enqueue_all(&self, message_ids: &[MessageId]) -> Result<(), SendQueueError> {
-        for chunk in message_ids.chunks(BATCH_ENTRIES) {
-            let mut request = self.client.send_message_batch().queue_url(&self.queue_url);
-            for (i, id) in chunk.iter().enumerate() {
-                let entry = SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(SendQueueMessage::new(id.clone()).to_body())
-                    .build()
-                    .map_err(|e| SendQueueError {
-                        operation: "SendMessageBatch",
-                        detail: DisplayErrorContext(e).to_string(),
-                    })?;
-                request = request.entries(entry);
-            }
-            let out = request.send().await.map_err(|e| SendQueueError {
-                operation: "SendMessageBatch",
-                detail: DisplayErrorContext(e).to_string(),
-            })?;
-            if !out.failed().is_empty() {
-                return Err(SendQueueError {
-                    operation: "SendMessageBatch",
-                    detail: format!("{} entries refused", out.failed().len()),
-                });
-            }
-        }
-        Ok(())
+    /// Puts every one of `message_ids` on the queue without delay (batches of ten). Fails if
+    /// any entry is not on it; callers treat the whole set as not enqueued (the worker ignores
+    /// a message it already sent).
+    pub async fn enqueue_all(&self, message_ids: &[MessageId]) -> Result<(), StoreError> {
+        let entries: Vec<BatchEntry> = message_ids
+            .iter()
+            .map(|id| BatchEntry::new(SendQueueMessage::new(id.clone()).to_body()))
+            .collect();
+        self.send(&entries).await
     }
-}
 
-/// A delay as SQS takes it: whole seconds, rounded up, at most 900.
-pub fn delay_seconds(delay: Duration) -> i32 {
-    let capped = delay.min(MAX_DELAY);
-    let secs = capped.as_secs() + u64::from(capped.subsec_nanos() > 0);
-    i32::try_from(secs.min(MAX_DELAY.as_secs())).unwrap_or(900)
+    /// Puts every `(message_id, delay)` on the queue, each invisible for its delay (capped at
+    /// [`MAX_DELAY`], whole seconds rounded up). Fails if any entry is not on it.
+    pub async fn enqueue_delayed(&self, batch: &[(MessageId, Duration)]) -> Result<(), StoreError> {
+        let entries: Vec<BatchEntry> = batch
+            .iter()
+            .map(|(id, delay)| {
+                BatchEntry::new(SendQueueMessage::new(id.clone()).to_body())
+                    .delayed(delay_seconds(*delay))
+            })
+            .collect();
+        self.send(&entries).await
+    }
+
+    async fn send(&self, entries: &[BatchEntry]) -> Result<(), StoreError> {
+        let sent = send_batches(&self.client, &self.queue_url, entries)
+            .await
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, "SendMessageBatch", e))?;
+        sent.all_sent(entries.len()).map(|_| ())
+    }
 }
 
 #[cfg(test)]
@@ -180,12 +151,5 @@ mod tests {
                 .is_err()
         );
         assert!(SendQueueMessage::parse("not json").is_err());
-    }
-
-    #[test]
-    fn delays_are_whole_seconds_capped_at_fifteen_minutes() {
-        assert_eq!(delay_seconds(Duration::ZERO), 0);
-        assert_eq!(delay_seconds(Duration::from_millis(1500)), 2);
-        assert_eq!(delay_seconds(Duration::from_secs(3600)), 900);
     }
 }

@@ -6,13 +6,18 @@ pub mod address;
 pub mod clock;
 pub mod id;
 pub mod provider;
+pub mod queue;
 pub mod receipt;
 
 pub use address::{AddressError, EmailAddress};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use id::{EndpointId, EventId, IdError, MessageId};
 pub use provider::{ProviderId, UnknownProvider};
-pub use receipt::{DeliveryKind, ReceiptStatus, UnknownReceiptStatus};
+pub use queue::{QueuedEvent, queue_messages};
+pub use receipt::{
+    DeliveryKind, ExistingReceipt, NewReceipt, ReceiptStatus, RecordError, Recorded, ReplayGuard,
+    StoredReceipt, UnknownReceiptStatus, receipt_key,
+};
 
 // The pure pieces of the send path: error classification, breaker, rate limit, failover,
 // backoff and idempotency.

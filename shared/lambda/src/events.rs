@@ -16,7 +16,7 @@ use mailgate_services::events::{BounceClass, EventApplier, EventOutcome, EventPo
 use mailgate_services::fan_out::AppWebhookFanOut;
 use serde_json::Value;
 
-use crate::ingest::QueuedEvent;
+use mailgate_core::QueuedEvent;
 
 /// The envelope version the webhook functions write and this build reads.
 pub const QUEUED_EVENT_VERSION: u32 = 1;

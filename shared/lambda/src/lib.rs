@@ -1,12 +1,11 @@
 //! Lambda glue shared by mailgate's functions: one tracing setup, JSON responses with the error
 //! shape every endpoint uses, an SQS batch driver that reports partial batch failures, EMF
-//! metrics, and webhook ingestion (the front door and the receipt → queue pipeline).
+//! metrics, the webhook front door, and the wiring of the services on the real adapters.
 
 pub mod app_webhook_http;
 pub mod events;
 pub mod health;
 pub mod http;
-pub mod ingest;
 pub mod metrics;
 pub mod poison;
 pub mod sqs;

@@ -55,18 +55,6 @@ where
     response
 }
 
-/// Answers a batch for a queue whose consumer has no processing for its messages in this build:
-/// every record is left on the queue (redelivered, then moved to the dead-letter queue by the
-/// redrive policy, from where it can be replayed), so nothing accepted is ever lost.
-pub async fn hold_batch(function: &'static str, event: SqsEvent) -> SqsBatchResponse {
-    drive_batch(event, |_| async move {
-        RecordOutcome::Retry(format!(
-            "{function} has no processing for this message in this build"
-        ))
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,12 +85,6 @@ mod tests {
         })
         .await;
         assert_eq!(failed(&response), vec!["b".to_string()]);
-    }
-
-    #[tokio::test]
-    async fn a_held_batch_leaves_every_record_on_the_queue() {
-        let response = hold_batch("send-worker", event(&["a", "b"])).await;
-        assert_eq!(failed(&response), vec!["a".to_string(), "b".to_string()]);
     }
 
     #[tokio::test]

@@ -25,10 +25,10 @@ use mailgate_providers::webhook::{
     Handshake, VerifierSettings, VerifyFailure, WebhookDelivery, WebhookVerifier,
     header as header_text, webhook_provider,
 };
+use mailgate_services::ingest::{Accepted, IngestError, Ingestion};
 use serde_json::json;
 
 use crate::http::ApiError;
-use crate::ingest::{Accepted, Delivery, IngestError, Ingestion};
 use crate::metrics;
 
 /// The default body limit: Lambda function URLs accept at most 6 MB; SendGrid batches are far
@@ -197,7 +197,7 @@ impl WebhookFunction {
     pub fn with_clock(config: WebhookConfig, clients: AwsClients, clock: Arc<dyn Clock>) -> Self {
         // Tokens are remembered for both sides of the timestamp window, plus a margin.
         let replay_window = 2 * config.tolerance_secs.max(1) + 60;
-        let ingestion = Ingestion::on(
+        let ingestion = crate::wiring::ingestion(
             &clients,
             &config.names,
             config.retention_secs,
@@ -299,12 +299,12 @@ impl WebhookFunction {
             }
             None => {}
         }
-        let delivery = Delivery {
+        let delivery = crate::wiring::delivery(
             provider,
-            intake: &verified.intake,
+            &verified.intake,
             body,
-            content_type: header_text(request.headers(), "content-type"),
-        };
+            header_text(request.headers(), "content-type"),
+        );
         match self.ingestion.accept(&delivery, self.clock.as_ref()).await {
             Ok(accepted) => self.acknowledge(&accepted),
             Err(IngestError::Replayed) => self.reject(WebhookRejection::Replayed),

@@ -1,17 +1,22 @@
-//! Cold-start wiring of the send flow on the real adapters, and the metrics of a send report
-//! (the services count nothing themselves).
+//! Cold-start wiring of the services on the real adapters (the send flow, webhook ingestion,
+//! the sweeper's release jobs), and the metrics of a send report (the services count nothing
+//! themselves).
 
 use std::sync::Arc;
 
 use mailgate_aws::{
     AwsClients, DynamoDbIdempotencyStore, DynamoDbMessages, DynamoDbProviderHealth,
-    DynamoDbSendControls, DynamoDbSuppressionList, ProviderHealthConfig, Queue, ResourceNames,
-    SqsSendQueue, Table,
+    DynamoDbSendControls, DynamoDbSuppressionList, DynamoDbWebhookReceipts, ProviderHealthConfig,
+    Queue, ResourceNames, SqsEventQueue, SqsSendQueue, Table,
 };
-use mailgate_core::{AttemptOutcome, SystemClock};
+use mailgate_core::ports::ReceiptEvents;
+use mailgate_core::{AttemptOutcome, ProviderId, SystemClock};
 use mailgate_providers::config::ProvidersConfig;
+use mailgate_providers::webhook::Intake;
 use mailgate_services::accept::{AcceptPorts, AcceptSettings, MessageIntake};
 use mailgate_services::delivery::MessageDelivery;
+use mailgate_services::ingest::{Delivery, Ingestion};
+use mailgate_services::release::Release;
 use mailgate_services::send::{
     SendReport, SendService, SendServiceError, ThreadRandom, TokioSleeper,
 };
@@ -135,4 +140,88 @@ pub fn message_intake(
         random: Arc::new(ThreadRandom),
     };
     MessageIntake::new(ports, delivery, settings)
+}
+
+/// Reads a stored webhook body into its events again with the provider's own parser (the
+/// sweeper's re-enqueue).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProviderReceiptEvents;
+
+impl ReceiptEvents for ProviderReceiptEvents {
+    fn events_of(
+        &self,
+        provider: ProviderId,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<Vec<String>, String> {
+        mailgate_providers::webhook::events_of(provider, body, content_type).map_err(|e| e.0)
+    }
+}
+
+/// Wires webhook ingestion on the receipts and dedupe tables and the events queue named in
+/// `names`; receipts expire after `retention_secs`, Mailgun tokens after `replay_window_secs`.
+pub fn ingestion(
+    clients: &AwsClients,
+    names: &ResourceNames,
+    retention_secs: i64,
+    replay_window_secs: i64,
+) -> Ingestion {
+    let receipts = DynamoDbWebhookReceipts::new(
+        clients.dynamodb.clone(),
+        names.table(Table::Receipts).to_owned(),
+        names.table(Table::Dedupe).to_owned(),
+    );
+    let queue = SqsEventQueue::new(
+        clients.sqs.clone(),
+        names.queue_url(Queue::Events).to_owned(),
+    );
+    Ingestion::new(
+        Arc::new(receipts),
+        Arc::new(queue),
+        Arc::new(ProviderReceiptEvents),
+        retention_secs,
+        replay_window_secs,
+    )
+}
+
+/// The ingestion service's view of a verified delivery: `provider`'s `intake` with its raw
+/// `body` and `Content-Type`.
+pub fn delivery<'a>(
+    provider: ProviderId,
+    intake: &'a Intake,
+    body: &'a [u8],
+    content_type: Option<&'a str>,
+) -> Delivery<'a> {
+    Delivery {
+        provider,
+        dedupe_key: &intake.payload.dedupe_key,
+        kind: intake.kind,
+        events: match &intake.payload.events {
+            Ok(events) => Ok(events.as_slice()),
+            Err(e) => Err(e.0.as_str()),
+        },
+        verification: intake.verification,
+        replay_token: intake.replay_token.as_deref(),
+        body,
+        content_type,
+    }
+}
+
+/// Wires the release jobs of the sweeper: held messages in the messages table, the pause switch
+/// in the control table, pointers onto the send queue.
+pub fn release(clients: &AwsClients, names: &ResourceNames) -> Release {
+    Release::new(
+        Arc::new(DynamoDbMessages::new(
+            clients.dynamodb.clone(),
+            names.table(Table::Messages).to_owned(),
+        )),
+        Arc::new(DynamoDbSendControls::new(
+            clients.dynamodb.clone(),
+            names.table(Table::Control),
+        )),
+        Arc::new(SqsSendQueue::new(
+            clients.sqs.clone(),
+            names.queue_url(Queue::Send),
+        )),
+    )
 }

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use mailgate_core::ports::{
-    DecodeError, EventClaim, EventDecoder, EventHistory, EventRecorded, EventsQueue, MessageLookup,
-    OversizeEvent, QueuedEvents, ReceiptReader, SuppressionWrites,
+    DecodeError, EventClaim, EventDecoder, EventForwarder, EventHistory, EventRecorded,
+    MessageLookup, OversizeEvent, QueuedEvents, ReceiptReader, SuppressionWrites,
 };
 use mailgate_core::{
     BounceKind, Clock, DeliveryEvent, EventEffect, EventKind, MessageCategory, MessageRecord,
@@ -158,7 +158,7 @@ pub struct EventPorts {
     /// Reading queue messages and provider events.
     pub decoder: Arc<dyn EventDecoder>,
     /// The events queue (forwarded EventBridge events).
-    pub events_queue: Arc<dyn EventsQueue>,
+    pub events_queue: Arc<dyn EventForwarder>,
     /// The app-webhook fan-out.
     pub fan_out: Arc<AppWebhookFanOut>,
     /// The time.
@@ -421,8 +421,8 @@ impl EventApplier {
 mod tests {
     use super::*;
     use crate::testing::{
-        ClaimState, MemoryEndpoints, MemoryEventsQueue, MemoryHistory, MemoryMessageLookup,
-        MemoryOutbound, MemoryReceipts, MemorySuppressionWrites, ScriptedDecoder,
+        ClaimState, MemoryEndpoints, MemoryEventForwarder, MemoryHistory, MemoryMessageLookup,
+        MemoryOutbound, MemoryReceiptReader, MemorySuppressionWrites, ScriptedDecoder,
     };
     use mailgate_core::ports::ReceiptBody;
     use mailgate_core::{
@@ -438,9 +438,9 @@ mod tests {
         history: Arc<MemoryHistory>,
         messages: Arc<MemoryMessageLookup>,
         suppressions: Arc<MemorySuppressionWrites>,
-        receipts: Arc<MemoryReceipts>,
+        receipts: Arc<MemoryReceiptReader>,
         decoder: Arc<ScriptedDecoder>,
-        events_queue: Arc<MemoryEventsQueue>,
+        events_queue: Arc<MemoryEventForwarder>,
         endpoints: Arc<MemoryEndpoints>,
         outbound: Arc<MemoryOutbound>,
         clock: Arc<FixedClock>,
@@ -452,9 +452,9 @@ mod tests {
             Arc::new(MemoryHistory::default()),
             Arc::new(MemoryMessageLookup::default()),
             Arc::new(MemorySuppressionWrites::default()),
-            Arc::new(MemoryReceipts::default()),
+            Arc::new(MemoryReceiptReader::default()),
             Arc::new(ScriptedDecoder::default()),
-            Arc::new(MemoryEventsQueue::default()),
+            Arc::new(MemoryEventForwarder::default()),
             Arc::new(MemoryEndpoints::default()),
             Arc::new(MemoryOutbound::default()),
             Arc::new(FixedClock::at_unix(1_795_000_000)),

@@ -11,13 +11,19 @@
 //! | apply provider events: dedupe, correlate, suppress, fan out, record | [`events`] | `event-processor` |
 //! | plan and enqueue app-webhook deliveries for events | [`fan_out`] | `event-processor` |
 //! | sign and deliver one app webhook, scheduling retries | [`app_delivery`] | `dispatcher` |
+//! | ingest a verified webhook delivery: receipt, events queue; re-enqueue stuck receipts | [`ingest`] | `webhook-<provider>`, `sweeper` |
+//! | release scheduled and paused messages onto the send queue | [`release`] | `sweeper` |
+//! | the sweeper's tick: every job once | [`sweep`] | `sweeper` |
 
 pub mod accept;
 pub mod app_delivery;
 pub mod delivery;
 pub mod events;
 pub mod fan_out;
+pub mod ingest;
+pub mod release;
 pub mod send;
+pub mod sweep;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -276,7 +276,7 @@ pub trait EventDecoder: Send + Sync {
 }
 
 /// The events queue, as the event processor forwards an EventBridge event onto it.
-pub trait EventsQueue: Send + Sync {
+pub trait EventForwarder: Send + Sync {
     /// Puts `body` on the queue; the queue's id for the message.
     fn forward<'a>(&'a self, body: &'a str) -> BoxFuture<'a, Result<String, StoreError>>;
 }

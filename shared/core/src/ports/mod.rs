@@ -8,10 +8,12 @@
 
 pub mod events;
 pub mod send;
+pub mod sweep;
+pub mod webhooks;
 
 pub use events::{
     AppWebhookSender, DeadLetterQueue, DecodeError, EndpointDirectory, EventClaim, EventDecoder,
-    EventHistory, EventRecorded, EventsQueue, MalformedOutboundMessage, MessageLookup,
+    EventForwarder, EventHistory, EventRecorded, MalformedOutboundMessage, MessageLookup,
     OUTBOUND_MESSAGE_VERSION, OutboundDelivery, OutboundQueue, OversizeEvent, QueuedEvents,
     ReceiptBody, ReceiptReader, SignedWebhook, SuppressionWrites, WebhookAnswer,
 };
@@ -21,6 +23,8 @@ pub use send::{
     ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper, StoredMessage,
     SuppressionCheck,
 };
+pub use sweep::{HeldMessages, ReleaseSendQueue};
+pub use webhooks::{Enqueued, EventsQueue, ReceiptEvents, WebhookReceipts};
 
 use std::error::Error;
 use std::fmt;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use mailgate_core::ports::{
     AppWebhookSender, BoxFuture, DeadLetterQueue, DecodeError, EndpointDirectory, EventClaim,
-    EventDecoder, EventHistory, EventRecorded, EventsQueue, MessageLookup, OutboundDelivery,
+    EventDecoder, EventForwarder, EventHistory, EventRecorded, MessageLookup, OutboundDelivery,
     OutboundQueue, OversizeEvent, QueuedEvents, ReceiptBody, ReceiptReader, SignedWebhook,
     SuppressionWrites, WebhookAnswer,
 };
@@ -329,14 +329,14 @@ impl OutboundQueue for MemoryOutbound {
 
 /// Stored receipts in memory.
 #[derive(Debug, Default)]
-pub struct MemoryReceipts {
+pub struct MemoryReceiptReader {
     /// The receipts by key.
     pub receipts: Mutex<HashMap<String, ReceiptBody>>,
     /// Failures to inject (`load`).
     pub faults: Faults,
 }
 
-impl ReceiptReader for MemoryReceipts {
+impl ReceiptReader for MemoryReceiptReader {
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ReceiptBody>, StoreError>> {
         let result = self
             .faults
@@ -385,14 +385,14 @@ impl EventDecoder for ScriptedDecoder {
 
 /// The events queue in memory.
 #[derive(Debug, Default)]
-pub struct MemoryEventsQueue {
+pub struct MemoryEventForwarder {
     /// Every body forwarded, in order.
     pub forwarded: Mutex<Vec<String>>,
     /// Failures to inject (`forward`).
     pub faults: Faults,
 }
 
-impl EventsQueue for MemoryEventsQueue {
+impl EventForwarder for MemoryEventForwarder {
     fn forward<'a>(&'a self, body: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
         let result = self.faults.take("forward").map(|()| {
             let mut forwarded = lock(&self.forwarded);

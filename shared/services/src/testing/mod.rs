@@ -6,6 +6,10 @@
 
 mod events;
 mod send;
+mod sweep;
+mod webhooks;
 
 pub use events::*;
 pub use send::*;
+pub use sweep::*;
+pub use webhooks::*;

@@ -1,0 +1,53 @@
+//! The ports of the sweeper's release jobs: messages held as `scheduled` or `paused` (found by
+//! when they are due, released or moved to the pause queue one by one) and the send queue taking
+//! pointers with a delay each. The pause switch is [`super::SendControls`].
+
+use std::time::Duration;
+
+use super::{BoxFuture, StoreError};
+use crate::{MessageId, MessageRecord, ReleaseQueue, UnixMillis};
+
+/// Messages held for later, as the release jobs see them.
+pub trait HeldMessages: Send + Sync {
+    /// Ids of messages in `queue` due at `at` (`release_at ≤ at`), oldest first, at most
+    /// `limit`. The index behind it may lag: the record says whether each is still held.
+    fn due(
+        &self,
+        queue: ReleaseQueue,
+        at: UnixMillis,
+        limit: i32,
+    ) -> BoxFuture<'_, Result<Vec<MessageId>, StoreError>>;
+
+    /// The message's summary; `None` when there is no such message.
+    fn record<'a>(
+        &'a self,
+        id: &'a MessageId,
+    ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>>;
+
+    /// Releases a held message: `scheduled`/`paused` → `queued`. `false` when it is no longer
+    /// held (cancelled, or released by another sweep), so the caller must not count it.
+    fn mark_released<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Holds a scheduled message by the pause switch: `scheduled` → `paused`. `false` when it is
+    /// no longer scheduled.
+    fn mark_paused<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+/// The send queue taking released messages, each with its own delay.
+pub trait ReleaseSendQueue: Send + Sync {
+    /// Puts every `(id, delay)` on the send queue in one call (at most ten); fails unless every
+    /// entry was accepted (then the caller marks none released, and a later sweep sends them
+    /// all again).
+    fn enqueue_delayed<'a>(
+        &'a self,
+        batch: &'a [(MessageId, Duration)],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}

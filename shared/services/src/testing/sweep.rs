@@ -1,0 +1,161 @@
+//! Fakes of the release jobs' ports: held messages (found by their release queue and time, as
+//! the `by-release` index does) and the send queue taking delayed pointers.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use mailgate_core::ports::{BoxFuture, HeldMessages, ReleaseSendQueue};
+use mailgate_core::{
+    MessageId, MessageRecord, MessageState, ReleaseQueue, StoreError, StoreErrorKind, UnixMillis,
+};
+
+use super::Faults;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Message records in memory, with the release index derived from their state.
+#[derive(Debug, Default)]
+pub struct MemoryHeldMessages {
+    records: Mutex<HashMap<MessageId, MessageRecord>>,
+    /// Ids the index still lists after their record went (the index lags the table).
+    pub ghosts: Mutex<Vec<(ReleaseQueue, MessageId)>>,
+    /// Failures to inject, by operation (`due`, `record`, `mark_released`, `mark_paused`).
+    pub faults: Faults,
+}
+
+impl MemoryHeldMessages {
+    /// Stores `record`.
+    pub fn put(&self, record: MessageRecord) {
+        lock(&self.records).insert(record.id.clone(), record);
+    }
+
+    /// The record of `id`, if any.
+    pub fn get(&self, id: &MessageId) -> Option<MessageRecord> {
+        lock(&self.records).get(id).cloned()
+    }
+
+    fn transition(
+        &self,
+        id: &MessageId,
+        from: &[MessageState],
+        to: MessageState,
+        now: UnixMillis,
+    ) -> bool {
+        match lock(&self.records).get_mut(id) {
+            Some(r) if from.contains(&r.state) => {
+                r.state = to;
+                r.updated_at = now;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl HeldMessages for MemoryHeldMessages {
+    fn due(
+        &self,
+        queue: ReleaseQueue,
+        at: UnixMillis,
+        limit: i32,
+    ) -> BoxFuture<'_, Result<Vec<MessageId>, StoreError>> {
+        let result = self.faults.take("due").map(|()| {
+            let mut due: Vec<(UnixMillis, MessageId)> = lock(&self.records)
+                .values()
+                .filter(|r| r.release_queue() == Some(queue) && r.release_at() <= at)
+                .map(|r| (r.release_at(), r.id.clone()))
+                .collect();
+            due.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.as_str().cmp(b.1.as_str())));
+            let ghosts = lock(&self.ghosts);
+            ghosts
+                .iter()
+                .filter(|(q, _)| *q == queue)
+                .map(|(_, id)| id.clone())
+                .chain(due.into_iter().map(|(_, id)| id))
+                .take(usize::try_from(limit).unwrap_or(0))
+                .collect()
+        });
+        Box::pin(async move { result })
+    }
+
+    fn record<'a>(
+        &'a self,
+        id: &'a MessageId,
+    ) -> BoxFuture<'a, Result<Option<MessageRecord>, StoreError>> {
+        let result = self.faults.take("record").map(|()| self.get(id));
+        Box::pin(async move { result })
+    }
+
+    fn mark_released<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let result = self.faults.take("mark_released").map(|()| {
+            self.transition(
+                id,
+                &[MessageState::Scheduled, MessageState::Paused],
+                MessageState::Queued,
+                now,
+            )
+        });
+        Box::pin(async move { result })
+    }
+
+    fn mark_paused<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let result = self
+            .faults
+            .take("mark_paused")
+            .map(|()| self.transition(id, &[MessageState::Scheduled], MessageState::Paused, now));
+        Box::pin(async move { result })
+    }
+}
+
+/// The send queue in memory, taking delayed pointers in calls of at most ten.
+#[derive(Debug, Default)]
+pub struct MemoryReleaseQueue {
+    entries: Mutex<Vec<(MessageId, Duration)>>,
+    calls: Mutex<usize>,
+    /// Failures to inject (`enqueue_delayed`).
+    pub faults: Faults,
+}
+
+impl MemoryReleaseQueue {
+    /// Every pointer enqueued so far, in order, with its delay.
+    pub fn entries(&self) -> Vec<(MessageId, Duration)> {
+        lock(&self.entries).clone()
+    }
+
+    /// Calls made that succeeded.
+    pub fn calls(&self) -> usize {
+        *lock(&self.calls)
+    }
+}
+
+impl ReleaseSendQueue for MemoryReleaseQueue {
+    fn enqueue_delayed<'a>(
+        &'a self,
+        batch: &'a [(MessageId, Duration)],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = self.faults.take("enqueue_delayed").and_then(|()| {
+            if batch.len() > 10 {
+                return Err(StoreError::new(
+                    StoreErrorKind::Other,
+                    "enqueue_delayed",
+                    "more than ten entries in one call",
+                ));
+            }
+            lock(&self.entries).extend(batch.iter().cloned());
+            *lock(&self.calls) += 1;
+            Ok(())
+        });
+        Box::pin(async move { result })
+    }
+}
