@@ -10,13 +10,16 @@
 //! mailgate-admin endpoints add --url URL [--events email.delivered,email.bounced]
 //! mailgate-admin endpoints list | remove ep_… | rotate-secret ep_…
 //! mailgate-admin dlq replay send|events|outbound
+//! mailgate-admin classify < bounces.jsonl
 //! ```
 //!
 //! Every command works against the AWS endpoint of the standard SDK chain (`AWS_ENDPOINT_URL`
-//! for the local emulator) and the table named by `--table` or `API_KEYS_TABLE`. Exit codes:
-//! `sends` commands use `--table` or `CONTROL_TABLE` (and, for `status`'s counts, `--messages-table`
-//! or `MESSAGES_TABLE`). Exit codes: 0 success, 1 DynamoDB failed, 2 usage (unknown scope or environment, malformed id or key,
-//! no table given), 3 no key with that id, 4 the table does not exist.
+//! for the local emulator). Tables and queues come from flags or the functions' variables:
+//! `keys` use `--table` or `API_KEYS_TABLE`; `sends` use `--table` or `CONTROL_TABLE` (and, for
+//! `status`'s counts, `--messages-table` or `MESSAGES_TABLE`); `endpoints` use `--table` or
+//! `ENDPOINTS_TABLE`; `dlq replay` uses `--queue-url` or the queue's `*_QUEUE_URL`. Exit codes: 0
+//! success, 1 AWS failed, 2 usage (unknown scope or environment, malformed id or key, no table
+//! given), 3 no such key or endpoint, 4 the table does not exist.
 
 use std::io::Write;
 

@@ -1,6 +1,11 @@
-//! The pure domain of mailgate: validated email addresses, prefixed ids, provider identities and
-//! the clock. No AWS SDK, no Lambda runtime, no HTTP client and no async runtime live here, so
-//! every rule in this crate is unit-testable in microseconds (CI checks this with `cargo tree`).
+//! The pure domain of mailgate: validated and canonical email addresses, prefixed ids, provider
+//! identities and the clock; the send path's rules (request validation, error classification,
+//! circuit breaker, token bucket, failover, backoff, idempotency keys); API keys and scopes;
+//! messages and state precedence; suppressions; delivery events, bounce classification and their
+//! effects; Standard Webhooks; the events-queue envelope; and the ports ([`ports`]) the
+//! application services are written against. No AWS SDK, no Lambda runtime, no HTTP client and
+//! no async runtime live here, so every rule in this crate is unit-testable in microseconds (CI
+//! checks this with `cargo tree`).
 
 pub mod address;
 pub mod clock;

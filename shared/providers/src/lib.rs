@@ -1,8 +1,8 @@
 //! Everything mailgate knows about each provider, one module per provider, so a provider's send
-//! mapping, error mapping and webhook verification/parsing sit side by side. Signature
-//! verification for SendGrid and Mailgun is here; sending and payload parsing fill in with the
-//! send and webhook issues. Each module's webhook side implements [`webhook::WebhookProvider`];
-//! [`webhook::webhook_provider`] is the one place a provider id picks it.
+//! mapping, error mapping and webhook verification, splitting and normalisation sit side by side.
+//! Each module's send side implements the core's `EmailProvider` port and its webhook side
+//! [`webhook::WebhookProvider`]; [`webhook::webhook_provider`] is the one place a provider id
+//! picks the webhook side, [`config`] the send side.
 
 pub mod config;
 pub mod events;
