@@ -108,8 +108,8 @@ impl AcceptedMessage {
 pub enum AcceptOutcome {
     /// Accepted (202).
     Accepted(AcceptedMessage),
-    /// A batch was answered (202 when anything was accepted, 422 when nothing was valid):
-    /// the `results` body, and the reports of the sends made (none: batches are queued).
+    /// A batch was answered (202 when anything was accepted, 422 when nothing was valid) with
+    /// its `results` body; its messages were queued, none sent in this request.
     Batch {
         /// Whether any message was accepted.
         any_accepted: bool,
