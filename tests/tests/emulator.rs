@@ -287,3 +287,125 @@ async fn the_batch_sender_reports_every_entry_of_a_queue_that_does_not_exist_as_
     assert_eq!(err.kind(), StoreErrorKind::MissingResource, "{err}");
     assert!(!err.is_retryable());
 }
+
+/// Every body on `url`, waiting up to a few seconds for `n`.
+async fn receive_bodies(t: &TestStack, url: &str, n: usize) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for _ in 0..5 {
+        let got = t
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        bodies.extend(
+            got.messages()
+                .iter()
+                .filter_map(|m| m.body().map(str::to_owned)),
+        );
+        if bodies.len() >= n {
+            break;
+        }
+    }
+    bodies
+}
+
+/// SQS clients whose calls pass the fault proxy, which refuses what SQS refuses.
+async fn through_proxy(t: &TestStack) -> (mailgate_fault_proxy::FaultProxy, aws_sdk_sqs::Client) {
+    let proxy = mailgate_fault_proxy::FaultProxy::start(&t.endpoint)
+        .await
+        .unwrap();
+    let sdk = mailgate_tests::sdk_config(&proxy.url()).await;
+    (proxy, aws_sdk_sqs::Client::new(&sdk))
+}
+
+#[tokio::test]
+async fn the_batch_sender_escapes_characters_sqs_refuses_and_the_bodies_read_back_the_same() {
+    use mailgate_aws::sqs_batch::{BatchEntry, send_batches};
+    use mailgate_fault_proxy::Op;
+    let t = TestStack::new().await;
+    let url = t.queue_url("SendQueue");
+    let (proxy, sqs) = through_proxy(&t).await;
+    let values = [
+        serde_json::json!({"subject": "plain"}),
+        serde_json::json!({"subject": "odd \u{FFFF} one", "tag\u{FFFE}": 1}),
+        serde_json::json!({"control": "bell\u{7} backspace\u{8} nul\u{0}"}),
+    ];
+    // Bodies as a provider might send them: U+FFFE/U+FFFF raw (JSON allows it), and raw
+    // controls (which only a text that is not quite JSON holds).
+    let bodies = [
+        values[0].to_string(),
+        values[1].to_string(),
+        "{\"control\":\"bell\u{7} backspace\u{8} nul\u{0}\"}".to_owned(),
+    ];
+    assert!(bodies[1].contains('\u{FFFF}'));
+    let entries: Vec<BatchEntry> = bodies.iter().map(BatchEntry::new).collect();
+    let sent = send_batches(&sqs, &url, &entries).await.unwrap();
+    assert!(sent.failed.is_empty(), "{:?}", sent.failed);
+    let stats = proxy.op_stats(&Op::sqs("SendMessageBatch"));
+    assert_eq!((stats.calls, stats.rejected), (1, 0));
+
+    let got = receive_bodies(&t, &url, 3).await;
+    assert_eq!(got.len(), 3);
+    let mut read: Vec<serde_json::Value> = got
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    read.sort_by_key(|v| v.to_string());
+    let mut want = values.to_vec();
+    want.sort_by_key(|v| v.to_string());
+    assert_eq!(read, want);
+}
+
+#[tokio::test]
+async fn app_webhook_deliveries_and_single_sends_with_characters_sqs_refuses_are_accepted() {
+    use mailgate_aws::{OutboundDelivery, SqsDeadLetterQueue, SqsEventForwarder, SqsOutboundQueue};
+    use mailgate_core::EndpointId;
+    use mailgate_core::ports::{DeadLetterQueue, EventForwarder};
+    use mailgate_fault_proxy::Op;
+    let t = TestStack::new().await;
+    let (proxy, sqs) = through_proxy(&t).await;
+
+    // An app webhook: the signed body (itself JSON, as a string in the message) keeps its bytes.
+    let delivery = OutboundDelivery {
+        endpoint_id: EndpointId::parse("ep_01jd5x3q7r8s9t0v1w2x3y4z5a").unwrap(),
+        webhook_id: "msg_01jd5x3q7r8s9t0v1w2x3y4z5a_ep".to_owned(),
+        body: serde_json::json!({"type": "email.delivered", "subject": "x\u{FFFF}y"}).to_string(),
+    };
+    let outbound = t.queue_url("OutboundQueue");
+    SqsOutboundQueue::new(sqs.clone(), &outbound)
+        .enqueue(std::slice::from_ref(&delivery))
+        .await
+        .unwrap();
+    let got = receive_bodies(&t, &outbound, 1).await;
+    assert_eq!(got.len(), 1);
+    let read = OutboundDelivery::parse(&got[0]).unwrap();
+    assert_eq!(read.body, delivery.body, "the exact bytes to sign");
+
+    // The single SendMessage paths: an EventBridge event forwarded, a record parked.
+    let event =
+        serde_json::json!({"detail-type": "Email Delivered", "detail": {"subject": "\u{FFFE}"}});
+    let events = t.queue_url("EventsQueue");
+    SqsEventForwarder::new(sqs.clone(), &events)
+        .forward(&event.to_string())
+        .await
+        .unwrap();
+    let parked = "{\"v\":1,\"note\":\"\u{FFFF}\"}";
+    let dead = t.queue_url("EventsDeadLetterQueue");
+    SqsDeadLetterQueue::new(sqs.clone(), &dead)
+        .park(parked, "unreadable \u{FFFF}")
+        .await
+        .unwrap();
+    let stats = proxy.op_stats(&Op::sqs("SendMessage"));
+    assert_eq!((stats.calls, stats.rejected), (2, 0));
+    let forwarded = receive_bodies(&t, &events, 1).await;
+    let value: serde_json::Value = serde_json::from_str(&forwarded[0]).unwrap();
+    assert_eq!(value, event);
+    let kept = receive_bodies(&t, &dead, 1).await;
+    let value: serde_json::Value = serde_json::from_str(&kept[0]).unwrap();
+    assert_eq!(value["note"], "\u{FFFF}");
+}

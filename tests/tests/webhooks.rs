@@ -737,3 +737,79 @@ async fn the_committed_postmark_and_smtp2go_fixtures_are_accepted_with_the_local
     }
     assert_eq!(drain_events(&t).await.len(), 2);
 }
+
+#[tokio::test]
+async fn an_event_with_a_character_sqs_refuses_is_queued_escaped_and_normalised_intact() {
+    use mailgate_core::UnixMillis;
+    use mailgate_core::ports::{EventDecoder, QueuedEvents};
+    use mailgate_fault_proxy::{FaultProxy, Op};
+    use mailgate_lambda::events::ProviderEventDecoder;
+
+    let t = TestStack::new().await;
+    // SQS's character check on the real wire: the proxy refuses what SQS refuses, moto does not.
+    let proxy = FaultProxy::start(&t.endpoint).await.unwrap();
+    let clients = mailgate_aws::AwsClients::new(&mailgate_tests::sdk_config(&proxy.url()).await);
+    let f = WebhookFunction::new(webhook_config(&t, ProviderId::Postmark, None, &[]), clients);
+    // JSON allows a raw U+FFFF in a string; SQS does not. Postmark echoes what it was given.
+    let reason = "HardBounce\u{FFFF}";
+    let body = serde_json::to_vec(&serde_json::json!({
+        "RecordType": "SubscriptionChange",
+        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+        "ChangedAt": "2026-11-23T10:00:00Z",
+        "Recipient": "alice@example.com",
+        "SuppressSending": true,
+        "SuppressionReason": reason,
+        "Metadata": {"note": "subject \u{FFFF} line"},
+    }))
+    .unwrap();
+    assert!(
+        body.windows(3).any(|w| w == [0xEF, 0xBF, 0xBF]),
+        "the delivery carries a raw U+FFFF"
+    );
+
+    let response = f
+        .handle(post(
+            ProviderId::Postmark,
+            &body,
+            &[basic_header(BASIC_PAIR)],
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.body());
+    assert_eq!(json(&response)["status"], "queued");
+    let batch = proxy.op_stats(&Op::sqs("SendMessageBatch"));
+    assert!(batch.calls >= 1, "the enqueue went through the proxy");
+    assert_eq!(batch.rejected, 0, "SQS accepted every body");
+
+    // The message as SQS holds it, normalised by the event processor's own decoder.
+    let out = t
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(t.queue_url("EventsQueue"))
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let [message] = out.messages() else {
+        panic!("one message, got {:?}", out.messages());
+    };
+    let queued = message.body().unwrap();
+    assert!(
+        !queued.contains('\u{FFFF}'),
+        "escaped on the wire: {queued}"
+    );
+    let QueuedEvents::Events(events) = ProviderEventDecoder
+        .decode(queued, UnixMillis(now() * 1000))
+        .unwrap()
+    else {
+        panic!("inline events expected");
+    };
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].detail.as_deref(),
+        Some(reason),
+        "the value is intact"
+    );
+    let raw: Value = serde_json::from_str(queued).unwrap();
+    assert_eq!(raw["event"]["Metadata"]["note"], "subject \u{FFFF} line");
+}

@@ -6,6 +6,7 @@
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use mailgate_core::ports::{BoxFuture, DeadLetterQueue};
+use mailgate_core::queue::sqs_safe;
 use mailgate_core::{StoreError, StoreErrorKind};
 
 /// The message attribute that carries why a record was parked.
@@ -33,6 +34,8 @@ impl SqsDeadLetterQueue {
 
 /// `reason` cut to at most [`MAX_REASON_BYTES`] bytes, never empty (SQS refuses empty values).
 fn attribute_value(reason: &str) -> String {
+    // Attribute values take the characters bodies take; the reason may quote a provider's.
+    let reason = sqs_safe(reason);
     let mut end = reason.len().min(MAX_REASON_BYTES);
     while !reason.is_char_boundary(end) {
         end -= 1;
@@ -57,7 +60,11 @@ impl DeadLetterQueue for SqsDeadLetterQueue {
                 .send_message()
                 .queue_url(&self.queue_url)
                 // SQS refuses an empty body; a record without one is parked as a single space.
-                .message_body(if body.is_empty() { " " } else { body })
+                .message_body(if body.is_empty() {
+                    " ".into()
+                } else {
+                    sqs_safe(body)
+                })
                 .message_attributes(POISON_REASON_ATTRIBUTE, attribute)
                 .send()
                 .await
@@ -78,6 +85,7 @@ mod tests {
         let long = "é".repeat(600);
         let cut = attribute_value(&long);
         assert!(cut.len() <= MAX_REASON_BYTES);
+        assert_eq!(attribute_value("bad \u{FFFF}"), "bad \\uffff");
         assert!(cut.chars().all(|c| c == 'é'));
     }
 }

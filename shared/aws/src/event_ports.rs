@@ -230,7 +230,7 @@ impl EventForwarder for SqsEventForwarder {
                 .client
                 .send_message()
                 .queue_url(&self.queue_url)
-                .message_body(body)
+                .message_body(mailgate_core::queue::sqs_safe(body))
                 .send()
                 .await
                 .map_err(|e| {

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
+use mailgate_core::queue::sqs_safe;
 pub use mailgate_core::queue::{MAX_DELAY, delay_seconds};
 use mailgate_core::{MessageId, StoreError, StoreErrorKind};
 use serde::{Deserialize, Serialize};
@@ -86,7 +87,9 @@ impl SqsSendQueue {
         self.client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(SendQueueMessage::new(message_id.clone()).to_body())
+            .message_body(sqs_safe(
+                &SendQueueMessage::new(message_id.clone()).to_body(),
+            ))
             .delay_seconds(delay_seconds(delay))
             .send()
             .await

@@ -4,7 +4,11 @@
 //! refuses for a reason of its own (`SenderFault == false`) are sent again a few times with a
 //! growing pause; what is still refused, and every entry of a call that failed, is reported per
 //! entry so the caller decides (retry the set, keep a dead letter, fail the request).
+//!
+//! Every body goes out [`sqs_safe`]: characters SQS refuses (raw controls, U+FFFE, U+FFFF,
+//! which a provider may echo in JSON) become their `\uXXXX` JSON escapes, sizes counted after.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -12,6 +16,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use futures::{StreamExt, stream};
 pub use mailgate_core::queue::MAX_MESSAGE_BYTES;
+use mailgate_core::queue::sqs_safe;
 use mailgate_core::{StoreError, StoreErrorKind};
 
 /// Entries per `SendMessageBatch` call (the API's limit).
@@ -150,17 +155,23 @@ pub fn plan_batches(sizes: &[usize]) -> Result<Vec<Vec<usize>>, TooLarge> {
     Ok(batches)
 }
 
-/// Sends every entry to the queue at `queue_url`. An entry over the size limit stops it before
-/// anything is sent; otherwise every entry is tried and those not on the queue are reported.
+/// Sends every entry to the queue at `queue_url`, each body [`sqs_safe`]. An entry over the size
+/// limit (escapes counted) stops it before anything is sent; otherwise every entry is tried and
+/// those not on the queue are reported.
 pub async fn send_batches(
     client: &Client,
     queue_url: &str,
     entries: &[BatchEntry],
 ) -> Result<BatchSent, TooLarge> {
-    let sizes: Vec<usize> = entries.iter().map(BatchEntry::size).collect();
+    let bodies: Vec<Cow<'_, str>> = entries.iter().map(|e| sqs_safe(&e.body)).collect();
+    let sizes: Vec<usize> = entries
+        .iter()
+        .zip(&bodies)
+        .map(|(entry, body)| entry.size() - entry.body.len() + body.len())
+        .collect();
     let batches = plan_batches(&sizes)?;
     let results: Vec<BatchSent> = stream::iter(batches)
-        .map(|batch| send_one_batch(client, queue_url, entries, batch))
+        .map(|batch| send_one_batch(client, queue_url, entries, &bodies, batch))
         .buffer_unordered(CONCURRENT_CALLS)
         .collect()
         .await;
@@ -174,10 +185,12 @@ pub async fn send_batches(
 }
 
 /// One batch: a call, then calls for the entries SQS refused on its side, with backoff.
+/// `bodies` are the entries' bodies as sent.
 async fn send_one_batch(
     client: &Client,
     queue_url: &str,
     entries: &[BatchEntry],
+    bodies: &[Cow<'_, str>],
     batch: Vec<usize>,
 ) -> BatchSent {
     let mut sent = BatchSent::default();
@@ -190,7 +203,7 @@ async fn send_one_batch(
                 let entry = &entries[i];
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .message_body(&entry.body)
+                    .message_body(bodies[i].as_ref())
                     .set_delay_seconds(entry.delay_seconds)
                     .set_message_attributes(entry.attributes.clone())
                     .build()
@@ -302,6 +315,25 @@ mod tests {
         let entry = BatchEntry::new("body")
             .with_attributes(Some(HashMap::from([("name".to_owned(), attribute)])));
         assert_eq!(entry.size(), 4 + 4 + 6 + 4);
+    }
+
+    #[test]
+    fn a_body_grown_over_the_limit_by_its_escapes_is_refused_before_sending() {
+        // 80 000 U+FFFF (3 bytes each, under the limit) escape to 480 000 bytes (over it).
+        let entries = [BatchEntry::new("\u{FFFF}".repeat(80_000))];
+        assert!(entries[0].size() < MAX_MESSAGE_BYTES);
+        // No call is made: the client points nowhere and is never used.
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .build();
+        let client = Client::from_conf(config);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = runtime
+            .block_on(send_batches(&client, "http://127.0.0.1:9/q", &entries))
+            .unwrap_err();
+        assert_eq!((err.index, err.bytes), (0, 480_000));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use address::{AddressError, EmailAddress};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use id::{EndpointId, EventId, IdError, MessageId};
 pub use provider::{ProviderId, UnknownProvider};
-pub use queue::{QueuedEvent, queue_messages};
+pub use queue::{QueuedEvent, queue_messages, sqs_safe};
 pub use receipt::{
     DeliveryKind, ExistingReceipt, NewReceipt, ReceiptStatus, RecordError, Recorded, ReplayGuard,
     StoredReceipt, UnknownReceiptStatus, receipt_key,
