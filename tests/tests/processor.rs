@@ -497,6 +497,76 @@ async fn events_for_unknown_messages_are_kept_as_orphans_and_unknown_types_are_k
 }
 
 #[tokio::test]
+async fn an_orphan_hard_bounce_or_one_naming_someone_else_suppresses_nobody_unless_opted_in() {
+    let t = TestStack::new().await;
+    let p = processor(&t, &[]);
+    // Nobody's message: recorded as an orphan, counted, and the address stays sendable.
+    let orphan = ses_bounce(
+        "ses-forged-1",
+        "victim@example.org",
+        "Permanent",
+        "5.1.1",
+        "smtp; 550 5.1.1 user unknown",
+    );
+    let outcomes = p
+        .process_body(&queued_sns("forged-1", &orphan))
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![EventOutcome::Orphaned]);
+    assert!(
+        suppressions(&t)
+            .get(&addr("victim@example.org"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        p.tally().snapshot()[&("UnmatchedEffects", "ses".into(), "unknown".into())],
+        1
+    );
+    // Our message, but the bounce names an address it was never sent to.
+    let (api, auth) = (api(&t), key(&t).await);
+    let (_, ses_id) = sent(&t, &api, &auth, "real@example.org").await;
+    let other = ses_bounce(
+        &ses_id,
+        "victim2@example.org",
+        "Permanent",
+        "5.1.1",
+        "smtp; 550 5.1.1 user unknown",
+    );
+    p.process_body(&queued_sns("forged-2", &other))
+        .await
+        .unwrap();
+    assert!(
+        suppressions(&t)
+            .get(&addr("victim2@example.org"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A provider account shared with other senders may opt in.
+    let shared = processor(&t, &[("SUPPRESS_UNMATCHED_EVENTS", "true")]);
+    let orphan = ses_bounce(
+        "ses-elsewhere-1",
+        "gone@example.org",
+        "Permanent",
+        "5.1.1",
+        "smtp; 550 5.1.1 user unknown",
+    );
+    shared
+        .process_body(&queued_sns("elsewhere-1", &orphan))
+        .await
+        .unwrap();
+    assert!(
+        suppressions(&t)
+            .get(&addr("gone@example.org"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
 async fn a_poison_message_fails_alone_and_reaches_the_dlq_after_the_redrive_count() {
     let t = TestStack::new().await;
     let p = processor(&t, &[]);

@@ -456,7 +456,7 @@ fn emitted_dimensions(metric: &str) -> Option<BTreeSet<&'static str>> {
         "Sent" | "Delivered" | "Deferred" | "Dropped" | "Bounces" | "HardBounces"
         | "SoftBounces" | "SenderSideBounces" | "Complaints" | "Unsubscribes" | "Opens"
         | "Clicks" | "RenderingFailures" | "UnknownEvents" | "OrphanEvents" | "DedupeHits"
-        | "ProcessingFailures" => set(&["Provider", "Category"]),
+        | "ProcessingFailures" | "UnmatchedEffects" => set(&["Provider", "Category"]),
         _ => None,
     }
 }

@@ -31,6 +31,9 @@ pub const FUNCTION_NAME: &str = "event-processor";
 /// The variable holding the events queue's dead-letter queue URL.
 pub const DLQ_VAR: &str = "EVENTS_DLQ_URL";
 
+/// Whether events naming no recipient of our messages still suppress (default `false`).
+pub const SUPPRESS_UNMATCHED_VAR: &str = "SUPPRESS_UNMATCHED_EVENTS";
+
 /// Typed configuration, loaded once per cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -41,6 +44,10 @@ pub struct Config {
     pub soft_bounce: SoftBounceRule,
     /// Where poison records go (`EVENTS_DLQ_URL`).
     pub dlq_url: String,
+    /// Whether events that name no recipient of a message we sent still suppress
+    /// (`SUPPRESS_UNMATCHED_EVENTS`, default `false`: only for a provider account shared with
+    /// other senders).
+    pub suppress_unmatched: bool,
 }
 
 impl Config {
@@ -71,6 +78,19 @@ impl Config {
             setting("SOFT_BOUNCE_THRESHOLD", 5),
             setting("SOFT_BOUNCE_WINDOW_DAYS", 30),
         );
+        let suppress_unmatched = match lookup(SUPPRESS_UNMATCHED_VAR)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("" | "false") => false,
+            Some("true") => true,
+            Some(other) => {
+                problems.push(format!(
+                    "{SUPPRESS_UNMATCHED_VAR} must be true or false, got {other:?}"
+                ));
+                false
+            }
+        };
         let dlq_url = lookup(DLQ_VAR).filter(|v| !v.trim().is_empty());
         if dlq_url.is_none() {
             problems.push(format!("{DLQ_VAR} is not set"));
@@ -83,6 +103,7 @@ impl Config {
                     window_ms: days.saturating_mul(24 * 3600 * 1000),
                 },
                 dlq_url,
+                suppress_unmatched,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -161,7 +182,8 @@ impl EventProcessor {
             &config.names,
             config.soft_bounce,
             clock,
-        );
+        )
+        .with_effects_for_unmatched(config.suppress_unmatched);
         Self {
             applier,
             dlq: Arc::new(SqsDeadLetterQueue::new(clients.sqs, config.dlq_url)),
@@ -262,7 +284,7 @@ mod tests {
             move |k: &str| {
                 if let Some((_, v)) = extra.iter().find(|(name, _)| *name == k) {
                     Some((*v).to_owned())
-                } else if k.starts_with("SOFT_BOUNCE") {
+                } else if k.starts_with("SOFT_BOUNCE") || k == SUPPRESS_UNMATCHED_VAR {
                     None
                 } else if k.ends_with("_URL") {
                     Some(format!("http://127.0.0.1:1/{k}"))
@@ -273,6 +295,14 @@ mod tests {
         };
         let config = Config::from_lookup(env(&[])).unwrap();
         assert_eq!(config.soft_bounce, SoftBounceRule::default());
+        assert!(!config.suppress_unmatched);
+        assert!(
+            Config::from_lookup(env(&[(SUPPRESS_UNMATCHED_VAR, "TRUE")]))
+                .unwrap()
+                .suppress_unmatched
+        );
+        let err = Config::from_lookup(env(&[(SUPPRESS_UNMATCHED_VAR, "yes")])).unwrap_err();
+        assert!(err.to_string().contains(SUPPRESS_UNMATCHED_VAR));
         assert_eq!(config.dlq_url, "http://127.0.0.1:1/EVENTS_DLQ_URL");
         let config = Config::from_lookup(env(&[
             ("SOFT_BOUNCE_THRESHOLD", "3"),

@@ -209,6 +209,9 @@ impl Tally {
             Some(EventOutcome::Duplicate) => self.add("DedupeHits", provider, category),
             None => {}
         }
+        if e.unmatched {
+            self.add("UnmatchedEffects", provider, category);
+        }
     }
 }
 
@@ -275,6 +278,7 @@ mod tests {
             bounce,
             outcome,
             lag_ms: None,
+            unmatched: false,
         };
         let ours = EventCategory::Message(MessageCategory::Transactional);
         tally.count(&report(

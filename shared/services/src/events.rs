@@ -16,8 +16,9 @@ use mailgate_core::ports::{
     MessageLookup, OversizeEvent, QueuedEvents, ReceiptReader, SuppressionWrites,
 };
 use mailgate_core::{
-    BounceKind, Clock, DeliveryEvent, EventEffect, EventKind, MessageCategory, MessageRecord,
-    ProviderId, SoftBounceRule, StoreError, Suppression, SuppressionReason, UnixMillis,
+    BounceKind, Clock, DeliveryEvent, EmailAddress, EventEffect, EventKind, MessageCategory,
+    MessageRecord, ProviderId, SoftBounceRule, StoreError, Suppression, SuppressionReason,
+    UnixMillis, suppression_key,
 };
 
 use crate::fan_out::{AppWebhookFanOut, FanOutError};
@@ -123,6 +124,8 @@ pub struct EventReport {
     /// For an applied event with an event time: how late the provider reported it (receipt
     /// time minus event time, never negative).
     pub lag_ms: Option<i64>,
+    /// Its suppression effect was withheld: it names no recipient of a message we sent.
+    pub unmatched: bool,
 }
 
 /// What became of one events-queue message.
@@ -170,6 +173,7 @@ pub struct EventPorts {
 pub struct EventApplier {
     ports: EventPorts,
     soft_bounce: SoftBounceRule,
+    effects_for_unmatched: bool,
 }
 
 impl std::fmt::Debug for EventApplier {
@@ -183,7 +187,20 @@ impl std::fmt::Debug for EventApplier {
 impl EventApplier {
     /// The pipeline on `ports`, suppressing an address after soft bounces per `soft_bounce`.
     pub fn new(ports: EventPorts, soft_bounce: SoftBounceRule) -> Self {
-        Self { ports, soft_bounce }
+        Self {
+            ports,
+            soft_bounce,
+            effects_for_unmatched: false,
+        }
+    }
+
+    /// The same pipeline, applying suppression effects also to events that match none of our
+    /// messages' recipients (`SUPPRESS_UNMATCHED_EVENTS`: a provider account shared with other
+    /// senders). Off by default: such an event is unauthenticated as far as its `recipient` goes
+    /// (Mailgun signs only timestamp and token; leaked Basic credentials post anything).
+    pub fn with_effects_for_unmatched(mut self, on: bool) -> Self {
+        self.effects_for_unmatched = on;
+        self
     }
 
     fn now(&self) -> UnixMillis {
@@ -267,6 +284,7 @@ impl EventApplier {
             bounce: None,
             outcome: None,
             lag_ms: None,
+            unmatched: false,
         };
         let result = self.apply(event, &mut report).await;
         report.outcome = result.as_ref().ok().copied();
@@ -288,7 +306,7 @@ impl EventApplier {
         report.category = message.as_ref().map_or(EventCategory::Orphan, |m| {
             EventCategory::Message(m.category)
         });
-        self.apply_effects(event, report).await?;
+        self.apply_effects(event, message.as_ref(), report).await?;
         // Before the history write, so a crash in between repeats the fan-out rather than
         // losing it; the app dedupes a repeat by its stable `webhook-id`.
         self.ports
@@ -357,6 +375,7 @@ impl EventApplier {
     async fn apply_effects(
         &self,
         event: &DeliveryEvent,
+        message: Option<&MessageRecord>,
         report: &mut EventReport,
     ) -> Result<(), StoreError> {
         let provider = event.provider.as_str();
@@ -382,6 +401,23 @@ impl EventApplier {
         let Some(address) = &event.recipient else {
             return Ok(());
         };
+        if matches!(
+            effect,
+            EventEffect::Suppress(_) | EventEffect::CountSoftBounce
+        ) && !self.effects_for_unmatched
+            && !names_a_recipient(message, address)
+        {
+            // Recorded (as an orphan, or in the message's history) and counted, but it changes
+            // no suppression: nothing ties the address it names to mail we sent.
+            report.unmatched = true;
+            tracing::warn!(
+                provider,
+                kind = event.kind.as_str(),
+                address = %address.masked(),
+                "event names no recipient of a message we sent; its suppression effect is withheld"
+            );
+            return Ok(());
+        }
         let now = self.ports.clock.now();
         let suppressions = &self.ports.suppressions;
         match effect {
@@ -415,6 +451,16 @@ impl EventApplier {
         }
         Ok(())
     }
+}
+
+/// Whether `address` is a recipient (to, cc or bcc) of `message`, compared in canonical form.
+fn names_a_recipient(message: Option<&MessageRecord>, address: &EmailAddress) -> bool {
+    let key = suppression_key(address);
+    message.is_some_and(|m| {
+        m.recipients
+            .iter()
+            .any(|r| suppression_key(&r.address) == key)
+    })
 }
 
 #[cfg(test)]
@@ -581,6 +627,7 @@ mod tests {
                 bounce: None,
                 outcome: Some(EventOutcome::Applied),
                 lag_ms: Some(1_500),
+                unmatched: false,
             }
         );
         assert_eq!(
@@ -730,6 +777,7 @@ mod tests {
     #[tokio::test]
     async fn complaints_and_unsubscribes_suppress_and_a_delivery_does_not() {
         let h = default_harness();
+        ours(&h, MessageCategory::Bulk);
         h.applier
             .apply_event(&event(&h, "d-9", EventKind::Delivered))
             .await
@@ -772,6 +820,7 @@ mod tests {
             threshold: 2,
             window_ms: 24 * 3600 * 1000,
         });
+        ours(&h, MessageCategory::Transactional);
         let soft = |key: &str| bounce(&h, key, "4.2.2", "452 4.2.2 mailbox full");
         let (report, _) = h.applier.apply_event(&soft("s-1")).await;
         assert_eq!(report.bounce, Some(BounceClass::Soft));
@@ -824,6 +873,7 @@ mod tests {
             }
         }
         let h = harness(SoftBounceRule::default());
+        ours(&h, MessageCategory::Transactional);
         h.suppressions
             .faults
             .fail_next("count_soft_bounce", StoreErrorKind::Throttled);
@@ -930,5 +980,77 @@ mod tests {
             .faults
             .fail_next("forward", StoreErrorKind::Transient);
         assert!(h.applier.forward("{}").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_orphan_hard_bounce_is_recorded_and_counted_but_suppresses_nothing() {
+        let h = default_harness();
+        let (report, result) = h
+            .applier
+            .apply_event(&bounce(&h, "o-1", "5.1.1", "550 5.1.1 user unknown"))
+            .await;
+        assert_eq!(result.unwrap(), EventOutcome::Orphaned);
+        assert!(report.unmatched);
+        assert!(h.suppressions.entries.lock().unwrap().is_empty());
+        // The same for a complaint and for soft bounces past the threshold.
+        h.applier
+            .apply_event(&event(&h, "o-2", EventKind::Complained))
+            .await
+            .1
+            .unwrap();
+        for key in ["o-3", "o-4", "o-5", "o-6", "o-7", "o-8"] {
+            h.applier
+                .apply_event(&bounce(&h, key, "4.2.2", "452 4.2.2 mailbox full"))
+                .await
+                .1
+                .unwrap();
+        }
+        assert!(h.suppressions.entries.lock().unwrap().is_empty());
+        assert!(h.suppressions.soft_bounces.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bounce_on_our_message_naming_someone_else_suppresses_nothing() {
+        let h = default_harness();
+        ours(&h, MessageCategory::Transactional);
+        let mut e = bounce(&h, "x-1", "5.1.1", "550 5.1.1 user unknown");
+        e.recipient = Some(EmailAddress::parse("victim@example.net").unwrap());
+        let (report, result) = h.applier.apply_event(&e).await;
+        assert_eq!(result.unwrap(), EventOutcome::Applied);
+        assert!(report.unmatched);
+        assert!(h.suppressions.entries.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bounce_naming_a_recipient_in_another_spelling_suppresses_it() {
+        let h = default_harness();
+        ours(&h, MessageCategory::Transactional);
+        let mut e = bounce(&h, "x-2", "5.1.1", "550 5.1.1 user unknown");
+        e.recipient = Some(EmailAddress::parse("\"Jane\"@Example.ORG").unwrap());
+        let (report, result) = h.applier.apply_event(&e).await;
+        assert_eq!(result.unwrap(), EventOutcome::Applied);
+        assert!(!report.unmatched);
+        let address = EmailAddress::parse("jane@example.org").unwrap();
+        assert_eq!(
+            h.suppressions.entries.lock().unwrap()[&address].reason,
+            SuppressionReason::HardBounce
+        );
+    }
+
+    #[tokio::test]
+    async fn with_the_opt_in_an_orphan_hard_bounce_suppresses() {
+        let mut h = default_harness();
+        h.applier = h.applier.clone().with_effects_for_unmatched(true);
+        let (report, result) = h
+            .applier
+            .apply_event(&bounce(&h, "o-9", "5.1.1", "550 5.1.1 user unknown"))
+            .await;
+        assert_eq!(result.unwrap(), EventOutcome::Orphaned);
+        assert!(!report.unmatched);
+        let address = EmailAddress::parse("jane@example.org").unwrap();
+        assert_eq!(
+            h.suppressions.entries.lock().unwrap()[&address].reason,
+            SuppressionReason::HardBounce
+        );
     }
 }
