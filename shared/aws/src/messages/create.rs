@@ -1,0 +1,155 @@
+//! Recording a newly accepted message: the summary, its content (inline or in parts) and an
+//! optional linked write (the idempotency claim), in one transaction.
+
+use super::*;
+
+impl DynamoDbMessages {
+    /// Records a newly accepted message and its content, unless a message with this id exists
+    /// (`AlreadyExists`). Content that fits is written in the same transaction as the summary,
+    /// so a message is never visible without it; larger content is written first as parts.
+    pub async fn create(
+        &self,
+        record: &MessageRecord,
+        content: &OutboundEmail,
+    ) -> Result<(), MessageStoreError> {
+        self.create_for(record, content, None).await
+    }
+
+    /// [`create`](Self::create), remembering the only provider the caller allowed (stored as
+    /// `requested_provider` on the summary and returned by `get`).
+    pub async fn create_for(
+        &self,
+        record: &MessageRecord,
+        content: &OutboundEmail,
+        requested_provider: Option<ProviderId>,
+    ) -> Result<(), MessageStoreError> {
+        self.create_linked(record, content, requested_provider, None)
+            .await
+    }
+
+    /// [`create_for`](Self::create_for) with `linked` (e.g. an idempotency claim) written first
+    /// in the same transaction: nothing is written unless every condition holds. A refused
+    /// linked write is `LinkedRefused`; an existing message is `AlreadyExists`. Content parts
+    /// (content over [`INLINE_CONTENT_LIMIT`]) are written before, outside the transaction, as
+    /// for `create`; the transaction holds at most three items (linked, summary, content head).
+    pub async fn create_linked(
+        &self,
+        record: &MessageRecord,
+        content: &OutboundEmail,
+        requested_provider: Option<ProviderId>,
+        linked: Option<LinkedWrite>,
+    ) -> Result<(), MessageStoreError> {
+        let json =
+            serde_json::to_vec(content).map_err(|e| MessageStoreError::Content(e.to_string()))?;
+        let pk = content_pk(&record.id);
+        let mut content_item = HashMap::from([
+            ("pk".to_owned(), s(&pk)),
+            ("sk".to_owned(), s(CONTENT)),
+            ("bytes".to_owned(), n(json.len() as i64)),
+        ]);
+        if json.len() <= INLINE_CONTENT_LIMIT {
+            content_item.insert("body".to_owned(), AttributeValue::B(Blob::new(json)));
+        } else {
+            let parts = self.write_parts(&pk, &json).await?;
+            content_item.insert("parts".to_owned(), n(parts as i64));
+        }
+        let build = |e| MessageStoreError::built("TransactWriteItems", e);
+        let mut summary_item = summary_item(record);
+        if let Some(provider) = requested_provider {
+            summary_item.insert("requested_provider".to_owned(), s(provider.as_str()));
+        }
+        let summary = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(summary_item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build)?;
+        let content = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(content_item))
+            .build()
+            .map_err(build)?;
+        let offset = usize::from(linked.is_some());
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(
+                linked
+                    .map(|l| l.0)
+                    .into_iter()
+                    .chain([
+                        TransactWriteItem::builder().put(summary).build(),
+                        TransactWriteItem::builder().put(content).build(),
+                    ])
+                    .collect(),
+            ))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let reasons = cancellation_codes(&err);
+                if offset == 1 && reasons.first().is_some_and(|c| refused_or_conflict(c)) {
+                    Err(MessageStoreError::LinkedRefused)
+                } else if reasons
+                    .get(offset)
+                    .is_some_and(|code| code == CONDITION_FAILED)
+                {
+                    Err(MessageStoreError::AlreadyExists(record.id.clone()))
+                } else {
+                    Err(MessageStoreError::sdk("TransactWriteItems", err))
+                }
+            }
+        }
+    }
+
+    /// Writes `json` as `content#NNNN` parts; returns how many.
+    async fn write_parts(&self, pk: &str, json: &[u8]) -> Result<usize, MessageStoreError> {
+        let requests: Vec<WriteRequest> = json
+            .chunks(INLINE_CONTENT_LIMIT)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let item = HashMap::from([
+                    ("pk".to_owned(), s(pk)),
+                    ("sk".to_owned(), s(format!("{CONTENT}#{i:04}"))),
+                    ("body".to_owned(), AttributeValue::B(Blob::new(chunk))),
+                ]);
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+                    .map_err(|e| MessageStoreError::built("BatchWriteItem", e))
+            })
+            .collect::<Result<_, _>>()?;
+        let count = requests.len();
+        for batch in requests.chunks(PARTS_PER_BATCH) {
+            let mut pending = batch.to_vec();
+            for attempt in 0..5u32 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| MessageStoreError::sdk("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+            if !pending.is_empty() {
+                // DynamoDB leaves items unprocessed when the table's throughput is exceeded.
+                return Err(MessageStoreError::Unavailable {
+                    operation: "BatchWriteItem",
+                    kind: mailgate_core::StoreErrorKind::Throttled,
+                    detail: "content parts stayed unprocessed after 5 attempts".to_owned(),
+                });
+            }
+        }
+        Ok(count)
+    }
+}

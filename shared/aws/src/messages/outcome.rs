@@ -1,0 +1,283 @@
+//! The send path's writes on a stored message: provider calls with the resulting state (by
+//! precedence, with an optional linked completion) and the sending lease.
+
+use super::*;
+
+impl DynamoDbMessages {
+    /// Records one provider call and moves the message to `new_state`, in one transaction: the
+    /// attempt item, and on the summary the state, the provider, the attempt count and (when
+    /// the attempt carries one) the provider's message id and its `by-provider-message-id` key.
+    /// `NotFound` when there is no such message.
+    pub async fn record_attempt(
+        &self,
+        id: &MessageId,
+        attempt: &SendAttempt,
+        new_state: MessageState,
+    ) -> Result<(), MessageStoreError> {
+        self.record_outcome(
+            id,
+            std::slice::from_ref(attempt),
+            new_state,
+            attempt.at,
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Records every provider call of one delivery and moves the message to `new_state`, with
+    /// `linked` (e.g. the idempotency completion), in ONE transaction when there are at most
+    /// [`ATTEMPTS_PER_TRANSACTION`] attempts (one more per further batch; `linked` goes with
+    /// the last): the attempt items, and on the summary the state, `updated_at = now`, the
+    /// attempt count, the last provider, the provider's message id (and its
+    /// `by-provider-message-id` key) when an attempt carries one; the `sending` lease
+    /// (`sending_until`) is removed. Without attempts only the summary is updated.
+    ///
+    /// Returns whether `linked` was written: when its condition is refused the outcome is
+    /// written again without it (the message's record must not be lost to a lapsed idempotency
+    /// claim). `NotFound` when there is no such message.
+    pub async fn record_outcome(
+        &self,
+        id: &MessageId,
+        attempts: &[SendAttempt],
+        new_state: MessageState,
+        now: UnixMillis,
+        linked: Option<LinkedWrite>,
+    ) -> Result<bool, MessageStoreError> {
+        let chunks: Vec<&[SendAttempt]> = if attempts.is_empty() {
+            vec![&[]]
+        } else {
+            attempts.chunks(ATTEMPTS_PER_TRANSACTION).collect()
+        };
+        let last = chunks.len() - 1;
+        let mut linked = linked;
+        let mut linked_written = false;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let with = if i == last { linked.take() } else { None };
+            let had_linked = with.is_some();
+            match self
+                .record_chunk_by_precedence(id, chunk, new_state, now, with)
+                .await
+            {
+                Ok(()) => linked_written = had_linked,
+                Err(MessageStoreError::LinkedRefused) => {
+                    self.record_chunk_by_precedence(id, chunk, new_state, now, None)
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(linked_written)
+    }
+
+    /// One transaction of [`record_outcome`](Self::record_outcome) that moves the state only
+    /// over a state the outcome outranks: the send path's `sent`/`unknown`/`failed`/`queued`
+    /// never overwrites what an event that arrived first (a fast webhook) said. When the state
+    /// has moved on, the attempts, the provider's id and `linked` are written without it.
+    async fn record_chunk_by_precedence(
+        &self,
+        id: &MessageId,
+        attempts: &[SendAttempt],
+        new_state: MessageState,
+        now: UnixMillis,
+        linked: Option<LinkedWrite>,
+    ) -> Result<(), MessageStoreError> {
+        match self
+            .record_chunk(id, attempts, Some(new_state), now, linked.clone())
+            .await
+        {
+            // The condition names the states the outcome outranks; refused, either the state
+            // moved on or there is no such message, which the second try tells apart.
+            Err(MessageStoreError::NotFound(_)) => {
+                self.record_chunk(id, attempts, None, now, linked).await
+            }
+            other => other,
+        }
+    }
+
+    /// One transaction of [`record_outcome`](Self::record_outcome).
+    async fn record_chunk(
+        &self,
+        id: &MessageId,
+        attempts: &[SendAttempt],
+        new_state: Option<MessageState>,
+        now: UnixMillis,
+        linked: Option<LinkedWrite>,
+    ) -> Result<(), MessageStoreError> {
+        let build = |e| MessageStoreError::built("TransactWriteItems", e);
+        let mut items = Vec::with_capacity(attempts.len() + 2);
+        for attempt in attempts {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(attempt_item(id, attempt)))
+                .build()
+                .map_err(build)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let mut set = vec!["updated_at = :now"];
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .expression_attribute_values(":now", n(now.as_i64()));
+        match new_state {
+            Some(state) => {
+                // Only from a state the outcome outranks (see `outranked_by`).
+                let outranked = outranked_by(state);
+                let names: Vec<String> =
+                    (0..outranked.len()).map(|i| format!(":from{i}")).collect();
+                set.push("#state = :state");
+                update = update
+                    .condition_expression(format!(
+                        "attribute_exists(pk) AND #state IN ({})",
+                        names.join(", ")
+                    ))
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":state", s(state.as_str()));
+                for (name, from) in names.iter().zip(outranked) {
+                    update = update.expression_attribute_values(name, s(from.as_str()));
+                }
+            }
+            None => update = update.condition_expression("attribute_exists(pk)"),
+        }
+        if let Some(last) = attempts.last() {
+            set.push("provider = :provider");
+            set.push("attempt_count = if_not_exists(attempt_count, :zero) + :count");
+            update = update
+                .expression_attribute_values(":provider", s(last.provider.as_str()))
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":count", n(attempts.len() as i64));
+        }
+        if let Some(accepted) = attempts
+            .iter()
+            .rev()
+            .find(|a| a.provider_message_id.is_some())
+            && let Some(pmid) = &accepted.provider_message_id
+        {
+            set.push("provider_message_id = :pmid");
+            set.push("provider_message_key = :pmkey");
+            update = update
+                .expression_attribute_values(":pmid", s(pmid))
+                .expression_attribute_values(
+                    ":pmkey",
+                    s(provider_message_key(accepted.provider, pmid)),
+                );
+        }
+        let update = update
+            .update_expression(format!("SET {} REMOVE sending_until", set.join(", ")))
+            .build()
+            .map_err(build)?;
+        let summary_index = items.len();
+        items.push(TransactWriteItem::builder().update(update).build());
+        let has_linked = linked.is_some();
+        items.extend(linked.map(|l| l.0));
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let reasons = cancellation_codes(&err);
+                if reasons
+                    .get(summary_index)
+                    .is_some_and(|c| c == CONDITION_FAILED)
+                {
+                    Err(MessageStoreError::NotFound(id.clone()))
+                } else if has_linked
+                    && reasons
+                        .get(summary_index + 1)
+                        .is_some_and(|c| refused_or_conflict(c))
+                {
+                    Err(MessageStoreError::LinkedRefused)
+                } else {
+                    Err(MessageStoreError::sdk("TransactWriteItems", err))
+                }
+            }
+        }
+    }
+
+    /// Takes a `queued` message for a provider call: `queued` → `sending` with the lease
+    /// `sending_until = lease_until`, in one conditional update. What it finds otherwise:
+    /// another worker's live lease, an expired lease (marked `unknown` here: the worker holding
+    /// it died after possibly calling a provider, so the message must not be sent blindly), or
+    /// any other state.
+    pub async fn start_sending(
+        &self,
+        id: &MessageId,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+    ) -> Result<SendingClaim, MessageStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression("SET #state = :sending, sending_until = :until, updated_at = :now")
+            .condition_expression("#state = :queued")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":sending", s(MessageState::Sending.as_str()))
+            .expression_attribute_values(":queued", s(MessageState::Queued.as_str()))
+            .expression_attribute_values(":until", n(lease_until.as_i64()))
+            .expression_attribute_values(":now", n(now.as_i64()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let old = match result {
+            Ok(_) => return Ok(SendingClaim::Taken),
+            Err(err) if is_conditional_failure(&err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
+                _ => None,
+            },
+            Err(err) => return Err(MessageStoreError::sdk("UpdateItem", err)),
+        };
+        let Some(old) = old.filter(|i| i.contains_key("pk")) else {
+            return Err(MessageStoreError::NotFound(id.clone()));
+        };
+        let state = record_from(&old)?.state;
+        let until = get_n(&old, "sending_until").map(UnixMillis);
+        match (state, until) {
+            (MessageState::Sending, Some(until)) if until <= now => {
+                if self.abandon(id, until, now).await? {
+                    Ok(SendingClaim::Abandoned)
+                } else {
+                    // The earlier worker recorded its outcome meanwhile.
+                    Ok(SendingClaim::Elsewhere(MessageState::Sending))
+                }
+            }
+            (state, _) => Ok(SendingClaim::Elsewhere(state)),
+        }
+    }
+
+    /// `sending` with the expired lease `until` → `unknown`; `false` when the lease changed.
+    async fn abandon(
+        &self,
+        id: &MessageId,
+        until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<bool, MessageStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression("SET #state = :unknown, updated_at = :now REMOVE sending_until")
+            .condition_expression("#state = :sending AND sending_until = :until")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":unknown", s(MessageState::Unknown.as_str()))
+            .expression_attribute_values(":sending", s(MessageState::Sending.as_str()))
+            .expression_attribute_values(":until", n(until.as_i64()))
+            .expression_attribute_values(":now", n(now.as_i64()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
+        }
+    }
+}

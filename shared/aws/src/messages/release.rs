@@ -1,0 +1,175 @@
+//! Held messages: cancelling, the `by-release` index (due, released, paused) and its counts.
+
+use super::*;
+
+impl DynamoDbMessages {
+    /// Cancels a held (`scheduled` or `paused`) message of `environment`, taking it out of the
+    /// release index, in one conditional update.
+    pub async fn cancel(
+        &self,
+        id: &MessageId,
+        environment: KeyEnvironment,
+        now: UnixMillis,
+    ) -> Result<Cancellation, MessageStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression(
+                "SET #state = :cancelled, updated_at = :now REMOVE release_queue, release_at",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND environment = :env \
+                 AND #state IN (:scheduled, :paused)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":cancelled", s(MessageState::Cancelled.as_str()))
+            .expression_attribute_values(":scheduled", s(MessageState::Scheduled.as_str()))
+            .expression_attribute_values(":paused", s(MessageState::Paused.as_str()))
+            .expression_attribute_values(":env", s(environment.as_str()))
+            .expression_attribute_values(":now", n(now.as_i64()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out.attributes.unwrap_or_default();
+                Ok(Cancellation::Cancelled(record_from(&item)?))
+            }
+            Err(err) if is_conditional_failure(&err) => {
+                let old = match err.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
+                    _ => None,
+                };
+                let Some(old) = old.filter(|i| i.contains_key("pk")) else {
+                    return Ok(Cancellation::NotFound);
+                };
+                let old = record_from(&old)?;
+                if !old.visible_to(environment) {
+                    return Ok(Cancellation::NotFound);
+                }
+                Ok(Cancellation::NotCancellable(old.state))
+            }
+            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
+        }
+    }
+
+    /// Ids of messages in `queue` due at `now` (`release_at ≤ now`), oldest first, at most
+    /// `limit` (one Query on `by-release`).
+    pub async fn due(
+        &self,
+        queue: ReleaseQueue,
+        now: UnixMillis,
+        limit: i32,
+    ) -> Result<Vec<MessageId>, MessageStoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by-release")
+            .key_condition_expression("release_queue = :queue AND release_at <= :now")
+            .expression_attribute_values(":queue", s(queue.as_str()))
+            .expression_attribute_values(":now", s(release_key(now)))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| MessageStoreError::sdk("Query", e))?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|i| get_s(i, "pk")?.strip_prefix("msg#"))
+            .filter_map(|id| MessageId::parse(id).ok())
+            .collect())
+    }
+
+    /// Releases a held message: `scheduled`/`paused` → `queued`, out of the release index.
+    /// `false` when it is no longer held (cancelled, or released by another sweeper), in which
+    /// case the caller must not send it.
+    pub async fn mark_released(
+        &self,
+        id: &MessageId,
+        now: UnixMillis,
+    ) -> Result<bool, MessageStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression(
+                "SET #state = :queued, updated_at = :now REMOVE release_queue, release_at",
+            )
+            .condition_expression("#state IN (:scheduled, :paused)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":queued", s(MessageState::Queued.as_str()))
+            .expression_attribute_values(":scheduled", s(MessageState::Scheduled.as_str()))
+            .expression_attribute_values(":paused", s(MessageState::Paused.as_str()))
+            .expression_attribute_values(":now", n(now.as_i64()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
+        }
+    }
+
+    /// Holds a scheduled message by the pause switch: `scheduled` → `paused`, moving it from the
+    /// `scheduled` to the `paused#bulk` release queue with the same `release_at` (its
+    /// `send_at`). `false` when it is no longer scheduled (cancelled or released meanwhile).
+    pub async fn mark_paused(
+        &self,
+        id: &MessageId,
+        now: UnixMillis,
+    ) -> Result<bool, MessageStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression("SET #state = :paused, release_queue = :queue, updated_at = :now")
+            .condition_expression("#state = :scheduled")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":paused", s(MessageState::Paused.as_str()))
+            .expression_attribute_values(":scheduled", s(MessageState::Scheduled.as_str()))
+            .expression_attribute_values(":queue", s(ReleaseQueue::PausedBulk.as_str()))
+            .expression_attribute_values(":now", n(now.as_i64()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
+        }
+    }
+
+    /// How many messages wait in `queue`, due or not (a `Select=COUNT` Query on `by-release`,
+    /// following pages: it reads the index's keys only, about 1 MB per request).
+    pub async fn count_held(&self, queue: ReleaseQueue) -> Result<u64, MessageStoreError> {
+        let mut count = 0u64;
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by-release")
+                .key_condition_expression("release_queue = :queue")
+                .expression_attribute_values(":queue", s(queue.as_str()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| MessageStoreError::sdk("Query", e))?;
+            count += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(count),
+            }
+        }
+    }
+}
