@@ -31,7 +31,7 @@ pub const FUNCTION_NAME: &str = "event-processor";
 /// The variable holding the events queue's dead-letter queue URL.
 pub const DLQ_VAR: &str = "EVENTS_DLQ_URL";
 
-/// Whether events naming no recipient of our messages still suppress (default `false`).
+/// Whether orphan events (about mail we did not send) still suppress (default `false`).
 pub const SUPPRESS_UNMATCHED_VAR: &str = "SUPPRESS_UNMATCHED_EVENTS";
 
 /// Typed configuration, loaded once per cold start.
@@ -44,9 +44,9 @@ pub struct Config {
     pub soft_bounce: SoftBounceRule,
     /// Where poison records go (`EVENTS_DLQ_URL`).
     pub dlq_url: String,
-    /// Whether events that name no recipient of a message we sent still suppress
+    /// Whether orphan events (about mail we did not send) still suppress
     /// (`SUPPRESS_UNMATCHED_EVENTS`, default `false`: only for a provider account shared with
-    /// other senders).
+    /// other senders). A stranger named on our message never suppresses.
     pub suppress_unmatched: bool,
 }
 

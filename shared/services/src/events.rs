@@ -194,10 +194,11 @@ impl EventApplier {
         }
     }
 
-    /// The same pipeline, applying suppression effects also to events that match none of our
-    /// messages' recipients (`SUPPRESS_UNMATCHED_EVENTS`: a provider account shared with other
+    /// The same pipeline, applying suppression effects also to orphan events, which match none
+    /// of our messages (`SUPPRESS_UNMATCHED_EVENTS`: a provider account shared with other
     /// senders). Off by default: such an event is unauthenticated as far as its `recipient` goes
-    /// (Mailgun signs only timestamp and token; leaked Basic credentials post anything).
+    /// (Mailgun signs only timestamp and token; leaked Basic credentials post anything). An
+    /// event about our message naming someone it was not sent to never suppresses.
     pub fn with_effects_for_unmatched(mut self, on: bool) -> Self {
         self.effects_for_unmatched = on;
         self
@@ -401,11 +402,17 @@ impl EventApplier {
         let Some(address) = &event.recipient else {
             return Ok(());
         };
+        // An event about our message must name one of its recipients; the opt-in covers only
+        // orphans (mail another sender sent through a shared account), never a stranger named
+        // on our message, which can only be forged or misrouted.
+        let allowed = match message {
+            Some(_) => names_a_recipient(message, address),
+            None => self.effects_for_unmatched,
+        };
         if matches!(
             effect,
             EventEffect::Suppress(_) | EventEffect::CountSoftBounce
-        ) && !self.effects_for_unmatched
-            && !names_a_recipient(message, address)
+        ) && !allowed
         {
             // Recorded (as an orphan, or in the message's history) and counted, but it changes
             // no suppression: nothing ties the address it names to mail we sent.
@@ -1051,6 +1058,21 @@ mod tests {
         assert_eq!(
             h.suppressions.entries.lock().unwrap()[&address].reason,
             SuppressionReason::HardBounce
+        );
+        // The opt-in covers orphans only: a stranger named on our message still suppresses nobody.
+        ours(&h, MessageCategory::Transactional);
+        let mut e = bounce(&h, "x-9", "5.1.1", "550 5.1.1 user unknown");
+        e.recipient = Some(EmailAddress::parse("stranger@example.net").unwrap());
+        let (report, result) = h.applier.apply_event(&e).await;
+        assert_eq!(result.unwrap(), EventOutcome::Applied);
+        assert!(report.unmatched);
+        let stranger = EmailAddress::parse("stranger@example.net").unwrap();
+        assert!(
+            !h.suppressions
+                .entries
+                .lock()
+                .unwrap()
+                .contains_key(&stranger)
         );
     }
 }
