@@ -185,8 +185,13 @@ impl World {
     }
 
     fn api(&self, providers: &str) -> SendApi {
+        self.api_with(providers, self.t.clients.clone())
+    }
+
+    /// The send API on `clients` (e.g. through a fault proxy).
+    fn api_with(&self, providers: &str, clients: mailgate_aws::AwsClients) -> SendApi {
         let config = SendApiConfig::from_lookup(self.env("send-api", providers)).unwrap();
-        SendApi::new(config, self.t.clients.clone()).unwrap()
+        SendApi::new(config, clients).unwrap()
     }
 
     fn worker(&self, clients: mailgate_aws::AwsClients) -> send_worker::Function {
@@ -1130,4 +1135,208 @@ async fn a_message_left_sending_under_an_expired_lease_becomes_unknown_and_is_no
     assert_eq!(w.sendgrid.hits(), 0);
     assert_eq!(w.get(&api, ids[0].as_str()).await["state"], "unknown");
     assert_eq!(w.get(&api, ids[1].as_str()).await["state"], "sending");
+}
+
+// ---- Nothing accepted is lost or sent twice when a write or the queue fails mid-request ----
+
+/// The stack's sweeper, its clock at `at`, run once.
+async fn sweep_at(w: &World, at: OffsetDateTime) -> sweeper::SweepReport {
+    sweeper::Sweeper::with_clock(
+        sweeper::Config::from_lookup(w.t.function_env("sweeper")).unwrap(),
+        w.t.clients.clone(),
+        Arc::new(mailgate_core::FixedClock::new(at)),
+    )
+    .handle(sweeper::ScheduledTick {
+        detail_type: "Scheduled Event".to_owned(),
+        time: "2026-12-04T12:00:00Z".to_owned(),
+    })
+    .await
+    .unwrap()
+}
+
+fn moved(report: &sweeper::SweepReport, job: &str) -> u64 {
+    report
+        .jobs
+        .iter()
+        .find(|(name, _)| name == job)
+        .map(|(_, n)| *n)
+        .unwrap_or_else(|| panic!("no job {job} in {report:?}"))
+}
+
+/// Every pointer on the send queue now (received and deleted), as message ids.
+async fn drain_pointers(w: &World) -> Vec<String> {
+    let mut ids = Vec::new();
+    loop {
+        let got = w.queued(0).await;
+        if got.is_empty() {
+            return ids;
+        }
+        for m in got {
+            ids.push(
+                SendQueueMessage::parse(m.body().unwrap())
+                    .unwrap()
+                    .message_id
+                    .as_str()
+                    .to_owned(),
+            );
+            w.t.clients
+                .sqs
+                .delete_message()
+                .queue_url(w.t.queue_url("SendQueue"))
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Clients through `proxy`, retrying quickly (three attempts, as the SDK's default).
+async fn proxied(proxy: &mailgate_fault_proxy::FaultProxy) -> mailgate_aws::AwsClients {
+    mailgate_aws::AwsClients::new(&mailgate_tests::sdk_config(&proxy.url()).await)
+}
+
+#[tokio::test]
+async fn a_batch_whose_enqueue_fails_is_accepted_and_the_sweeper_enqueues_each_message_once() {
+    use mailgate_fault_proxy::{Fault, FaultProxy, Op, When};
+    let w = World::new().await;
+    let proxy = FaultProxy::start(&w.t.endpoint).await.unwrap();
+    let api = w.api_with("sendgrid", proxied(&proxy).await);
+    proxy.fail(Op::sqs("SendMessageBatch"), Fault::Status503, When::Always);
+    let batch = json!({"messages": [message(), message()]}).to_string();
+    let post_batch = || {
+        request(
+            &w.send_key,
+            "POST",
+            "/v1/messages/batch",
+            Some(batch.clone()),
+            Some("batch-1"),
+        )
+    };
+    let response = api.handle(post_batch()).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "{:?}",
+        response.body()
+    );
+    assert!(proxy.faults(&Op::sqs("SendMessageBatch")) >= 1);
+    let answer = json_body(&response);
+    let mut ids: Vec<String> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2);
+    assert!(
+        drain_pointers(&w).await.is_empty(),
+        "nothing reached the queue"
+    );
+
+    // The client's retry with the key gets the same ids and creates nothing new.
+    proxy.clear_rules();
+    let again = api.handle(post_batch()).await;
+    assert_eq!(json_body(&again), answer);
+    assert!(drain_pointers(&w).await.is_empty());
+
+    // The sweeper, once the check is due, puts each on the send queue once; a second sweep at
+    // the same time finds them renewed.
+    let later = OffsetDateTime::now_utc() + time::Duration::minutes(6);
+    assert_eq!(moved(&sweep_at(&w, later).await, "requeue_stalled"), 2);
+    assert_eq!(moved(&sweep_at(&w, later).await, "requeue_stalled"), 0);
+    let mut pointers = drain_pointers(&w).await;
+    pointers.sort();
+    assert_eq!(pointers, ids);
+}
+
+#[tokio::test]
+async fn a_deferred_send_whose_enqueue_fails_is_accepted_queued_and_enqueued_by_the_sweeper() {
+    use mailgate_fault_proxy::{Fault, FaultProxy, Op, When};
+    let w = World::new().await;
+    w.sendgrid.answer(429);
+    let proxy = FaultProxy::start(&w.t.endpoint).await.unwrap();
+    let api = w.api_with("sendgrid", proxied(&proxy).await);
+    proxy.fail(Op::sqs("SendMessage"), Fault::Status503, When::Always);
+    let response = api.handle(post(&w.send_key, &message(), Some("k-1"))).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "{:?}",
+        response.body()
+    );
+    let body = json_body(&response);
+    assert_eq!(body["status"], "queued");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert!(drain_pointers(&w).await.is_empty());
+    proxy.clear_rules();
+    // A retry with the key is the same answer: one message.
+    let again = api.handle(post(&w.send_key, &message(), Some("k-1"))).await;
+    assert_eq!(json_body(&again)["id"], id.as_str());
+    // Past the longest queue delay, the sweeper puts it on the queue.
+    let later = OffsetDateTime::now_utc() + time::Duration::minutes(21);
+    assert_eq!(moved(&sweep_at(&w, later).await, "requeue_stalled"), 1);
+    assert_eq!(drain_pointers(&w).await, vec![id]);
+}
+
+#[tokio::test]
+async fn a_sync_send_whose_function_dies_after_the_provider_call_ends_unknown_and_is_never_resent()
+{
+    use mailgate_fault_proxy::{Fault, FaultProxy, Service, When};
+    let w = World::new().await;
+    w.sendgrid.delay(400);
+    let proxy = FaultProxy::start(&w.t.endpoint).await.unwrap();
+    let api = w.api_with("sendgrid", proxied(&proxy).await);
+    // DynamoDB goes away while the provider holds the call: nothing after it is recorded,
+    // as when the function dies there.
+    let first = {
+        let send = api.handle(post(&w.send_key, &message(), Some("k-dies")));
+        let cut = async {
+            while w.sendgrid.hits() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            proxy.fail(Service::DynamoDb, Fault::Status503, When::Always);
+        };
+        tokio::join!(send, cut).0
+    };
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let id = json_body(&first)["id"].as_str().unwrap().to_owned();
+    proxy.clear_rules();
+    assert_eq!(w.get(&api, &id).await["state"], "sending");
+
+    // The key's claim lapses (its record is gone); the client retries with the key.
+    let table = w.t.table("IdempotencyTable");
+    let items =
+        w.t.clients
+            .dynamodb
+            .scan()
+            .table_name(&table)
+            .send()
+            .await
+            .unwrap();
+    for item in items.items() {
+        w.t.clients
+            .dynamodb
+            .delete_item()
+            .table_name(&table)
+            .key("pk", item["pk"].clone())
+            .send()
+            .await
+            .unwrap();
+    }
+    let retry = api
+        .handle(post(&w.send_key, &message(), Some("k-dies")))
+        .await;
+    assert_eq!(retry.status(), StatusCode::ACCEPTED);
+    assert_eq!(json_body(&retry)["id"], id.as_str(), "the same message");
+    assert_eq!(w.sendgrid.hits(), 1, "never sent twice");
+
+    // Once its lease lapsed, the sweeper makes it visibly unknown, counted as such.
+    let later = OffsetDateTime::now_utc() + time::Duration::minutes(2);
+    assert_eq!(moved(&sweep_at(&w, later).await, "abandon_lapsed"), 1);
+    assert_eq!(w.get(&api, &id).await["state"], "unknown");
+    assert_eq!(moved(&sweep_at(&w, later).await, "abandon_lapsed"), 0);
+    assert!(drain_pointers(&w).await.is_empty());
+    assert_eq!(w.sendgrid.hits(), 1);
 }

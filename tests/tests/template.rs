@@ -457,6 +457,8 @@ fn emitted_dimensions(metric: &str) -> Option<BTreeSet<&'static str>> {
         | "SoftBounces" | "SenderSideBounces" | "Complaints" | "Unsubscribes" | "Opens"
         | "Clicks" | "RenderingFailures" | "UnknownEvents" | "OrphanEvents" | "DedupeHits"
         | "ProcessingFailures" | "UnmatchedEffects" => set(&["Provider", "Category"]),
+        // functions/sweeper/src/lib.rs, count_stalled
+        "StalledMessagesRequeued" | "StalledMessagesFailed" | "LapsedSendsUnknown" => set(&[]),
         _ => None,
     }
 }
@@ -471,6 +473,18 @@ fn every_failure_metric_of_the_webhook_path_has_an_alarm_on_the_alarm_topic() {
                     .as_str()
                     .is_some_and(|e| e.contains(&format!("SUM({metric})")))
             }) && list(&a.properties["AlarmActions"]).contains(&&json!({"Ref": "AlarmTopic"}))
+        });
+        assert!(alarmed, "no alarm notifies the alarm topic on {metric}");
+    }
+}
+
+#[test]
+fn messages_the_sweeper_gives_up_on_raise_an_alarm_on_the_alarm_topic() {
+    let t = template();
+    for metric in ["StalledMessagesFailed", "LapsedSendsUnknown"] {
+        let alarmed = t.resources_of("AWS::CloudWatch::Alarm").any(|a| {
+            a.properties["MetricName"] == metric
+                && list(&a.properties["AlarmActions"]).contains(&&json!({"Ref": "AlarmTopic"}))
         });
         assert!(alarmed, "no alarm notifies the alarm topic on {metric}");
     }

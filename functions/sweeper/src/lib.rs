@@ -122,10 +122,28 @@ impl Sweeper {
     pub async fn handle(&self, tick: ScheduledTick) -> Result<SweepReport, SweepError> {
         tracing::info!(detail_type = %tick.detail_type, time = %tick.time, "sweep tick");
         let jobs = self.sweep.run().await?;
+        count_stalled(&jobs);
         Ok(SweepReport {
             tick: tick.time,
             jobs,
         })
+    }
+}
+
+/// The stalled messages' figures as metrics: `StalledMessagesRequeued` (a pointer was missing),
+/// `StalledMessagesFailed` and `LapsedSendsUnknown` (each alarmed in the template).
+fn count_stalled(jobs: &[(String, u64)]) {
+    use mailgate_services::sweep::{JOB_ABANDON_LAPSED, JOB_FAIL_STALLED, JOB_REQUEUE_STALLED};
+    for (job, metric) in [
+        (JOB_REQUEUE_STALLED, "StalledMessagesRequeued"),
+        (JOB_FAIL_STALLED, "StalledMessagesFailed"),
+        (JOB_ABANDON_LAPSED, "LapsedSendsUnknown"),
+    ] {
+        if let Some((_, n)) = jobs.iter().find(|(j, _)| j == job)
+            && *n > 0
+        {
+            mailgate_lambda::metrics::count(metric, *n, &[]);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mailgate_core::ports::{BoxFuture, HeldMessages, ReleaseSendQueue};
+use mailgate_core::ports::{BoxFuture, HeldMessages, ReleaseSendQueue, StalledMessages};
 use mailgate_core::{MessageId, MessageRecord, ReleaseQueue, StoreError, UnixMillis};
 
 use crate::{DynamoDbMessages, SqsSendQueue};
@@ -40,6 +40,41 @@ impl HeldMessages for DynamoDbMessages {
         now: UnixMillis,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move { Ok(DynamoDbMessages::mark_paused(self, id, now).await?) })
+    }
+}
+
+impl StalledMessages for DynamoDbMessages {
+    fn renew_queued<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+        next_check: UnixMillis,
+    ) -> BoxFuture<'a, Result<Option<u32>, StoreError>> {
+        Box::pin(
+            async move { Ok(DynamoDbMessages::renew_queued(self, id, now, next_check).await?) },
+        )
+    }
+
+    fn fail_queued<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(DynamoDbMessages::fail_queued(self, id, now, reason).await?) })
+    }
+
+    fn abandon_lapsed<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(DynamoDbMessages::abandon_lapsed(self, id, now, reason).await?) })
+    }
+
+    fn unwatch<'a>(&'a self, id: &'a MessageId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(DynamoDbMessages::unwatch(self, id).await?) })
     }
 }
 

@@ -38,6 +38,21 @@ fn random_body() -> String {
     out.iter().map(|&b| b as char).collect()
 }
 
+/// A body made from the first 128 bits of SHA-256 of `seed`: the same seed, the same id.
+fn derived_body(seed: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(seed);
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let mut n = u128::from_be_bytes(bytes);
+    let mut out = [0u8; BODY_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(n & 31) as usize];
+        n >>= 5;
+    }
+    out.iter().map(|&b| b as char).collect()
+}
+
 fn check(input: &str, prefix: &'static str) -> Result<(), IdError> {
     let body = input
         .strip_prefix(prefix)
@@ -62,6 +77,12 @@ macro_rules! prefixed_id {
             /// A new random id.
             pub fn generate() -> Self {
                 Self(format!("{}{}", Self::PREFIX, random_body()))
+            }
+
+            /// The id derived from `seed`: the same seed always gives the same id (an
+            /// `Idempotency-Key` request's messages keep their ids when it is retried).
+            pub fn derived(seed: &[u8]) -> Self {
+                Self(format!("{}{}", Self::PREFIX, derived_body(seed)))
             }
 
             /// Parses an id, checking its prefix and body.
@@ -140,6 +161,14 @@ mod tests {
         let e = EventId::generate();
         assert!(e.as_str().starts_with("evt_"));
         assert_eq!(e.to_string().parse::<EventId>().unwrap(), e);
+    }
+
+    #[test]
+    fn derived_ids_parse_back_and_depend_only_on_their_seed() {
+        let a = MessageId::derived(b"key#1");
+        assert_eq!(MessageId::parse(a.as_str()).unwrap(), a);
+        assert_eq!(a, MessageId::derived(b"key#1"));
+        assert_ne!(a, MessageId::derived(b"key#2"));
     }
 
     #[test]

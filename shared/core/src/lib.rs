@@ -86,8 +86,9 @@ pub use send_request::{
 pub mod message;
 
 pub use message::{
-    AttemptOutcome, MessageRecord, MessageState, Recipient, RecipientKind, RecipientStatus,
-    ReleaseQueue, SendAttempt, UnknownStatus, initial_state,
+    AttemptOutcome, DEFERRED_CHECK_AFTER_MS, MAX_REQUEUES, MessageRecord, MessageState,
+    QUEUED_CHECK_AFTER_MS, Recipient, RecipientKind, RecipientStatus, ReleaseQueue, SendAttempt,
+    UnknownStatus, initial_state,
 };
 
 // Bounce classification: kind, cause and the suppression decision from a bounce's evidence.

@@ -200,12 +200,28 @@ pub enum ReleaseQueue {
     Scheduled,
     /// Bulk messages held by the pause switch, released on resume.
     PausedBulk,
+    /// Messages that must have moved on by their `release_at`: a `queued` one taken by a
+    /// worker (else its pointer is missing and the sweeper enqueues it again), a `sending` one
+    /// past its lease (its sender died; the sweeper marks it `unknown`).
+    Watch,
 }
 
 named_enum!(ReleaseQueue, "release queue", {
     Scheduled => "scheduled",
     PausedBulk => "paused#bulk",
+    Watch => "watch",
 });
+
+/// How long a `queued` message may wait for a worker before the sweeper first looks at it.
+pub const QUEUED_CHECK_AFTER_MS: i64 = 5 * 60 * 1000;
+/// How long a message put on the send queue (deferred, released, or re-enqueued by the
+/// sweeper) may wait for a worker: the longest queue delay (15 minutes) plus
+/// [`QUEUED_CHECK_AFTER_MS`]. A longer backlog costs a duplicate pointer now and then, which is
+/// harmless: a worker takes a message once.
+pub const DEFERRED_CHECK_AFTER_MS: i64 = 15 * 60 * 1000 + QUEUED_CHECK_AFTER_MS;
+/// How many times the sweeper puts a `queued` message back on the send queue before it gives
+/// up and marks it `failed` (no provider was called: it is not sent, and says so).
+pub const MAX_REQUEUES: u32 = 5;
 
 /// How a recipient was addressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -411,6 +427,9 @@ pub struct MessageRecord {
     pub provider_message_id: Option<String>,
     /// How many provider calls were recorded.
     pub attempt_count: u32,
+    /// While `sending`: until when its sender holds it (a lapsed lease means the sender died,
+    /// perhaps after the provider took the message).
+    pub sending_until: Option<UnixMillis>,
 }
 
 impl MessageRecord {
@@ -467,6 +486,7 @@ impl MessageRecord {
             provider: None,
             provider_message_id: None,
             attempt_count: 0,
+            sending_until: None,
         }
     }
 
@@ -476,20 +496,29 @@ impl MessageRecord {
         self.environment == environment
     }
 
-    /// The `by-release` queue this message waits in, if it is held.
+    /// The `by-release` queue this message waits in: held ones until their release, `queued`
+    /// and `sending` ones on [`ReleaseQueue::Watch`] until they move on.
     pub fn release_queue(&self) -> Option<ReleaseQueue> {
         match self.state {
             MessageState::Scheduled => Some(ReleaseQueue::Scheduled),
             MessageState::Paused => Some(ReleaseQueue::PausedBulk),
+            MessageState::Queued | MessageState::Sending => Some(ReleaseQueue::Watch),
             _ => None,
         }
     }
 
     /// When a held message becomes due: its `send_at`, or (paused without one) its acceptance
     /// time, so resumed bulk mail goes out oldest first and a paused scheduled message still
-    /// waits for its time.
+    /// waits for its time. A watched one is due when it should have moved on: a `sending` one
+    /// at the end of its lease, a `queued` one [`QUEUED_CHECK_AFTER_MS`] after its last change.
     pub fn release_at(&self) -> UnixMillis {
-        self.send_at.unwrap_or(self.created_at)
+        match self.state {
+            MessageState::Sending => self
+                .sending_until
+                .unwrap_or_else(|| self.updated_at.saturating_add_ms(QUEUED_CHECK_AFTER_MS)),
+            MessageState::Queued => self.updated_at.saturating_add_ms(QUEUED_CHECK_AFTER_MS),
+            _ => self.send_at.unwrap_or(self.created_at),
+        }
     }
 
     /// The status to show for `recipient`: its own if anything happened to it in particular,
@@ -740,7 +769,18 @@ mod tests {
             Some("paused#bulk")
         );
         assert_eq!(r.release_at(), UnixMillis(1_000));
-        assert_eq!(record(MessageState::Queued).release_queue(), None);
+        // Queued and sending messages are watched until they move on.
+        let r = record(MessageState::Queued);
+        assert_eq!(r.release_queue(), Some(ReleaseQueue::Watch));
+        assert_eq!(
+            r.release_at(),
+            UnixMillis(r.updated_at.as_i64() + QUEUED_CHECK_AFTER_MS)
+        );
+        let mut r = record(MessageState::Sending);
+        r.sending_until = Some(UnixMillis(77_000));
+        assert_eq!(r.release_queue(), Some(ReleaseQueue::Watch));
+        assert_eq!(r.release_at(), UnixMillis(77_000));
+        assert_eq!(record(MessageState::Sent).release_queue(), None);
     }
 
     #[test]

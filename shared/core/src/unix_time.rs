@@ -58,6 +58,11 @@ impl UnixMillis {
         Self(self.0.saturating_add(by))
     }
 
+    /// This instant plus `ms` milliseconds, saturating at the ends of the range.
+    pub fn saturating_add_ms(self, ms: i64) -> Self {
+        Self(self.0.saturating_add(ms))
+    }
+
     /// How long after `earlier` this instant is; zero if it is not after it.
     pub fn saturating_duration_since(self, earlier: UnixMillis) -> Duration {
         let millis = i128::from(self.0) - i128::from(earlier.0);

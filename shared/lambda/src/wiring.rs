@@ -210,11 +210,12 @@ pub fn delivery<'a>(
 /// Wires the release jobs of the sweeper: held messages in the messages table, the pause switch
 /// in the control table, pointers onto the send queue.
 pub fn release(clients: &AwsClients, names: &ResourceNames) -> Release {
+    let messages = Arc::new(DynamoDbMessages::new(
+        clients.dynamodb.clone(),
+        names.table(Table::Messages).to_owned(),
+    ));
     Release::new(
-        Arc::new(DynamoDbMessages::new(
-            clients.dynamodb.clone(),
-            names.table(Table::Messages).to_owned(),
-        )),
+        messages.clone(),
         Arc::new(DynamoDbSendControls::new(
             clients.dynamodb.clone(),
             names.table(Table::Control),
@@ -223,5 +224,6 @@ pub fn release(clients: &AwsClients, names: &ResourceNames) -> Release {
             clients.sqs.clone(),
             names.queue_url(Queue::Send),
         )),
+        messages,
     )
 }

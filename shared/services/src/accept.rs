@@ -62,6 +62,22 @@ pub struct KeyedRequest {
     pub fingerprint: RequestFingerprint,
 }
 
+impl KeyedRequest {
+    /// The id of the message at `index` of this request: derived from the key and the body,
+    /// so a retry of the same request after its claim lapsed (the first attempt's function
+    /// died) finds the messages it recorded instead of recording and sending them again.
+    pub fn message_id(&self, index: usize) -> MessageId {
+        MessageId::derived(
+            format!(
+                "{}\n{}\n{index}",
+                self.scoped_key,
+                self.fingerprint.as_str()
+            )
+            .as_bytes(),
+        )
+    }
+}
+
 /// What the service needs to know of its configuration.
 #[derive(Debug, Clone)]
 pub struct AcceptSettings {
@@ -372,6 +388,26 @@ impl MessageIntake {
                 Err(err) => Err(unavailable("message store", err)),
             };
         };
+        // The message of this key and body is recorded already: an earlier attempt of this
+        // request recorded it, and its claim lapsed before it answered (its function died).
+        // Its message is answered as it stands; it is never recorded or sent again.
+        let recorded_before = |err: StoreError| async move {
+            if err.kind() != mailgate_core::StoreErrorKind::ConditionFailed {
+                return Err(unavailable("message store", err));
+            }
+            match messages.get(&record.id).await {
+                Ok(Some(existing)) => Err(AcceptOutcome::Accepted(AcceptedMessage {
+                    id: existing.record.id.clone(),
+                    status: existing.record.state,
+                    provider: existing.record.provider,
+                    provider_message_id: existing.record.provider_message_id.clone(),
+                    suppressed: Vec::new(),
+                    report: None,
+                })),
+                Ok(None) => Err(unavailable("message store", err)),
+                Err(e) => Err(unavailable("message store", e)),
+            }
+        };
         let retention = self.settings.idempotency_retention;
         for attempt in 0..CLAIM_ATTEMPTS {
             let key = KeyClaimRequest {
@@ -387,7 +423,7 @@ impl MessageIntake {
             {
                 Ok(Some(claim)) => return Ok(Some(claim)),
                 Ok(None) => {}
-                Err(err) => return Err(unavailable("message store", err)),
+                Err(err) => return recorded_before(err).await,
             }
             // The slow path: what holds the key?
             match self
@@ -471,7 +507,10 @@ impl MessageIntake {
             Ok(r) => r,
             Err(e) => return AcceptOutcome::Invalid(vec![e]),
         };
-        let valid = match request.validate(&self.settings.limits, now, MessageId::generate()) {
+        let id = keyed
+            .as_ref()
+            .map_or_else(MessageId::generate, |k| k.message_id(0));
+        let valid = match request.validate(&self.settings.limits, now, id) {
             Ok(v) => v,
             Err(errors) => return AcceptOutcome::Invalid(errors),
         };
@@ -494,7 +533,7 @@ impl MessageIntake {
             Screened::AllSuppressed(list) => return AcceptOutcome::AllSuppressed(list),
         };
         let dropped: Vec<EmailAddress> = suppressed.iter().map(|(a, _)| a.clone()).collect();
-        let record = MessageRecord::new(
+        let mut record = MessageRecord::new(
             &email,
             key.id.clone(),
             key.environment,
@@ -503,6 +542,14 @@ impl MessageIntake {
             send_at.map(UnixMillis::from),
             &dropped,
         );
+        if state == MessageState::Queued {
+            // Sent now, by this request: recorded `sending` under a lease as long as the key's,
+            // so a worker never takes it meanwhile, and a function that dies after the provider
+            // call leaves a lease that lapses into a visible `unknown` (the sweeper), never a
+            // `queued` message that could be sent again.
+            record.state = MessageState::Sending;
+            record.sending_until = Some(now_ms.saturating_add(self.lease()));
+        }
         let answer = |status: MessageState,
                       provider: Option<ProviderId>,
                       pmid: Option<String>,
@@ -530,6 +577,10 @@ impl MessageIntake {
             .await
         {
             Ok(claim) => claim,
+            Err(AcceptOutcome::Accepted(mut earlier)) => {
+                earlier.suppressed = suppressed;
+                return AcceptOutcome::Accepted(earlier);
+            }
             Err(outcome) => return outcome,
         };
         if let Some(held) = held {
@@ -580,17 +631,23 @@ impl MessageIntake {
                 }
                 AcceptOutcome::Accepted(accepted)
             }
+            Err(DeliveryError::Enqueue { source, delivery }) => {
+                // Deferred and recorded `queued` (with the key's answer) but not on the send
+                // queue: the message is accepted and watched, and the sweeper puts it on the
+                // queue (`requeue_stalled`). Answering an error would invite a second message.
+                tracing::error!(message_id = %record.id, error = %source, "could not put a deferred message on the send queue; the sweeper will");
+                AcceptOutcome::Accepted(of_delivery(&delivery))
+            }
             Err(err) => {
-                // Recorded (with the key's answer) but not on the send queue: forget the answer
-                // so a retry with the key is not answered `queued` for a message no worker will
-                // see.
+                // Nothing was sent and nothing recorded after the message (a load failure
+                // cannot happen on this path): forget the answer so a retry proceeds.
                 if let Some(claim) = &claim
                     && let Err(e) = self.ports.idempotency.discard(claim).await
                 {
                     tracing::error!(error = %e, "could not discard the idempotent response");
                 }
                 let error = match err {
-                    DeliveryError::Enqueue(e) | DeliveryError::Load(e) => e,
+                    DeliveryError::Load(e) => e,
                     other => StoreError::new(
                         mailgate_core::StoreErrorKind::Other,
                         "deliver",
@@ -598,7 +655,7 @@ impl MessageIntake {
                     ),
                 };
                 AcceptOutcome::Unavailable {
-                    what: "send queue",
+                    what: "message store",
                     error,
                 }
             }
@@ -614,7 +671,7 @@ impl MessageIntake {
         keyed: Option<KeyedRequest>,
     ) -> AcceptOutcome {
         let Some(keyed) = keyed else {
-            return self.accept_many(key, body).await;
+            return self.accept_many(key, body, None).await;
         };
         let store = &self.ports.idempotency;
         let claim = match store
@@ -635,7 +692,7 @@ impl MessageIntake {
                 };
             }
         };
-        let outcome = self.accept_many(key, body).await;
+        let outcome = self.accept_many(key, body, Some(&keyed)).await;
         if let AcceptOutcome::Batch {
             any_accepted: true,
             body,
@@ -661,14 +718,25 @@ impl MessageIntake {
     }
 
     /// A batch: validate each message, screen, record and put every queued one on the send
-    /// queue.
-    async fn accept_many(&self, key: &AuthenticatedKey, body: &[u8]) -> AcceptOutcome {
+    /// queue. With a key, the messages' ids derive from it: a retry after the first attempt's
+    /// claim lapsed finds the messages that attempt recorded and answers them as they stand.
+    async fn accept_many(
+        &self,
+        key: &AuthenticatedKey,
+        body: &[u8],
+        keyed: Option<&KeyedRequest>,
+    ) -> AcceptOutcome {
         let now = self.ports.clock.now();
         let request = match BatchSendRequest::from_json(body) {
             Ok(r) => r,
             Err(e) => return AcceptOutcome::Invalid(vec![e]),
         };
-        let items = match request.validate_batch(&self.settings.limits, now, MessageId::generate) {
+        let mut next = 0usize;
+        let next_id = || {
+            next += 1;
+            keyed.map_or_else(MessageId::generate, |k| k.message_id(next - 1))
+        };
+        let items = match request.validate_batch(&self.settings.limits, now, next_id) {
             Ok(items) => items,
             Err(errors) => return AcceptOutcome::Invalid(errors),
         };
@@ -736,6 +804,28 @@ impl MessageIntake {
         )
         .await;
         for ((index, record, _, _), outcome) in accepted.iter().zip(created) {
+            let outcome = match outcome {
+                // Recorded already: by an earlier attempt of this keyed request, or by this
+                // very write when its answer was lost and the SDK retried it.
+                Err(err) if err.kind() == mailgate_core::StoreErrorKind::ConditionFailed => {
+                    match messages.get(&record.id).await {
+                        Ok(Some(existing)) => {
+                            if let Some(slot) = results.get_mut(*index) {
+                                slot["status"] = json!(existing.record.state.as_str());
+                            }
+                            // A message an earlier attempt recorded but never enqueued is found
+                            // by the sweeper; one this attempt recorded is enqueued now.
+                            if keyed.is_none() && existing.record.state == MessageState::Queued {
+                                queued.push(record.id.clone());
+                            }
+                            continue;
+                        }
+                        Ok(None) => Err(err),
+                        Err(e) => Err(e),
+                    }
+                }
+                other => other,
+            };
             match outcome {
                 Ok(()) if record.state == MessageState::Queued => queued.push(record.id.clone()),
                 Ok(()) => {}
@@ -751,10 +841,10 @@ impl MessageIntake {
             }
         }
         if let Err(error) = self.ports.queue.enqueue_all(&queued).await {
-            return AcceptOutcome::Unavailable {
-                what: "send queue",
-                error,
-            };
+            // Every one of them is recorded `queued` and watched: the sweeper puts whatever
+            // did not reach the queue on it (`requeue_stalled`). Answering an error would
+            // invite the client to send them all again.
+            tracing::error!(error = %error, messages = queued.len(), "could not put every batch message on the send queue; the sweeper will");
         }
         let any_accepted = results.iter().any(|r| r.get("id").is_some());
         AcceptOutcome::Batch {
@@ -1063,22 +1153,65 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_deferred_send_that_cannot_be_enqueued_is_503_and_forgets_the_answer() {
+    async fn a_deferred_send_that_cannot_be_enqueued_is_accepted_queued_and_watched() {
         let h = harness(vec![fails(SendFailure::http(503)); 8]);
         h.queue
             .faults
             .fail_next("enqueue", StoreErrorKind::Transient);
         let key = keyed(&h, "k", BODY);
         let scoped = key.as_ref().unwrap().scoped_key.clone();
-        let outcome = h.intake.accept(&h.key, BODY.as_bytes(), key).await;
+        let a = accepted(h.intake.accept(&h.key, BODY.as_bytes(), key.clone()).await);
+        assert_eq!(a.status, MessageState::Queued);
+        // Recorded queued (the watch queue's sweeper enqueues it), nothing on the queue, and
+        // the key answers the same on a retry: no second message.
+        let stored = h.messages.all();
+        assert_eq!(stored[0].record.state, MessageState::Queued);
+        assert!(h.queue.entries().is_empty());
         assert!(matches!(
-            outcome,
-            AcceptOutcome::Unavailable {
-                what: "send queue",
-                ..
-            }
+            h.idempotency.record(&scoped).unwrap().state,
+            mailgate_core::IdempotencyState::Completed { .. }
         ));
-        assert!(h.idempotency.record(&scoped).is_none());
+        let again = h.intake.accept(&h.key, BODY.as_bytes(), key).await;
+        assert!(matches!(again, AcceptOutcome::Replayed(_)), "{again:?}");
+        assert_eq!(h.messages.all().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_sync_send_is_recorded_sending_under_a_lease_before_the_provider_call() {
+        let h = harness(vec![]);
+        let seen = h.messages.clone();
+        h.provider.before_call(move || {
+            let all = seen.all();
+            assert_eq!(all.len(), 1);
+            assert_eq!(all[0].record.state, MessageState::Sending);
+            assert!(all[0].record.sending_until.is_some());
+        });
+        let a = accepted(h.intake.accept(&h.key, BODY.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Sent);
+        assert_eq!(h.provider.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_the_claim_lapsed_answers_the_recorded_message_and_sends_nothing() {
+        let h = harness(vec![]);
+        // The first attempt recorded the message and died before recording the outcome: the
+        // key's claim lapses with it.
+        h.messages
+            .faults
+            .fail_next("record_outcome", StoreErrorKind::Transient);
+        h.idempotency
+            .faults
+            .fail_next("complete", StoreErrorKind::Transient);
+        let key = keyed(&h, "k", BODY);
+        let scoped = key.as_ref().unwrap().scoped_key.clone();
+        let first = accepted(h.intake.accept(&h.key, BODY.as_bytes(), key.clone()).await);
+        assert_eq!(h.provider.calls(), 1);
+        h.idempotency.forget(&scoped);
+        let again = accepted(h.intake.accept(&h.key, BODY.as_bytes(), key).await);
+        assert_eq!(again.id, first.id, "the same message");
+        assert_eq!(again.status, MessageState::Sending);
+        assert_eq!(h.provider.calls(), 1, "never sent twice");
+        assert_eq!(h.messages.all().len(), 1);
     }
 
     #[tokio::test]
@@ -1146,7 +1279,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_keyed_batch_replays_and_one_that_cannot_be_enqueued_releases_its_key() {
+    async fn a_keyed_batch_replays_and_one_that_cannot_be_enqueued_is_accepted_and_watched() {
         let h = harness(vec![]);
         let body = batch(&[ITEM]);
         let first = h
@@ -1171,8 +1304,63 @@ mod tests {
         let key = keyed(&h, "b2", &body);
         let scoped = key.as_ref().unwrap().scoped_key.clone();
         let outcome = h.intake.accept_batch(&h.key, body.as_bytes(), key).await;
-        assert_eq!(outcome.status(), 503);
-        assert!(h.idempotency.record(&scoped).is_none());
+        // Recorded and watched: accepted, the key completed, the sweeper enqueues them.
+        assert_eq!(outcome.status(), 202);
+        assert!(matches!(
+            h.idempotency.record(&scoped).unwrap().state,
+            mailgate_core::IdempotencyState::Completed { .. }
+        ));
+        assert_eq!(h.queue.entries().len(), 1, "nothing more reached the queue");
+    }
+
+    #[tokio::test]
+    async fn a_keyed_batch_retried_after_its_claim_lapsed_keeps_its_ids_and_records_only_the_rest()
+    {
+        let h = harness(vec![]);
+        let second = ITEM.replace("jane@", "joe@");
+        let body = batch(&[ITEM, &second]);
+        // The first attempt's store fails for the first message and records the second; the
+        // function dies before answering: its claim lapses.
+        h.messages
+            .faults
+            .fail_next("create", StoreErrorKind::Transient);
+        let key = keyed(&h, "b", &body);
+        let scoped = key.as_ref().unwrap().scoped_key.clone();
+        let AcceptOutcome::Batch { body: first, .. } = h
+            .intake
+            .accept_batch(&h.key, body.as_bytes(), key.clone())
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(h.messages.all().len(), 1);
+        h.idempotency.forget(&scoped);
+        let AcceptOutcome::Batch { body: again, .. } =
+            h.intake.accept_batch(&h.key, body.as_bytes(), key).await
+        else {
+            panic!()
+        };
+        assert!(first["results"][0]["error"].is_object(), "{first}");
+        assert_eq!(again["results"][1]["id"], first["results"][1]["id"]);
+        assert!(again["results"][0]["id"].is_string(), "{again}");
+        assert_eq!(
+            h.messages.all().len(),
+            2,
+            "the second is not recorded twice"
+        );
+        let first_id = first["results"][1]["id"].as_str().unwrap().to_owned();
+        let pointers: Vec<String> = h
+            .queue
+            .entries()
+            .iter()
+            .map(|(id, _)| id.as_str().to_owned())
+            .collect();
+        assert_eq!(
+            pointers.iter().filter(|p| **p == first_id).count(),
+            1,
+            "the message the first attempt enqueued is not enqueued again: {pointers:?}"
+        );
+        assert_eq!(pointers.len(), 2);
     }
 }
 

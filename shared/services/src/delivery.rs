@@ -96,9 +96,16 @@ pub enum DeliveryError {
         /// What the send did.
         delivery: Box<Delivery>,
     },
-    /// The send was deferred but could not be put on the send queue.
-    #[error("putting the deferred message on the send queue failed: {0}")]
-    Enqueue(#[source] StoreError),
+    /// The send was deferred and recorded `queued` (watched: the sweeper enqueues it when no
+    /// worker takes it) but could not be put on the send queue.
+    #[error("putting the deferred message on the send queue failed: {source}")]
+    Enqueue {
+        /// The queue's error.
+        #[source]
+        source: StoreError,
+        /// What the send did.
+        delivery: Box<Delivery>,
+    },
 }
 
 /// Sends accepted messages and records what happened.
@@ -277,10 +284,12 @@ impl MessageDelivery {
         if let Some(retry_at) = retry_at {
             let wait = retry_at - self.clock.now();
             let delay = Duration::try_from(wait).unwrap_or(Duration::ZERO);
-            self.queue
-                .enqueue(&record.id, delay)
-                .await
-                .map_err(DeliveryError::Enqueue)?;
+            if let Err(source) = self.queue.enqueue(&record.id, delay).await {
+                return Err(DeliveryError::Enqueue {
+                    source,
+                    delivery: Box::new(delivery),
+                });
+            }
             tracing::info!(message_id = %record.id, delay_ms = delay.as_millis() as u64, "send deferred to the send queue");
         }
         Ok(delivery)
@@ -533,7 +542,7 @@ mod tests {
             .fail_next("enqueue", StoreErrorKind::Transient);
         assert!(matches!(
             h.delivery.deliver_stored(&id, BUDGET).await,
-            Err(DeliveryError::Enqueue(_))
+            Err(DeliveryError::Enqueue { .. })
         ));
     }
 }

@@ -14,13 +14,27 @@
 //!
 //! A scheduled bulk message due while the pause switch is on is not released but moved to the
 //! `paused#bulk` queue (`mark_paused`), where it waits for the switch to turn off.
+//!
+//! **Stalled messages** ([`Release::watch_stalled`]). Every `queued` or `sending` message is on
+//! the `watch` release queue, due when it should have moved on. Nothing else looks at `queued`
+//! or `sending`, so this job is what makes "accepted" mean "sent, or visibly not":
+//!
+//! | due message | what the job does |
+//! |---|---|
+//! | `queued` (its pointer was never enqueued, or was lost with a dead function) | next check in [`DEFERRED_CHECK_AFTER_MS`] and back on the send queue, in that order, the first step conditional on it still being queued and due, so two sweeps enqueue it once |
+//! | `queued` after [`MAX_REQUEUES`] re-enqueues | `failed`, with the reason: no provider was called |
+//! | `sending` with its lease lapsed (the sender died, perhaps after the provider took it) | `unknown`, with the reason: it must not be sent blindly |
+//! | anything else (it moved on) | off the watch queue |
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailgate_core::ports::{HeldMessages, ReleaseSendQueue, SendControls};
+use mailgate_core::ports::{HeldMessages, ReleaseSendQueue, SendControls, StalledMessages};
 use mailgate_core::queue::delay_seconds;
-use mailgate_core::{MessageCategory, MessageId, ReleaseQueue, StoreError, UnixMillis};
+use mailgate_core::{
+    DEFERRED_CHECK_AFTER_MS, MAX_REQUEUES, MessageCategory, MessageId, MessageState, ReleaseQueue,
+    StoreError, UnixMillis,
+};
 
 /// How far ahead scheduled messages are released: the longest queue delay (15 minutes).
 pub const LOOKAHEAD: Duration = Duration::from_secs(900);
@@ -66,12 +80,31 @@ pub fn delay_until(send_at: Option<UnixMillis>, now: UnixMillis) -> i32 {
     send_at.map_or(0, |at| delay_seconds(at.saturating_duration_since(now)))
 }
 
+/// What one pass over the watch queue did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StalledReport {
+    /// `queued` messages put back on the send queue.
+    pub requeued: u64,
+    /// `queued` messages given up on after [`MAX_REQUEUES`] re-enqueues (now `failed`).
+    pub failed: u64,
+    /// `sending` messages whose lease lapsed (now `unknown`).
+    pub abandoned: u64,
+    /// Messages that had moved on, taken off the watch queue.
+    pub cleared: u64,
+    /// Due messages another sweep or a worker changed first, or whose lease is still live.
+    pub skipped: u64,
+}
+
+/// The reason a stalled `sending` message is `unknown`.
+pub const LAPSED_LEASE_REASON: &str = "the sending lease lapsed without an outcome: the sender stopped, perhaps after the provider took the message";
+
 /// The release jobs on their ports.
 #[derive(Clone)]
 pub struct Release {
     messages: Arc<dyn HeldMessages>,
     controls: Arc<dyn SendControls>,
     queue: Arc<dyn ReleaseSendQueue>,
+    stalled: Arc<dyn StalledMessages>,
 }
 
 impl std::fmt::Debug for Release {
@@ -81,17 +114,104 @@ impl std::fmt::Debug for Release {
 }
 
 impl Release {
-    /// Releases from `messages` onto `queue`, reading the switch from `controls`.
+    /// Releases from `messages` onto `queue`, reading the switch from `controls`, and
+    /// changes stalled messages through `stalled`.
     pub fn new(
         messages: Arc<dyn HeldMessages>,
         controls: Arc<dyn SendControls>,
         queue: Arc<dyn ReleaseSendQueue>,
+        stalled: Arc<dyn StalledMessages>,
     ) -> Self {
         Self {
             messages,
             controls,
             queue,
+            stalled,
         }
+    }
+
+    /// Looks at every message on the watch queue due at `now` (see the module's table).
+    pub async fn watch_stalled(&self, now: UnixMillis) -> Result<StalledReport, ReleaseError> {
+        let messages = self.messages.as_ref();
+        let stalled = self.stalled.as_ref();
+        let failed = |e| ReleaseError::Messages(e);
+        let mut report = StalledReport::default();
+        let next_check = now.saturating_add_ms(DEFERRED_CHECK_AFTER_MS);
+        for _ in 0..MAX_ROUNDS {
+            let before = report;
+            let due = messages
+                .due(ReleaseQueue::Watch, now, RELEASE_BATCH)
+                .await
+                .map_err(failed)?;
+            let mut to_send: Vec<(MessageId, Duration)> = Vec::new();
+            for id in &due {
+                let Some(record) = messages.record(id).await.map_err(failed)? else {
+                    report.skipped += 1;
+                    continue;
+                };
+                match record.state {
+                    MessageState::Queued => {
+                        match stalled
+                            .renew_queued(id, now, next_check)
+                            .await
+                            .map_err(failed)?
+                        {
+                            Some(n) if n > MAX_REQUEUES => {
+                                let reason = format!(
+                                    "not taken from the send queue after {MAX_REQUEUES} re-enqueues; no provider was called"
+                                );
+                                if stalled
+                                    .fail_queued(id, now, &reason)
+                                    .await
+                                    .map_err(failed)?
+                                {
+                                    tracing::error!(message_id = %id, "gave up on a queued message no worker took");
+                                    report.failed += 1;
+                                } else {
+                                    report.skipped += 1;
+                                }
+                            }
+                            Some(_) => to_send.push((id.clone(), Duration::ZERO)),
+                            None => report.skipped += 1,
+                        }
+                    }
+                    MessageState::Sending if record.sending_until.is_none_or(|u| u <= now) => {
+                        if stalled
+                            .abandon_lapsed(id, now, LAPSED_LEASE_REASON)
+                            .await
+                            .map_err(failed)?
+                        {
+                            tracing::error!(message_id = %id, "a sending lease lapsed without an outcome; marked unknown");
+                            report.abandoned += 1;
+                        } else {
+                            report.skipped += 1;
+                        }
+                    }
+                    MessageState::Sending => report.skipped += 1,
+                    _ => {
+                        if stalled.unwatch(id).await.map_err(failed)? {
+                            report.cleared += 1;
+                        } else {
+                            report.skipped += 1;
+                        }
+                    }
+                }
+            }
+            for batch in to_send.chunks(BATCH_ENTRIES) {
+                // Renewed first: a failure here leaves them due again at `next_check`.
+                self.queue
+                    .enqueue_delayed(batch)
+                    .await
+                    .map_err(ReleaseError::SendQueue)?;
+                report.requeued += u64::try_from(batch.len()).unwrap_or(0);
+            }
+            let moved = report.requeued + report.failed + report.abandoned + report.cleared
+                - (before.requeued + before.failed + before.abandoned + before.cleared);
+            if due.len() < usize::try_from(RELEASE_BATCH).unwrap_or(usize::MAX) || moved == 0 {
+                break;
+            }
+        }
+        Ok(report)
     }
 
     /// Releases scheduled messages due by `now + LOOKAHEAD`, each with the delay left until its
@@ -226,7 +346,12 @@ mod tests {
         let controls = Arc::new(MemoryControls::default());
         let queue = Arc::new(MemoryReleaseQueue::default());
         Harness {
-            release: Release::new(messages.clone(), controls.clone(), queue.clone()),
+            release: Release::new(
+                messages.clone(),
+                controls.clone(),
+                queue.clone(),
+                messages.clone(),
+            ),
             messages,
             controls,
             queue,
@@ -461,6 +586,105 @@ mod tests {
             let next = h.release.release_scheduled(NOW).await.unwrap();
             assert_eq!(state(&h, &ready), MessageState::Queued, "{step}: {next:?}");
             assert_eq!(state(&h, &bulk), MessageState::Paused, "{step}");
+        }
+    }
+
+    /// A message created `minutes_ago` in `state` (a `sending` one under a lease until `lease`).
+    fn watched(
+        h: &Harness,
+        state: MessageState,
+        minutes_ago: i64,
+        lease: Option<UnixMillis>,
+    ) -> MessageId {
+        let id = held(
+            h,
+            MessageState::Queued,
+            MessageCategory::Transactional,
+            None,
+        );
+        let mut record = h.messages.get(&id).unwrap();
+        record.state = state;
+        record.created_at = UnixMillis(NOW.as_i64() - minutes_ago * 60_000);
+        record.updated_at = record.created_at;
+        record.sending_until = lease;
+        h.messages.put(record);
+        id
+    }
+
+    #[tokio::test]
+    async fn a_queued_message_no_worker_took_goes_back_on_the_queue_once_per_check() {
+        let h = harness();
+        let stalled = watched(&h, MessageState::Queued, 6, None);
+        let fresh = watched(&h, MessageState::Queued, 1, None);
+        let report = h.release.watch_stalled(NOW).await.unwrap();
+        assert_eq!(report.requeued, 1, "{report:?}");
+        assert_eq!(h.queue.entries(), vec![(stalled.clone(), Duration::ZERO)]);
+        // A second sweep at the same time finds it renewed: not enqueued twice.
+        let again = h.release.watch_stalled(NOW).await.unwrap();
+        assert_eq!(again.requeued, 0, "{again:?}");
+        assert_eq!(h.queue.entries().len(), 1);
+        assert_eq!(state(&h, &stalled), MessageState::Queued);
+        assert_eq!(state(&h, &fresh), MessageState::Queued);
+    }
+
+    #[tokio::test]
+    async fn a_queued_message_requeued_too_often_fails_with_the_reason() {
+        let h = harness();
+        let id = watched(&h, MessageState::Queued, 6, None);
+        let mut now = NOW;
+        for _ in 0..MAX_REQUEUES {
+            let report = h.release.watch_stalled(now).await.unwrap();
+            assert_eq!(report.requeued, 1);
+            now = now.saturating_add_ms(DEFERRED_CHECK_AFTER_MS);
+        }
+        let report = h.release.watch_stalled(now).await.unwrap();
+        assert_eq!((report.requeued, report.failed), (0, 1), "{report:?}");
+        assert_eq!(state(&h, &id), MessageState::Failed);
+        assert!(h.messages.reasons.lock().unwrap()[&id].contains("no provider was called"));
+        assert_eq!(h.queue.entries().len(), MAX_REQUEUES as usize);
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_sending_lease_turns_unknown_and_a_live_one_is_left_alone() {
+        let h = harness();
+        let lapsed = watched(
+            &h,
+            MessageState::Sending,
+            3,
+            Some(UnixMillis(NOW.as_i64() - 1)),
+        );
+        let live = watched(
+            &h,
+            MessageState::Sending,
+            3,
+            Some(UnixMillis(NOW.as_i64() + 60_000)),
+        );
+        let report = h.release.watch_stalled(NOW).await.unwrap();
+        assert_eq!(report.abandoned, 1, "{report:?}");
+        assert_eq!(state(&h, &lapsed), MessageState::Unknown);
+        assert_eq!(state(&h, &live), MessageState::Sending);
+        assert_eq!(
+            h.messages.reasons.lock().unwrap()[&lapsed],
+            LAPSED_LEASE_REASON
+        );
+        assert!(h.queue.entries().is_empty(), "never sent again blindly");
+    }
+
+    #[tokio::test]
+    async fn a_failing_step_of_the_stalled_job_loses_nothing() {
+        for step in ["due", "record", "renew_queued", "enqueue_delayed"] {
+            let h = harness();
+            let id = watched(&h, MessageState::Queued, 6, None);
+            match step {
+                "enqueue_delayed" => h.queue.faults.fail_next(step, StoreErrorKind::Transient),
+                _ => h.messages.faults.fail_next(step, StoreErrorKind::Transient),
+            }
+            assert!(h.release.watch_stalled(NOW).await.is_err(), "{step}");
+            assert_eq!(state(&h, &id), MessageState::Queued, "{step}");
+            // Still watched: a later sweep puts it on the queue.
+            let later = NOW.saturating_add_ms(DEFERRED_CHECK_AFTER_MS);
+            let report = h.release.watch_stalled(later).await.unwrap();
+            assert_eq!(report.requeued, 1, "{step}: {report:?}");
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The sweeper's tick: re-enqueue every provider's webhook receipts left `received` for too
 //! long (the enqueue after persisting failed, or the function died between the two), then
-//! `release_scheduled` and `release_paused` (see [`crate::release`]). Every job runs even when
+//! `release_scheduled` and `release_paused`, and the stalled messages' jobs
+//! ([`crate::release::Release::watch_stalled`]: `requeue_stalled`, `fail_stalled`,
+//! `abandon_lapsed`). Every job runs even when
 //! an earlier one failed; the first failure is returned after the others ran.
 
 use std::sync::Arc;
@@ -9,6 +11,13 @@ use mailgate_core::{Clock, ProviderId, StoreError, UnixMillis};
 
 use crate::ingest::Ingestion;
 use crate::release::{Release, ReleaseError};
+
+/// The job putting `queued` messages no worker took back on the send queue.
+pub const JOB_REQUEUE_STALLED: &str = "requeue_stalled";
+/// The job marking `queued` messages `failed` after too many re-enqueues.
+pub const JOB_FAIL_STALLED: &str = "fail_stalled";
+/// The job marking `sending` messages whose lease lapsed `unknown`.
+pub const JOB_ABANDON_LAPSED: &str = "abandon_lapsed";
 
 /// Receipts re-enqueued per provider per tick at most.
 pub const REQUEUE_BATCH: i32 = 100;
@@ -114,6 +123,26 @@ impl Sweep {
                 }
             }
         }
+        match self.release.watch_stalled(now).await {
+            Ok(report) => {
+                if report.requeued + report.failed + report.abandoned > 0 {
+                    tracing::warn!(
+                        requeued = report.requeued,
+                        failed = report.failed,
+                        abandoned = report.abandoned,
+                        cleared = report.cleared,
+                        "moved stalled messages on"
+                    );
+                }
+                jobs.push((JOB_REQUEUE_STALLED.to_owned(), report.requeued));
+                jobs.push((JOB_FAIL_STALLED.to_owned(), report.failed));
+                jobs.push((JOB_ABANDON_LAPSED.to_owned(), report.abandoned));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not look at stalled messages");
+                first_error.get_or_insert(SweepError::from(e));
+            }
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(jobs),
@@ -161,6 +190,7 @@ mod tests {
             messages.clone(),
             Arc::new(MemoryControls::default()),
             queue.clone(),
+            messages.clone(),
         );
         Harness {
             sweep: Sweep::new(ingestion, release, 300, Arc::new(FixedClock::at_unix(T0))),
@@ -220,7 +250,9 @@ mod tests {
         stuck(&h, ProviderId::Postmark, "postmark#b");
         let id = scheduled(&h);
         let jobs = h.sweep.run().await.unwrap();
-        assert_eq!(jobs.len(), ProviderId::ALL.len() + 2);
+        assert_eq!(jobs.len(), ProviderId::ALL.len() + 5);
+        assert_eq!(moved(&jobs, "requeue_stalled"), Some(0));
+        assert_eq!(moved(&jobs, "abandon_lapsed"), Some(0));
         assert_eq!(moved(&jobs, "requeue_receipts:sendgrid"), Some(1));
         assert_eq!(moved(&jobs, "requeue_receipts:postmark"), Some(1));
         assert_eq!(moved(&jobs, "requeue_receipts:ses"), Some(0));

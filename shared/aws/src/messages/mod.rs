@@ -8,7 +8,10 @@
 //!   `by-provider-message-id` index), and `release_queue` + `release_at` while it is held (the
 //!   sparse `by-release` index; the template declares `release_at` a string, so it is the epoch
 //!   milliseconds zero-padded to 15 digits, which sorts like the number), and `sending_until`
-//!   (epoch ms) while a worker holds it `sending` ([`DynamoDbMessages::start_sending`]);
+//!   (epoch ms) while a worker holds it `sending` ([`DynamoDbMessages::start_sending`]). A
+//!   `queued` or `sending` message is on the `watch` release queue, due when it should have
+//!   moved on (see [`ReleaseQueue::Watch`]), with `requeues` counting the sweeper's re-enqueues
+//!   and `state_reason` saying why the sweeper gave up on it;
 //! - `pk = msg#<id>`, `sk = attempt#<epoch ms, 15 digits>#<number, 4 digits>`: one item per
 //!   provider call, so the summary Query returns them in order;
 //! - `pk = msg#<id>#content`, `sk = content`: the validated [`OutboundEmail`] as JSON (attachments
@@ -37,9 +40,9 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update, WriteRequest,
 };
 use mailgate_core::{
-    ApiKeyId, AttemptOutcome, EmailAddress, ErrorCategory, KeyEnvironment, Mailbox,
-    MessageCategory, MessageId, MessageRecord, MessageState, OutboundEmail, ProviderId, Recipient,
-    RecipientKind, RecipientStatus, ReleaseQueue, SendAttempt, UnixMillis,
+    ApiKeyId, AttemptOutcome, DEFERRED_CHECK_AFTER_MS, EmailAddress, ErrorCategory, KeyEnvironment,
+    Mailbox, MessageCategory, MessageId, MessageRecord, MessageState, OutboundEmail, ProviderId,
+    Recipient, RecipientKind, RecipientStatus, ReleaseQueue, SendAttempt, UnixMillis,
 };
 
 /// Content up to this many bytes of JSON is stored in the `content` item itself (DynamoDB items
@@ -125,7 +128,7 @@ pub use mailgate_core::ports::{SendingClaim, StoredMessage};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cancellation {
     /// The message is now `cancelled`; its record as stored.
-    Cancelled(MessageRecord),
+    Cancelled(Box<MessageRecord>),
     /// The message is past cancelling; its current state.
     NotCancellable(MessageState),
     /// No such message visible to the caller's environment.
@@ -266,6 +269,9 @@ fn summary_item(record: &MessageRecord) -> Item {
             );
         }
     }
+    if let (MessageState::Sending, Some(until)) = (record.state, record.sending_until) {
+        item.insert("sending_until".to_owned(), n(until.as_i64()));
+    }
     if let Some(queue) = record.release_queue() {
         item.insert("release_queue".to_owned(), s(queue.as_str()));
         item.insert("release_at".to_owned(), s(release_key(record.release_at())));
@@ -346,6 +352,7 @@ fn record_from(item: &Item) -> Result<MessageRecord, MessageStoreError> {
         attempt_count: get_n(item, "attempt_count")
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or_default(),
+        sending_until: get_n(item, "sending_until").map(UnixMillis),
     })
 }
 

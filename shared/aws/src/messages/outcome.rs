@@ -163,8 +163,23 @@ impl DynamoDbMessages {
                     s(provider_message_key(accepted.provider, pmid)),
                 );
         }
+        // A deferred message stays watched (due when its pointer should have been taken);
+        // any other outcome takes it off the watch queue.
+        let remove = if new_state == Some(MessageState::Queued) {
+            set.push("release_queue = :watch");
+            set.push("release_at = :due");
+            update = update
+                .expression_attribute_values(":watch", s(ReleaseQueue::Watch.as_str()))
+                .expression_attribute_values(
+                    ":due",
+                    s(release_key(now.saturating_add_ms(DEFERRED_CHECK_AFTER_MS))),
+                );
+            "sending_until"
+        } else {
+            "sending_until, release_queue, release_at"
+        };
         let update = update
-            .update_expression(format!("SET {} REMOVE sending_until", set.join(", ")))
+            .update_expression(format!("SET {} REMOVE {remove}", set.join(", ")))
             .build()
             .map_err(build)?;
         let summary_index = items.len();
@@ -216,10 +231,15 @@ impl DynamoDbMessages {
             .table_name(&self.table)
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
-            .update_expression("SET #state = :sending, sending_until = :until, updated_at = :now")
+            .update_expression(
+                "SET #state = :sending, sending_until = :until, updated_at = :now, \
+                 release_queue = :watch, release_at = :due",
+            )
             .condition_expression("#state = :queued")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":sending", s(MessageState::Sending.as_str()))
+            .expression_attribute_values(":watch", s(ReleaseQueue::Watch.as_str()))
+            .expression_attribute_values(":due", s(release_key(lease_until)))
             .expression_attribute_values(":queued", s(MessageState::Queued.as_str()))
             .expression_attribute_values(":until", n(lease_until.as_i64()))
             .expression_attribute_values(":now", n(now.as_i64()))
@@ -265,7 +285,10 @@ impl DynamoDbMessages {
             .table_name(&self.table)
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
-            .update_expression("SET #state = :unknown, updated_at = :now REMOVE sending_until")
+            .update_expression(
+                "SET #state = :unknown, updated_at = :now \
+                 REMOVE sending_until, release_queue, release_at",
+            )
             .condition_expression("#state = :sending AND sending_until = :until")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":unknown", s(MessageState::Unknown.as_str()))

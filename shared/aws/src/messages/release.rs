@@ -37,7 +37,7 @@ impl DynamoDbMessages {
         match result {
             Ok(out) => {
                 let item = out.attributes.unwrap_or_default();
-                Ok(Cancellation::Cancelled(record_from(&item)?))
+                Ok(Cancellation::Cancelled(Box::new(record_from(&item)?)))
             }
             Err(err) if is_conditional_failure(&err) => {
                 let old = match err.as_service_error() {
@@ -85,7 +85,7 @@ impl DynamoDbMessages {
             .collect())
     }
 
-    /// Releases a held message: `scheduled`/`paused` → `queued`, out of the release index.
+    /// Releases a held message: `scheduled`/`paused` → `queued`, onto the watch queue.
     /// `false` when it is no longer held (cancelled, or released by another sweeper), in which
     /// case the caller must not send it.
     pub async fn mark_released(
@@ -100,11 +100,17 @@ impl DynamoDbMessages {
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .update_expression(
-                "SET #state = :queued, updated_at = :now REMOVE release_queue, release_at",
+                "SET #state = :queued, updated_at = :now, release_queue = :watch, release_at = :due",
             )
             .condition_expression("#state IN (:scheduled, :paused)")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":queued", s(MessageState::Queued.as_str()))
+            .expression_attribute_values(":watch", s(ReleaseQueue::Watch.as_str()))
+            // Its pointer may wait out the longest queue delay before a worker sees it.
+            .expression_attribute_values(
+                ":due",
+                s(release_key(now.saturating_add_ms(DEFERRED_CHECK_AFTER_MS))),
+            )
             .expression_attribute_values(":scheduled", s(MessageState::Scheduled.as_str()))
             .expression_attribute_values(":paused", s(MessageState::Paused.as_str()))
             .expression_attribute_values(":now", n(now.as_i64()))
@@ -170,6 +176,143 @@ impl DynamoDbMessages {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => return Ok(count),
             }
+        }
+    }
+
+    /// A `queued` message on the watch queue due at `now` gets its next check at `next_check`
+    /// and one more counted re-enqueue, in one conditional update: the new count, or `None`
+    /// when it is no longer queued and due (taken by a worker, or by another sweep).
+    pub async fn renew_queued(
+        &self,
+        id: &MessageId,
+        now: UnixMillis,
+        next_check: UnixMillis,
+    ) -> Result<Option<u32>, MessageStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression(
+                "SET release_at = :next, requeues = if_not_exists(requeues, :zero) + :one",
+            )
+            .condition_expression(
+                "#state = :queued AND release_queue = :watch AND release_at <= :now",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":queued", s(MessageState::Queued.as_str()))
+            .expression_attribute_values(":watch", s(ReleaseQueue::Watch.as_str()))
+            .expression_attribute_values(":now", s(release_key(now)))
+            .expression_attribute_values(":next", s(release_key(next_check)))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Some(
+                out.attributes
+                    .as_ref()
+                    .and_then(|a| get_n(a, "requeues"))
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(1),
+            )),
+            Err(err) if is_conditional_failure(&err) => Ok(None),
+            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
+        }
+    }
+
+    /// A watched message in `from` (and, for `sending`, with its lease lapsed by `now`) →
+    /// `to` with `reason`, off the watch queue; `false` when the condition no longer holds.
+    async fn give_up(
+        &self,
+        id: &MessageId,
+        from: MessageState,
+        to: MessageState,
+        now: UnixMillis,
+        reason: &str,
+    ) -> Result<bool, MessageStoreError> {
+        let mut condition = "#state = :from AND release_queue = :watch".to_owned();
+        if from == MessageState::Sending {
+            // A lease never written (a record from before leases) counts as lapsed.
+            condition
+                .push_str(" AND (attribute_not_exists(sending_until) OR sending_until <= :now)");
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression(
+                "SET #state = :to, state_reason = :reason, updated_at = :now \
+                 REMOVE sending_until, release_queue, release_at",
+            )
+            .condition_expression(condition)
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":watch", s(ReleaseQueue::Watch.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", n(now.as_i64()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
+        }
+    }
+
+    /// A watched `queued` message the sweeper gave up on → `failed` with `reason`.
+    pub async fn fail_queued(
+        &self,
+        id: &MessageId,
+        now: UnixMillis,
+        reason: &str,
+    ) -> Result<bool, MessageStoreError> {
+        self.give_up(id, MessageState::Queued, MessageState::Failed, now, reason)
+            .await
+    }
+
+    /// A `sending` message whose lease lapsed by `now` → `unknown` with `reason`.
+    pub async fn abandon_lapsed(
+        &self,
+        id: &MessageId,
+        now: UnixMillis,
+        reason: &str,
+    ) -> Result<bool, MessageStoreError> {
+        self.give_up(
+            id,
+            MessageState::Sending,
+            MessageState::Unknown,
+            now,
+            reason,
+        )
+        .await
+    }
+
+    /// Takes a message that is neither `queued` nor `sending` off the watch queue.
+    pub async fn unwatch(&self, id: &MessageId) -> Result<bool, MessageStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression("REMOVE release_queue, release_at")
+            .condition_expression("release_queue = :watch AND NOT (#state IN (:queued, :sending))")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":watch", s(ReleaseQueue::Watch.as_str()))
+            .expression_attribute_values(":queued", s(MessageState::Queued.as_str()))
+            .expression_attribute_values(":sending", s(MessageState::Sending.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
         }
     }
 }

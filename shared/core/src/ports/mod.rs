@@ -23,7 +23,7 @@ pub use send::{
     ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper, StoredMessage,
     SuppressionCheck,
 };
-pub use sweep::{HeldMessages, ReleaseSendQueue};
+pub use sweep::{HeldMessages, ReleaseSendQueue, StalledMessages};
 pub use webhooks::{Enqueued, EventsQueue, ReceiptEvents, WebhookReceipts};
 
 use std::error::Error;

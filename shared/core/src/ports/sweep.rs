@@ -41,6 +41,44 @@ pub trait HeldMessages: Send + Sync {
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
+/// Messages on the watch queue ([`ReleaseQueue::Watch`]) that did not move on in time, as the
+/// sweeper's stalled job changes them. Every change is conditional: of two sweeps (or a sweep
+/// and a worker) racing for one message, one wins and the other changes nothing.
+pub trait StalledMessages: Send + Sync {
+    /// A `queued` message still due at `now` gets its next check at `next_check`, and one
+    /// more re-enqueue counted: the new count, or `None` when it is no longer queued and due
+    /// (a worker took it, or another sweep got there first). The caller enqueues it then.
+    fn renew_queued<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+        next_check: UnixMillis,
+    ) -> BoxFuture<'a, Result<Option<u32>, StoreError>>;
+
+    /// A `queued` message the sweeper gave up on → `failed` with `reason`; `false` when it is
+    /// no longer queued.
+    fn fail_queued<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// A `sending` message whose lease lapsed by `now` → `unknown` with `reason` (its sender
+    /// died, perhaps after the provider took it: it must not be sent blindly); `false` when it
+    /// is no longer sending under a lapsed lease.
+    fn abandon_lapsed<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Takes a message that moved on (neither `queued` nor `sending`) off the watch queue;
+    /// `false` when it is queued or sending again, or already off it.
+    fn unwatch<'a>(&'a self, id: &'a MessageId) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
 /// The send queue taking released messages, each with its own delay.
 pub trait ReleaseSendQueue: Send + Sync {
     /// Puts every `(id, delay)` on the send queue in one call (at most ten); fails unless every

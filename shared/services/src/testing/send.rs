@@ -122,9 +122,16 @@ pub struct ScriptedProvider {
     pub script: Mutex<VecDeque<Step>>,
     /// How many calls it took.
     pub calls: AtomicU32,
+    /// Run at the start of every call (to look at the stores as the provider is called).
+    before: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl ScriptedProvider {
+    /// Runs `check` at the start of every call.
+    pub fn before_call(&self, check: impl Fn() + Send + Sync + 'static) {
+        *self.before.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(check));
+    }
+
     /// A provider answering `script`, then accepting every call.
     pub fn new(id: ProviderId, clock: Arc<FixedClock>, script: Vec<Step>) -> Self {
         Self {
@@ -132,6 +139,7 @@ impl ScriptedProvider {
             clock,
             script: Mutex::new(script.into()),
             calls: AtomicU32::new(0),
+            before: Mutex::new(None),
         }
     }
 
@@ -151,6 +159,9 @@ impl EmailProvider for ScriptedProvider {
         _email: &'a OutboundEmail,
     ) -> BoxFuture<'a, Result<Accepted, SendFailure>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(check) = &*self.before.lock().unwrap_or_else(PoisonError::into_inner) {
+            check();
+        }
         let (takes, result) = self
             .script
             .lock()
@@ -264,9 +275,27 @@ pub struct MemoryIdempotency {
 }
 
 impl MemoryIdempotency {
+    /// Forgets `scoped_key`'s record, as when its claim lapsed (or its retention ended).
+    pub fn forget(&self, scoped_key: &str) {
+        lock(&self.records).remove(scoped_key);
+    }
+
     /// The stored record of `scoped_key`, if any.
     pub fn record(&self, scoped_key: &str) -> Option<IdempotencyRecord> {
         lock(&self.records).get(scoped_key).map(|(r, _)| r.clone())
+    }
+
+    /// Whether `key` is free or lapsed (a claim would succeed); nothing changes.
+    pub fn would_claim(&self, key: &KeyClaimRequest) -> bool {
+        let records = lock(&self.records);
+        matches!(
+            decide(
+                records.get(&key.scoped_key).map(|(r, _)| r),
+                &key.fingerprint,
+                key.now,
+            ),
+            IdempotencyDecision::Proceed { .. }
+        )
     }
 
     /// Claims `key` if it is free or lapsed; the claim, or what holds the key.
@@ -574,11 +603,17 @@ impl MessageStore for MemoryMessages {
     ) -> BoxFuture<'a, Result<Option<Claim>, StoreError>> {
         let result = self.faults.take("create_and_claim").and_then(|()| {
             if lock(&self.messages).contains_key(&record.id) {
-                return Err(StoreError::new(
-                    StoreErrorKind::ConditionFailed,
-                    "create_and_claim",
-                    "the message exists already",
-                ));
+                // One transaction: a refused claim is reported first (as the adapter reads
+                // the cancellation reasons), else the existing message; nothing is written.
+                return if self.idempotency.would_claim(key) {
+                    Err(StoreError::new(
+                        StoreErrorKind::ConditionFailed,
+                        "create_and_claim",
+                        "the message exists already",
+                    ))
+                } else {
+                    Ok(None)
+                };
             }
             match self.idempotency.try_claim(key) {
                 Ok(claim) => self

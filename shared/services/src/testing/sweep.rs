@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use mailgate_core::ports::{BoxFuture, HeldMessages, ReleaseSendQueue};
+use mailgate_core::ports::{BoxFuture, HeldMessages, ReleaseSendQueue, StalledMessages};
 use mailgate_core::{
     MessageId, MessageRecord, MessageState, ReleaseQueue, StoreError, StoreErrorKind, UnixMillis,
 };
@@ -22,7 +22,13 @@ pub struct MemoryHeldMessages {
     records: Mutex<HashMap<MessageId, MessageRecord>>,
     /// Ids the index still lists after their record went (the index lags the table).
     pub ghosts: Mutex<Vec<(ReleaseQueue, MessageId)>>,
-    /// Failures to inject, by operation (`due`, `record`, `mark_released`, `mark_paused`).
+    /// The watch queue's next check and re-enqueue count of messages the stalled job renewed
+    /// (the others are due as [`MessageRecord::release_at`] says).
+    watch: Mutex<HashMap<MessageId, (UnixMillis, u32)>>,
+    /// Why the stalled job gave up on a message.
+    pub reasons: Mutex<HashMap<MessageId, String>>,
+    /// Failures to inject, by operation (`due`, `record`, `mark_released`, `mark_paused`,
+    /// `renew_queued`, `fail_queued`, `abandon_lapsed`, `unwatch`).
     pub faults: Faults,
 }
 
@@ -35,6 +41,18 @@ impl MemoryHeldMessages {
     /// The record of `id`, if any.
     pub fn get(&self, id: &MessageId) -> Option<MessageRecord> {
         lock(&self.records).get(id).cloned()
+    }
+
+    /// How many times the stalled job re-enqueued `id`.
+    pub fn requeues(&self, id: &MessageId) -> u32 {
+        lock(&self.watch).get(id).map_or(0, |w| w.1)
+    }
+
+    fn due_at(&self, r: &MessageRecord) -> UnixMillis {
+        match lock(&self.watch).get(&r.id) {
+            Some((at, _)) if r.state == MessageState::Queued => *at,
+            _ => r.release_at(),
+        }
     }
 
     fn transition(
@@ -65,8 +83,8 @@ impl HeldMessages for MemoryHeldMessages {
         let result = self.faults.take("due").map(|()| {
             let mut due: Vec<(UnixMillis, MessageId)> = lock(&self.records)
                 .values()
-                .filter(|r| r.release_queue() == Some(queue) && r.release_at() <= at)
-                .map(|r| (r.release_at(), r.id.clone()))
+                .filter(|r| r.release_queue() == Some(queue) && self.due_at(r) <= at)
+                .map(|r| (self.due_at(r), r.id.clone()))
                 .collect();
             due.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.as_str().cmp(b.1.as_str())));
             let ghosts = lock(&self.ghosts);
@@ -136,6 +154,73 @@ impl MemoryReleaseQueue {
     /// Calls made that succeeded.
     pub fn calls(&self) -> usize {
         *lock(&self.calls)
+    }
+}
+
+impl StalledMessages for MemoryHeldMessages {
+    fn renew_queued<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+        next_check: UnixMillis,
+    ) -> BoxFuture<'a, Result<Option<u32>, StoreError>> {
+        let result = self.faults.take("renew_queued").map(|()| {
+            let record = self.get(id)?;
+            if record.state != MessageState::Queued || self.due_at(&record) > now {
+                return None;
+            }
+            let mut watch = lock(&self.watch);
+            let entry = watch.entry(id.clone()).or_insert((next_check, 0));
+            entry.0 = next_check;
+            entry.1 += 1;
+            Some(entry.1)
+        });
+        Box::pin(async move { result })
+    }
+
+    fn fail_queued<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let result = self.faults.take("fail_queued").map(|()| {
+            let moved = self.transition(id, &[MessageState::Queued], MessageState::Failed, now);
+            if moved {
+                lock(&self.reasons).insert(id.clone(), reason.to_owned());
+            }
+            moved
+        });
+        Box::pin(async move { result })
+    }
+
+    fn abandon_lapsed<'a>(
+        &'a self,
+        id: &'a MessageId,
+        now: UnixMillis,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let result = self.faults.take("abandon_lapsed").map(|()| {
+            let lapsed = self
+                .get(id)
+                .is_some_and(|r| r.sending_until.is_none_or(|u| u <= now));
+            let moved =
+                lapsed && self.transition(id, &[MessageState::Sending], MessageState::Unknown, now);
+            if moved {
+                lock(&self.reasons).insert(id.clone(), reason.to_owned());
+            }
+            moved
+        });
+        Box::pin(async move { result })
+    }
+
+    fn unwatch<'a>(&'a self, id: &'a MessageId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        // The fake's watch queue follows the state; a moved-on message is off it already.
+        let result = self
+            .faults
+            .take("unwatch")
+            .map(|()| lock(&self.watch).remove(id).is_some());
+        Box::pin(async move { result })
     }
 }
 
