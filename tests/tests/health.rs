@@ -72,7 +72,8 @@ async fn health_is_200_when_every_table_and_queue_exists() {
             "idempotency",
             "suppressions",
             "api_keys",
-            "control"
+            "control",
+            "templates"
         ]
     );
     assert!(
@@ -244,6 +245,6 @@ async fn anonymous_health_checks_reuse_one_check_of_the_resources_for_a_while() 
     }
     let calls = log.take();
     // One check: a DescribeTable per table and one GetQueueAttributes, not five of each.
-    assert_eq!(calls.total("dynamodb"), 5, "{}", calls.describe());
+    assert_eq!(calls.total("dynamodb"), 6, "{}", calls.describe());
     assert_eq!(calls.total("sqs"), 1, "{}", calls.describe());
 }

@@ -362,18 +362,25 @@ fn codes_in_the_code() -> BTreeSet<String> {
     let mut codes = BTreeSet::new();
     let mut sources = send_api_sources();
     // The services behind the send API's routes build some of its answers.
-    for file in ["shared/lambda/src/http.rs", "shared/services/src/accept.rs"] {
+    for file in [
+        "shared/lambda/src/http.rs",
+        "shared/services/src/accept.rs",
+        "shared/services/src/templates.rs",
+    ] {
         sources.push((
             file.to_owned(),
             production_source(&workspace_root().join(file)),
         ));
     }
     for (_, source) in &sources {
-        // `ApiError::new(status, "code", …)`: the literal after the first argument.
-        for (at, pattern) in source.match_indices("ApiError::new(") {
-            let args = &source[at + pattern.len()..];
-            if let Some(code) = args.find(',').and_then(|c| leading_literal(&args[c + 1..])) {
-                codes.insert(code);
+        // `ApiError::new(status, "code", …)` and `TemplateFailure::new(status, "code", …)`: the
+        // literal after the first argument.
+        for constructor in ["ApiError::new(", "TemplateFailure::new("] {
+            for (at, pattern) in source.match_indices(constructor) {
+                let args = &source[at + pattern.len()..];
+                if let Some(code) = args.find(',').and_then(|c| leading_literal(&args[c + 1..])) {
+                    codes.insert(code);
+                }
             }
         }
         // `unprocessable("code", field, message)` in the suppression routes.

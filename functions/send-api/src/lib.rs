@@ -1,12 +1,14 @@
 //! `send-api`: the HTTP API behind API Gateway: `GET /v1/health` (the verdict for anyone, the
 //! full report for a key with the `read` scope),
 //! `GET /v1/keys/self` (any valid API key), `POST /v1/messages` and `POST /v1/messages/batch`
-//! (scope `send`), `GET|DELETE /v1/messages/{id}` and the suppression routes.
+//! (scope `send`), `GET|DELETE /v1/messages/{id}`, the suppression routes and the template
+//! routes (`/v1/templates…`).
 
 pub mod auth;
 mod messages;
 pub mod send;
 mod suppressions;
+mod templates;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,7 @@ pub const TABLES: &[Table] = &[
     Table::Suppressions,
     Table::ApiKeys,
     Table::Control,
+    Table::Templates,
 ];
 /// The queues the send API writes.
 pub const QUEUES: &[Queue] = &[Queue::Send];
@@ -125,6 +128,7 @@ pub struct SendApi {
     clients: AwsClients,
     auth: Authenticator,
     intake: Arc<MessageIntake>,
+    templates: mailgate_services::templates::Templates,
     health: Arc<HealthCheck>,
 }
 
@@ -143,11 +147,19 @@ impl SendApi {
         };
         let intake = message_intake(&clients, &config.names, Arc::new(delivery), settings);
         let health = Arc::new(HealthCheck::new(clients.clone(), config.names.clone()));
+        let templates = mailgate_services::templates::Templates::new(
+            Arc::new(mailgate_aws::DynamoDbTemplates::new(
+                clients.dynamodb.clone(),
+                config.names.table(Table::Templates),
+            )),
+            Arc::new(mailgate_core::SystemClock),
+        );
         Ok(Self {
             config,
             clients,
             auth,
             intake: Arc::new(intake),
+            templates,
             health,
         })
     }
@@ -195,6 +207,7 @@ impl SendApi {
             )
             .into_response(),
             (_, p) if suppressions::is_suppressions_path(p) => self.suppressions(&request, p).await,
+            (_, p) if templates::is_templates_path(p) => self.templates(&request, p).await,
             (_, p) if messages::is_message_path(p) => self.message(&request, p).await,
             _ => ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -59,6 +59,7 @@ fn summary_json(record: &MessageRecord) -> Value {
             "type": r.kind.as_str(),
             "status": record.recipient_status(r).as_str(),
         })).collect::<Vec<_>>(),
+        "template": record.template.as_ref().map(|t| json!({"id": t.id.as_str(), "version": t.version})),
     })
 }
 

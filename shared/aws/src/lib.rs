@@ -46,6 +46,8 @@ pub mod send_queue;
 pub use send_queue::{MalformedSendMessage, SendQueueMessage, SqsSendQueue};
 pub mod history;
 pub use history::{DynamoDbEventHistory, EventClaim, EventRecorded, HistoryEntry, HistoryError};
+pub mod templates;
+pub use templates::DynamoDbTemplates;
 pub mod endpoints;
 pub use endpoints::{DynamoDbEndpoints, EndpointStoreError, endpoint_pk};
 pub mod outbound_queue;

@@ -57,18 +57,26 @@ pub enum Scope {
     Read,
     /// Add and remove suppressions.
     SuppressionsWrite,
+    /// Create, version and delete message templates.
+    TemplatesWrite,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 3] = [Scope::Send, Scope::Read, Scope::SuppressionsWrite];
+    pub const ALL: [Scope; 4] = [
+        Scope::Send,
+        Scope::Read,
+        Scope::SuppressionsWrite,
+        Scope::TemplatesWrite,
+    ];
 
-    /// The scope's name: `send`, `read`, `suppressions:write`.
+    /// The scope's name: `send`, `read`, `suppressions:write`, `templates:write`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Send => "send",
             Scope::Read => "read",
             Scope::SuppressionsWrite => "suppressions:write",
+            Scope::TemplatesWrite => "templates:write",
         }
     }
 }
@@ -81,7 +89,7 @@ impl fmt::Display for Scope {
 
 /// A scope name that is not one of [`Scope::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scope {0:?}; the scopes are send, read, suppressions:write")]
+#[error("unknown scope {0:?}; the scopes are send, read, suppressions:write, templates:write")]
 pub struct UnknownScope(pub String);
 
 impl FromStr for Scope {
@@ -644,13 +652,14 @@ mod tests {
             assert_eq!(scope.as_str().parse::<Scope>().unwrap(), scope);
         }
         assert_eq!(Scope::SuppressionsWrite.as_str(), "suppressions:write");
+        assert_eq!(Scope::TemplatesWrite.as_str(), "templates:write");
         assert_eq!(
             "admin".parse::<Scope>(),
             Err(UnknownScope("admin".to_owned()))
         );
         assert_eq!(
             serde_json::to_string(&Scopes::all()).unwrap(),
-            r#"["send","read","suppressions:write"]"#
+            r#"["send","read","suppressions:write","templates:write"]"#
         );
     }
 

@@ -146,6 +146,11 @@ prefixed_id!(
     EndpointId,
     "ep_"
 );
+prefixed_id!(
+    /// Identifies one message template (`tpl_…`).
+    TemplateId,
+    "tpl_"
+);
 
 #[cfg(test)]
 mod tests {

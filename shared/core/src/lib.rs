@@ -16,7 +16,7 @@ pub mod receipt;
 
 pub use address::{AddressError, EmailAddress};
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use id::{EndpointId, EventId, IdError, MessageId};
+pub use id::{EndpointId, EventId, IdError, MessageId, TemplateId};
 pub use provider::{ProviderId, UnknownProvider};
 pub use queue::{QueuedEvent, queue_messages, sqs_safe};
 pub use receipt::{
@@ -118,5 +118,8 @@ pub use standard_webhooks::{
 
 // The ports the application services are written against (adapters implement them).
 pub mod ports;
+
+// Message templates: versions, rendering with data.
+pub mod template;
 
 pub use ports::{BoxFuture, StoreError, StoreErrorKind};

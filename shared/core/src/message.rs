@@ -430,6 +430,8 @@ pub struct MessageRecord {
     /// While `sending`: until when its sender holds it (a lapsed lease means the sender died,
     /// perhaps after the provider took the message).
     pub sending_until: Option<UnixMillis>,
+    /// The template it was rendered from, if any.
+    pub template: Option<crate::template::TemplateRef>,
 }
 
 impl MessageRecord {
@@ -487,6 +489,7 @@ impl MessageRecord {
             provider_message_id: None,
             attempt_count: 0,
             sending_until: None,
+            template: None,
         }
     }
 

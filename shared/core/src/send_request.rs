@@ -109,6 +109,8 @@ const RESERVED_METADATA_PREFIX: &str = "mailgate_";
 
 /// The machine-readable error codes of this module.
 pub mod code {
+    /// 422: `subject`, `html` or `text` given together with `template`.
+    pub const TEMPLATE_CONFLICT: &str = "template_conflict";
     /// 400: the body is not valid JSON (syntax error, truncated, trailing characters).
     pub const MALFORMED_JSON: &str = "malformed_json";
     /// 400: a value has the wrong JSON type (or a key is repeated).
@@ -484,6 +486,7 @@ pub struct SendRequest {
     send_at: Option<String>,
     provider: Option<String>,
     category: Option<String>,
+    template: Option<crate::template::TemplateUse>,
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
 }
@@ -521,12 +524,43 @@ impl fmt::Debug for SendRequest {
 }
 
 const SEND_REQUEST_FIELDS: &str = "from, to, cc, bcc, reply_to, subject, html, text, headers, \
-     attachments, tags, metadata, send_at, provider, category";
+     attachments, tags, metadata, send_at, provider, category, template";
 
 impl SendRequest {
     /// Deserializes a `POST /v1/messages` body; a shape error is one 400 [`FieldError`].
     pub fn from_json(body: &[u8]) -> Result<Self, FieldError> {
         parse_json(body)
+    }
+
+    /// The template the request sends with, if any.
+    pub fn template(&self) -> Option<&crate::template::TemplateUse> {
+        self.template.as_ref()
+    }
+
+    /// Fills the subject and bodies from a rendered template. A request that names a template
+    /// and also gives `subject`, `html` or `text` is refused: which one would be sent is not
+    /// for us to guess.
+    pub fn apply_template(
+        &mut self,
+        rendered: crate::template::TemplateContent,
+    ) -> Result<(), FieldError> {
+        for (given, name) in [
+            (self.subject.is_some(), "subject"),
+            (self.html.is_some(), "html"),
+            (self.text.is_some(), "text"),
+        ] {
+            if given {
+                return Err(FieldError::new(
+                    code::TEMPLATE_CONFLICT,
+                    name,
+                    format!("`{name}` cannot be given with `template`; the template renders it"),
+                ));
+            }
+        }
+        self.subject = Some(rendered.subject);
+        self.html = rendered.html;
+        self.text = rendered.text;
+        Ok(())
     }
 
     /// Checks every rule against `limits` and the injected `now`, and builds the message under
@@ -570,6 +604,13 @@ pub struct BatchSendRequest {
     messages: Option<Vec<SendRequest>>,
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
+}
+
+impl BatchSendRequest {
+    /// The batch's messages, to fill their templates before validation.
+    pub fn messages_mut(&mut self) -> &mut [SendRequest] {
+        self.messages.as_deref_mut().unwrap_or_default()
+    }
 }
 
 impl fmt::Debug for BatchSendRequest {

@@ -135,6 +135,10 @@ pub fn message_intake(
             clients.sqs.clone(),
             names.queue_url(Queue::Send),
         )),
+        templates: Arc::new(mailgate_aws::DynamoDbTemplates::new(
+            dynamodb.clone(),
+            names.table(Table::Templates),
+        )),
         clock: Arc::new(SystemClock),
         sleeper: Arc::new(TokioSleeper),
         random: Arc::new(ThreadRandom),

@@ -285,6 +285,8 @@ pub struct AcceptPorts {
     pub controls: Arc<dyn SendControls>,
     /// The send queue (the batch's messages).
     pub queue: Arc<dyn SendQueue>,
+    /// Templates a request may send with.
+    pub templates: Arc<dyn mailgate_core::ports::TemplateStore>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Waiting between claim attempts.
@@ -295,6 +297,7 @@ pub struct AcceptPorts {
 
 /// Accepts messages and delivers them.
 pub struct MessageIntake {
+    templates: crate::templates::Templates,
     ports: AcceptPorts,
     delivery: Arc<MessageDelivery>,
     settings: AcceptSettings,
@@ -316,10 +319,54 @@ impl MessageIntake {
         settings: AcceptSettings,
     ) -> Self {
         Self {
+            templates: crate::templates::Templates::new(
+                ports.templates.clone(),
+                ports.clock.clone(),
+            ),
             ports,
             delivery,
             settings,
         }
+    }
+
+    /// Renders the template `request` names (at `field`) into its subject and bodies: the
+    /// template and version used, or the answer when that fails.
+    async fn render_template(
+        &self,
+        environment: mailgate_core::KeyEnvironment,
+        request: &mut SendRequest,
+        field: &str,
+    ) -> Result<Option<mailgate_core::template::TemplateRef>, AcceptOutcome> {
+        let Some(used) = request.template().cloned() else {
+            return Ok(None);
+        };
+        let rendered = match self.templates.resolve(environment, &used, field).await {
+            Ok(r) => r,
+            Err(f) if f.status == 503 => {
+                return Err(AcceptOutcome::Unavailable {
+                    what: "template store",
+                    error: StoreError::new(
+                        mailgate_core::StoreErrorKind::Transient,
+                        "templates",
+                        f.message,
+                    ),
+                });
+            }
+            Err(f) => {
+                return Err(AcceptOutcome::Invalid(vec![FieldError::new(
+                    f.code,
+                    f.field.unwrap_or_else(|| field.to_owned()),
+                    f.message,
+                )]));
+            }
+        };
+        request
+            .apply_template(rendered.content)
+            .map_err(|e| AcceptOutcome::Invalid(vec![e]))?;
+        Ok(Some(mailgate_core::template::TemplateRef {
+            id: rendered.id,
+            version: rendered.version,
+        }))
     }
 
     /// The settings.
@@ -503,9 +550,16 @@ impl MessageIntake {
         keyed: Option<KeyedRequest>,
     ) -> AcceptOutcome {
         let now = self.ports.clock.now();
-        let request = match SendRequest::from_json(body) {
+        let mut request = match SendRequest::from_json(body) {
             Ok(r) => r,
             Err(e) => return AcceptOutcome::Invalid(vec![e]),
+        };
+        let template = match self
+            .render_template(key.environment, &mut request, "template")
+            .await
+        {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
         };
         let id = keyed
             .as_ref()
@@ -542,6 +596,7 @@ impl MessageIntake {
             send_at.map(UnixMillis::from),
             &dropped,
         );
+        record.template = template;
         if state == MessageState::Queued {
             // Sent now, by this request: recorded `sending` under a lease as long as the key's,
             // so a worker never takes it meanwhile, and a function that dies after the provider
@@ -727,10 +782,23 @@ impl MessageIntake {
         keyed: Option<&KeyedRequest>,
     ) -> AcceptOutcome {
         let now = self.ports.clock.now();
-        let request = match BatchSendRequest::from_json(body) {
+        let mut request = match BatchSendRequest::from_json(body) {
             Ok(r) => r,
             Err(e) => return AcceptOutcome::Invalid(vec![e]),
         };
+        let mut templates: Vec<
+            Result<Option<mailgate_core::template::TemplateRef>, Vec<FieldError>>,
+        > = Vec::new();
+        for (i, item) in request.messages_mut().iter_mut().enumerate() {
+            let field = format!("messages[{i}].template");
+            templates.push(
+                match self.render_template(key.environment, item, &field).await {
+                    Ok(t) => Ok(t),
+                    Err(AcceptOutcome::Invalid(errors)) => Err(errors),
+                    Err(other) => return other,
+                },
+            );
+        }
         let mut next = 0usize;
         let next_id = || {
             next += 1;
@@ -752,6 +820,16 @@ impl MessageIntake {
         let mut accepted: Vec<(usize, MessageRecord, Box<OutboundEmail>, Option<ProviderId>)> =
             Vec::new();
         for (index, item) in items.into_iter().enumerate() {
+            let template = match templates.get(index) {
+                Some(Err(errors)) => {
+                    let mut result = invalid_json(errors);
+                    result["index"] = json!(index);
+                    results.push(result);
+                    continue;
+                }
+                Some(Ok(t)) => t.clone(),
+                None => None,
+            };
             let valid = match item {
                 Ok(v) => v,
                 Err(errors) => {
@@ -776,7 +854,7 @@ impl MessageIntake {
                 Screened::Send { email, suppressed } => {
                     let dropped: Vec<EmailAddress> =
                         suppressed.iter().map(|(a, _)| a.clone()).collect();
-                    let record = MessageRecord::new(
+                    let mut record = MessageRecord::new(
                         &email,
                         key.id.clone(),
                         key.environment,
@@ -785,6 +863,7 @@ impl MessageIntake {
                         send_at.map(UnixMillis::from),
                         &dropped,
                     );
+                    record.template = template;
                     results.push(json!({
                         "index": index,
                         "id": record.id.as_str(),
@@ -871,7 +950,8 @@ mod tests_support {
     use crate::send::SendService;
     pub use crate::testing::{
         FixedRandom, MemoryControls, MemoryHealth, MemoryIdempotency, MemoryMessages,
-        MemorySendQueue, MemorySuppressions, RecordingSleeper, ScriptedProvider, Step, fails,
+        MemorySendQueue, MemorySuppressions, MemoryTemplates, RecordingSleeper, ScriptedProvider,
+        Step, fails,
     };
 
     const T0: i64 = 1_790_000_000;
@@ -884,6 +964,7 @@ mod tests_support {
         pub suppressions: Arc<MemorySuppressions>,
         pub controls: Arc<MemoryControls>,
         pub queue: Arc<MemorySendQueue>,
+        pub templates: Arc<MemoryTemplates>,
         pub provider: Arc<ScriptedProvider>,
         pub clock: Arc<FixedClock>,
         pub key: AuthenticatedKey,
@@ -915,12 +996,14 @@ mod tests_support {
         );
         let suppressions = Arc::new(MemorySuppressions::default());
         let controls = Arc::new(MemoryControls::default());
+        let templates = Arc::new(MemoryTemplates::default());
         let ports = AcceptPorts {
             messages: messages.clone(),
             idempotency: idempotency.clone(),
             suppressions: suppressions.clone(),
             controls: controls.clone(),
             queue: queue.clone(),
+            templates: templates.clone(),
             clock: clock.clone(),
             sleeper: Arc::new(RecordingSleeper::new(clock.clone())),
             random: Arc::new(FixedRandom(0.5)),
@@ -937,6 +1020,7 @@ mod tests_support {
             suppressions,
             controls,
             queue,
+            templates,
             provider,
             clock,
             key: AuthenticatedKey {
@@ -1361,6 +1445,88 @@ mod tests {
             "the message the first attempt enqueued is not enqueued again: {pointers:?}"
         );
         assert_eq!(pointers.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod templated {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::tests_support::*;
+    use crate::templates::Templates;
+
+    async fn template(h: &Harness) -> String {
+        let t = Templates::new(h.templates.clone(), h.clock.clone());
+        let created = t
+            .create(
+                h.key.environment,
+                br#"{"name":"Receipt","subject":"Order {{ order }}","html":"<p>{{ name }}</p>","text":"Hi {{ name }}"}"#,
+            )
+            .await
+            .unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_send_with_a_template_stores_and_sends_the_rendering_and_keeps_the_version() {
+        let h = harness(vec![]);
+        let id = template(&h).await;
+        let body = format!(
+            r#"{{"from":"news@example.com","to":["jane@example.org"],"template":{{"id":"{id}","data":{{"order":7,"name":"<Jane>"}}}}}}"#
+        );
+        let a = accepted(h.intake.accept(&h.key, body.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Sent);
+        let stored = &h.messages.all()[0];
+        assert_eq!(stored.content.subject, "Order 7");
+        assert_eq!(stored.content.html.as_deref(), Some("<p>&lt;Jane&gt;</p>"));
+        assert_eq!(stored.content.text.as_deref(), Some("Hi <Jane>"));
+        let used = stored.record.template.clone().unwrap();
+        assert_eq!((used.id.as_str(), used.version), (id.as_str(), 1));
+    }
+
+    #[tokio::test]
+    async fn a_template_missing_data_or_given_with_a_subject_is_refused_and_nothing_is_sent() {
+        let h = harness(vec![]);
+        let id = template(&h).await;
+        let body = format!(
+            r#"{{"from":"news@example.com","to":["jane@example.org"],"template":{{"id":"{id}","data":{{}}}}}}"#
+        );
+        let outcome = h.intake.accept(&h.key, body.as_bytes(), None).await;
+        let AcceptOutcome::Invalid(errors) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(outcome.status(), 422);
+        assert_eq!(errors[0].code, "template_render_failed");
+        assert!(errors[0].message.contains("`name`") && errors[0].message.contains("`order`"));
+        let body = format!(
+            r#"{{"from":"news@example.com","to":["jane@example.org"],"subject":"x","template":{{"id":"{id}","data":{{"order":1,"name":"a"}}}}}}"#
+        );
+        let outcome = h.intake.accept(&h.key, body.as_bytes(), None).await;
+        let AcceptOutcome::Invalid(errors) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(
+            (errors[0].code, errors[0].field.as_str()),
+            ("template_conflict", "subject")
+        );
+        // A batch item with a bad template fails alone.
+        let ok = format!(
+            r#"{{"from":"news@example.com","to":["jane@example.org"],"template":{{"id":"{id}","data":{{"order":1,"name":"a"}}}}}}"#
+        );
+        let bad = r#"{"from":"news@example.com","to":["jane@example.org"],"template":{"id":"tpl_00000000000000000000000000"}}"#;
+        let batch = format!(r#"{{"messages":[{ok},{bad}]}}"#);
+        let AcceptOutcome::Batch { body, .. } =
+            h.intake.accept_batch(&h.key, batch.as_bytes(), None).await
+        else {
+            panic!()
+        };
+        assert_eq!(body["results"][0]["status"], "queued");
+        assert_eq!(body["results"][1]["error"]["code"], "template_not_found");
+        assert_eq!(
+            body["results"][1]["error"]["field"],
+            "messages[1].template.id"
+        );
+        assert_eq!(h.provider.calls(), 0);
     }
 }
 

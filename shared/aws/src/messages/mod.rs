@@ -269,6 +269,13 @@ fn summary_item(record: &MessageRecord) -> Item {
             );
         }
     }
+    if let Some(template) = &record.template {
+        item.insert("template_id".to_owned(), s(template.id.as_str()));
+        item.insert(
+            "template_version".to_owned(),
+            n(i64::from(template.version)),
+        );
+    }
     if let (MessageState::Sending, Some(until)) = (record.state, record.sending_until) {
         item.insert("sending_until".to_owned(), n(until.as_i64()));
     }
@@ -353,6 +360,13 @@ fn record_from(item: &Item) -> Result<MessageRecord, MessageStoreError> {
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or_default(),
         sending_until: get_n(item, "sending_until").map(UnixMillis),
+        template: match (get_s(item, "template_id"), get_n(item, "template_version")) {
+            (Some(id), Some(version)) => Some(mailgate_core::template::TemplateRef {
+                id: mailgate_core::TemplateId::parse(id).map_err(|_| corrupt("template_id"))?,
+                version: u32::try_from(version).map_err(|_| corrupt("template_version"))?,
+            }),
+            _ => None,
+        },
     })
 }
 

@@ -9,6 +9,7 @@
 pub mod events;
 pub mod send;
 pub mod sweep;
+pub mod templates;
 pub mod webhooks;
 
 pub use events::{
@@ -24,6 +25,7 @@ pub use send::{
     SuppressionCheck,
 };
 pub use sweep::{HeldMessages, ReleaseSendQueue, StalledMessages};
+pub use templates::{TemplatePage, TemplateRecord, TemplateStore, TemplateVersion};
 pub use webhooks::{Enqueued, EventsQueue, ReceiptEvents, WebhookReceipts};
 
 use std::error::Error;

@@ -7,9 +7,11 @@
 mod events;
 mod send;
 mod sweep;
+mod templates;
 mod webhooks;
 
 pub use events::*;
 pub use send::*;
 pub use sweep::*;
+pub use templates::*;
 pub use webhooks::*;
