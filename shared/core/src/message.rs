@@ -393,6 +393,8 @@ pub struct MessageRecord {
     pub environment: KeyEnvironment,
     /// Transactional or bulk.
     pub category: MessageCategory,
+    /// The subscription topic it was sent on, if any.
+    pub topic: Option<String>,
     /// The sender (`Debug` masks it).
     pub from: Mailbox,
     /// Every recipient, to then cc then bcc, once per distinct (case-insensitive) address.
@@ -458,6 +460,7 @@ impl MessageRecord {
             api_key_id,
             environment,
             category: email.category,
+            topic: email.topic.clone(),
             from: email.from.clone(),
             recipients,
             state,

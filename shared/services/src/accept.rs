@@ -38,8 +38,8 @@ use mailgate_core::send_request::{FieldError, response_status};
 use mailgate_core::{
     AuthenticatedKey, BatchSendRequest, Claim, ClaimOutcome, Clock, EmailAddress, MessageCategory,
     MessageId, MessageRecord, MessageState, OutboundEmail, ProviderId, RequestFingerprint,
-    SendLimits, SendRequest, StoreError, StoredResponse, Suppression, UnixMillis, ValidatedSend,
-    initial_state,
+    SendLimits, SendRequest, StoreError, StoredResponse, Suppression, UnixMillis, UnsubscribeLinks,
+    ValidatedSend, initial_state,
 };
 use serde_json::{Value, json};
 
@@ -71,6 +71,34 @@ pub struct AcceptSettings {
     pub idempotency_retention: Duration,
     /// Size and count limits of a request.
     pub limits: SendLimits,
+    /// How one-click unsubscribe links are made (`UNSUBSCRIBE_BASE_URL`,
+    /// `UNSUBSCRIBE_SIGNING_KEYS`, `UNSUBSCRIBE_MAILTO`); without them, messages that need one
+    /// (bulk, or `"unsubscribe": true`) are refused with `unsubscribe_not_configured`.
+    pub unsubscribe: Option<UnsubscribeLinks>,
+}
+
+/// 422: a message needs a one-click unsubscribe link and this deployment has none configured.
+pub const UNSUBSCRIBE_NOT_CONFIGURED: &str = "unsubscribe_not_configured";
+
+/// Adds mailgate's one-click unsubscribe headers to a message that wants them (recipient index 0:
+/// such a message has one recipient, see `unsubscribe_one_recipient`).
+fn attach_unsubscribe(
+    links: Option<&UnsubscribeLinks>,
+    email: &mut OutboundEmail,
+) -> Result<(), FieldError> {
+    if !email.one_click {
+        return Ok(());
+    }
+    let Some(links) = links else {
+        return Err(FieldError::new(
+            UNSUBSCRIBE_NOT_CONFIGURED,
+            "category",
+            "this message needs a one-click unsubscribe link (bulk mail, or `unsubscribe`: true) \
+             and this deployment sets no UNSUBSCRIBE_BASE_URL and UNSUBSCRIBE_SIGNING_KEYS",
+        ));
+    };
+    email.headers.extend(links.headers(&email.message_id, 0));
+    Ok(())
 }
 
 /// The answer to an accepted message (the 202 body).
@@ -471,10 +499,14 @@ impl MessageIntake {
             Ok(r) => r,
             Err(e) => return AcceptOutcome::Invalid(vec![e]),
         };
-        let valid = match request.validate(&self.settings.limits, now, MessageId::generate()) {
+        let mut valid = match request.validate(&self.settings.limits, now, MessageId::generate()) {
             Ok(v) => v,
             Err(errors) => return AcceptOutcome::Invalid(errors),
         };
+        if let Err(error) = attach_unsubscribe(self.settings.unsubscribe.as_ref(), &mut valid.email)
+        {
+            return AcceptOutcome::Invalid(vec![error]);
+        }
         let found = match self
             .check_suppressions(std::iter::once(&valid.email), now)
             .await
@@ -684,6 +716,11 @@ impl MessageIntake {
         let mut accepted: Vec<(usize, MessageRecord, Box<OutboundEmail>, Option<ProviderId>)> =
             Vec::new();
         for (index, item) in items.into_iter().enumerate() {
+            let item = item.and_then(|mut v| {
+                attach_unsubscribe(self.settings.unsubscribe.as_ref(), &mut v.email)
+                    .map_err(|e| vec![e.prefixed(&format!("messages[{index}]"))])?;
+                Ok(v)
+            });
             let valid = match item {
                 Ok(v) => v,
                 Err(errors) => {
@@ -785,6 +822,9 @@ mod tests_support {
     };
 
     const T0: i64 = 1_790_000_000;
+    /// A test-only unsubscribe signing key.
+    pub const TEST_UNSUBSCRIBE_KEY: &str = "test-only-unsubscribe-signing-key-0123456789";
+    pub use mailgate_core::UnsubscribeKeys;
     pub const BODY: &str = r#"{"from":"news@example.com","to":["jane@example.org"],"cc":["joe@example.org"],"subject":"Hi","text":"Hello"}"#;
 
     pub struct Harness {
@@ -839,6 +879,14 @@ mod tests_support {
             send_budget: Duration::from_secs(10),
             idempotency_retention: Duration::from_secs(24 * 3600),
             limits: SendLimits::default(),
+            unsubscribe: Some(
+                UnsubscribeLinks::new(
+                    "https://unsubscribe.example.test",
+                    None,
+                    UnsubscribeKeys::parse(TEST_UNSUBSCRIBE_KEY).unwrap(),
+                )
+                .unwrap(),
+            ),
         };
         Harness {
             intake: MessageIntake::new(ports, delivery, settings),
@@ -1093,7 +1141,7 @@ mod tests {
 
     #[tokio::test]
     async fn bulk_mail_is_held_while_paused_or_when_the_switch_cannot_be_read() {
-        let bulk = BODY.replace(r#""text":"Hello""#, r#""text":"Hello","category":"bulk""#);
+        let bulk = BULK;
         let h = harness(vec![]);
         h.controls.bulk_paused.store(true, Ordering::SeqCst);
         let a = accepted(h.intake.accept(&h.key, bulk.as_bytes(), None).await);
@@ -1102,7 +1150,7 @@ mod tests {
         h.controls
             .faults
             .fail_next("bulk_paused", StoreErrorKind::Transient);
-        let key = keyed(&h, "k", &bulk);
+        let key = keyed(&h, "k", bulk);
         let scoped = key.as_ref().unwrap().scoped_key.clone();
         let a = accepted(h.intake.accept(&h.key, bulk.as_bytes(), key).await);
         assert_eq!(a.status, MessageState::Paused);
@@ -1115,6 +1163,65 @@ mod tests {
         // Transactional mail is never held.
         let a = accepted(h.intake.accept(&h.key, BODY.as_bytes(), None).await);
         assert_eq!(a.status, MessageState::Sent);
+    }
+
+    const BULK: &str = r#"{"from":"news@example.com","to":["jane@example.org"],"subject":"Hi","text":"Hello","category":"bulk","topic":"news"}"#;
+
+    #[tokio::test]
+    async fn bulk_mail_carries_a_signed_one_click_link_for_its_recipient() {
+        let h = harness(vec![]);
+        let a = accepted(h.intake.accept(&h.key, BULK.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Sent);
+        let stored = h.messages.message(&a.id).unwrap();
+        assert_eq!(stored.record.topic.as_deref(), Some("news"));
+        let header = |name: &str| {
+            stored
+                .content
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let link = header("List-Unsubscribe").unwrap();
+        let token = link
+            .strip_prefix("<https://unsubscribe.example.test/")
+            .and_then(|t| t.strip_suffix('>'))
+            .unwrap();
+        let keys = UnsubscribeKeys::parse(TEST_UNSUBSCRIBE_KEY).unwrap();
+        let named = keys.verify(token).unwrap();
+        assert_eq!((named.message_id, named.recipient_index), (a.id, 0));
+        assert_eq!(
+            header("List-Unsubscribe-Post").as_deref(),
+            Some("List-Unsubscribe=One-Click")
+        );
+
+        // Transactional mail gets the link only when asked for.
+        let a = accepted(h.intake.accept(&h.key, BODY.as_bytes(), None).await);
+        let stored = h.messages.message(&a.id).unwrap();
+        assert!(stored.content.headers.is_empty());
+        let asked = r#"{"from":"a@example.com","to":["b@example.org"],"subject":"Hi","text":"Hello","unsubscribe":true}"#;
+        let a = accepted(h.intake.accept(&h.key, asked.as_bytes(), None).await);
+        let stored = h.messages.message(&a.id).unwrap();
+        assert_eq!(stored.content.headers.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn without_unsubscribe_settings_bulk_mail_is_refused_and_nothing_stored() {
+        let mut h = harness(vec![]);
+        let settings = AcceptSettings {
+            unsubscribe: None,
+            ..h.intake.settings().clone()
+        };
+        h.intake = MessageIntake::new(h.intake.ports.clone(), h.intake.delivery.clone(), settings);
+        match h.intake.accept(&h.key, BULK.as_bytes(), None).await {
+            AcceptOutcome::Invalid(errors) => {
+                assert_eq!(errors[0].code, UNSUBSCRIBE_NOT_CONFIGURED);
+                assert_eq!(errors[0].status(), 422);
+            }
+            other => panic!("expected 422, got {other:?}"),
+        }
+        assert!(h.messages.all().is_empty());
+        assert_eq!(h.provider.calls(), 0);
     }
 
     fn batch(items: &[&str]) -> String {

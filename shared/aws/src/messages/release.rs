@@ -37,7 +37,7 @@ impl DynamoDbMessages {
         match result {
             Ok(out) => {
                 let item = out.attributes.unwrap_or_default();
-                Ok(Cancellation::Cancelled(record_from(&item)?))
+                Ok(Cancellation::Cancelled(Box::new(record_from(&item)?)))
             }
             Err(err) if is_conditional_failure(&err) => {
                 let old = match err.as_service_error() {
