@@ -290,8 +290,9 @@ pub fn keys_from_lookup(
     }
 }
 
-/// Reads the link settings through `lookup`: `Ok(None)` when neither `UNSUBSCRIBE_BASE_URL` nor
-/// `UNSUBSCRIBE_SIGNING_KEYS` is set; one without the other is a problem.
+/// Reads the link settings through `lookup`: `Ok(None)` when `UNSUBSCRIBE_SIGNING_KEYS` is not
+/// set (the template always wires `UNSUBSCRIBE_BASE_URL`; without keys no link can be signed, and
+/// messages that need one are refused); keys without a base URL are a problem.
 pub fn links_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<UnsubscribeLinks>, String> {

@@ -14,6 +14,7 @@
 //! | ingest a verified webhook delivery: receipt, events queue; re-enqueue stuck receipts | [`ingest`] | `webhook-<provider>`, `sweeper` |
 //! | release scheduled and paused messages onto the send queue | [`release`] | `sweeper` |
 //! | the sweeper's tick: every job once | [`sweep`] | `sweeper` |
+//! | one-click unsubscribe: verify the token, apply an `unsubscribed` event | [`unsubscribe`] | `unsubscribe` |
 
 pub mod accept;
 pub mod app_delivery;
@@ -24,6 +25,7 @@ pub mod ingest;
 pub mod release;
 pub mod send;
 pub mod sweep;
+pub mod unsubscribe;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
