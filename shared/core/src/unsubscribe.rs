@@ -299,13 +299,10 @@ pub fn links_from_lookup(
     let base = lookup(BASE_URL_VAR).filter(|v| !v.trim().is_empty());
     let keys = keys_from_lookup(&lookup)?;
     match (base, keys) {
-        (None, None) => Ok(None),
+        (_, None) => Ok(None),
         (Some(base), Some(keys)) => {
             UnsubscribeLinks::new(&base, lookup(MAILTO_VAR), keys).map(Some)
         }
-        (Some(_), None) => Err(format!(
-            "{BASE_URL_VAR} is set but {SIGNING_KEYS_VAR} is not"
-        )),
         (None, Some(_)) => Err(format!(
             "{SIGNING_KEYS_VAR} is set but {BASE_URL_VAR} is not"
         )),
@@ -444,6 +441,32 @@ mod tests {
         for bad in ["", "News", "a b", "a.b", "ü", &"x".repeat(65)] {
             assert!(!is_valid_topic(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn links_need_keys_and_keys_need_a_base_url() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert!(
+            links_from_lookup(env(&[("UNSUBSCRIBE_BASE_URL", "https://u.example")]))
+                .unwrap()
+                .is_none()
+        );
+        assert!(links_from_lookup(env(&[("UNSUBSCRIBE_SIGNING_KEYS", KEY_A)])).is_err());
+        assert!(
+            links_from_lookup(env(&[
+                ("UNSUBSCRIBE_BASE_URL", "https://u.example"),
+                ("UNSUBSCRIBE_SIGNING_KEYS", KEY_A)
+            ]))
+            .unwrap()
+            .is_some()
+        );
     }
 
     #[test]
