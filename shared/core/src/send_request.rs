@@ -182,6 +182,9 @@ pub mod code {
     /// 422: a message carrying mailgate's one-click link has more than one recipient; the link
     /// is per recipient, so send one message per recipient (a batch).
     pub const UNSUBSCRIBE_ONE_RECIPIENT: &str = "unsubscribe_one_recipient";
+    /// 422: a message needs a one-click unsubscribe link (bulk, or `"unsubscribe": true`) and
+    /// this deployment has no signing keys (checked by the accept service, not here).
+    pub const UNSUBSCRIBE_NOT_CONFIGURED: &str = "unsubscribe_not_configured";
 }
 
 /// The codes answered with 400; every other code is 422.

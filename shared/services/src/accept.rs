@@ -78,7 +78,7 @@ pub struct AcceptSettings {
 }
 
 /// 422: a message needs a one-click unsubscribe link and this deployment has none configured.
-pub const UNSUBSCRIBE_NOT_CONFIGURED: &str = "unsubscribe_not_configured";
+pub use mailgate_core::send_request::code::UNSUBSCRIBE_NOT_CONFIGURED;
 
 /// Adds mailgate's one-click unsubscribe headers to a message that wants them (recipient index 0:
 /// such a message has one recipient, see `unsubscribe_one_recipient`).
