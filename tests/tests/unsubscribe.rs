@@ -220,6 +220,58 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
     }
     let found = check().await;
     assert_eq!(found[&jane].reason, SuppressionReason::Unsubscribe);
+    // The next bulk message to her is not sent; a transactional one still goes.
+    let again = api
+        .handle(request(
+            "POST",
+            "/v1/messages",
+            Some(bulk.to_string()),
+            Some(&auth),
+        ))
+        .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        text(&again)
+    );
+    assert!(text(&again).contains("all_recipients_suppressed"));
+    let receipt = json!({
+        "from": "shop@example.com",
+        "to": ["jane@example.org"],
+        "subject": "Your receipt",
+        "text": "Paid.",
+    });
+    let receipt = api
+        .handle(request(
+            "POST",
+            "/v1/messages",
+            Some(receipt.to_string()),
+            Some(&auth),
+        ))
+        .await;
+    assert_eq!(receipt.status(), StatusCode::ACCEPTED, "{}", text(&receipt));
+    assert!(text(&receipt).contains("\"sent\""), "{}", text(&receipt));
+
+    // The unsubscribe is in the message's history, from the one-click source.
+    let read = api
+        .handle(request(
+            "GET",
+            &format!("/v1/messages/{id}"),
+            None,
+            Some(&auth),
+        ))
+        .await;
+    let message: Value = serde_json::from_str(&text(&read)).unwrap();
+    assert_eq!(message["topic"], "weekly", "{message}");
+    let events = message["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "unsubscribed" && e["provider_type"] == "one_click"),
+        "{message}"
+    );
+
     // Counted once (the repeat is a duplicate), with the event path's metrics.
     let counts = unsubscribe.tally().snapshot();
     assert_eq!(

@@ -38,8 +38,8 @@ use mailgate_core::send_request::{FieldError, response_status};
 use mailgate_core::{
     AuthenticatedKey, BatchSendRequest, Claim, ClaimOutcome, Clock, EmailAddress, MessageCategory,
     MessageId, MessageRecord, MessageState, OutboundEmail, ProviderId, RequestFingerprint,
-    SendLimits, SendRequest, StoreError, StoredResponse, Suppression, UnixMillis, UnsubscribeLinks,
-    ValidatedSend, initial_state,
+    SendLimits, SendRequest, StoreError, StoredResponse, Suppression, SuppressionReason,
+    UnixMillis, UnsubscribeLinks, ValidatedSend, initial_state,
 };
 use serde_json::{Value, json};
 
@@ -259,11 +259,15 @@ enum Screened {
     AllSuppressed(Vec<(EmailAddress, Suppression)>),
 }
 
-/// Drops suppressed recipients from `email` (found is the check's answer).
+/// Drops suppressed recipients from `email` (found is the check's answer). An unsubscribe stops
+/// bulk mail only: transactional mail (a receipt, a password reset) is stopped by bounces,
+/// complaints and the rest, never by an unsubscribe.
 fn screen(mut email: OutboundEmail, found: &HashMap<EmailAddress, Suppression>) -> Screened {
     let mut suppressed = Vec::new();
+    let transactional = email.category == MessageCategory::Transactional;
     let mut keep = |list: &mut Vec<EmailAddress>| {
         list.retain(|a| match found.get(a) {
+            Some(s) if transactional && s.reason == SuppressionReason::Unsubscribe => true,
             Some(s) => {
                 suppressed.push((a.clone(), s.clone()));
                 false
@@ -1203,6 +1207,35 @@ mod tests {
         let a = accepted(h.intake.accept(&h.key, asked.as_bytes(), None).await);
         let stored = h.messages.message(&a.id).unwrap();
         assert_eq!(stored.content.headers.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unsubscribe_stops_bulk_mail_but_never_transactional_mail() {
+        let h = harness(vec![]);
+        let jane = address("jane@example.org");
+        h.suppressions.put(Suppression::new(
+            &jane,
+            SuppressionReason::Unsubscribe,
+            h.clock.now(),
+        ));
+        match h.intake.accept(&h.key, BULK.as_bytes(), None).await {
+            AcceptOutcome::AllSuppressed(list) => assert_eq!(list[0].0, jane),
+            other => panic!("expected all suppressed, got {other:?}"),
+        }
+        let single = r#"{"from":"a@example.com","to":["jane@example.org"],"subject":"Receipt","text":"Paid"}"#;
+        let a = accepted(h.intake.accept(&h.key, single.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Sent);
+        assert!(a.suppressed.is_empty());
+        // A complaint stops transactional mail too.
+        h.suppressions.put(Suppression::new(
+            &jane,
+            SuppressionReason::Complaint,
+            h.clock.now(),
+        ));
+        assert!(matches!(
+            h.intake.accept(&h.key, single.as_bytes(), None).await,
+            AcceptOutcome::AllSuppressed(_)
+        ));
     }
 
     #[tokio::test]
