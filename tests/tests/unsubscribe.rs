@@ -280,3 +280,51 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
         "{counts:?}"
     );
 }
+
+#[tokio::test]
+async fn a_resubscribe_lifts_only_an_event_written_unsubscribe_in_dynamodb() {
+    let t = TestStack::new().await;
+    let list =
+        DynamoDbSuppressionList::new(t.clients.dynamodb.clone(), t.table("SuppressionsTable"));
+    let now = OffsetDateTime::now_utc();
+    let jane = EmailAddress::parse("jane@example.org").unwrap();
+    let joe = EmailAddress::parse("joe@example.org").unwrap();
+    let unsubscribed = mailgate_core::Suppression::new(&jane, SuppressionReason::Unsubscribe, now);
+    assert!(list.put_unless_active(&unsubscribed, now).await.unwrap());
+    // An entry the API wrote, and an event-written complaint.
+    list.put(&mailgate_core::Suppression::new(
+        &joe,
+        SuppressionReason::Unsubscribe,
+        now,
+    ))
+    .await
+    .unwrap();
+    assert!(
+        !list
+            .lift(&joe, SuppressionReason::Unsubscribe)
+            .await
+            .unwrap()
+    );
+    assert!(
+        list.lift(&jane, SuppressionReason::Unsubscribe)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !list
+            .lift(&jane, SuppressionReason::Unsubscribe)
+            .await
+            .unwrap()
+    );
+    let complaint = mailgate_core::Suppression::new(&jane, SuppressionReason::Complaint, now);
+    assert!(list.put_unless_active(&complaint, now).await.unwrap());
+    assert!(
+        !list
+            .lift(&jane, SuppressionReason::Unsubscribe)
+            .await
+            .unwrap()
+    );
+    let left = list.check(&[jane.clone(), joe.clone()], now).await.unwrap();
+    assert_eq!(left[&jane].reason, SuppressionReason::Complaint);
+    assert_eq!(left[&joe].reason, SuppressionReason::Unsubscribe);
+}

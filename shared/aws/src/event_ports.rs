@@ -11,7 +11,7 @@ use mailgate_core::ports::{
 };
 use mailgate_core::{
     DeliveryEvent, EmailAddress, Endpoint, EndpointId, MessageId, MessageRecord, ProviderId,
-    StoreError, StoreErrorKind, Suppression, UnixMillis,
+    StoreError, StoreErrorKind, Suppression, SuppressionReason, UnixMillis,
 };
 use time::OffsetDateTime;
 
@@ -118,6 +118,14 @@ impl SuppressionWrites for DynamoDbSuppressionList {
         Box::pin(
             async move { Ok(DynamoDbSuppressionList::put_unless_active(self, entry, now).await?) },
         )
+    }
+
+    fn lift<'a>(
+        &'a self,
+        address: &'a EmailAddress,
+        reason: SuppressionReason,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(DynamoDbSuppressionList::lift(self, address, reason).await?) })
     }
 
     fn count_soft_bounce<'a>(

@@ -309,6 +309,33 @@ impl DynamoDbSuppressionList {
         }
     }
 
+    /// Deletes the entry of `address` if a delivery event wrote it for `reason` (a conditional
+    /// delete, so an entry the API wrote, or one for another reason, stays); whether one was
+    /// deleted.
+    pub async fn lift(
+        &self,
+        address: &EmailAddress,
+        reason: SuppressionReason,
+    ) -> Result<bool, SuppressionStoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(address)))
+            .condition_expression("reason = :reason AND origin = :event")
+            .expression_attribute_values(":reason", s(reason.as_str()))
+            .expression_attribute_values(":event", s(SuppressionOrigin::Event.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(self.failed("DeleteItem", e)),
+        }
+    }
+
     /// Counts one soft bounce of `address`, once per distinct event (`event_digest`), and returns
     /// the times of the soft bounces on record within `window_ms` of `now`. The set of
     /// `<time>#<digest>` entries lives beside the suppression (`sk` `SOFT_BOUNCES`); adding an

@@ -411,7 +411,7 @@ impl EventApplier {
         };
         if matches!(
             effect,
-            EventEffect::Suppress(_) | EventEffect::CountSoftBounce
+            EventEffect::Suppress(_) | EventEffect::Lift(_) | EventEffect::CountSoftBounce
         ) && !allowed
         {
             // Recorded (as an orphan, or in the message's history) and counted, but it changes
@@ -452,6 +452,16 @@ impl EventApplier {
                         self.soft_bounce.window_ms / (24 * 3600 * 1000)
                     ));
                     suppressions.put_unless_active(&entry, now).await?;
+                }
+            }
+            EventEffect::Lift(reason) => {
+                if suppressions.lift(address, reason).await? {
+                    tracing::info!(
+                        provider,
+                        kind = event.kind.as_str(),
+                        address = %address.masked(),
+                        "resubscribed: the unsubscribe suppression was lifted"
+                    );
                 }
             }
             EventEffect::SenderSideBounce(_) | EventEffect::None => {}
@@ -801,6 +811,60 @@ mod tests {
             h.suppressions.entries.lock().unwrap()[&address].reason,
             SuppressionReason::Complaint
         );
+    }
+
+    #[tokio::test]
+    async fn a_resubscribe_lifts_an_unsubscribe_and_nothing_else() {
+        let h = default_harness();
+        ours(&h, MessageCategory::Bulk);
+        let address = EmailAddress::parse("jane@example.org").unwrap();
+        let entry = |h: &Harness| {
+            h.suppressions
+                .entries
+                .lock()
+                .unwrap()
+                .get(&address)
+                .cloned()
+        };
+        h.applier
+            .apply_event(&event(&h, "u-1", EventKind::Unsubscribed))
+            .await
+            .1
+            .unwrap();
+        assert_eq!(entry(&h).unwrap().reason, SuppressionReason::Unsubscribe);
+        h.applier
+            .apply_event(&event(&h, "r-1", EventKind::Resubscribed))
+            .await
+            .1
+            .unwrap();
+        assert!(entry(&h).is_none(), "the unsubscribe is lifted");
+
+        // A complaint is not lifted by a resubscribe.
+        h.applier
+            .apply_event(&event(&h, "c-1", EventKind::Complained))
+            .await
+            .1
+            .unwrap();
+        h.applier
+            .apply_event(&event(&h, "r-2", EventKind::Resubscribed))
+            .await
+            .1
+            .unwrap();
+        assert_eq!(entry(&h).unwrap().reason, SuppressionReason::Complaint);
+
+        // Nor is an unsubscribe the API wrote (the app's own decision).
+        let h = default_harness();
+        ours(&h, MessageCategory::Bulk);
+        h.suppressions.entries.lock().unwrap().insert(
+            address.clone(),
+            Suppression::new(&address, SuppressionReason::Unsubscribe, h.clock.now()),
+        );
+        h.applier
+            .apply_event(&event(&h, "r-3", EventKind::Resubscribed))
+            .await
+            .1
+            .unwrap();
+        assert!(entry(&h).is_some());
     }
 
     #[tokio::test]

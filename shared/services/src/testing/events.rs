@@ -16,7 +16,7 @@ use mailgate_core::ports::{
 };
 use mailgate_core::{
     DeliveryEvent, EmailAddress, Endpoint, EndpointId, MessageId, MessageRecord, ProviderId,
-    StoreError, Suppression, UnixMillis,
+    StoreError, Suppression, SuppressionOrigin, SuppressionReason, UnixMillis,
 };
 use time::OffsetDateTime;
 
@@ -197,10 +197,31 @@ impl SuppressionWrites for MemorySuppressionWrites {
             match entries.get(&entry.address) {
                 Some(existing) if existing.is_active_at(now) => false,
                 _ => {
-                    entries.insert(entry.address.clone(), entry.clone());
+                    // As the store does: entries written here are event-written.
+                    let mut entry = entry.clone();
+                    entry.origin = SuppressionOrigin::Event;
+                    entries.insert(entry.address.clone(), entry);
                     true
                 }
             }
+        });
+        Box::pin(async move { result })
+    }
+
+    fn lift<'a>(
+        &'a self,
+        address: &'a EmailAddress,
+        reason: SuppressionReason,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let result = self.faults.take("lift").map(|()| {
+            let mut entries = lock(&self.entries);
+            let matches = entries
+                .get(address)
+                .is_some_and(|e| e.reason == reason && e.origin == SuppressionOrigin::Event);
+            if matches {
+                entries.remove(address);
+            }
+            matches
         });
         Box::pin(async move { result })
     }
