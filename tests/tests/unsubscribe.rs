@@ -34,12 +34,16 @@ fn with_keys(
 }
 
 async fn key(t: &TestStack) -> String {
-    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+    key_of(t, KeyEnvironment::Test, "send,read").await
+}
+
+async fn key_of(t: &TestStack, environment: KeyEnvironment, scopes: &str) -> String {
+    let secret = ApiKeySecret::generate(environment);
     let record = ApiKeyRecord::new(
         &secret,
         ApiKeyLabel::parse("unsubscribe test").unwrap(),
-        KeyEnvironment::Test,
-        Scopes::parse_list("send,read").unwrap(),
+        environment,
+        Scopes::parse_list(scopes).unwrap(),
         OffsetDateTime::now_utc(),
     );
     DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
@@ -53,8 +57,16 @@ async fn key(t: &TestStack) -> String {
 fn request(method: &str, path: &str, body: Option<String>, authorization: Option<&str>) -> Request {
     let mut event: Value = serde_json::from_str(&fixture("send-api/post-message.json")).unwrap();
     event["requestContext"]["http"]["method"] = json!(method);
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     event["rawPath"] = json!(path);
     event["requestContext"]["http"]["path"] = json!(path);
+    event["rawQueryString"] = json!(query);
+    event["queryStringParameters"] = json!(
+        query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    );
     event["body"] = body.map_or(Value::Null, Value::String);
     let headers = event["headers"].as_object_mut().unwrap();
     headers.remove("idempotency-key");
@@ -194,10 +206,18 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
         DynamoDbSuppressionList::new(t.clients.dynamodb.clone(), t.table("SuppressionsTable"));
     let jane = EmailAddress::parse("jane@example.org").unwrap();
     let check = || async {
-        suppressions
-            .check(std::slice::from_ref(&jane), OffsetDateTime::now_utc())
+        let now = OffsetDateTime::now_utc();
+        let mut found = suppressions
+            .check(std::slice::from_ref(&jane), now)
             .await
-            .unwrap()
+            .unwrap();
+        found.extend(
+            suppressions
+                .check_in(std::slice::from_ref(&jane), Some("weekly"), now)
+                .await
+                .unwrap(),
+        );
+        found
     };
     assert!(
         check().await.is_empty(),
@@ -218,9 +238,33 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
         assert!(done.headers().get(header::SET_COOKIE).is_none());
         assert!(done.headers().get(header::LOCATION).is_none());
     }
+    // An unsubscribe scoped to the message's topic.
     let found = check().await;
     assert_eq!(found[&jane].reason, SuppressionReason::Unsubscribe);
-    // The next bulk message to her is not sent; a transactional one still goes.
+    assert_eq!(found[&jane].topic.as_deref(), Some("weekly"));
+    // The next bulk message to her on that topic is not sent; one on another topic is, and a
+    // transactional one still goes.
+    let mut offers = bulk.clone();
+    offers["topic"] = json!("offers");
+    let other_topic = api
+        .handle(request(
+            "POST",
+            "/v1/messages",
+            Some(offers.to_string()),
+            Some(&auth),
+        ))
+        .await;
+    assert_eq!(
+        other_topic.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        text(&other_topic)
+    );
+    assert!(
+        text(&other_topic).contains("\"sent\""),
+        "{}",
+        text(&other_topic)
+    );
     let again = api
         .handle(request(
             "POST",
@@ -272,6 +316,42 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
         "{message}"
     );
 
+    // The API shows the scoped entry, and DELETE ?topic= lifts it (a live key: event-written).
+    let shown = api
+        .handle(request(
+            "GET",
+            "/v1/suppressions/jane@example.org?topic=weekly",
+            None,
+            Some(&auth),
+        ))
+        .await;
+    assert_eq!(shown.status(), StatusCode::OK, "{}", text(&shown));
+    assert!(
+        text(&shown).contains("\"topic\":\"weekly\""),
+        "{}",
+        text(&shown)
+    );
+    let unscoped = api
+        .handle(request(
+            "GET",
+            "/v1/suppressions/jane@example.org",
+            None,
+            Some(&auth),
+        ))
+        .await;
+    assert_eq!(unscoped.status(), StatusCode::NOT_FOUND);
+    let live = key_of(&t, KeyEnvironment::Live, "suppressions:write").await;
+    let lifted = api
+        .handle(request(
+            "DELETE",
+            "/v1/suppressions/jane@example.org?topic=weekly",
+            None,
+            Some(&live),
+        ))
+        .await;
+    assert_eq!(lifted.status(), StatusCode::NO_CONTENT, "{}", text(&lifted));
+    assert!(check().await.is_empty());
+
     // Counted once (the repeat is a duplicate), with the event path's metrics.
     let counts = unsubscribe.tally().snapshot();
     assert_eq!(
@@ -301,18 +381,18 @@ async fn a_resubscribe_lifts_only_an_event_written_unsubscribe_in_dynamodb() {
     .unwrap();
     assert!(
         !list
-            .lift(&joe, SuppressionReason::Unsubscribe)
+            .lift(&joe, SuppressionReason::Unsubscribe, None)
             .await
             .unwrap()
     );
     assert!(
-        list.lift(&jane, SuppressionReason::Unsubscribe)
+        list.lift(&jane, SuppressionReason::Unsubscribe, None)
             .await
             .unwrap()
     );
     assert!(
         !list
-            .lift(&jane, SuppressionReason::Unsubscribe)
+            .lift(&jane, SuppressionReason::Unsubscribe, None)
             .await
             .unwrap()
     );
@@ -320,7 +400,7 @@ async fn a_resubscribe_lifts_only_an_event_written_unsubscribe_in_dynamodb() {
     assert!(list.put_unless_active(&complaint, now).await.unwrap());
     assert!(
         !list
-            .lift(&jane, SuppressionReason::Unsubscribe)
+            .lift(&jane, SuppressionReason::Unsubscribe, None)
             .await
             .unwrap()
     );

@@ -124,8 +124,11 @@ impl SuppressionWrites for DynamoDbSuppressionList {
         &'a self,
         address: &'a EmailAddress,
         reason: SuppressionReason,
+        topic: Option<&'a str>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move { Ok(DynamoDbSuppressionList::lift(self, address, reason).await?) })
+        Box::pin(
+            async move { Ok(DynamoDbSuppressionList::lift(self, address, reason, topic).await?) },
+        )
     }
 
     fn count_soft_bounce<'a>(

@@ -259,14 +259,23 @@ enum Screened {
     AllSuppressed(Vec<(EmailAddress, Suppression)>),
 }
 
-/// Drops suppressed recipients from `email` (found is the check's answer). An unsubscribe stops
-/// bulk mail only: transactional mail (a receipt, a password reset) is stopped by bounces,
-/// complaints and the rest, never by an unsubscribe.
-fn screen(mut email: OutboundEmail, found: &HashMap<EmailAddress, Suppression>) -> Screened {
+/// Drops suppressed recipients from `email` (`found` is the check's answer, `on_topic` the
+/// entries scoped to the message's topic). An unsubscribe stops bulk mail only: transactional
+/// mail (a receipt, a password reset) is stopped by bounces, complaints and the rest, never by
+/// an unsubscribe, and a topic-scoped unsubscribe stops bulk mail on its topic only.
+fn screen(
+    mut email: OutboundEmail,
+    found: &HashMap<EmailAddress, Suppression>,
+    on_topic: &HashMap<EmailAddress, Suppression>,
+) -> Screened {
     let mut suppressed = Vec::new();
     let transactional = email.category == MessageCategory::Transactional;
+    let applies = |a: &EmailAddress| {
+        let topic = (!transactional).then(|| on_topic.get(a)).flatten();
+        found.get(a).or(topic)
+    };
     let mut keep = |list: &mut Vec<EmailAddress>| {
-        list.retain(|a| match found.get(a) {
+        list.retain(|a| match applies(a) {
             Some(s) if transactional && s.reason == SuppressionReason::Unsubscribe => true,
             Some(s) => {
                 suppressed.push((a.clone(), s.clone()));
@@ -383,6 +392,38 @@ impl MessageIntake {
                 what: "suppression list",
                 error,
             })
+    }
+
+    /// The topic-scoped suppressions of the recipients of the bulk messages among `emails`, by
+    /// topic (transactional mail and bulk mail without a topic need none).
+    async fn check_topics<'e>(
+        &self,
+        emails: impl Iterator<Item = &'e OutboundEmail>,
+        now: time::OffsetDateTime,
+    ) -> Result<HashMap<String, HashMap<EmailAddress, Suppression>>, AcceptOutcome> {
+        let mut by_topic: HashMap<String, Vec<EmailAddress>> = HashMap::new();
+        for email in emails.filter(|e| e.category == MessageCategory::Bulk) {
+            if let Some(topic) = &email.topic {
+                by_topic
+                    .entry(topic.clone())
+                    .or_default()
+                    .extend(email.recipients().cloned());
+            }
+        }
+        let mut found = HashMap::new();
+        for (topic, addresses) in by_topic {
+            let hits = self
+                .ports
+                .suppressions
+                .check_topic(&addresses, &topic, now)
+                .await
+                .map_err(|error| AcceptOutcome::Unavailable {
+                    what: "suppression list",
+                    error,
+                })?;
+            found.insert(topic, hits);
+        }
+        Ok(found)
     }
 
     /// Records the message, claiming the key in the same write when there is one (stored
@@ -518,6 +559,16 @@ impl MessageIntake {
             Ok(found) => found,
             Err(outcome) => return outcome,
         };
+        let mut on_topics = match self.check_topics(std::iter::once(&valid.email), now).await {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        let on_topic = valid
+            .email
+            .topic
+            .as_ref()
+            .and_then(|t| on_topics.remove(t))
+            .unwrap_or_default();
         let now_ms = UnixMillis::from(now);
         let state = self.start_state(&valid, now_ms).await;
         let ValidatedSend {
@@ -525,7 +576,7 @@ impl MessageIntake {
             send_at,
             provider,
         } = valid;
-        let (email, suppressed) = match screen(email, &found) {
+        let (email, suppressed) = match screen(email, &found, &on_topic) {
             Screened::Send { email, suppressed } => (email, suppressed),
             Screened::AllSuppressed(list) => return AcceptOutcome::AllSuppressed(list),
         };
@@ -715,6 +766,14 @@ impl MessageIntake {
             Ok(found) => found,
             Err(outcome) => return outcome,
         };
+        let on_topics = match self
+            .check_topics(items.iter().flatten().map(|v| &v.email), now)
+            .await
+        {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        let none = HashMap::new();
         let now_ms = UnixMillis::from(now);
         let mut results: Vec<Value> = Vec::with_capacity(items.len());
         let mut accepted: Vec<(usize, MessageRecord, Box<OutboundEmail>, Option<ProviderId>)> =
@@ -740,7 +799,12 @@ impl MessageIntake {
                 send_at,
                 provider,
             } = valid;
-            match screen(email, &found) {
+            let on_topic = email
+                .topic
+                .as_ref()
+                .and_then(|t| on_topics.get(t))
+                .unwrap_or(&none);
+            match screen(email, &found, on_topic) {
                 Screened::AllSuppressed(list) => {
                     let mut error = all_suppressed_json(&list);
                     error["field"] = json!(format!("messages[{index}].to"));
@@ -1236,6 +1300,40 @@ mod tests {
             h.intake.accept(&h.key, single.as_bytes(), None).await,
             AcceptOutcome::AllSuppressed(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_topic_unsubscribe_stops_bulk_mail_on_that_topic_only() {
+        let h = harness(vec![]);
+        let jane = address("jane@example.org");
+        h.suppressions.put(
+            Suppression::new(&jane, SuppressionReason::Unsubscribe, h.clock.now())
+                .on_topic(Some("news".into())),
+        );
+        // BULK is on `news`.
+        assert!(matches!(
+            h.intake.accept(&h.key, BULK.as_bytes(), None).await,
+            AcceptOutcome::AllSuppressed(_)
+        ));
+        let other = BULK.replace(r#""topic":"news""#, r#""topic":"offers""#);
+        let a = accepted(h.intake.accept(&h.key, other.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Sent);
+        let untopical = BULK.replace(r#","topic":"news""#, "");
+        let a = accepted(h.intake.accept(&h.key, untopical.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Sent);
+        // In a batch too: the `news` item is refused, the `offers` one queued.
+        let outcome = h
+            .intake
+            .accept_batch(&h.key, batch(&[BULK, &other]).as_bytes(), None)
+            .await;
+        let AcceptOutcome::Batch { body, .. } = outcome else {
+            panic!("expected a batch answer, got {outcome:?}");
+        };
+        assert_eq!(
+            body["results"][0]["error"]["code"], "all_recipients_suppressed",
+            "{body}"
+        );
+        assert_eq!(body["results"][1]["status"], "queued", "{body}");
     }
 
     #[tokio::test]

@@ -429,7 +429,9 @@ impl EventApplier {
         let suppressions = &self.ports.suppressions;
         match effect {
             EventEffect::Suppress(reason) => {
-                let mut entry = Suppression::new(address, reason, now);
+                // An unsubscribe from mail on a topic stops that topic only.
+                let topic = topic_of(reason, message);
+                let mut entry = Suppression::new(address, reason, now).on_topic(topic);
                 entry.note = Some(format!("{} {} event", event.provider, event.provider_type));
                 suppressions.put_unless_active(&entry, now).await?;
             }
@@ -455,7 +457,8 @@ impl EventApplier {
                 }
             }
             EventEffect::Lift(reason) => {
-                if suppressions.lift(address, reason).await? {
+                let topic = topic_of(reason, message);
+                if suppressions.lift(address, reason, topic.as_deref()).await? {
                     tracing::info!(
                         provider,
                         kind = event.kind.as_str(),
@@ -468,6 +471,14 @@ impl EventApplier {
         }
         Ok(())
     }
+}
+
+/// The topic an unsubscribe (or resubscribe) applies to: the message's, when it was sent on one.
+/// Other reasons are never scoped.
+fn topic_of(reason: SuppressionReason, message: Option<&MessageRecord>) -> Option<String> {
+    (reason == SuppressionReason::Unsubscribe)
+        .then(|| message.and_then(|m| m.topic.clone()))
+        .flatten()
 }
 
 /// Whether `address` is a recipient (to, cc or bcc) of `message`, compared in canonical form.
@@ -865,6 +876,32 @@ mod tests {
             .1
             .unwrap();
         assert!(entry(&h).is_some());
+    }
+
+    #[tokio::test]
+    async fn an_unsubscribe_from_mail_on_a_topic_is_scoped_to_it_and_a_resubscribe_lifts_it() {
+        let h = default_harness();
+        let mut record = ours(&h, MessageCategory::Bulk);
+        record.topic = Some("news".into());
+        h.messages.insert(record, ProviderId::Ses, PMID);
+        let address = EmailAddress::parse("jane@example.org").unwrap();
+        h.applier
+            .apply_event(&event(&h, "u-t", EventKind::Unsubscribed))
+            .await
+            .1
+            .unwrap();
+        assert!(h.suppressions.entries.lock().unwrap().is_empty());
+        let key = (address.clone(), "news".to_owned());
+        assert_eq!(
+            h.suppressions.topic_entries.lock().unwrap()[&key].reason,
+            SuppressionReason::Unsubscribe
+        );
+        h.applier
+            .apply_event(&event(&h, "r-t", EventKind::Resubscribed))
+            .await
+            .1
+            .unwrap();
+        assert!(h.suppressions.topic_entries.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

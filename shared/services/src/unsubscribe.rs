@@ -276,7 +276,7 @@ mod tests {
         assert_eq!(h.service.unsubscribe(&token).await.status(), 200);
         assert_eq!(
             *h.history.recorded.lock().unwrap(),
-            vec![(format!("one_click#{id}#0"), Some(id.clone()))]
+            vec![(format!("ses#one_click#{id}#0"), Some(id.clone()))]
         );
     }
 }

@@ -87,12 +87,14 @@ pub trait SuppressionWrites: Send + Sync {
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
-    /// Deletes the event-written entry of `address` if its reason is `reason`; whether one was
-    /// deleted. An entry the API wrote (the app's or an operator's decision) stays.
+    /// Deletes the event-written entry of `address` scoped to `topic` if its reason is `reason`;
+    /// whether one was deleted. An entry the API wrote (the app's or an operator's decision)
+    /// stays.
     fn lift<'a>(
         &'a self,
         address: &'a EmailAddress,
         reason: SuppressionReason,
+        topic: Option<&'a str>,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Counts a soft bounce of `address` once per distinct event (`event_digest`) at `at`; the
