@@ -15,7 +15,7 @@ state="$root/.dev"
 export MAILGATE_STATE_DIR="$state" MAILGATE_AWS_PORT="$aws_port"
 mkdir -p "$state"
 functions=(send-api webhook-ses webhook-sendgrid webhook-mailgun webhook-postmark webhook-smtp2go
-           event-processor send-worker dispatcher sweeper)
+           event-processor send-worker dispatcher sweeper unsubscribe)
 
 pids=()
 cleanup() {
@@ -90,6 +90,7 @@ mailgate is running locally (AWS emulator on http://127.0.0.1:$aws_port):
   webhook-mailgun   $base/webhook-mailgun/
   webhook-postmark  $base/webhook-postmark/
   webhook-smtp2go   $base/webhook-smtp2go/
+  unsubscribe       $base/unsubscribe/<token>  (the List-Unsubscribe link of bulk mail)
   event-processor   SQS (events queue) and EventBridge; invoke: cargo lambda invoke event-processor --invoke-address 127.0.0.1 --invoke-port $watch_port --data-file events/event-processor/sqs-batch.json
   send-worker       SQS (send queue)
   dispatcher        SQS (outbound queue)

@@ -50,7 +50,11 @@ start() {
     answers || { echo "error: moto did not answer on $endpoint within 20 s" >&2; exit 1; }
   fi
   echo "==> provisioning tables, queues and the SES identity from infra/template.yaml"
-  cargo run --quiet --locked -p mailgate-local -- provision --env-file "$state/functions.env"
+  # One-click unsubscribe links are signed with the test-only key of local.env, stored in the
+  # emulator's Parameter Store like the webhook secrets.
+  cargo run --quiet --locked -p mailgate-local -- provision --env-file "$state/functions.env" \
+    --param "UnsubscribeSigningKeys=ssm:/mailgate/${MAILGATE_ENVIRONMENT:-local}/unsubscribe-signing-keys" \
+    --param "LocalFunctionUrlBase=http://127.0.0.1:${MAILGATE_WATCH_PORT:-9000}/lambda-url"
 }
 
 stop() {

@@ -215,6 +215,7 @@ async fn functions_get_their_environment_from_the_template() {
             "send-api",
             "send-worker",
             "sweeper",
+            "unsubscribe",
             "webhook-mailgun",
             "webhook-postmark",
             "webhook-sendgrid",

@@ -16,6 +16,7 @@ use std::time::Duration;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use mailgate_aws::{AwsClients, ConfigError, DynamoDbApiKeys, Queue, ResourceNames, Table};
+use mailgate_core::unsubscribe::{self, UnsubscribeLinks};
 use mailgate_core::{AuthenticatedKey, Requirement};
 use mailgate_lambda::health::{HealthCheck, health_response, public_health_response};
 use mailgate_lambda::http::{ApiError, json_response};
@@ -53,6 +54,8 @@ pub struct SendApiConfig {
     pub providers: ProvidersConfig,
     /// How long a completed `Idempotency-Key` replays its response.
     pub idempotency_retention: Duration,
+    /// One-click unsubscribe links, when configured.
+    pub unsubscribe: Option<UnsubscribeLinks>,
 }
 
 impl SendApiConfig {
@@ -85,11 +88,16 @@ impl SendApiConfig {
                 }
             },
         };
+        let unsubscribe = unsubscribe::links_from_lookup(&lookup)
+            .map_err(|e| problems.push(e))
+            .ok()
+            .flatten();
         match (names, providers) {
             (Some(names), Some(providers)) if problems.is_empty() => Ok(Self {
                 names,
                 providers,
                 idempotency_retention,
+                unsubscribe,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -109,9 +117,13 @@ pub enum SendApiError {
 pub async fn run() -> Result<(), lambda_http::Error> {
     mailgate_lambda::init_tracing();
     let sdk = mailgate_aws::load_sdk_config().await;
+    let variables: Vec<&str> = SECRET_VARIABLES
+        .iter()
+        .copied()
+        .chain([unsubscribe::SIGNING_KEYS_VAR])
+        .collect();
     let secrets =
-        mailgate_aws::resolve_from_env(&mailgate_aws::SsmClient::new(&sdk), SECRET_VARIABLES)
-            .await?;
+        mailgate_aws::resolve_from_env(&mailgate_aws::SsmClient::new(&sdk), &variables).await?;
     let config = SendApiConfig::from_lookup(secrets.lookup_or_env())?;
     let api = SendApi::new(config, AwsClients::new(&sdk))?;
     let api = &api;
@@ -144,6 +156,7 @@ impl SendApi {
             send_budget: config.providers.send_budget,
             idempotency_retention: config.idempotency_retention,
             limits: mailgate_core::SendLimits::default(),
+            unsubscribe: config.unsubscribe.clone(),
         };
         let intake = message_intake(&clients, &config.names, Arc::new(delivery), settings);
         let health = Arc::new(HealthCheck::new(clients.clone(), config.names.clone()));

@@ -50,6 +50,7 @@ fn summary_json(record: &MessageRecord) -> Value {
         "id": record.id.as_str(),
         "state": record.state.as_str(),
         "category": record.category.as_str(),
+        "topic": record.topic,
         "provider": record.provider.map(|p| p.as_str()),
         "provider_message_id": record.provider_message_id,
         "created_at": time_json(record.created_at),

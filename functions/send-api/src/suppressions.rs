@@ -10,10 +10,15 @@
 //! - `DELETE /v1/suppressions/{address}` (`suppressions:write`): 204, or 404 when the address was
 //!   not suppressed.
 //!
+//! The three address routes take `?topic=<topic>` to address the entry scoped to that
+//! subscription topic (an unsubscribe from mail on it, which stops bulk mail on that topic only)
+//! instead of the unscoped one; a topic that is not `[a-z0-9_-]{1,64}` is 422 `invalid_topic`.
+//!
 //! `{address}` is one percent-encoded path segment (`jane%40example.com`; a literal `@` works
 //! too). Addresses are matched case-insensitively and reported lower-cased (see
 //! [`mailgate_core::suppression`]). Entries are `{"address", "reason", "created_at",
-//! "expires_at", "note"}` with RFC 3339 times (`expires_at` and `note` may be null).
+//! "expires_at", "note", "topic"}` with RFC 3339 times (`expires_at`, `note` and `topic` may be
+//! null).
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -78,6 +83,7 @@ pub fn suppression_json(entry: &Suppression) -> Value {
         "created_at": rfc3339(entry.created_at),
         "expires_at": entry.expires_at.map_or(Value::Null, rfc3339),
         "note": entry.note,
+        "topic": entry.topic,
     })
 }
 
@@ -254,16 +260,30 @@ impl SendApi {
             Ok(address) => address,
             Err(error) => return error.into_response(),
         };
+        let query = request.query_string_parameters();
+        let topic = match query.first("topic") {
+            None => None,
+            Some(t) if mailgate_core::unsubscribe::is_valid_topic(t) => Some(t.to_owned()),
+            Some(_) => {
+                return unprocessable(
+                    "invalid_topic",
+                    "topic",
+                    "`topic` is 1 to 64 characters of a-z, 0-9, `_` and `-`",
+                )
+                .into_response();
+            }
+        };
+        let topic = topic.as_deref();
         if matches!(*method, Method::PUT | Method::DELETE)
             && key.environment == KeyEnvironment::Test
-            && let Err(refused) = self.guard_event_suppression(&address, now).await
+            && let Err(refused) = self.guard_event_suppression(&address, topic, now).await
         {
             return refused;
         }
         match *method {
-            Method::PUT => self.put_suppression(request, &address, now).await,
-            Method::DELETE => self.delete_suppression(&address, now).await,
-            _ => self.get_suppression(&address, now).await,
+            Method::PUT => self.put_suppression(request, &address, topic, now).await,
+            Method::DELETE => self.delete_suppression(&address, topic, now).await,
+            _ => self.get_suppression(&address, topic, now).await,
         }
     }
 
@@ -319,9 +339,10 @@ impl SendApi {
     async fn guard_event_suppression(
         &self,
         address: &EmailAddress,
+        topic: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<(), Response<Body>> {
-        match self.suppression_list().get(address).await {
+        match self.suppression_list().get_in(address, topic).await {
             Ok(Some(entry))
                 if entry.is_active_at(now) && entry.origin == SuppressionOrigin::Event =>
             {
@@ -341,8 +362,13 @@ impl SendApi {
         }
     }
 
-    async fn get_suppression(&self, address: &EmailAddress, now: OffsetDateTime) -> Response<Body> {
-        match self.suppression_list().get(address).await {
+    async fn get_suppression(
+        &self,
+        address: &EmailAddress,
+        topic: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Response<Body> {
+        match self.suppression_list().get_in(address, topic).await {
             Ok(Some(entry)) if entry.is_active_at(now) => {
                 json_response(StatusCode::OK, &suppression_json(&entry))
             }
@@ -355,10 +381,11 @@ impl SendApi {
         &self,
         request: &Request,
         address: &EmailAddress,
+        topic: Option<&str>,
         now: OffsetDateTime,
     ) -> Response<Body> {
         let entry = match entry_from_body(address, request.body().as_ref(), now) {
-            Ok(entry) => entry,
+            Ok(entry) => entry.on_topic(topic.map(str::to_owned)),
             Err(error) => return error.into_response(),
         };
         match self.suppression_list().put(&entry).await {
@@ -373,9 +400,10 @@ impl SendApi {
     async fn delete_suppression(
         &self,
         address: &EmailAddress,
+        topic: Option<&str>,
         now: OffsetDateTime,
     ) -> Response<Body> {
-        match self.suppression_list().delete(address).await {
+        match self.suppression_list().delete_in(address, topic).await {
             Ok(Some(entry)) if entry.is_active_at(now) => {
                 tracing::info!(address = %entry.address.masked(), "suppression removed");
                 let mut response = Response::new(Body::Empty);

@@ -11,7 +11,7 @@ use mailgate_core::ports::{
 };
 use mailgate_core::{
     DeliveryEvent, EmailAddress, Endpoint, EndpointId, MessageId, MessageRecord, ProviderId,
-    StoreError, StoreErrorKind, Suppression, UnixMillis,
+    StoreError, StoreErrorKind, Suppression, SuppressionReason, UnixMillis,
 };
 use time::OffsetDateTime;
 
@@ -117,6 +117,17 @@ impl SuppressionWrites for DynamoDbSuppressionList {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(
             async move { Ok(DynamoDbSuppressionList::put_unless_active(self, entry, now).await?) },
+        )
+    }
+
+    fn lift<'a>(
+        &'a self,
+        address: &'a EmailAddress,
+        reason: SuppressionReason,
+        topic: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(
+            async move { Ok(DynamoDbSuppressionList::lift(self, address, reason, topic).await?) },
         )
     }
 

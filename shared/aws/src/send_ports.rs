@@ -272,6 +272,17 @@ impl SuppressionCheck for DynamoDbSuppressionList {
     ) -> BoxFuture<'a, Result<HashMap<EmailAddress, Suppression>, StoreError>> {
         Box::pin(async move { Ok(DynamoDbSuppressionList::check(self, addresses, now).await?) })
     }
+
+    fn check_topic<'a>(
+        &'a self,
+        addresses: &'a [EmailAddress],
+        topic: &'a str,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<HashMap<EmailAddress, Suppression>, StoreError>> {
+        Box::pin(async move {
+            Ok(DynamoDbSuppressionList::check_in(self, addresses, Some(topic), now).await?)
+        })
+    }
 }
 
 impl SendControls for DynamoDbSendControls {

@@ -6,7 +6,8 @@
 //! fractional digits, so it sorts as text in the `by-reason` index), optional `expires_at` (Unix
 //! seconds, the table's TTL attribute) and optional `note`. Other items of the same partition
 //! (`SOFT#<event key>` soft-bounce tallies) carry no `reason`, so the index holds suppressions
-//! only.
+//! only. An entry scoped to a subscription topic (an unsubscribe from mail on that topic) is the
+//! item `sk` = `SUPPRESSION#<topic>` with a `topic` attribute, beside the unscoped one.
 //!
 //! The send path checks its recipients with one consistent `BatchGetItem` per 100 addresses;
 //! `GET /v1/suppressions?reason=` queries `by-reason` (newest first) and the unfiltered listing
@@ -84,10 +85,19 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn key_of(address: &EmailAddress) -> Item {
+/// The sort key of an entry: `SUPPRESSION`, or `SUPPRESSION#<topic>` for a topic-scoped one
+/// (topics are `[a-z0-9_-]`, so the separator is unambiguous).
+fn sk_of(topic: Option<&str>) -> String {
+    match topic {
+        None => SUPPRESSION_SK.to_owned(),
+        Some(topic) => format!("{SUPPRESSION_SK}#{topic}"),
+    }
+}
+
+fn key_in(address: &EmailAddress, topic: Option<&str>) -> Item {
     HashMap::from([
         ("pk".to_owned(), s(suppression_key(address))),
-        ("sk".to_owned(), s(SUPPRESSION_SK)),
+        ("sk".to_owned(), s(sk_of(topic))),
     ])
 }
 
@@ -104,8 +114,11 @@ fn sortable_time(at: OffsetDateTime) -> Result<String, SuppressionStoreError> {
 }
 
 fn item_of(entry: &Suppression) -> Result<Item, SuppressionStoreError> {
-    let mut item = key_of(&entry.address);
+    let mut item = key_in(&entry.address, entry.topic.as_deref());
     item.insert("address".to_owned(), s(entry.address.as_str()));
+    if let Some(topic) = &entry.topic {
+        item.insert("topic".to_owned(), s(topic));
+    }
     item.insert("reason".to_owned(), s(entry.reason.as_str()));
     item.insert("created_at".to_owned(), s(sortable_time(entry.created_at)?));
     if let Some(expires_at) = entry.expires_at {
@@ -180,6 +193,10 @@ fn suppression_of(item: &Item) -> Result<Suppression, SuppressionStoreError> {
         expires_at,
         note,
         origin,
+        topic: item
+            .get("topic")
+            .and_then(|v| v.as_s().ok())
+            .map(String::to_owned),
     })
 }
 
@@ -222,7 +239,9 @@ fn decode_cursor(
     };
     if names != cursor_attributes(reason)
         || !same_reason
-        || object.get("sk").map(String::as_str) != Some(SUPPRESSION_SK)
+        || !object
+            .get("sk")
+            .is_some_and(|sk| sk.starts_with(SUPPRESSION_SK))
     {
         return Err(SuppressionStoreError::InvalidCursor);
     }
@@ -309,6 +328,34 @@ impl DynamoDbSuppressionList {
         }
     }
 
+    /// Deletes the entry of `address` if a delivery event wrote it for `reason` (a conditional
+    /// delete, so an entry the API wrote, or one for another reason, stays); whether one was
+    /// deleted.
+    pub async fn lift(
+        &self,
+        address: &EmailAddress,
+        reason: SuppressionReason,
+        topic: Option<&str>,
+    ) -> Result<bool, SuppressionStoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_in(address, topic)))
+            .condition_expression("reason = :reason AND origin = :event")
+            .expression_attribute_values(":reason", s(reason.as_str()))
+            .expression_attribute_values(":event", s(SuppressionOrigin::Event.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(self.failed("DeleteItem", e)),
+        }
+    }
+
     /// Counts one soft bounce of `address`, once per distinct event (`event_digest`), and returns
     /// the times of the soft bounces on record within `window_ms` of `now`. The set of
     /// `<time>#<digest>` entries lives beside the suppression (`sk` `SOFT_BOUNCES`); adding an
@@ -380,11 +427,20 @@ impl DynamoDbSuppressionList {
         &self,
         address: &EmailAddress,
     ) -> Result<Option<Suppression>, SuppressionStoreError> {
+        self.get_in(address, None).await
+    }
+
+    /// The entry for `address` scoped to `topic` (`None`: the unscoped one), as [`Self::get`].
+    pub async fn get_in(
+        &self,
+        address: &EmailAddress,
+        topic: Option<&str>,
+    ) -> Result<Option<Suppression>, SuppressionStoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key_of(address)))
+            .set_key(Some(key_in(address, topic)))
             .consistent_read(true)
             .send()
             .await
@@ -397,11 +453,20 @@ impl DynamoDbSuppressionList {
         &self,
         address: &EmailAddress,
     ) -> Result<Option<Suppression>, SuppressionStoreError> {
+        self.delete_in(address, None).await
+    }
+
+    /// Deletes the entry for `address` scoped to `topic` (`None`: the unscoped one).
+    pub async fn delete_in(
+        &self,
+        address: &EmailAddress,
+        topic: Option<&str>,
+    ) -> Result<Option<Suppression>, SuppressionStoreError> {
         let output = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key_of(address)))
+            .set_key(Some(key_in(address, topic)))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
@@ -420,6 +485,16 @@ impl DynamoDbSuppressionList {
         addresses: &[EmailAddress],
         now: OffsetDateTime,
     ) -> Result<HashMap<EmailAddress, Suppression>, SuppressionStoreError> {
+        self.check_in(addresses, None, now).await
+    }
+
+    /// As [`Self::check`], for the entries scoped to `topic` (`None`: the unscoped ones).
+    pub async fn check_in(
+        &self,
+        addresses: &[EmailAddress],
+        topic: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<HashMap<EmailAddress, Suppression>, SuppressionStoreError> {
         let mut keys: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
         for address in addresses {
@@ -430,7 +505,7 @@ impl DynamoDbSuppressionList {
         }
         let mut found: HashMap<String, Suppression> = HashMap::new();
         for chunk in keys.chunks(BATCH_GET_LIMIT) {
-            for entry in self.batch_get(chunk).await? {
+            for entry in self.batch_get(chunk, &sk_of(topic)).await? {
                 if entry.is_active_at(now) {
                     found.insert(entry.key(), entry);
                 }
@@ -443,7 +518,11 @@ impl DynamoDbSuppressionList {
     }
 
     /// The stored entries for up to 100 keys.
-    async fn batch_get(&self, keys: &[String]) -> Result<Vec<Suppression>, SuppressionStoreError> {
+    async fn batch_get(
+        &self,
+        keys: &[String],
+        sk: &str,
+    ) -> Result<Vec<Suppression>, SuppressionStoreError> {
         let request = |keys: Vec<Item>| {
             KeysAndAttributes::builder()
                 .set_keys(Some(keys))
@@ -458,12 +537,7 @@ impl DynamoDbSuppressionList {
         };
         let mut pending = request(
             keys.iter()
-                .map(|k| {
-                    HashMap::from([
-                        ("pk".to_owned(), s(k)),
-                        ("sk".to_owned(), s(SUPPRESSION_SK)),
-                    ])
-                })
+                .map(|k| HashMap::from([("pk".to_owned(), s(k)), ("sk".to_owned(), s(sk))]))
                 .collect(),
         )?;
         let mut entries = Vec::new();
@@ -547,7 +621,7 @@ impl DynamoDbSuppressionList {
                         .scan()
                         .table_name(&self.table)
                         .filter_expression(
-                            "sk = :sk AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+                            "begins_with(sk, :sk) AND (attribute_not_exists(expires_at) OR expires_at > :now)",
                         )
                         .expression_attribute_values(":sk", s(SUPPRESSION_SK))
                         .expression_attribute_values(":now", now_s.clone())

@@ -355,6 +355,9 @@ impl DeliveryEvent {
                 EventEffect::Suppress(SuppressionReason::Complaint)
             }
             EventKind::Unsubscribed => EventEffect::Suppress(SuppressionReason::Unsubscribe),
+            // The recipient asked for mail again: lift an unsubscribe (never a bounce or a
+            // complaint, which say nothing about wanting mail).
+            EventKind::Resubscribed => EventEffect::Lift(SuppressionReason::Unsubscribe),
             EventKind::Bounced => {
                 let verdict = self
                     .bounce_classification()
@@ -385,6 +388,8 @@ pub enum EventEffect {
     None,
     /// Put the recipient on the suppression list for this reason.
     Suppress(SuppressionReason),
+    /// Take the recipient's event-written entry off the list if it is for this reason.
+    Lift(SuppressionReason),
     /// Count a soft bounce for the recipient (distinct events), suppressing at the threshold.
     CountSoftBounce,
     /// A sender-side bounce: never suppress; count it and alert the operator.

@@ -82,6 +82,11 @@ pub use send_request::{
     BatchSendRequest, FieldError, SendLimits, SendRequest, SendValidation, ValidatedSend,
 };
 
+// One-click unsubscribe (RFC 8058): signed tokens, the headers that carry them, topics.
+pub mod unsubscribe;
+
+pub use unsubscribe::{UnsubscribeKeys, UnsubscribeLinks, UnsubscribeToken};
+
 // The message record: states, recipient statuses, send attempts and their precedence rules.
 pub mod message;
 

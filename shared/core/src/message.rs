@@ -409,6 +409,8 @@ pub struct MessageRecord {
     pub environment: KeyEnvironment,
     /// Transactional or bulk.
     pub category: MessageCategory,
+    /// The subscription topic it was sent on, if any.
+    pub topic: Option<String>,
     /// The sender (`Debug` masks it).
     pub from: Mailbox,
     /// Every recipient, to then cc then bcc, once per distinct (case-insensitive) address.
@@ -479,6 +481,7 @@ impl MessageRecord {
             api_key_id,
             environment,
             category: email.category,
+            topic: email.topic.clone(),
             from: email.from.clone(),
             recipients,
             state,

@@ -167,6 +167,15 @@ pub struct OutboundEmail {
     pub metadata: BTreeMap<String, String>,
     /// Transactional or bulk.
     pub category: MessageCategory,
+    /// The subscription topic (`[a-z0-9_-]{1,64}`): a one-click unsubscribe from this message
+    /// stops bulk mail on this topic only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Whether mailgate adds its own one-click `List-Unsubscribe` headers to this message (every
+    /// bulk message, and transactional ones sent with `"unsubscribe": true`, unless the caller
+    /// gave its own pair).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_click: bool,
 }
 
 impl OutboundEmail {
@@ -193,6 +202,8 @@ impl OutboundEmail {
             tags: Vec::new(),
             metadata: BTreeMap::new(),
             category: MessageCategory::Transactional,
+            topic: None,
+            one_click: false,
         }
     }
 

@@ -173,6 +173,20 @@ pub mod code {
     pub const INVALID_CATEGORY: &str = "invalid_category";
     /// 422: a batch with more messages than allowed.
     pub const TOO_MANY_MESSAGES: &str = "too_many_messages";
+    /// 422: `topic` is not `[a-z0-9_-]{1,64}`.
+    pub const INVALID_TOPIC: &str = "invalid_topic";
+    /// 422: a `List-Unsubscribe` header without its `List-Unsubscribe-Post:
+    /// List-Unsubscribe=One-Click` (or the other way round): mailbox providers require both.
+    pub const LIST_UNSUBSCRIBE_WITHOUT_POST: &str = "list_unsubscribe_without_post";
+    /// 422: `"unsubscribe": false` on a bulk message: bulk mail always carries one-click
+    /// unsubscribe.
+    pub const UNSUBSCRIBE_REQUIRED: &str = "unsubscribe_required";
+    /// 422: a message carrying mailgate's one-click link has more than one recipient; the link
+    /// is per recipient, so send one message per recipient (a batch).
+    pub const UNSUBSCRIBE_ONE_RECIPIENT: &str = "unsubscribe_one_recipient";
+    /// 422: a message needs a one-click unsubscribe link (bulk, or `"unsubscribe": true`) and
+    /// this deployment has no signing keys (checked by the accept service, not here).
+    pub const UNSUBSCRIBE_NOT_CONFIGURED: &str = "unsubscribe_not_configured";
 }
 
 /// The codes answered with 400; every other code is 422.
@@ -231,7 +245,7 @@ impl FieldError {
     }
 
     /// The same error inside a larger body: `to[0]` under `messages[3]` is `messages[3].to[0]`.
-    fn prefixed(mut self, prefix: &str) -> Self {
+    pub fn prefixed(mut self, prefix: &str) -> Self {
         self.field = if self.field.is_empty() {
             prefix.to_owned()
         } else if self.field.starts_with('[') {
@@ -487,6 +501,8 @@ pub struct SendRequest {
     provider: Option<String>,
     category: Option<String>,
     template: Option<crate::template::TemplateUse>,
+    topic: Option<String>,
+    unsubscribe: Option<bool>,
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
 }
@@ -518,13 +534,15 @@ impl fmt::Debug for SendRequest {
             .field("send_at", &self.send_at)
             .field("provider", &self.provider)
             .field("category", &self.category)
+            .field("topic", &self.topic)
+            .field("unsubscribe", &self.unsubscribe)
             .field("unknown_fields", &self.unknown.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
 const SEND_REQUEST_FIELDS: &str = "from, to, cc, bcc, reply_to, subject, html, text, headers, \
-     attachments, tags, metadata, send_at, provider, category, template";
+     attachments, tags, metadata, send_at, provider, category, template, topic, unsubscribe";
 
 impl SendRequest {
     /// Deserializes a `POST /v1/messages` body; a shape error is one 400 [`FieldError`].
@@ -751,6 +769,8 @@ struct Parts {
     send_at: Option<OffsetDateTime>,
     provider: Option<ProviderId>,
     category: MessageCategory,
+    topic: Option<String>,
+    one_click: bool,
 }
 
 impl Parts {
@@ -777,6 +797,17 @@ impl Parts {
         let send_at = check_send_at(request.send_at, limits, now, errors);
         let provider = check_provider(request.provider, errors);
         let category = check_category(request.category, errors);
+        let topic = check_topic(request.topic, errors);
+        let one_click = check_unsubscribe(
+            request.unsubscribe,
+            category,
+            headers.as_deref(),
+            to.as_ref()
+                .zip(cc.as_ref())
+                .zip(bcc.as_ref())
+                .map(|((to, cc), bcc)| to.len() + cc.len() + bcc.len()),
+            errors,
+        );
         Some(Self {
             from: from?,
             to: to?,
@@ -793,6 +824,8 @@ impl Parts {
             send_at: send_at?,
             provider: provider?,
             category: category?,
+            topic: topic?,
+            one_click: one_click?,
         })
     }
 
@@ -813,6 +846,8 @@ impl Parts {
                 tags: self.tags,
                 metadata: self.metadata,
                 category: self.category,
+                topic: self.topic,
+                one_click: self.one_click,
             },
             send_at: self.send_at,
             provider: self.provider,
@@ -1426,6 +1461,94 @@ fn check_provider(provider: Option<String>, errors: &mut Errors) -> Option<Optio
     }
 }
 
+fn check_topic(topic: Option<String>, errors: &mut Errors) -> Option<Option<String>> {
+    match topic {
+        None => Some(None),
+        Some(t) if crate::unsubscribe::is_valid_topic(&t) => Some(Some(t)),
+        Some(_) => {
+            errors.push(
+                code::INVALID_TOPIC,
+                "topic".into(),
+                "`topic` is 1 to 64 characters of a-z, 0-9, `_` and `-`",
+            );
+            None
+        }
+    }
+}
+
+/// Whether mailgate adds its one-click headers: for every bulk message and for transactional
+/// ones with `"unsubscribe": true`, unless the caller brings its own `List-Unsubscribe` (which
+/// must come with `List-Unsubscribe-Post: List-Unsubscribe=One-Click`: Gmail and Yahoo require
+/// one-click). `recipients` is the deduplicated count, `None` when the recipients were invalid.
+fn check_unsubscribe(
+    unsubscribe: Option<bool>,
+    category: Option<MessageCategory>,
+    headers: Option<&[(String, String)]>,
+    recipients: Option<usize>,
+    errors: &mut Errors,
+) -> Option<bool> {
+    use crate::unsubscribe::{LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST, ONE_CLICK_POST_VALUE};
+    let category = category?;
+    let find = |name: &str| {
+        headers
+            .unwrap_or_default()
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    let own_link = find(LIST_UNSUBSCRIBE);
+    let own_post = find(LIST_UNSUBSCRIBE_POST);
+    let mut ok = true;
+    match (own_link, own_post) {
+        (Some(_), None) => {
+            errors.push(
+                code::LIST_UNSUBSCRIBE_WITHOUT_POST,
+                join("headers", LIST_UNSUBSCRIBE),
+                "a List-Unsubscribe header is accepted only together with \
+                 `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058); or leave both \
+                 out and mailgate adds its own one-click link",
+            );
+            ok = false;
+        }
+        (None, Some((name, _))) => {
+            errors.push(
+                code::LIST_UNSUBSCRIBE_WITHOUT_POST,
+                join("headers", name),
+                "List-Unsubscribe-Post needs the List-Unsubscribe header it applies to",
+            );
+            ok = false;
+        }
+        (Some(_), Some((name, value))) if value.trim() != ONE_CLICK_POST_VALUE => {
+            errors.push(
+                code::INVALID_HEADER_VALUE,
+                join("headers", name),
+                format!("List-Unsubscribe-Post must be `{ONE_CLICK_POST_VALUE}`"),
+            );
+            ok = false;
+        }
+        _ => {}
+    }
+    if category == MessageCategory::Bulk && unsubscribe == Some(false) {
+        errors.push(
+            code::UNSUBSCRIBE_REQUIRED,
+            "unsubscribe".into(),
+            "bulk mail always carries one-click unsubscribe; leave `unsubscribe` out or set it true",
+        );
+        ok = false;
+    }
+    let wanted = category == MessageCategory::Bulk || unsubscribe == Some(true);
+    let one_click = wanted && own_link.is_none();
+    if one_click && recipients.is_some_and(|n| n > 1) {
+        errors.push(
+            code::UNSUBSCRIBE_ONE_RECIPIENT,
+            "to".into(),
+            "a message with mailgate's one-click unsubscribe link has one recipient (the link \
+             names them); send one message per recipient, e.g. with POST /v1/messages/batch",
+        );
+        ok = false;
+    }
+    ok.then_some(one_click)
+}
+
 fn check_category(category: Option<String>, errors: &mut Errors) -> Option<MessageCategory> {
     match category.as_deref() {
         None | Some("transactional") => Some(MessageCategory::Transactional),
@@ -1551,7 +1674,7 @@ mod tests {
             "subject": "Spring sale",
             "html": "<p>Hi</p>",
             "text": "Hi",
-            "headers": {"X-Campaign": "spring", "List-Unsubscribe": "<https://example.com/u>", "A-First": "1"},
+            "headers": {"X-Campaign": "spring", "List-Unsubscribe": "<https://example.com/u>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click", "A-First": "1"},
             "attachments": [{"filename": "a.txt", "content_type": "text/plain", "content": "aGVsbG8="}],
             "tags": ["spring", "sale-2026"],
             "metadata": {"user_id": "42", "plan": "pro"},
@@ -1581,6 +1704,10 @@ mod tests {
                     "List-Unsubscribe".to_owned(),
                     "<https://example.com/u>".to_owned()
                 ),
+                (
+                    "List-Unsubscribe-Post".to_owned(),
+                    "List-Unsubscribe=One-Click".to_owned()
+                ),
                 ("A-First".to_owned(), "1".to_owned()),
             ],
             "headers keep request order"
@@ -1596,6 +1723,8 @@ mod tests {
         assert_eq!(email.tags, vec!["spring", "sale-2026"]);
         assert_eq!(email.metadata["user_id"], "42");
         assert_eq!(email.category, MessageCategory::Bulk);
+        // The caller brought its own one-click pair, so mailgate adds none.
+        assert!(!email.one_click);
         assert_eq!(validated.send_at, Some(datetime!(2026-03-02 07:30 UTC)));
         assert_eq!(validated.send_at.unwrap().offset(), UtcOffset::UTC);
         assert_eq!(validated.provider, Some(ProviderId::Postmark));
@@ -2345,6 +2474,92 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn topic_is_a_lower_case_name() {
+        assert_eq!(
+            accepted(with(json!({"topic": "product-news"})))
+                .email
+                .topic
+                .as_deref(),
+            Some("product-news")
+        );
+        for bad in ["News", "", "a b", "x".repeat(65).as_str()] {
+            assert_eq!(
+                rejected(with(json!({"topic": bad}))),
+                one(code::INVALID_TOPIC, "topic"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bulk_mail_and_asked_for_transactional_mail_get_mailgate_s_one_click_link() {
+        assert!(accepted(with(json!({"category": "bulk"}))).email.one_click);
+        assert!(!accepted(minimal()).email.one_click);
+        assert!(accepted(with(json!({"unsubscribe": true}))).email.one_click);
+        assert!(
+            !accepted(with(json!({"unsubscribe": false})))
+                .email
+                .one_click
+        );
+        assert_eq!(
+            rejected(with(json!({"category": "bulk", "unsubscribe": false}))),
+            one(code::UNSUBSCRIBE_REQUIRED, "unsubscribe")
+        );
+        // The link names one recipient.
+        assert_eq!(
+            rejected(with(
+                json!({"category": "bulk", "to": ["a@example.com"], "bcc": ["b@example.com"]})
+            )),
+            one(code::UNSUBSCRIBE_ONE_RECIPIENT, "to")
+        );
+        // A duplicate is not a second recipient.
+        assert!(
+            accepted(with(
+                json!({"category": "bulk", "to": ["a@example.com"], "cc": ["A@example.com"]})
+            ))
+            .email
+            .one_click
+        );
+    }
+
+    #[test]
+    fn a_caller_s_own_list_unsubscribe_needs_its_one_click_post() {
+        assert_eq!(
+            rejected(with(
+                json!({"category": "bulk", "headers": {"List-Unsubscribe": "<https://a.example/u>"}})
+            )),
+            one(
+                code::LIST_UNSUBSCRIBE_WITHOUT_POST,
+                "headers.List-Unsubscribe"
+            )
+        );
+        assert_eq!(
+            rejected(with(
+                json!({"headers": {"list-unsubscribe-post": "List-Unsubscribe=One-Click"}})
+            )),
+            one(
+                code::LIST_UNSUBSCRIBE_WITHOUT_POST,
+                "headers.list-unsubscribe-post"
+            )
+        );
+        assert_eq!(
+            rejected(with(json!({"headers": {
+                "List-Unsubscribe": "<https://a.example/u>",
+                "List-Unsubscribe-Post": "yes"
+            }}))),
+            one(code::INVALID_HEADER_VALUE, "headers.List-Unsubscribe-Post")
+        );
+        let own = accepted(with(
+            json!({"category": "bulk", "to": ["a@example.com", "b@example.com"], "headers": {
+                "List-Unsubscribe": "<https://a.example/u>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"
+            }}),
+        ));
+        assert!(!own.email.one_click);
+        assert_eq!(own.email.headers.len(), 2);
     }
 
     // --- shape errors and error collection ---

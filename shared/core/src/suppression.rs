@@ -126,6 +126,9 @@ pub struct Suppression {
     pub note: Option<String>,
     /// Who wrote it: the API (an operator or the app), or a delivery event.
     pub origin: SuppressionOrigin,
+    /// The subscription topic it is scoped to (an unsubscribe from mail on that topic): it stops
+    /// bulk mail on that topic only. `None`: every message it applies to.
+    pub topic: Option<String>,
 }
 
 /// Who wrote a suppression. Entries that delivery events wrote (bounces, complaints,
@@ -158,7 +161,14 @@ impl Suppression {
             expires_at: None,
             note: None,
             origin: SuppressionOrigin::Api,
+            topic: None,
         }
+    }
+
+    /// The same suppression scoped to `topic` (see [`Suppression::topic`]).
+    pub fn on_topic(mut self, topic: Option<String>) -> Self {
+        self.topic = topic;
+        self
     }
 
     /// The same suppression lapsing at `expires_at`, which must be after its creation time. The

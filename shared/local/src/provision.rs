@@ -20,6 +20,10 @@ use crate::template::{Physical, Resolver, Template, TemplateError, scalar_text};
 
 /// The account id moto uses for every resource.
 pub const LOCAL_ACCOUNT_ID: &str = "123456789012";
+/// Where `cargo lambda watch` serves function URLs under `make dev`.
+pub const DEFAULT_LOCAL_FUNCTION_URL_BASE: &str = "http://127.0.0.1:9000/lambda-url";
+/// The stack parameter that overrides [`DEFAULT_LOCAL_FUNCTION_URL_BASE`] (another watch port).
+pub const LOCAL_FUNCTION_URL_BASE_PARAMETER: &str = "LocalFunctionUrlBase";
 
 /// A failure while provisioning.
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +263,34 @@ pub async fn provision(
 
     if let Some(identity) = &spec.ses_identity {
         verify_ses_identity(sdk, identity).await?;
+    }
+
+    // SAM makes `<Function>Url` for a function with `FunctionUrlConfig`; locally that URL is
+    // `cargo lambda watch`'s (`make dev`: http://127.0.0.1:9000/lambda-url/<binary>/), so other
+    // functions' `!GetAtt <Function>Url.FunctionUrl` (the unsubscribe base URL) resolve to it.
+    let url_base = resolver
+        .parameters
+        .get(LOCAL_FUNCTION_URL_BASE_PARAMETER)
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_LOCAL_FUNCTION_URL_BASE.to_owned());
+    for r in template.resources_of("AWS::Serverless::Function") {
+        if r.properties.get("FunctionUrlConfig").is_none() {
+            continue;
+        }
+        if let Some(binary) = r
+            .metadata
+            .pointer("/BuildProperties/Binary")
+            .and_then(Value::as_str)
+        {
+            let mut physical = Physical::default();
+            physical.attributes.insert(
+                "FunctionUrl".into(),
+                format!("{}/{binary}/", url_base.trim_end_matches('/')),
+            );
+            resolver
+                .resources
+                .insert(format!("{}Url", r.logical_id), physical);
+        }
     }
 
     let functions = template

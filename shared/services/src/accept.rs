@@ -38,8 +38,8 @@ use mailgate_core::send_request::{FieldError, response_status};
 use mailgate_core::{
     AuthenticatedKey, BatchSendRequest, Claim, ClaimOutcome, Clock, EmailAddress, MessageCategory,
     MessageId, MessageRecord, MessageState, OutboundEmail, ProviderId, RequestFingerprint,
-    SendLimits, SendRequest, StoreError, StoredResponse, Suppression, UnixMillis, ValidatedSend,
-    initial_state,
+    SendLimits, SendRequest, StoreError, StoredResponse, Suppression, SuppressionReason,
+    UnixMillis, UnsubscribeLinks, ValidatedSend, initial_state,
 };
 use serde_json::{Value, json};
 
@@ -87,6 +87,34 @@ pub struct AcceptSettings {
     pub idempotency_retention: Duration,
     /// Size and count limits of a request.
     pub limits: SendLimits,
+    /// How one-click unsubscribe links are made (`UNSUBSCRIBE_BASE_URL`,
+    /// `UNSUBSCRIBE_SIGNING_KEYS`, `UNSUBSCRIBE_MAILTO`); without them, messages that need one
+    /// (bulk, or `"unsubscribe": true`) are refused with `unsubscribe_not_configured`.
+    pub unsubscribe: Option<UnsubscribeLinks>,
+}
+
+/// 422: a message needs a one-click unsubscribe link and this deployment has none configured.
+pub use mailgate_core::send_request::code::UNSUBSCRIBE_NOT_CONFIGURED;
+
+/// Adds mailgate's one-click unsubscribe headers to a message that wants them (recipient index 0:
+/// such a message has one recipient, see `unsubscribe_one_recipient`).
+fn attach_unsubscribe(
+    links: Option<&UnsubscribeLinks>,
+    email: &mut OutboundEmail,
+) -> Result<(), FieldError> {
+    if !email.one_click {
+        return Ok(());
+    }
+    let Some(links) = links else {
+        return Err(FieldError::new(
+            UNSUBSCRIBE_NOT_CONFIGURED,
+            "category",
+            "this message needs a one-click unsubscribe link (bulk mail, or `unsubscribe`: true) \
+             and this deployment sets no UNSUBSCRIBE_BASE_URL and UNSUBSCRIBE_SIGNING_KEYS",
+        ));
+    };
+    email.headers.extend(links.headers(&email.message_id, 0));
+    Ok(())
 }
 
 /// The answer to an accepted message (the 202 body).
@@ -247,11 +275,24 @@ enum Screened {
     AllSuppressed(Vec<(EmailAddress, Suppression)>),
 }
 
-/// Drops suppressed recipients from `email` (found is the check's answer).
-fn screen(mut email: OutboundEmail, found: &HashMap<EmailAddress, Suppression>) -> Screened {
+/// Drops suppressed recipients from `email` (`found` is the check's answer, `on_topic` the
+/// entries scoped to the message's topic). An unsubscribe stops bulk mail only: transactional
+/// mail (a receipt, a password reset) is stopped by bounces, complaints and the rest, never by
+/// an unsubscribe, and a topic-scoped unsubscribe stops bulk mail on its topic only.
+fn screen(
+    mut email: OutboundEmail,
+    found: &HashMap<EmailAddress, Suppression>,
+    on_topic: &HashMap<EmailAddress, Suppression>,
+) -> Screened {
     let mut suppressed = Vec::new();
+    let transactional = email.category == MessageCategory::Transactional;
+    let applies = |a: &EmailAddress| {
+        let topic = (!transactional).then(|| on_topic.get(a)).flatten();
+        found.get(a).or(topic)
+    };
     let mut keep = |list: &mut Vec<EmailAddress>| {
-        list.retain(|a| match found.get(a) {
+        list.retain(|a| match applies(a) {
+            Some(s) if transactional && s.reason == SuppressionReason::Unsubscribe => true,
             Some(s) => {
                 suppressed.push((a.clone(), s.clone()));
                 false
@@ -416,6 +457,38 @@ impl MessageIntake {
             })
     }
 
+    /// The topic-scoped suppressions of the recipients of the bulk messages among `emails`, by
+    /// topic (transactional mail and bulk mail without a topic need none).
+    async fn check_topics<'e>(
+        &self,
+        emails: impl Iterator<Item = &'e OutboundEmail>,
+        now: time::OffsetDateTime,
+    ) -> Result<HashMap<String, HashMap<EmailAddress, Suppression>>, AcceptOutcome> {
+        let mut by_topic: HashMap<String, Vec<EmailAddress>> = HashMap::new();
+        for email in emails.filter(|e| e.category == MessageCategory::Bulk) {
+            if let Some(topic) = &email.topic {
+                by_topic
+                    .entry(topic.clone())
+                    .or_default()
+                    .extend(email.recipients().cloned());
+            }
+        }
+        let mut found = HashMap::new();
+        for (topic, addresses) in by_topic {
+            let hits = self
+                .ports
+                .suppressions
+                .check_topic(&addresses, &topic, now)
+                .await
+                .map_err(|error| AcceptOutcome::Unavailable {
+                    what: "suppression list",
+                    error,
+                })?;
+            found.insert(topic, hits);
+        }
+        Ok(found)
+    }
+
     /// Records the message, claiming the key in the same write when there is one (stored
     /// completed with `known` when the answer is known already). `Ok(None)` when recorded
     /// without a key; `Err` is the answer (a refused claim, or unavailable).
@@ -564,10 +637,14 @@ impl MessageIntake {
         let id = keyed
             .as_ref()
             .map_or_else(MessageId::generate, |k| k.message_id(0));
-        let valid = match request.validate(&self.settings.limits, now, id) {
+        let mut valid = match request.validate(&self.settings.limits, now, id) {
             Ok(v) => v,
             Err(errors) => return AcceptOutcome::Invalid(errors),
         };
+        if let Err(error) = attach_unsubscribe(self.settings.unsubscribe.as_ref(), &mut valid.email)
+        {
+            return AcceptOutcome::Invalid(vec![error]);
+        }
         let found = match self
             .check_suppressions(std::iter::once(&valid.email), now)
             .await
@@ -575,6 +652,16 @@ impl MessageIntake {
             Ok(found) => found,
             Err(outcome) => return outcome,
         };
+        let mut on_topics = match self.check_topics(std::iter::once(&valid.email), now).await {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        let on_topic = valid
+            .email
+            .topic
+            .as_ref()
+            .and_then(|t| on_topics.remove(t))
+            .unwrap_or_default();
         let now_ms = UnixMillis::from(now);
         let state = self.start_state(&valid, now_ms).await;
         let ValidatedSend {
@@ -582,7 +669,7 @@ impl MessageIntake {
             send_at,
             provider,
         } = valid;
-        let (email, suppressed) = match screen(email, &found) {
+        let (email, suppressed) = match screen(email, &found, &on_topic) {
             Screened::Send { email, suppressed } => (email, suppressed),
             Screened::AllSuppressed(list) => return AcceptOutcome::AllSuppressed(list),
         };
@@ -815,6 +902,14 @@ impl MessageIntake {
             Ok(found) => found,
             Err(outcome) => return outcome,
         };
+        let on_topics = match self
+            .check_topics(items.iter().flatten().map(|v| &v.email), now)
+            .await
+        {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        let none = HashMap::new();
         let now_ms = UnixMillis::from(now);
         let mut results: Vec<Value> = Vec::with_capacity(items.len());
         let mut accepted: Vec<(usize, MessageRecord, Box<OutboundEmail>, Option<ProviderId>)> =
@@ -830,6 +925,11 @@ impl MessageIntake {
                 Some(Ok(t)) => t.clone(),
                 None => None,
             };
+            let item = item.and_then(|mut v| {
+                attach_unsubscribe(self.settings.unsubscribe.as_ref(), &mut v.email)
+                    .map_err(|e| vec![e.prefixed(&format!("messages[{index}]"))])?;
+                Ok(v)
+            });
             let valid = match item {
                 Ok(v) => v,
                 Err(errors) => {
@@ -845,7 +945,12 @@ impl MessageIntake {
                 send_at,
                 provider,
             } = valid;
-            match screen(email, &found) {
+            let on_topic = email
+                .topic
+                .as_ref()
+                .and_then(|t| on_topics.get(t))
+                .unwrap_or(&none);
+            match screen(email, &found, on_topic) {
                 Screened::AllSuppressed(list) => {
                     let mut error = all_suppressed_json(&list);
                     error["field"] = json!(format!("messages[{index}].to"));
@@ -955,6 +1060,9 @@ mod tests_support {
     };
 
     const T0: i64 = 1_790_000_000;
+    /// A test-only unsubscribe signing key.
+    pub const TEST_UNSUBSCRIBE_KEY: &str = "test-only-unsubscribe-signing-key-0123456789";
+    pub use mailgate_core::UnsubscribeKeys;
     pub const BODY: &str = r#"{"from":"news@example.com","to":["jane@example.org"],"cc":["joe@example.org"],"subject":"Hi","text":"Hello"}"#;
 
     pub struct Harness {
@@ -1012,6 +1120,14 @@ mod tests_support {
             send_budget: Duration::from_secs(10),
             idempotency_retention: Duration::from_secs(24 * 3600),
             limits: SendLimits::default(),
+            unsubscribe: Some(
+                UnsubscribeLinks::new(
+                    "https://unsubscribe.example.test",
+                    None,
+                    UnsubscribeKeys::parse(TEST_UNSUBSCRIBE_KEY).unwrap(),
+                )
+                .unwrap(),
+            ),
         };
         Harness {
             intake: MessageIntake::new(ports, delivery, settings),
@@ -1310,7 +1426,7 @@ mod tests {
 
     #[tokio::test]
     async fn bulk_mail_is_held_while_paused_or_when_the_switch_cannot_be_read() {
-        let bulk = BODY.replace(r#""text":"Hello""#, r#""text":"Hello","category":"bulk""#);
+        let bulk = BULK;
         let h = harness(vec![]);
         h.controls.bulk_paused.store(true, Ordering::SeqCst);
         let a = accepted(h.intake.accept(&h.key, bulk.as_bytes(), None).await);
@@ -1319,7 +1435,7 @@ mod tests {
         h.controls
             .faults
             .fail_next("bulk_paused", StoreErrorKind::Transient);
-        let key = keyed(&h, "k", &bulk);
+        let key = keyed(&h, "k", bulk);
         let scoped = key.as_ref().unwrap().scoped_key.clone();
         let a = accepted(h.intake.accept(&h.key, bulk.as_bytes(), key).await);
         assert_eq!(a.status, MessageState::Paused);
@@ -1332,6 +1448,128 @@ mod tests {
         // Transactional mail is never held.
         let a = accepted(h.intake.accept(&h.key, BODY.as_bytes(), None).await);
         assert_eq!(a.status, MessageState::Sent);
+    }
+
+    const BULK: &str = r#"{"from":"news@example.com","to":["jane@example.org"],"subject":"Hi","text":"Hello","category":"bulk","topic":"news"}"#;
+
+    #[tokio::test]
+    async fn bulk_mail_carries_a_signed_one_click_link_for_its_recipient() {
+        let h = harness(vec![]);
+        let a = accepted(h.intake.accept(&h.key, BULK.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Sent);
+        let stored = h.messages.message(&a.id).unwrap();
+        assert_eq!(stored.record.topic.as_deref(), Some("news"));
+        let header = |name: &str| {
+            stored
+                .content
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let link = header("List-Unsubscribe").unwrap();
+        let token = link
+            .strip_prefix("<https://unsubscribe.example.test/")
+            .and_then(|t| t.strip_suffix('>'))
+            .unwrap();
+        let keys = UnsubscribeKeys::parse(TEST_UNSUBSCRIBE_KEY).unwrap();
+        let named = keys.verify(token).unwrap();
+        assert_eq!((named.message_id, named.recipient_index), (a.id, 0));
+        assert_eq!(
+            header("List-Unsubscribe-Post").as_deref(),
+            Some("List-Unsubscribe=One-Click")
+        );
+
+        // Transactional mail gets the link only when asked for.
+        let a = accepted(h.intake.accept(&h.key, BODY.as_bytes(), None).await);
+        let stored = h.messages.message(&a.id).unwrap();
+        assert!(stored.content.headers.is_empty());
+        let asked = r#"{"from":"a@example.com","to":["b@example.org"],"subject":"Hi","text":"Hello","unsubscribe":true}"#;
+        let a = accepted(h.intake.accept(&h.key, asked.as_bytes(), None).await);
+        let stored = h.messages.message(&a.id).unwrap();
+        assert_eq!(stored.content.headers.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unsubscribe_stops_bulk_mail_but_never_transactional_mail() {
+        let h = harness(vec![]);
+        let jane = address("jane@example.org");
+        h.suppressions.put(Suppression::new(
+            &jane,
+            SuppressionReason::Unsubscribe,
+            h.clock.now(),
+        ));
+        match h.intake.accept(&h.key, BULK.as_bytes(), None).await {
+            AcceptOutcome::AllSuppressed(list) => assert_eq!(list[0].0, jane),
+            other => panic!("expected all suppressed, got {other:?}"),
+        }
+        let single = r#"{"from":"a@example.com","to":["jane@example.org"],"subject":"Receipt","text":"Paid"}"#;
+        let a = accepted(h.intake.accept(&h.key, single.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Sent);
+        assert!(a.suppressed.is_empty());
+        // A complaint stops transactional mail too.
+        h.suppressions.put(Suppression::new(
+            &jane,
+            SuppressionReason::Complaint,
+            h.clock.now(),
+        ));
+        assert!(matches!(
+            h.intake.accept(&h.key, single.as_bytes(), None).await,
+            AcceptOutcome::AllSuppressed(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_topic_unsubscribe_stops_bulk_mail_on_that_topic_only() {
+        let h = harness(vec![]);
+        let jane = address("jane@example.org");
+        h.suppressions.put(
+            Suppression::new(&jane, SuppressionReason::Unsubscribe, h.clock.now())
+                .on_topic(Some("news".into())),
+        );
+        // BULK is on `news`.
+        assert!(matches!(
+            h.intake.accept(&h.key, BULK.as_bytes(), None).await,
+            AcceptOutcome::AllSuppressed(_)
+        ));
+        let other = BULK.replace(r#""topic":"news""#, r#""topic":"offers""#);
+        let a = accepted(h.intake.accept(&h.key, other.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Sent);
+        let untopical = BULK.replace(r#","topic":"news""#, "");
+        let a = accepted(h.intake.accept(&h.key, untopical.as_bytes(), None).await);
+        assert_eq!(a.status, MessageState::Sent);
+        // In a batch too: the `news` item is refused, the `offers` one queued.
+        let outcome = h
+            .intake
+            .accept_batch(&h.key, batch(&[BULK, &other]).as_bytes(), None)
+            .await;
+        let AcceptOutcome::Batch { body, .. } = outcome else {
+            panic!("expected a batch answer, got {outcome:?}");
+        };
+        assert_eq!(
+            body["results"][0]["error"]["code"], "all_recipients_suppressed",
+            "{body}"
+        );
+        assert_eq!(body["results"][1]["status"], "queued", "{body}");
+    }
+
+    #[tokio::test]
+    async fn without_unsubscribe_settings_bulk_mail_is_refused_and_nothing_stored() {
+        let mut h = harness(vec![]);
+        let settings = AcceptSettings {
+            unsubscribe: None,
+            ..h.intake.settings().clone()
+        };
+        h.intake = MessageIntake::new(h.intake.ports.clone(), h.intake.delivery.clone(), settings);
+        match h.intake.accept(&h.key, BULK.as_bytes(), None).await {
+            AcceptOutcome::Invalid(errors) => {
+                assert_eq!(errors[0].code, UNSUBSCRIBE_NOT_CONFIGURED);
+                assert_eq!(errors[0].status(), 422);
+            }
+            other => panic!("expected 422, got {other:?}"),
+        }
+        assert!(h.messages.all().is_empty());
+        assert_eq!(h.provider.calls(), 0);
     }
 
     fn batch(items: &[&str]) -> String {

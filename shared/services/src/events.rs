@@ -411,7 +411,7 @@ impl EventApplier {
         };
         if matches!(
             effect,
-            EventEffect::Suppress(_) | EventEffect::CountSoftBounce
+            EventEffect::Suppress(_) | EventEffect::Lift(_) | EventEffect::CountSoftBounce
         ) && !allowed
         {
             // Recorded (as an orphan, or in the message's history) and counted, but it changes
@@ -429,7 +429,9 @@ impl EventApplier {
         let suppressions = &self.ports.suppressions;
         match effect {
             EventEffect::Suppress(reason) => {
-                let mut entry = Suppression::new(address, reason, now);
+                // An unsubscribe from mail on a topic stops that topic only.
+                let topic = topic_of(reason, message);
+                let mut entry = Suppression::new(address, reason, now).on_topic(topic);
                 entry.note = Some(format!("{} {} event", event.provider, event.provider_type));
                 suppressions.put_unless_active(&entry, now).await?;
             }
@@ -454,10 +456,29 @@ impl EventApplier {
                     suppressions.put_unless_active(&entry, now).await?;
                 }
             }
+            EventEffect::Lift(reason) => {
+                let topic = topic_of(reason, message);
+                if suppressions.lift(address, reason, topic.as_deref()).await? {
+                    tracing::info!(
+                        provider,
+                        kind = event.kind.as_str(),
+                        address = %address.masked(),
+                        "resubscribed: the unsubscribe suppression was lifted"
+                    );
+                }
+            }
             EventEffect::SenderSideBounce(_) | EventEffect::None => {}
         }
         Ok(())
     }
+}
+
+/// The topic an unsubscribe (or resubscribe) applies to: the message's, when it was sent on one.
+/// Other reasons are never scoped.
+fn topic_of(reason: SuppressionReason, message: Option<&MessageRecord>) -> Option<String> {
+    (reason == SuppressionReason::Unsubscribe)
+        .then(|| message.and_then(|m| m.topic.clone()))
+        .flatten()
 }
 
 /// Whether `address` is a recipient (to, cc or bcc) of `message`, compared in canonical form.
@@ -801,6 +822,86 @@ mod tests {
             h.suppressions.entries.lock().unwrap()[&address].reason,
             SuppressionReason::Complaint
         );
+    }
+
+    #[tokio::test]
+    async fn a_resubscribe_lifts_an_unsubscribe_and_nothing_else() {
+        let h = default_harness();
+        ours(&h, MessageCategory::Bulk);
+        let address = EmailAddress::parse("jane@example.org").unwrap();
+        let entry = |h: &Harness| {
+            h.suppressions
+                .entries
+                .lock()
+                .unwrap()
+                .get(&address)
+                .cloned()
+        };
+        h.applier
+            .apply_event(&event(&h, "u-1", EventKind::Unsubscribed))
+            .await
+            .1
+            .unwrap();
+        assert_eq!(entry(&h).unwrap().reason, SuppressionReason::Unsubscribe);
+        h.applier
+            .apply_event(&event(&h, "r-1", EventKind::Resubscribed))
+            .await
+            .1
+            .unwrap();
+        assert!(entry(&h).is_none(), "the unsubscribe is lifted");
+
+        // A complaint is not lifted by a resubscribe.
+        h.applier
+            .apply_event(&event(&h, "c-1", EventKind::Complained))
+            .await
+            .1
+            .unwrap();
+        h.applier
+            .apply_event(&event(&h, "r-2", EventKind::Resubscribed))
+            .await
+            .1
+            .unwrap();
+        assert_eq!(entry(&h).unwrap().reason, SuppressionReason::Complaint);
+
+        // Nor is an unsubscribe the API wrote (the app's own decision).
+        let h = default_harness();
+        ours(&h, MessageCategory::Bulk);
+        h.suppressions.entries.lock().unwrap().insert(
+            address.clone(),
+            Suppression::new(&address, SuppressionReason::Unsubscribe, h.clock.now()),
+        );
+        h.applier
+            .apply_event(&event(&h, "r-3", EventKind::Resubscribed))
+            .await
+            .1
+            .unwrap();
+        assert!(entry(&h).is_some());
+    }
+
+    #[tokio::test]
+    async fn an_unsubscribe_from_mail_on_a_topic_is_scoped_to_it_and_a_resubscribe_lifts_it() {
+        let h = default_harness();
+        let mut record = ours(&h, MessageCategory::Bulk);
+        record.topic = Some("news".into());
+        h.messages.insert(record, ProviderId::Ses, PMID);
+        let address = EmailAddress::parse("jane@example.org").unwrap();
+        h.applier
+            .apply_event(&event(&h, "u-t", EventKind::Unsubscribed))
+            .await
+            .1
+            .unwrap();
+        assert!(h.suppressions.entries.lock().unwrap().is_empty());
+        let key = (address.clone(), "news".to_owned());
+        assert_eq!(
+            h.suppressions.topic_entries.lock().unwrap()[&key].reason,
+            SuppressionReason::Unsubscribe
+        );
+        h.applier
+            .apply_event(&event(&h, "r-t", EventKind::Resubscribed))
+            .await
+            .1
+            .unwrap();
+        assert!(h.suppressions.topic_entries.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@
 //! | release scheduled and paused messages onto the send queue | [`release`] | `sweeper` |
 //! | the sweeper's tick: every job once | [`sweep`] | `sweeper` |
 //! | message templates: versions, previews, rendering for a send | [`templates`] | `send-api` |
+//! | one-click unsubscribe: verify the token, apply an `unsubscribed` event | [`unsubscribe`] | `unsubscribe` |
 
 pub mod accept;
 pub mod app_delivery;
@@ -26,6 +27,7 @@ pub mod release;
 pub mod send;
 pub mod sweep;
 pub mod templates;
+pub mod unsubscribe;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

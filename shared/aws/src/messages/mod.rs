@@ -256,6 +256,9 @@ fn summary_item(record: &MessageRecord) -> Item {
     if let Some(name) = &record.from.name {
         item.insert("from_name".to_owned(), s(name));
     }
+    if let Some(topic) = &record.topic {
+        item.insert("topic".to_owned(), s(topic));
+    }
     if let Some(at) = record.send_at {
         item.insert("send_at".to_owned(), n(at.as_i64()));
     }
@@ -348,6 +351,7 @@ fn record_from(item: &Item) -> Result<MessageRecord, MessageStoreError> {
         api_key_id,
         environment,
         category,
+        topic: get_s(item, "topic").map(str::to_owned),
         from,
         recipients: recipients.into_iter().map(|(_, r)| r).collect(),
         state,

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::{BoxFuture, StoreError};
 use crate::{
     DeliveryEvent, EmailAddress, Endpoint, EndpointId, EndpointUrl, MessageId, MessageRecord,
-    MessageState, ProviderId, Suppression, UnixMillis,
+    MessageState, ProviderId, Suppression, SuppressionReason, UnixMillis,
 };
 
 /// What claiming an event for processing found.
@@ -85,6 +85,16 @@ pub trait SuppressionWrites: Send + Sync {
         &'a self,
         entry: &'a Suppression,
         now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Deletes the event-written entry of `address` scoped to `topic` if its reason is `reason`;
+    /// whether one was deleted. An entry the API wrote (the app's or an operator's decision)
+    /// stays.
+    fn lift<'a>(
+        &'a self,
+        address: &'a EmailAddress,
+        reason: SuppressionReason,
+        topic: Option<&'a str>,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Counts a soft bounce of `address` once per distinct event (`event_digest`) at `at`; the

@@ -232,6 +232,15 @@ pub trait SuppressionCheck: Send + Sync {
         addresses: &'a [EmailAddress],
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<HashMap<EmailAddress, Suppression>, StoreError>>;
+
+    /// The active suppressions among `addresses` scoped to subscription `topic` (unsubscribes
+    /// from mail on that topic), which stop bulk mail on that topic.
+    fn check_topic<'a>(
+        &'a self,
+        addresses: &'a [EmailAddress],
+        topic: &'a str,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<HashMap<EmailAddress, Suppression>, StoreError>>;
 }
 
 /// The operator's switches over sending.

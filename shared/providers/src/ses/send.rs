@@ -36,6 +36,7 @@ use futures::future::BoxFuture;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::HeaderType;
 use mail_builder::headers::address::Address;
+use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 use mailgate_core::{
     ErrorCategory, MESSAGE_ID_HEADER, MESSAGE_ID_METADATA_KEY, Mailbox, OutboundEmail, ProviderId,
@@ -212,10 +213,19 @@ pub fn raw_mime(email: &OutboundEmail) -> Result<Vec<u8>, SendFailure> {
         builder = builder.reply_to(reply_to.as_str());
     }
     for (name, value) in email.headers_with_message_id() {
-        builder = builder.header(
-            name.to_owned(),
-            HeaderType::Text(Text::new(value.to_owned())),
-        );
+        // A printable-ASCII value goes as written (folded only at whitespace): as an RFC 2047
+        // encoded word, a long value without spaces such as `List-Unsubscribe: <https://…>`
+        // would be split into `=?us-ascii?Q?…?=` pieces no mail client reads as a URL. Only
+        // other values are encoded.
+        let header = if value
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        {
+            HeaderType::Raw(Raw::new(value.to_owned()))
+        } else {
+            HeaderType::Text(Text::new(value.to_owned()))
+        };
+        builder = builder.header(name.to_owned(), header);
     }
     if let Some(t) = &email.text {
         builder = builder.text_body(t.as_str());
@@ -418,6 +428,18 @@ mod tests {
             "{mime}"
         );
         assert!(mime.contains("X-Campaign: spring"), "{mime}");
+        // A long URL-valued header stays one unencoded value (failed before: encoded words).
+        {
+            let mut e = email();
+            let link = format!("<https://u.example.com/{}>", "A".repeat(90));
+            e.headers.push(("List-Unsubscribe".into(), link.clone()));
+            let mime = String::from_utf8(raw_mime(&e).unwrap()).unwrap();
+            assert!(
+                mime.contains(&format!("List-Unsubscribe: {link}\r\n")),
+                "{mime}"
+            );
+            assert!(!mime.contains("=?us-ascii?"), "{mime}");
+        }
         assert!(mime.contains("multipart/mixed"), "{mime}");
         assert!(mime.contains("report.txt"), "{mime}");
         assert!(

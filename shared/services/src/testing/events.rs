@@ -16,7 +16,7 @@ use mailgate_core::ports::{
 };
 use mailgate_core::{
     DeliveryEvent, EmailAddress, Endpoint, EndpointId, MessageId, MessageRecord, ProviderId,
-    StoreError, Suppression, UnixMillis,
+    StoreError, Suppression, SuppressionOrigin, SuppressionReason, UnixMillis,
 };
 use time::OffsetDateTime;
 
@@ -178,8 +178,10 @@ impl MessageLookup for MemoryMessageLookup {
 /// The suppression list in memory: entries by address, soft bounces by address and event.
 #[derive(Debug, Default)]
 pub struct MemorySuppressionWrites {
-    /// The stored suppressions.
+    /// The stored unscoped suppressions.
     pub entries: Mutex<HashMap<EmailAddress, Suppression>>,
+    /// The stored topic-scoped suppressions, by address and topic.
+    pub topic_entries: Mutex<HashMap<(EmailAddress, String), Suppression>>,
     /// The counted soft bounces: (address, event digest, time).
     pub soft_bounces: Mutex<BTreeSet<(String, String, i64)>>,
     /// Failures to inject (`put_unless_active`, `count_soft_bounce`).
@@ -192,14 +194,62 @@ impl SuppressionWrites for MemorySuppressionWrites {
         entry: &'a Suppression,
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        if let Some(topic) = &entry.topic {
+            let result = self.faults.take("put_unless_active").map(|()| {
+                let mut entries = lock(&self.topic_entries);
+                let key = (entry.address.clone(), topic.clone());
+                match entries.get(&key) {
+                    Some(existing) if existing.is_active_at(now) => false,
+                    _ => {
+                        let mut entry = entry.clone();
+                        entry.origin = SuppressionOrigin::Event;
+                        entries.insert(key, entry);
+                        true
+                    }
+                }
+            });
+            return Box::pin(async move { result });
+        }
         let result = self.faults.take("put_unless_active").map(|()| {
             let mut entries = lock(&self.entries);
             match entries.get(&entry.address) {
                 Some(existing) if existing.is_active_at(now) => false,
                 _ => {
-                    entries.insert(entry.address.clone(), entry.clone());
+                    // As the store does: entries written here are event-written.
+                    let mut entry = entry.clone();
+                    entry.origin = SuppressionOrigin::Event;
+                    entries.insert(entry.address.clone(), entry);
                     true
                 }
+            }
+        });
+        Box::pin(async move { result })
+    }
+
+    fn lift<'a>(
+        &'a self,
+        address: &'a EmailAddress,
+        reason: SuppressionReason,
+        topic: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let lifts = |e: &Suppression| e.reason == reason && e.origin == SuppressionOrigin::Event;
+        let result = self.faults.take("lift").map(|()| match topic {
+            None => {
+                let mut entries = lock(&self.entries);
+                let matches = entries.get(address).is_some_and(lifts);
+                if matches {
+                    entries.remove(address);
+                }
+                matches
+            }
+            Some(topic) => {
+                let mut entries = lock(&self.topic_entries);
+                let key = (address.clone(), topic.to_owned());
+                let matches = entries.get(&key).is_some_and(lifts);
+                if matches {
+                    entries.remove(&key);
+                }
+                matches
             }
         });
         Box::pin(async move { result })

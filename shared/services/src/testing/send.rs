@@ -701,15 +701,33 @@ impl SendQueue for MemorySendQueue {
 /// Suppressions in memory.
 #[derive(Debug, Default)]
 pub struct MemorySuppressions {
-    entries: Mutex<HashMap<EmailAddress, Suppression>>,
-    /// Failures to inject (`check`).
+    entries: Mutex<HashMap<(EmailAddress, Option<String>), Suppression>>,
+    /// Failures to inject (`check`, `check_topic`).
     pub faults: Faults,
 }
 
 impl MemorySuppressions {
-    /// Suppresses `entry.address`.
+    /// Suppresses `entry.address` (on `entry.topic`, when scoped).
     pub fn put(&self, entry: Suppression) {
-        lock(&self.entries).insert(entry.address.clone(), entry);
+        lock(&self.entries).insert((entry.address.clone(), entry.topic.clone()), entry);
+    }
+
+    fn active(
+        &self,
+        addresses: &[EmailAddress],
+        topic: Option<&str>,
+        now: OffsetDateTime,
+    ) -> HashMap<EmailAddress, Suppression> {
+        let entries = lock(&self.entries);
+        addresses
+            .iter()
+            .filter_map(|a| {
+                entries
+                    .get(&(a.clone(), topic.map(str::to_owned)))
+                    .filter(|s| s.is_active_at(now))
+                    .map(|s| (a.clone(), s.clone()))
+            })
+            .collect()
     }
 }
 
@@ -719,18 +737,23 @@ impl SuppressionCheck for MemorySuppressions {
         addresses: &'a [EmailAddress],
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<HashMap<EmailAddress, Suppression>, StoreError>> {
-        let result = self.faults.take("check").map(|()| {
-            let entries = lock(&self.entries);
-            addresses
-                .iter()
-                .filter_map(|a| {
-                    entries
-                        .get(a)
-                        .filter(|s| s.is_active_at(now))
-                        .map(|s| (a.clone(), s.clone()))
-                })
-                .collect()
-        });
+        let result = self
+            .faults
+            .take("check")
+            .map(|()| self.active(addresses, None, now));
+        Box::pin(async move { result })
+    }
+
+    fn check_topic<'a>(
+        &'a self,
+        addresses: &'a [EmailAddress],
+        topic: &'a str,
+        now: OffsetDateTime,
+    ) -> BoxFuture<'a, Result<HashMap<EmailAddress, Suppression>, StoreError>> {
+        let result = self
+            .faults
+            .take("check_topic")
+            .map(|()| self.active(addresses, Some(topic), now));
         Box::pin(async move { result })
     }
 }
