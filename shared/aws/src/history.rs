@@ -289,7 +289,7 @@ impl DynamoDbEventHistory {
             let mut conditions = vec!["#state = :before"];
             let mut changed = false;
             if let Some(incoming) = event.kind.message_state() {
-                after = before.after_event(incoming);
+                after = record.state_after_event(event.recipient.as_ref(), incoming);
                 if after != before {
                     set.push("#state = :after");
                     update = update.expression_attribute_values(":after", s(after.as_str()));
