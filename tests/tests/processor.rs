@@ -526,7 +526,7 @@ async fn an_orphan_hard_bounce_or_one_naming_someone_else_suppresses_nobody_unle
     );
     // Our message, but the bounce names an address it was never sent to.
     let (api, auth) = (api(&t), key(&t).await);
-    let (_, ses_id) = sent(&t, &api, &auth, "real@example.org").await;
+    let (id, ses_id) = sent(&t, &api, &auth, "real@example.org").await;
     let other = ses_bounce(
         &ses_id,
         "victim2@example.org",
@@ -544,6 +544,10 @@ async fn an_orphan_hard_bounce_or_one_naming_someone_else_suppresses_nobody_unle
             .unwrap()
             .is_none()
     );
+    // Nor does it move our message: its recipient was never told anything.
+    let message = get(&api, &auth, &id).await;
+    assert_eq!(message["state"], "sent", "{message}");
+    assert_eq!(message["recipients"][0]["status"], "sent", "{message}");
     // A provider account shared with other senders may opt in.
     let shared = processor(&t, &[("SUPPRESS_UNMATCHED_EVENTS", "true")]);
     let orphan = ses_bounce(

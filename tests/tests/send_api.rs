@@ -1340,3 +1340,75 @@ async fn a_sync_send_whose_function_dies_after_the_provider_call_ends_unknown_an
     assert!(drain_pointers(&w).await.is_empty());
     assert_eq!(w.sendgrid.hits(), 1);
 }
+
+/// Every item of the messages table whose key starts with `prefix`.
+async fn message_items(
+    w: &World,
+    prefix: &str,
+) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let out =
+        w.t.clients
+            .dynamodb
+            .scan()
+            .table_name(w.t.table("MessagesTable"))
+            .send()
+            .await
+            .unwrap();
+    out.items()
+        .iter()
+        .filter(|i| i["pk"].as_s().unwrap().starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn every_item_of_a_message_expires_with_its_retention_and_a_lost_claim_leaves_no_parts() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    // Over the inline limit: the content is stored in parts.
+    let mut big = message();
+    big["text"] = json!("x".repeat(400 * 1024));
+    let response = api.handle(post(&w.send_key, &big, Some("big-1"))).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "{:?}",
+        response.body()
+    );
+    let id = json_body(&response)["id"].as_str().unwrap().to_owned();
+    let items = message_items(&w, &format!("msg#{id}")).await;
+    assert!(
+        items.len() >= 4,
+        "summary, content, parts, attempt: {}",
+        items.len()
+    );
+    let created = OffsetDateTime::now_utc().unix_timestamp();
+    for item in &items {
+        let expires: i64 = item
+            .get("expires_at")
+            .unwrap_or_else(|| panic!("no expires_at on {:?}", item["sk"]))
+            .as_n()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let days = (expires - created) as f64 / 86_400.0;
+        assert!(
+            (89.9..=90.1).contains(&days),
+            "{:?}: {days} days",
+            item["sk"]
+        );
+    }
+
+    // The same key with another large body: refused (422), and the parts it wrote first are
+    // taken back.
+    let before = message_items(&w, "msg#").await.len();
+    let mut other = big.clone();
+    other["subject"] = json!("Another");
+    let refused = api.handle(post(&w.send_key, &other, Some("big-1"))).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        message_items(&w, "msg#").await.len(),
+        before,
+        "no orphaned parts"
+    );
+}

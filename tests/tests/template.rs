@@ -455,6 +455,8 @@ fn emitted_dimensions(metric: &str) -> Option<BTreeSet<&'static str>> {
         | "WebhookIngestFailures"
         | "WebhookEventsQueued"
         | "WebhookDuplicates" => set(&["Provider"]),
+        // functions/sweeper/src/lib.rs, count_stalled
+        "WebhookReceiptsFailed" => set(&["Provider"]),
         // functions/dispatcher/src/lib.rs
         "AppWebhookDeliveries" => set(&["Outcome"]),
         // functions/event-processor/src/lib.rs, Tally::emit
@@ -471,7 +473,11 @@ fn emitted_dimensions(metric: &str) -> Option<BTreeSet<&'static str>> {
 #[test]
 fn every_failure_metric_of_the_webhook_path_has_an_alarm_on_the_alarm_topic() {
     let t = template();
-    for metric in ["WebhookVerificationFailures", "WebhookIngestFailures"] {
+    for metric in [
+        "WebhookVerificationFailures",
+        "WebhookIngestFailures",
+        "WebhookReceiptsFailed",
+    ] {
         let alarmed = t.resources_of("AWS::CloudWatch::Alarm").any(|a| {
             list(&a.properties["Metrics"]).iter().any(|m| {
                 m["Expression"]

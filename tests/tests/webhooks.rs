@@ -278,6 +278,60 @@ async fn when_sqs_is_down_the_delivery_gets_503_stays_received_and_the_sweeper_e
 }
 
 #[tokio::test]
+async fn a_receipt_that_never_reaches_the_queue_is_given_up_with_its_reason_after_the_attempts() {
+    use mailgate_fault_proxy::{Fault, FaultProxy, Op, When};
+    let t = TestStack::new().await;
+    // SQS refuses every enqueue of this stack, on the real wire.
+    let proxy = FaultProxy::start(&t.endpoint).await.unwrap();
+    proxy.fail(Op::sqs("SendMessageBatch"), Fault::Status503, When::Always);
+    let clients = mailgate_aws::AwsClients::new(&mailgate_tests::sdk_config(&proxy.url()).await);
+    let f = WebhookFunction::new(
+        webhook_config(&t, ProviderId::Sendgrid, None, &[]),
+        clients.clone(),
+    );
+    let body = sendgrid_batch(3, "poison");
+    let headers = sendgrid_headers(&sendgrid_key(7), now(), &body);
+    let response = f.handle(post(ProviderId::Sendgrid, &body, &headers)).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // The sweeper (2 attempts allowed: the delivery's own and one re-enqueue) gives up on it
+    // once its backoff has passed, marks it failed with the reason and stops looking at it.
+    let env = t.function_env("sweeper");
+    let config = sweeper::Config::from_lookup(move |k| {
+        if k == "RECEIPT_MAX_ATTEMPTS" {
+            Some("2".to_owned())
+        } else {
+            env(k)
+        }
+    })
+    .unwrap();
+    let tick = || sweeper::ScheduledTick {
+        detail_type: "Scheduled Event".to_owned(),
+        time: "2026-12-04T12:00:00Z".to_owned(),
+    };
+    let mut gave_up = 0;
+    for minutes in [10, 20, 40, 80] {
+        let at = Arc::new(FixedClock::at_unix(now() + minutes * 60));
+        let sweeper = sweeper::Sweeper::with_clock(config.clone(), clients.clone(), at);
+        let report = sweeper.handle(tick()).await.unwrap();
+        gave_up += report
+            .jobs
+            .iter()
+            .find(|(job, _)| job == "fail_receipts:sendgrid")
+            .map_or(0, |(_, n)| *n);
+    }
+    assert_eq!(gave_up, 1, "given up once");
+    let stored = receipts(&t).await;
+    assert_eq!(attr(&stored[0], "status"), "failed");
+    assert!(
+        !stored[0].contains_key("pending"),
+        "out of the sweeper's index"
+    );
+    assert!(attr(&stored[0], "error").contains("not enqueued after 2 attempts"));
+    assert_eq!(stored[0]["attempts"].as_n().unwrap(), "2");
+}
+
+#[tokio::test]
 async fn a_redelivery_of_a_stuck_receipt_enqueues_it_once_its_lease_has_lapsed() {
     let t = TestStack::new().await;
     let mut broken = t.clients.clone();

@@ -288,8 +288,10 @@ mod tests {
                     None
                 } else if k.ends_with("_URL") {
                     Some(format!("http://127.0.0.1:1/{k}"))
-                } else {
+                } else if k.ends_with("_TABLE") {
                     Some(format!("table-{k}"))
+                } else {
+                    None
                 }
             }
         };

@@ -22,6 +22,9 @@ pub const FUNCTION_NAME: &str = "sweeper";
 /// Receipts still `received` after this long are re-enqueued (`WEBHOOK_REQUEUE_AFTER_SECS`).
 pub const DEFAULT_REQUEUE_AFTER_SECS: i64 = 300;
 
+/// Enqueue attempts of a receipt before it is marked `failed` (`RECEIPT_MAX_ATTEMPTS`).
+pub const DEFAULT_RECEIPT_MAX_ATTEMPTS: i64 = 5;
+
 /// Typed configuration, loaded once per cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -29,6 +32,8 @@ pub struct Config {
     pub names: ResourceNames,
     /// Age after which a `received` receipt counts as stuck.
     pub requeue_after_secs: i64,
+    /// Enqueue attempts of a receipt before it is marked `failed`.
+    pub receipt_max_attempts: u32,
 }
 
 impl Config {
@@ -54,14 +59,21 @@ impl Config {
             "WEBHOOK_REQUEUE_AFTER_SECS",
             DEFAULT_REQUEUE_AFTER_SECS,
         );
-        match (names, age) {
-            (Ok(names), Ok(requeue_after_secs)) => Ok(Self {
+        let attempts = positive_setting(
+            &lookup,
+            "RECEIPT_MAX_ATTEMPTS",
+            DEFAULT_RECEIPT_MAX_ATTEMPTS,
+        );
+        match (names, age, attempts) {
+            (Ok(names), Ok(requeue_after_secs), Ok(attempts)) => Ok(Self {
                 names,
                 requeue_after_secs,
+                receipt_max_attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
             }),
-            (names, age) => {
+            (names, age, attempts) => {
                 let mut problems = names.err().map(|e| e.problems).unwrap_or_default();
                 problems.extend(age.err());
+                problems.extend(attempts.err());
                 Err(ConfigError { problems })
             }
         }
@@ -111,7 +123,8 @@ impl Sweeper {
     /// Wires the function on `clock`.
     pub fn with_clock(config: Config, clients: AwsClients, clock: Arc<dyn Clock>) -> Self {
         // Retention and replay windows only matter when recording; the sweeper never records.
-        let ingestion = wiring::ingestion(&clients, &config.names, 0, 0);
+        let ingestion = wiring::ingestion(&clients, &config.names, 0, 0)
+            .with_max_attempts(config.receipt_max_attempts);
         let release = wiring::release(&clients, &config.names);
         let sweep = Sweep::new(ingestion, release, config.requeue_after_secs, clock);
         Self { config, sweep }
@@ -130,10 +143,22 @@ impl Sweeper {
     }
 }
 
-/// The stalled messages' figures as metrics: `StalledMessagesRequeued` (a pointer was missing),
+/// The stalled messages' and receipts' figures as metrics: `StalledMessagesRequeued` (a pointer was missing),
 /// `StalledMessagesFailed` and `LapsedSendsUnknown` (each alarmed in the template).
 fn count_stalled(jobs: &[(String, u64)]) {
-    use mailgate_services::sweep::{JOB_ABANDON_LAPSED, JOB_FAIL_STALLED, JOB_REQUEUE_STALLED};
+    use mailgate_services::sweep::{
+        JOB_ABANDON_LAPSED, JOB_FAIL_RECEIPTS, JOB_FAIL_STALLED, JOB_REQUEUE_STALLED,
+    };
+    // `WebhookReceiptsFailed` per provider (alarmed): receipts given up on.
+    for (job, n) in jobs {
+        if let Some(provider) = job
+            .strip_prefix(JOB_FAIL_RECEIPTS)
+            .and_then(|rest| rest.strip_prefix(':'))
+            && *n > 0
+        {
+            mailgate_lambda::metrics::count("WebhookReceiptsFailed", *n, &[("Provider", provider)]);
+        }
+    }
     for (job, metric) in [
         (JOB_REQUEUE_STALLED, "StalledMessagesRequeued"),
         (JOB_FAIL_STALLED, "StalledMessagesFailed"),

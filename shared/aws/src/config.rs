@@ -121,11 +121,18 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// The names of the tables and URLs of the queues one function uses.
+/// How long a message and everything recorded under it is kept (`MESSAGE_RETENTION_DAYS`).
+pub const DEFAULT_MESSAGE_RETENTION_DAYS: u64 = 90;
+/// The variable setting it.
+pub const MESSAGE_RETENTION_VAR: &str = "MESSAGE_RETENTION_DAYS";
+
+/// The names of the tables and URLs of the queues one function uses (and, with the messages
+/// table, how long its items are kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceNames {
     tables: BTreeMap<Table, String>,
     queues: BTreeMap<Queue, String>,
+    message_retention: std::time::Duration,
 }
 
 impl ResourceNames {
@@ -161,8 +168,24 @@ impl ResourceNames {
                 problems.push(format!("{} must be a queue URL, got {url:?}", q.env_var()));
             }
         }
+        let days = match lookup(MESSAGE_RETENTION_VAR).map(|v| v.trim().to_owned()) {
+            Some(v) if !v.is_empty() => match v.parse::<u64>() {
+                Ok(d @ 1..=3650) => d,
+                _ => {
+                    problems.push(format!(
+                        "{MESSAGE_RETENTION_VAR} must be a whole number of days from 1 to 3650, got {v:?}"
+                    ));
+                    DEFAULT_MESSAGE_RETENTION_DAYS
+                }
+            },
+            _ => DEFAULT_MESSAGE_RETENTION_DAYS,
+        };
         if problems.is_empty() {
-            Ok(Self { tables, queues })
+            Ok(Self {
+                tables,
+                queues,
+                message_retention: std::time::Duration::from_secs(days * 86_400),
+            })
         } else {
             Err(ConfigError { problems })
         }
@@ -188,6 +211,11 @@ impl ResourceNames {
         }
     }
 
+    /// How long a message and everything recorded under it is kept (DynamoDB TTL).
+    pub fn message_retention(&self) -> std::time::Duration {
+        self.message_retention
+    }
+
     /// Every loaded table with its name.
     pub fn tables(&self) -> impl Iterator<Item = (Table, &str)> {
         self.tables.iter().map(|(t, n)| (*t, n.as_str()))
@@ -210,6 +238,33 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn message_retention_defaults_to_ninety_days_and_refuses_nonsense() {
+        let names = ResourceNames::from_lookup(
+            &[Table::Messages],
+            &[],
+            env(&[("MESSAGE_TABLE", "x"), ("MESSAGES_TABLE", "m")]),
+        )
+        .unwrap();
+        assert_eq!(names.message_retention().as_secs(), 90 * 86_400);
+        let names = ResourceNames::from_lookup(
+            &[Table::Messages],
+            &[],
+            env(&[("MESSAGES_TABLE", "m"), ("MESSAGE_RETENTION_DAYS", "7")]),
+        )
+        .unwrap();
+        assert_eq!(names.message_retention().as_secs(), 7 * 86_400);
+        for bad in ["0", "3651", "ninety", "-1"] {
+            let err = ResourceNames::from_lookup(
+                &[Table::Messages],
+                &[],
+                env(&[("MESSAGES_TABLE", "m"), ("MESSAGE_RETENTION_DAYS", bad)]),
+            )
+            .unwrap_err();
+            assert!(err.problems[0].contains("MESSAGE_RETENTION_DAYS"), "{bad}");
+        }
     }
 
     #[test]

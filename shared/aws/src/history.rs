@@ -88,6 +88,7 @@ pub struct DynamoDbEventHistory {
     client: Client,
     messages_table: String,
     dedupe_table: String,
+    retention_ms: i64,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -186,7 +187,17 @@ impl DynamoDbEventHistory {
             client,
             messages_table,
             dedupe_table,
+            retention_ms: i64::try_from(crate::config::DEFAULT_MESSAGE_RETENTION_DAYS)
+                .unwrap_or(90)
+                * 86_400_000,
         }
+    }
+
+    /// The same history keeping each entry of a message for `retention`, like the message's
+    /// other items (`MESSAGE_RETENTION_DAYS`).
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        self
     }
 
     /// Claims `event` for processing (write 1 of 2): a conditional put that succeeds when the
@@ -256,7 +267,14 @@ impl DynamoDbEventHistory {
         };
         let mut items = Vec::with_capacity(3);
         let (pk, expires_at) = match message {
-            Some(record) => (message_pk(&record.id), None),
+            Some(record) => (
+                message_pk(&record.id),
+                Some(
+                    now.as_i64()
+                        .saturating_add(self.retention_ms)
+                        .div_euclid(1000),
+                ),
+            ),
             None => (
                 orphan_pk(event),
                 Some((now.as_i64() + ORPHAN_RETENTION_MS).div_euclid(1000)),
@@ -289,7 +307,7 @@ impl DynamoDbEventHistory {
             let mut conditions = vec!["#state = :before"];
             let mut changed = false;
             if let Some(incoming) = event.kind.message_state() {
-                after = before.after_event(incoming);
+                after = record.state_after_event(event.recipient.as_ref(), incoming);
                 if after != before {
                     set.push("#state = :after");
                     update = update.expression_attribute_values(":after", s(after.as_str()));

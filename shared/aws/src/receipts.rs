@@ -313,7 +313,9 @@ impl DynamoDbWebhookReceipts {
             .update_item()
             .table_name(&self.receipts_table)
             .key("pk", s(key))
-            .update_expression("SET lease_until = :until")
+            .update_expression(
+                "SET lease_until = :until, attempts = if_not_exists(attempts, :zero) + :one",
+            )
             .condition_expression(
                 "#status = :received AND (attribute_not_exists(lease_until) OR lease_until < :now)",
             )
@@ -321,6 +323,8 @@ impl DynamoDbWebhookReceipts {
             .expression_attribute_values(":received", s(ReceiptStatus::Received.as_str()))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":until", n(lease_until_ms))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
             .send()
             .await;
         match result {
@@ -439,7 +443,68 @@ impl DynamoDbWebhookReceipts {
                 .and_then(|v| v.as_s().ok())
                 .cloned(),
             received_at_ms: read_n(&item, "received_at").unwrap_or_default(),
+            attempts: read_n(&item, "attempts")
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or_default(),
         }))
+    }
+
+    /// Leaves a `received` receipt alone until `retry_at_ms` (its lease becomes the backoff).
+    pub async fn retry_later(&self, key: &str, retry_at_ms: i64) -> Result<(), Failure> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.receipts_table)
+            .key("pk", s(key))
+            .update_expression("SET lease_until = :until")
+            .condition_expression("#status = :received")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":received", s(ReceiptStatus::Received.as_str()))
+            .expression_attribute_values(":until", n(retry_at_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    /// Gives up on a `received` receipt: `failed` with `reason` and `failed_at`, out of the
+    /// `by-pending` index. `false` when it had moved on.
+    pub async fn mark_failed(&self, key: &str, now_ms: i64, reason: &str) -> Result<bool, Failure> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.receipts_table)
+            .key("pk", s(key))
+            .update_expression(
+                "SET #status = :failed, #error = :reason, failed_at = :now REMOVE pending, lease_until",
+            )
+            .condition_expression("#status = :received")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":received", s(ReceiptStatus::Received.as_str()))
+            .expression_attribute_values(":failed", s(ReceiptStatus::Failed.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", n(now_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
     }
 }
 

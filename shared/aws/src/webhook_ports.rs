@@ -38,6 +38,25 @@ impl WebhookReceipts for DynamoDbWebhookReceipts {
         Box::pin(DynamoDbWebhookReceipts::mark_queued(self, key, now_ms))
     }
 
+    fn retry_later<'a>(
+        &'a self,
+        key: &'a str,
+        retry_at_ms: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(DynamoDbWebhookReceipts::retry_later(self, key, retry_at_ms))
+    }
+
+    fn mark_failed<'a>(
+        &'a self,
+        key: &'a str,
+        now_ms: i64,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(DynamoDbWebhookReceipts::mark_failed(
+            self, key, now_ms, reason,
+        ))
+    }
+
     fn stale(
         &self,
         provider: ProviderId,

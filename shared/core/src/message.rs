@@ -496,6 +496,26 @@ impl MessageRecord {
         }
     }
 
+    /// Whether `address` is one of its recipients (compared canonically).
+    pub fn has_recipient(&self, address: &EmailAddress) -> bool {
+        let key = suppression_key(address);
+        self.recipients.iter().any(|r| r.key() == key)
+    }
+
+    /// Its state after an event reporting `incoming` about `recipient`: by precedence, and
+    /// unchanged when the event names an address that is not one of its recipients (a
+    /// stranger's event, forged or misrouted, never moves our message).
+    pub fn state_after_event(
+        &self,
+        recipient: Option<&EmailAddress>,
+        incoming: MessageState,
+    ) -> MessageState {
+        match recipient {
+            Some(address) if !self.has_recipient(address) => self.state,
+            _ => self.state.after_event(incoming),
+        }
+    }
+
     /// Whether a key of `environment` may see this message: only keys of its own environment
     /// (a test key never sees live mail, nor the reverse).
     pub fn visible_to(&self, environment: KeyEnvironment) -> bool {
@@ -787,6 +807,29 @@ mod tests {
         assert_eq!(r.release_queue(), Some(ReleaseQueue::Watch));
         assert_eq!(r.release_at(), UnixMillis(77_000));
         assert_eq!(record(MessageState::Sent).release_queue(), None);
+    }
+
+    #[test]
+    fn a_strangers_event_never_moves_the_message() {
+        let mut r = record(MessageState::Sent);
+        r.recipients = vec![Recipient::pending(
+            addr("jane@example.org"),
+            RecipientKind::To,
+        )];
+        let stranger = addr("victim@example.net");
+        assert_eq!(
+            r.state_after_event(Some(&stranger), MessageState::Bounced),
+            MessageState::Sent
+        );
+        let jane = addr("\"Jane\"@Example.ORG");
+        assert_eq!(
+            r.state_after_event(Some(&jane), MessageState::Bounced),
+            MessageState::Bounced
+        );
+        assert_eq!(
+            r.state_after_event(None, MessageState::Delivered),
+            MessageState::Delivered
+        );
     }
 
     #[test]

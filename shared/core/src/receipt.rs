@@ -182,6 +182,8 @@ pub struct StoredReceipt {
     pub content_type: Option<String>,
     /// Receipt time, Unix milliseconds.
     pub received_at_ms: i64,
+    /// How many times its enqueue lease was taken (the first enqueue and the sweeper's).
+    pub attempts: u32,
 }
 
 /// Why a receipt was not recorded.

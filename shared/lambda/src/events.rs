@@ -120,15 +120,18 @@ pub fn event_applier(
 ) -> EventApplier {
     let dynamodb = &clients.dynamodb;
     let ports = EventPorts {
-        history: Arc::new(DynamoDbEventHistory::new(
-            dynamodb.clone(),
-            names.table(Table::Messages).to_owned(),
-            names.table(Table::Dedupe).to_owned(),
-        )),
-        messages: Arc::new(DynamoDbMessages::new(
-            dynamodb.clone(),
-            names.table(Table::Messages).to_owned(),
-        )),
+        history: Arc::new(
+            DynamoDbEventHistory::new(
+                dynamodb.clone(),
+                names.table(Table::Messages).to_owned(),
+                names.table(Table::Dedupe).to_owned(),
+            )
+            .with_retention(names.message_retention()),
+        ),
+        messages: Arc::new(
+            DynamoDbMessages::new(dynamodb.clone(), names.table(Table::Messages).to_owned())
+                .with_retention(names.message_retention()),
+        ),
         suppressions: Arc::new(DynamoDbSuppressionList::new(
             dynamodb.clone(),
             names.table(Table::Suppressions),

@@ -47,7 +47,8 @@ pub fn message_store(clients: &AwsClients, names: &ResourceNames) -> DynamoDbMes
     let messages = DynamoDbMessages::new(
         clients.dynamodb.clone(),
         names.table(Table::Messages).to_owned(),
-    );
+    )
+    .with_retention(names.message_retention());
     match names.tables().find(|(t, _)| *t == Table::Idempotency) {
         Some((_, table)) => messages.with_idempotency(DynamoDbIdempotencyStore::new(
             clients.dynamodb.clone(),

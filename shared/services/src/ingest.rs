@@ -95,8 +95,24 @@ pub struct RequeueReport {
     pub requeued: u64,
     /// Events those receipts held.
     pub events: u64,
-    /// Receipts that could not be re-enqueued this time (left for the next sweep).
+    /// Receipts that could not be re-enqueued this time (retried after a backoff).
     pub failed: u64,
+    /// Receipts given up on: unreadable, or failing [`Ingestion::max_attempts`] times; marked
+    /// `failed` with the reason, out of the sweeper's way (counted and alarmed).
+    pub gave_up: u64,
+}
+
+/// How many attempts to enqueue a receipt (the first and the sweeper's) before it is marked
+/// `failed` (`RECEIPT_MAX_ATTEMPTS`).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// How many stuck receipts a sweep looks at per provider to find the ones to re-enqueue: those
+/// waiting out a backoff are passed over, so newer receipts behind them are never starved.
+pub const STALE_SCAN: i32 = 1000;
+
+/// The backoff after a failed re-enqueue: the enqueue lease doubled per attempt, at most an
+/// hour.
+pub fn requeue_backoff_ms(attempts: u32) -> i64 {
+    (ENQUEUE_LEASE_MS << attempts.min(6)).min(3_600_000)
 }
 
 /// Ingestion: receipts, the events queue, and reading a stored body again.
@@ -107,6 +123,7 @@ pub struct Ingestion {
     parser: Arc<dyn ReceiptEvents>,
     retention_secs: i64,
     replay_window_secs: i64,
+    max_attempts: u32,
 }
 
 impl std::fmt::Debug for Ingestion {
@@ -134,7 +151,19 @@ impl Ingestion {
             parser,
             retention_secs,
             replay_window_secs,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
+    }
+
+    /// The same ingestion giving a receipt up after `attempts` failed enqueues (at least 1).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// How many enqueue attempts a receipt gets before it is marked `failed`.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
     }
 
     /// Persists a verified delivery and, when it carries events not yet queued, enqueues them.
@@ -245,12 +274,22 @@ impl Ingestion {
         clock: &dyn Clock,
     ) -> Result<RequeueReport, StoreError> {
         let now_ms = (clock.now().unix_timestamp_nanos() / 1_000_000) as i64;
+        // More keys than it will take: receipts waiting out a backoff refuse the claim and are
+        // passed over, so a head of failing receipts never hides the newer ones behind it.
         let keys = self
             .receipts
-            .stale(provider, now_ms - older_than_secs * 1000, limit)
+            .stale(
+                provider,
+                now_ms - older_than_secs * 1000,
+                STALE_SCAN.max(limit),
+            )
             .await?;
         let mut report = RequeueReport::default();
+        let mut taken = 0i32;
         for key in keys {
+            if taken >= limit {
+                break;
+            }
             if !self
                 .receipts
                 .claim(&key, now_ms, now_ms + ENQUEUE_LEASE_MS)
@@ -258,6 +297,7 @@ impl Ingestion {
             {
                 continue;
             }
+            taken += 1;
             let Some(stored) = self.receipts.load(&key).await? else {
                 continue;
             };
@@ -268,8 +308,12 @@ impl Ingestion {
             ) {
                 Ok(events) => events,
                 Err(e) => {
-                    tracing::error!(receipt = %key, error = %e, "a stored receipt no longer parses; left for an operator");
-                    report.failed += 1;
+                    // It was verified, so it is kept; no retry can make it readable.
+                    tracing::error!(receipt = %key, error = %e, "a stored receipt no longer parses; marked failed");
+                    let reason = format!("the stored body no longer parses: {e}");
+                    if self.receipts.mark_failed(&key, now_ms, &reason).await? {
+                        report.gave_up += 1;
+                    }
                     continue;
                 }
             };
@@ -281,8 +325,20 @@ impl Ingestion {
                     report.requeued += 1;
                     report.events += events.len() as u64;
                 }
+                Err(e) if stored.attempts >= self.max_attempts => {
+                    tracing::error!(receipt = %key, attempts = stored.attempts, error = %e, "gave up re-enqueueing a receipt; marked failed");
+                    let reason = format!(
+                        "not enqueued after {} attempts; last error: {e}",
+                        stored.attempts
+                    );
+                    if self.receipts.mark_failed(&key, now_ms, &reason).await? {
+                        report.gave_up += 1;
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(receipt = %key, error = %e, "re-enqueue failed; the next sweep retries");
+                    let retry_at = now_ms + requeue_backoff_ms(stored.attempts);
+                    tracing::warn!(receipt = %key, attempts = stored.attempts, error = %e, "re-enqueue failed; retried after a backoff");
+                    self.receipts.retry_later(&key, retry_at).await?;
                     report.failed += 1;
                 }
             }
@@ -580,7 +636,8 @@ mod tests {
             RequeueReport {
                 requeued: 1,
                 events: 25,
-                failed: 0
+                failed: 0,
+                gave_up: 0,
             }
         );
         assert_eq!(h.queue.messages().len(), 35);
@@ -624,6 +681,7 @@ mod tests {
                 received_at_ms: received_at_s * 1000,
                 lease_until_ms: Some(received_at_s * 1000 + ENQUEUE_LEASE_MS),
                 queued_at_ms: None,
+                attempts: 1,
             },
         );
     }
@@ -655,7 +713,8 @@ mod tests {
             RequeueReport {
                 requeued: 1,
                 events: 2,
-                failed: 0
+                failed: 0,
+                gave_up: 0,
             }
         );
         let first: QueuedEvent = serde_json::from_str(&h.queue.messages()[0]).unwrap();
@@ -702,15 +761,65 @@ mod tests {
             RequeueReport {
                 requeued: 1,
                 events: 1,
-                failed: 2
+                failed: 1,
+                gave_up: 1,
             }
         );
+        // The unreadable one is given up at once, with the reason; the one the queue refused
+        // waits out a backoff.
         for (key, status) in [
-            ("sendgrid#a-garbled", ReceiptStatus::Received),
+            ("sendgrid#a-garbled", ReceiptStatus::Failed),
             ("sendgrid#b-queue-down", ReceiptStatus::Received),
             ("sendgrid#c-fine", ReceiptStatus::Queued),
         ] {
             assert_eq!(h.receipts.receipt(key).unwrap().status, status, "{key}");
+        }
+        assert!(
+            h.receipts
+                .receipt("sendgrid#a-garbled")
+                .unwrap()
+                .error
+                .unwrap()
+                .contains("no longer parses")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_receipt_failing_every_attempt_is_given_up_and_never_starves_newer_ones() {
+        let h = harness();
+        let evs = events(1);
+        let b = body(&evs);
+        // Many old receipts the queue refuses, then a newer one behind them.
+        for i in 0..5 {
+            stuck(&h, &format!("sendgrid#a-poison-{i}"), &b, T0 - 900 + i);
+        }
+        stuck(&h, "sendgrid#z-newer", &b, T0 - 400);
+        *h.queue.refuse_containing.lock().unwrap() = Some("a-poison".to_owned());
+        let mut clock = FixedClock::at_unix(T0);
+        let mut newer_queued_at = None;
+        // A sweep a minute, for two hours.
+        for tick in 0..120 {
+            h.ingestion
+                .requeue_stale(ProviderId::Sendgrid, 300, 3, &clock)
+                .await
+                .unwrap();
+            if newer_queued_at.is_none()
+                && h.receipts.receipt("sendgrid#z-newer").unwrap().status == ReceiptStatus::Queued
+            {
+                newer_queued_at = Some(tick);
+            }
+            clock = FixedClock::at_unix(T0 + 60 * (tick + 1));
+        }
+        // Three per tick are taken; the poisoned ones wait out a backoff after each failure,
+        // so the newer receipt is reached on the next tick, not after the poison is given up.
+        assert_eq!(newer_queued_at, Some(1));
+        for i in 0..5 {
+            let r = h
+                .receipts
+                .receipt(&format!("sendgrid#a-poison-{i}"))
+                .unwrap();
+            assert_eq!(r.status, ReceiptStatus::Failed, "poison {i}");
+            assert!(r.error.unwrap().contains("attempts"));
         }
     }
 

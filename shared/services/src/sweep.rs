@@ -19,6 +19,10 @@ pub const JOB_FAIL_STALLED: &str = "fail_stalled";
 /// The job marking `sending` messages whose lease lapsed `unknown`.
 pub const JOB_ABANDON_LAPSED: &str = "abandon_lapsed";
 
+/// The job marking receipts that can never be enqueued `failed` (per provider:
+/// `fail_receipts:<provider>`).
+pub const JOB_FAIL_RECEIPTS: &str = "fail_receipts";
+
 /// Receipts re-enqueued per provider per tick at most.
 pub const REQUEUE_BATCH: i32 = 100;
 
@@ -87,7 +91,11 @@ impl Sweep {
                     if report.requeued > 0 || report.failed > 0 {
                         tracing::warn!(%provider, requeued = report.requeued, events = report.events, failed = report.failed, "re-enqueued stuck webhook receipts");
                     }
+                    if report.gave_up > 0 {
+                        tracing::error!(%provider, gave_up = report.gave_up, "gave up on webhook receipts; marked failed");
+                    }
                     jobs.push((format!("requeue_receipts:{provider}"), report.requeued));
+                    jobs.push((format!("{JOB_FAIL_RECEIPTS}:{provider}"), report.gave_up));
                 }
                 Err(e) => {
                     tracing::error!(%provider, error = %e, "could not sweep webhook receipts");
@@ -214,6 +222,7 @@ mod tests {
                 received_at_ms: (T0 - 900) * 1000,
                 lease_until_ms: Some((T0 - 900) * 1000 + ENQUEUE_LEASE_MS),
                 queued_at_ms: None,
+                attempts: 1,
             },
         );
     }
@@ -250,7 +259,7 @@ mod tests {
         stuck(&h, ProviderId::Postmark, "postmark#b");
         let id = scheduled(&h);
         let jobs = h.sweep.run().await.unwrap();
-        assert_eq!(jobs.len(), ProviderId::ALL.len() + 5);
+        assert_eq!(jobs.len(), 2 * ProviderId::ALL.len() + 5);
         assert_eq!(moved(&jobs, "requeue_stalled"), Some(0));
         assert_eq!(moved(&jobs, "abandon_lapsed"), Some(0));
         assert_eq!(moved(&jobs, "requeue_receipts:sendgrid"), Some(1));

@@ -42,19 +42,23 @@ impl DynamoDbMessages {
         let json =
             serde_json::to_vec(content).map_err(|e| MessageStoreError::Content(e.to_string()))?;
         let pk = content_pk(&record.id);
+        let expires_at = self.expires_at(record.created_at);
         let mut content_item = HashMap::from([
             ("pk".to_owned(), s(&pk)),
             ("sk".to_owned(), s(CONTENT)),
             ("bytes".to_owned(), n(json.len() as i64)),
+            ("expires_at".to_owned(), expires_at.clone()),
         ]);
+        let mut parts_written = 0;
         if json.len() <= INLINE_CONTENT_LIMIT {
             content_item.insert("body".to_owned(), AttributeValue::B(Blob::new(json)));
         } else {
-            let parts = self.write_parts(&pk, &json).await?;
-            content_item.insert("parts".to_owned(), n(parts as i64));
+            parts_written = self.write_parts(&pk, &json, &expires_at).await?;
+            content_item.insert("parts".to_owned(), n(parts_written as i64));
         }
         let build = |e| MessageStoreError::built("TransactWriteItems", e);
         let mut summary_item = summary_item(record);
+        summary_item.insert("expires_at".to_owned(), expires_at);
         if let Some(provider) = requested_provider {
             summary_item.insert("requested_provider".to_owned(), s(provider.as_str()));
         }
@@ -89,6 +93,17 @@ impl DynamoDbMessages {
             Ok(_) => Ok(()),
             Err(err) => {
                 let reasons = cancellation_codes(&err);
+                // A cancelled transaction wrote nothing of the message but the parts: take them
+                // back, unless the message exists already (then they are its own, rewritten
+                // alike). Any other error may have committed (an answer lost on the way back),
+                // so the parts stay; whatever is left expires with its `expires_at`.
+                let cancelled = !reasons.is_empty();
+                let exists = reasons
+                    .get(offset)
+                    .is_some_and(|code| code == CONDITION_FAILED);
+                if parts_written > 0 && cancelled && !exists {
+                    self.delete_parts(&pk, parts_written).await;
+                }
                 if offset == 1 && reasons.first().is_some_and(|c| refused_or_conflict(c)) {
                     Err(MessageStoreError::LinkedRefused)
                 } else if reasons
@@ -103,8 +118,40 @@ impl DynamoDbMessages {
         }
     }
 
-    /// Writes `json` as `content#NNNN` parts; returns how many.
-    async fn write_parts(&self, pk: &str, json: &[u8]) -> Result<usize, MessageStoreError> {
+    /// Deletes `count` `content#NNNN` parts of a message that was not recorded (best effort:
+    /// what is left expires with its `expires_at`).
+    async fn delete_parts(&self, pk: &str, count: usize) {
+        let requests: Vec<WriteRequest> = (0..count)
+            .filter_map(|i| {
+                aws_sdk_dynamodb::types::DeleteRequest::builder()
+                    .key("pk", s(pk))
+                    .key("sk", s(format!("{CONTENT}#{i:04}")))
+                    .build()
+                    .ok()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+            })
+            .collect();
+        for batch in requests.chunks(PARTS_PER_BATCH) {
+            if let Err(e) = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, batch.to_vec())
+                .send()
+                .await
+            {
+                tracing::warn!(error = %DisplayErrorContext(&e), "could not delete the content parts of a message that was not recorded; they expire with their TTL");
+                return;
+            }
+        }
+    }
+
+    /// Writes `json` as `content#NNNN` parts, each expiring at `expires_at`; returns how many.
+    async fn write_parts(
+        &self,
+        pk: &str,
+        json: &[u8],
+        expires_at: &AttributeValue,
+    ) -> Result<usize, MessageStoreError> {
         let requests: Vec<WriteRequest> = json
             .chunks(INLINE_CONTENT_LIMIT)
             .enumerate()
@@ -113,6 +160,7 @@ impl DynamoDbMessages {
                     ("pk".to_owned(), s(pk)),
                     ("sk".to_owned(), s(format!("{CONTENT}#{i:04}"))),
                     ("body".to_owned(), AttributeValue::B(Blob::new(chunk))),
+                    ("expires_at".to_owned(), expires_at.clone()),
                 ]);
                 PutRequest::builder()
                     .set_item(Some(item))

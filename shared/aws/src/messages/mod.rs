@@ -19,6 +19,11 @@
 //!   that the `content` item counts. Content lives in a partition of its own so that reading a
 //!   message's status never reads (or pays for) its bodies.
 //!
+//! Every item of a message carries `expires_at` (epoch seconds, the table's TTL attribute): the
+//! message's acceptance time plus its retention (`MESSAGE_RETENTION_DAYS`, default 90) on the
+//! summary, the content and its parts; the call's time plus the retention on each attempt (and,
+//! through `DynamoDbEventHistory`, on each history entry).
+//!
 //! Round trips: `create` is one TransactWriteItems (summary + content) when the content fits,
 //! plus one BatchWriteItem per 25 parts (written first) when it does not, and `create_linked`
 //! adds a linked write (the idempotency claim) to that transaction; `record_outcome` (every
@@ -429,16 +434,32 @@ pub struct DynamoDbMessages {
     client: Client,
     table: String,
     idempotency: Option<crate::DynamoDbIdempotencyStore>,
+    retention_secs: i64,
 }
 
 impl DynamoDbMessages {
-    /// Messages in `table`.
+    /// Messages in `table`, kept [`DEFAULT_MESSAGE_RETENTION_DAYS`](crate::config::DEFAULT_MESSAGE_RETENTION_DAYS).
     pub fn new(client: Client, table: String) -> Self {
         Self {
             client,
             table,
             idempotency: None,
+            retention_secs: i64::try_from(crate::config::DEFAULT_MESSAGE_RETENTION_DAYS)
+                .unwrap_or(90)
+                * 86_400,
         }
+    }
+
+    /// The same store keeping every item it writes for `retention` (`expires_at`, the table's
+    /// TTL attribute, on the summary, the content and its parts, and each attempt).
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention_secs = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The `expires_at` (epoch seconds) of an item written for a message at `at`.
+    fn expires_at(&self, at: UnixMillis) -> AttributeValue {
+        n(at.unix_seconds_ceil().saturating_add(self.retention_secs))
     }
 
     /// The same store, claiming and completing `Idempotency-Key`s in `idempotency` within its

@@ -107,9 +107,11 @@ impl DynamoDbMessages {
         let build = |e| MessageStoreError::built("TransactWriteItems", e);
         let mut items = Vec::with_capacity(attempts.len() + 2);
         for attempt in attempts {
+            let mut item = attempt_item(id, attempt);
+            item.insert("expires_at".to_owned(), self.expires_at(attempt.at));
             let put = Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(attempt_item(id, attempt)))
+                .set_item(Some(item))
                 .build()
                 .map_err(build)?;
             items.push(TransactWriteItem::builder().put(put).build());

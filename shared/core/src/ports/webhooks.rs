@@ -16,7 +16,8 @@ pub trait WebhookReceipts: Send + Sync {
     ) -> BoxFuture<'a, Result<Recorded, RecordError>>;
 
     /// Takes the enqueue lease of a `received` receipt whose lease has lapsed, until
-    /// `lease_until_ms`. `false` when the receipt moved on or another request holds a live lease.
+    /// `lease_until_ms`, counting the attempt ([`StoredReceipt::attempts`]). `false` when the
+    /// receipt moved on or another request holds a live lease.
     fn claim<'a>(
         &'a self,
         key: &'a str,
@@ -30,6 +31,23 @@ pub trait WebhookReceipts: Send + Sync {
         key: &'a str,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Leaves a `received` receipt whose re-enqueue failed alone until `retry_at_ms` (its lease
+    /// becomes the backoff), so later sweeps pass over it to newer ones meanwhile.
+    fn retry_later<'a>(
+        &'a self,
+        key: &'a str,
+        retry_at_ms: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Gives up on a `received` receipt: `failed` with `reason`, out of the sweeper's index
+    /// (kept for audit and an operator). `false` when it had moved on.
+    fn mark_failed<'a>(
+        &'a self,
+        key: &'a str,
+        now_ms: i64,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Keys of `provider`'s receipts still `received` that arrived before `before_ms`, oldest
     /// first, at most `limit`.

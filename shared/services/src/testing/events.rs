@@ -114,7 +114,9 @@ impl EventHistory for MemoryHistory {
             lock(&self.recorded).push((claim_key(event), message.map(|m| m.id.clone())));
             match message {
                 Some(m) => {
-                    let after = event.kind.message_state().unwrap_or(m.state);
+                    let after = event.kind.message_state().map_or(m.state, |incoming| {
+                        m.state_after_event(event.recipient.as_ref(), incoming)
+                    });
                     EventRecorded::Applied {
                         before: m.state,
                         after,

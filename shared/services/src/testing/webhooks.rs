@@ -38,6 +38,8 @@ pub struct MemoryReceipt {
     pub lease_until_ms: Option<i64>,
     /// When it was marked `queued`, Unix ms.
     pub queued_at_ms: Option<i64>,
+    /// How many times its enqueue lease was taken.
+    pub attempts: u32,
 }
 
 /// Receipts and Mailgun tokens in memory.
@@ -98,6 +100,7 @@ impl WebhookReceipts for MemoryReceipts {
                     received_at_ms: receipt.received_at_ms,
                     lease_until_ms: received.then_some(receipt.lease_until_ms),
                     queued_at_ms: None,
+                    attempts: u32::from(received),
                 },
             );
             Ok(Recorded::New)
@@ -119,6 +122,7 @@ impl WebhookReceipts for MemoryReceipts {
                         && r.lease_until_ms.is_none_or(|until| until < now_ms) =>
                 {
                     r.lease_until_ms = Some(lease_until_ms);
+                    r.attempts += 1;
                     true
                 }
                 _ => false,
@@ -140,6 +144,45 @@ impl WebhookReceipts for MemoryReceipts {
                 r.status = ReceiptStatus::Queued;
                 r.queued_at_ms = Some(now_ms);
                 r.lease_until_ms = None;
+            }
+        });
+        Box::pin(async move { result })
+    }
+
+    fn retry_later<'a>(
+        &'a self,
+        key: &'a str,
+        retry_at_ms: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = self.faults.take("retry_later").map(|()| {
+            if let Some(r) = lock(&self.receipts)
+                .get_mut(key)
+                .filter(|r| r.status == ReceiptStatus::Received)
+            {
+                r.lease_until_ms = Some(retry_at_ms);
+            }
+        });
+        Box::pin(async move { result })
+    }
+
+    fn mark_failed<'a>(
+        &'a self,
+        key: &'a str,
+        _now_ms: i64,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let result = self.faults.take("mark_failed").map(|()| {
+            match lock(&self.receipts)
+                .get_mut(key)
+                .filter(|r| r.status == ReceiptStatus::Received)
+            {
+                Some(r) => {
+                    r.status = ReceiptStatus::Failed;
+                    r.error = Some(reason.to_owned());
+                    r.lease_until_ms = None;
+                    true
+                }
+                None => false,
             }
         });
         Box::pin(async move { result })
@@ -184,6 +227,7 @@ impl WebhookReceipts for MemoryReceipts {
                 body: r.body.clone(),
                 content_type: r.content_type.clone(),
                 received_at_ms: r.received_at_ms,
+                attempts: r.attempts,
             })
         });
         Box::pin(async move { result })
@@ -199,6 +243,9 @@ pub struct MemoryEventsQueue {
     pub fail_after: Mutex<Option<usize>>,
     /// Failures to inject before anything is enqueued (`enqueue`).
     pub faults: Faults,
+    /// Every `enqueue` of a set with a message containing this text fails (`Transient`), as
+    /// SQS refuses one poisoned entry over and over.
+    pub refuse_containing: Mutex<Option<String>>,
 }
 
 impl MemoryEventsQueue {
@@ -218,7 +265,17 @@ impl EventsQueue for MemoryEventsQueue {
         &'a self,
         messages: &'a [String],
     ) -> BoxFuture<'a, Result<Enqueued, StoreError>> {
+        let refused = lock(&self.refuse_containing)
+            .as_ref()
+            .is_some_and(|needle| messages.iter().any(|m| m.contains(needle.as_str())));
         let result = self.faults.take("enqueue").and_then(|()| {
+            if refused {
+                return Err(StoreError::new(
+                    StoreErrorKind::Transient,
+                    "enqueue",
+                    "a message the queue refuses",
+                ));
+            }
             let mut queue = lock(&self.messages);
             match lock(&self.fail_after).take() {
                 Some(n) if n < messages.len() => {
