@@ -20,6 +20,7 @@ use mailgate_lambda::http::{ApiError, json_response};
 use mailgate_lambda::wiring::{WiringError, message_delivery, message_intake};
 use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
 use mailgate_services::accept::{AcceptSettings, MessageIntake};
+use mailgate_services::suppressions::SuppressionAdministration;
 
 use crate::auth::Authenticator;
 
@@ -125,6 +126,7 @@ pub struct SendApi {
     clients: AwsClients,
     auth: Authenticator,
     intake: Arc<MessageIntake>,
+    suppressions: SuppressionAdministration,
     health: Arc<HealthCheck>,
 }
 
@@ -143,11 +145,17 @@ impl SendApi {
         };
         let intake = message_intake(&clients, &config.names, Arc::new(delivery), settings);
         let health = Arc::new(HealthCheck::new(clients.clone(), config.names.clone()));
+        let suppressions =
+            SuppressionAdministration::new(Arc::new(mailgate_aws::DynamoDbSuppressionList::new(
+                clients.dynamodb.clone(),
+                config.names.table(Table::Suppressions),
+            )));
         Ok(Self {
             config,
             clients,
             auth,
             intake: Arc::new(intake),
+            suppressions,
             health,
         })
     }

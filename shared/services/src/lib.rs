@@ -13,6 +13,7 @@
 //! | sign and deliver one app webhook, scheduling retries | [`app_delivery`] | `dispatcher` |
 //! | ingest a verified webhook delivery: receipt, events queue; re-enqueue stuck receipts | [`ingest`] | `webhook-<provider>`, `sweeper` |
 //! | release scheduled and paused messages onto the send queue | [`release`] | `sweeper` |
+//! | administer the suppression list: list, read, store, remove; a test key may not lift an event's entry | [`suppressions`] | `send-api` |
 //! | the sweeper's tick: every job once | [`sweep`] | `sweeper` |
 
 pub mod accept;
@@ -23,6 +24,7 @@ pub mod fan_out;
 pub mod ingest;
 pub mod release;
 pub mod send;
+pub mod suppressions;
 pub mod sweep;
 
 #[cfg(any(test, feature = "testing"))]

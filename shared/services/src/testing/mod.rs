@@ -4,6 +4,7 @@
 //! failures per operation ([`Faults`]). Integration tests never use them: those run the real
 //! adapters against the local AWS emulator. One file per flow.
 
+mod api;
 mod events;
 mod send;
 mod sweep;

@@ -666,8 +666,9 @@ impl SendQueue for MemorySendQueue {
 /// Suppressions in memory.
 #[derive(Debug, Default)]
 pub struct MemorySuppressions {
-    entries: Mutex<HashMap<EmailAddress, Suppression>>,
-    /// Failures to inject (`check`).
+    pub(super) entries: Mutex<HashMap<EmailAddress, Suppression>>,
+    /// Failures to inject (`check`; and `get`, `put`, `delete`, `list` of the administration
+    /// port).
     pub faults: Faults,
 }
 
@@ -675,6 +676,11 @@ impl MemorySuppressions {
     /// Suppresses `entry.address`.
     pub fn put(&self, entry: Suppression) {
         lock(&self.entries).insert(entry.address.clone(), entry);
+    }
+
+    /// The stored entry of `address` (lapsed or not), if any.
+    pub fn entry(&self, address: &EmailAddress) -> Option<Suppression> {
+        lock(&self.entries).get(address).cloned()
     }
 }
 
