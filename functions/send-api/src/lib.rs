@@ -2,6 +2,10 @@
 //! full report for a key with the `read` scope),
 //! `GET /v1/keys/self` (any valid API key), `POST /v1/messages` and `POST /v1/messages/batch`
 //! (scope `send`), `GET|DELETE /v1/messages/{id}` and the suppression routes.
+//!
+//! Each route module only decodes the request, calls one service of `mailgate-services`
+//! (authentication, accept, message reads, suppression administration) and encodes its answer;
+//! [`SendApi::new`] picks the DynamoDB and SQS adapters behind the services' ports.
 
 pub mod auth;
 mod messages;
@@ -20,9 +24,9 @@ use mailgate_lambda::http::{ApiError, json_response};
 use mailgate_lambda::wiring::{WiringError, message_delivery, message_intake};
 use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
 use mailgate_services::accept::{AcceptSettings, MessageIntake};
+use mailgate_services::auth::Authentication;
+use mailgate_services::messages::MessageReads;
 use mailgate_services::suppressions::SuppressionAdministration;
-
-use crate::auth::Authenticator;
 
 /// The Lambda function name.
 pub const FUNCTION_NAME: &str = "send-api";
@@ -122,10 +126,9 @@ pub async fn run() -> Result<(), lambda_http::Error> {
 /// The send API with its clients.
 #[derive(Debug, Clone)]
 pub struct SendApi {
-    config: SendApiConfig,
-    clients: AwsClients,
-    auth: Authenticator,
+    auth: Authentication,
     intake: Arc<MessageIntake>,
+    messages: MessageReads,
     suppressions: SuppressionAdministration,
     health: Arc<HealthCheck>,
 }
@@ -133,10 +136,10 @@ pub struct SendApi {
 impl SendApi {
     /// Wires the API: the key check, and the send path over the configured providers.
     pub fn new(config: SendApiConfig, clients: AwsClients) -> Result<Self, SendApiError> {
-        let auth = Authenticator::new(DynamoDbApiKeys::new(
+        let auth = Authentication::new(Arc::new(DynamoDbApiKeys::new(
             clients.dynamodb.clone(),
             config.names.table(Table::ApiKeys),
-        ));
+        )));
         let delivery = message_delivery(&clients, &config.names, &config.providers)?;
         let settings = AcceptSettings {
             send_budget: config.providers.send_budget,
@@ -150,11 +153,14 @@ impl SendApi {
                 clients.dynamodb.clone(),
                 config.names.table(Table::Suppressions),
             )));
+        let messages = MessageReads::new(Arc::new(mailgate_aws::DynamoDbMessages::new(
+            clients.dynamodb.clone(),
+            config.names.table(Table::Messages).to_owned(),
+        )));
         Ok(Self {
-            config,
-            clients,
             auth,
             intake: Arc::new(intake),
+            messages,
             suppressions,
             health,
         })
@@ -167,7 +173,7 @@ impl SendApi {
         request: &Request,
         requirement: Requirement,
     ) -> Result<AuthenticatedKey, Response<Body>> {
-        self.auth.authenticate(request, requirement).await
+        auth::authenticate(&self.auth, request, requirement).await
     }
 
     /// Routes one request.

@@ -1,12 +1,21 @@
-//! The send API's administration ports (`mailgate_core::ports::api`) on DynamoDB: the
-//! suppression list's own methods behind [`SuppressionAdmin`], errors classified into
-//! [`StoreError`] (see `send_ports` for the classification).
+//! The send API's own ports (`mailgate_core::ports::api`) on DynamoDB: the API keys behind
+//! [`ApiKeys`] and the suppression list behind [`SuppressionAdmin`], their errors classified
+//! into [`StoreError`].
 
-use mailgate_core::ports::{BoxFuture, SuppressionAdmin, SuppressionListError, SuppressionPage};
-use mailgate_core::{EmailAddress, StoreError, Suppression, SuppressionReason};
+use mailgate_core::ports::{
+    ApiKeys, BoxFuture, Cancellation, MessageDesk, StoredMessage, SuppressionAdmin,
+    SuppressionListError, SuppressionPage,
+};
+use mailgate_core::{
+    ApiKeyRecord, EmailAddress, KeyEnvironment, KeyHash, MessageId, StoreError, StoreErrorKind,
+    Suppression, SuppressionReason, UnixMillis,
+};
 use time::OffsetDateTime;
 
-use crate::{DynamoDbSuppressionList, SuppressionStoreError};
+use crate::{
+    ApiKeyStoreError, DynamoDbApiKeys, DynamoDbMessages, DynamoDbSuppressionList,
+    SuppressionStoreError,
+};
 
 impl SuppressionAdmin for DynamoDbSuppressionList {
     fn get<'a>(
@@ -43,5 +52,54 @@ impl SuppressionAdmin for DynamoDbSuppressionList {
                 Err(e) => Err(SuppressionListError::Store(e.into())),
             }
         })
+    }
+}
+
+impl From<ApiKeyStoreError> for StoreError {
+    fn from(e: ApiKeyStoreError) -> Self {
+        match e {
+            // The adapter reports DynamoDB's failures as text: the call did not complete, so it
+            // is worth retrying (as the send flow's ports classify it).
+            ApiKeyStoreError::Unavailable(ref inner) => {
+                let operation = inner.operation;
+                StoreError::new(StoreErrorKind::Transient, operation, e)
+            }
+            ApiKeyStoreError::TableNotFound(_) => {
+                StoreError::new(StoreErrorKind::MissingResource, "api_keys", e)
+            }
+            ApiKeyStoreError::Corrupt { .. } => {
+                StoreError::new(StoreErrorKind::Corrupt, "api_keys", e)
+            }
+            ApiKeyStoreError::UnknownId(_) | ApiKeyStoreError::AlreadyExists => {
+                StoreError::new(StoreErrorKind::ConditionFailed, "api_keys", e)
+            }
+        }
+    }
+}
+
+impl ApiKeys for DynamoDbApiKeys {
+    fn find<'a>(
+        &'a self,
+        hash: &'a KeyHash,
+    ) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, StoreError>> {
+        Box::pin(async move { Ok(DynamoDbApiKeys::find(self, hash).await?) })
+    }
+}
+
+impl MessageDesk for DynamoDbMessages {
+    fn get<'a>(
+        &'a self,
+        id: &'a MessageId,
+    ) -> BoxFuture<'a, Result<Option<StoredMessage>, StoreError>> {
+        Box::pin(async move { Ok(DynamoDbMessages::get(self, id).await?) })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        id: &'a MessageId,
+        environment: KeyEnvironment,
+        now: UnixMillis,
+    ) -> BoxFuture<'a, Result<Cancellation, StoreError>> {
+        Box::pin(async move { Ok(DynamoDbMessages::cancel(self, id, environment, now).await?) })
     }
 }

@@ -1,10 +1,15 @@
-//! The ports of the send API's administration routes: the suppression list as an operator
-//! manages it (list, read, replace, remove).
+//! The ports of the send API's own routes: API keys as authentication looks them up, messages
+//! as callers read and cancel them, and the suppression list as an operator manages it (list,
+//! read, replace, remove).
 
 use time::OffsetDateTime;
 
+use super::StoredMessage;
 use super::{BoxFuture, StoreError};
-use crate::{EmailAddress, Suppression, SuppressionReason};
+use crate::{
+    ApiKeyRecord, EmailAddress, KeyEnvironment, KeyHash, MessageId, MessageRecord, MessageState,
+    Suppression, SuppressionReason, UnixMillis,
+};
 
 /// One page of a suppression listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,4 +56,41 @@ pub trait SuppressionAdmin: Send + Sync {
         limit: usize,
         now: OffsetDateTime,
     ) -> BoxFuture<'a, Result<SuppressionPage, SuppressionListError>>;
+}
+
+/// The API keys, as authentication looks them up.
+pub trait ApiKeys: Send + Sync {
+    /// The key stored under `hash`, if any (whatever its state: the core's `authorize` decides).
+    fn find<'a>(
+        &'a self,
+        hash: &'a KeyHash,
+    ) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, StoreError>>;
+}
+
+/// What cancelling a message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancellation {
+    /// The message is now `cancelled`; its record as stored.
+    Cancelled(MessageRecord),
+    /// The message is past cancelling; its current state.
+    NotCancellable(MessageState),
+    /// No such message visible to the caller's environment.
+    NotFound,
+}
+
+/// Messages, as the API's callers read and cancel them.
+pub trait MessageDesk: Send + Sync {
+    /// The message with its attempts and history; `None` when there is no such message.
+    fn get<'a>(
+        &'a self,
+        id: &'a MessageId,
+    ) -> BoxFuture<'a, Result<Option<StoredMessage>, StoreError>>;
+
+    /// Cancels the message if it is `scheduled` or `paused` and visible to `environment`.
+    fn cancel<'a>(
+        &'a self,
+        id: &'a MessageId,
+        environment: KeyEnvironment,
+        now: UnixMillis,
+    ) -> BoxFuture<'a, Result<Cancellation, StoreError>>;
 }

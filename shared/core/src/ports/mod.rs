@@ -12,7 +12,9 @@ pub mod send;
 pub mod sweep;
 pub mod webhooks;
 
-pub use api::{SuppressionAdmin, SuppressionListError, SuppressionPage};
+pub use api::{
+    ApiKeys, Cancellation, MessageDesk, SuppressionAdmin, SuppressionListError, SuppressionPage,
+};
 pub use events::{
     AppWebhookSender, DeadLetterQueue, DecodeError, EndpointDirectory, EventClaim, EventDecoder,
     EventForwarder, EventHistory, EventRecorded, MalformedOutboundMessage, MessageLookup,

@@ -1,12 +1,19 @@
-//! The suppression list's administration port on the in-memory suppressions.
+//! Fakes of the send API's own ports: API keys and messages in memory, and the suppression list's
+//! administration port on the in-memory suppressions.
 
 use std::sync::{Mutex, PoisonError};
 
-use mailgate_core::ports::{BoxFuture, SuppressionAdmin, SuppressionListError, SuppressionPage};
-use mailgate_core::{EmailAddress, StoreError, Suppression, SuppressionReason};
+use mailgate_core::ports::{
+    ApiKeys, BoxFuture, Cancellation, MessageDesk, StoredMessage, SuppressionAdmin,
+    SuppressionListError, SuppressionPage,
+};
+use mailgate_core::{
+    ApiKeyRecord, EmailAddress, KeyEnvironment, KeyHash, MessageId, MessageState, StoreError,
+    Suppression, SuppressionReason, UnixMillis,
+};
 use time::OffsetDateTime;
 
-use super::MemorySuppressions;
+use super::{Faults, MemorySuppressions};
 
 /// The prefix of the fake's cursors: the last address of the previous page follows it.
 const CURSOR_PREFIX: &str = "after:";
@@ -77,6 +84,96 @@ impl SuppressionAdmin for MemorySuppressions {
                 .map(|s| format!("{CURSOR_PREFIX}{}", s.address.as_str()));
             Ok(SuppressionPage { items, next_cursor })
         })();
+        Box::pin(async move { result })
+    }
+}
+
+/// API keys in memory.
+#[derive(Debug, Default)]
+pub struct MemoryApiKeys {
+    records: Mutex<Vec<ApiKeyRecord>>,
+    /// Failures to inject (`find`).
+    pub faults: Faults,
+}
+
+impl MemoryApiKeys {
+    /// Stores `record`.
+    pub fn insert(&self, record: ApiKeyRecord) {
+        lock(&self.records).push(record);
+    }
+
+    /// Revokes the key stored under `hash` at `at`.
+    pub fn revoke(&self, hash: &KeyHash, at: OffsetDateTime) {
+        for record in lock(&self.records).iter_mut().filter(|r| r.hash == *hash) {
+            record.revoked_at = Some(at);
+        }
+    }
+}
+
+impl ApiKeys for MemoryApiKeys {
+    fn find<'a>(
+        &'a self,
+        hash: &'a KeyHash,
+    ) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, StoreError>> {
+        let result = self.faults.take("find").map(|()| {
+            lock(&self.records)
+                .iter()
+                .find(|r| r.hash == *hash)
+                .cloned()
+        });
+        Box::pin(async move { result })
+    }
+}
+
+/// Messages in memory, as the API's callers read and cancel them.
+#[derive(Debug, Default)]
+pub struct MemoryMessageDesk {
+    messages: Mutex<std::collections::HashMap<MessageId, StoredMessage>>,
+    /// Failures to inject (`get`, `cancel`).
+    pub faults: Faults,
+}
+
+impl MemoryMessageDesk {
+    /// Stores `message`.
+    pub fn insert(&self, message: StoredMessage) {
+        lock(&self.messages).insert(message.record.id.clone(), message);
+    }
+
+    /// The stored message `id`, if any.
+    pub fn message(&self, id: &MessageId) -> Option<StoredMessage> {
+        lock(&self.messages).get(id).cloned()
+    }
+}
+
+impl MessageDesk for MemoryMessageDesk {
+    fn get<'a>(
+        &'a self,
+        id: &'a MessageId,
+    ) -> BoxFuture<'a, Result<Option<StoredMessage>, StoreError>> {
+        let result = self.faults.take("get").map(|()| self.message(id));
+        Box::pin(async move { result })
+    }
+
+    /// Cancels as the adapter's conditional write does: a message of another environment is
+    /// not found; only a `scheduled` or `paused` one is cancelled.
+    fn cancel<'a>(
+        &'a self,
+        id: &'a MessageId,
+        environment: KeyEnvironment,
+        _now: UnixMillis,
+    ) -> BoxFuture<'a, Result<Cancellation, StoreError>> {
+        let result = self.faults.take("cancel").map(|()| {
+            let mut messages = lock(&self.messages);
+            match messages.get_mut(id) {
+                Some(m) if !m.record.visible_to(environment) => Cancellation::NotFound,
+                Some(m) if m.record.state.is_cancellable() => {
+                    m.record.state = MessageState::Cancelled;
+                    Cancellation::Cancelled(m.record.clone())
+                }
+                Some(m) => Cancellation::NotCancellable(m.record.state),
+                None => Cancellation::NotFound,
+            }
+        });
         Box::pin(async move { result })
     }
 }

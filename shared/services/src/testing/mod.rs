@@ -10,6 +10,7 @@ mod send;
 mod sweep;
 mod webhooks;
 
+pub use api::*;
 pub use events::*;
 pub use send::*;
 pub use sweep::*;
