@@ -1,51 +1,29 @@
-//! Authentication of send-API requests: `Authorization: Bearer <key>` → the key stored under its
-//! hash → the scope the route needs. The decision itself is the core's
-//! ([`mailgate_core::api_key::authorize`]); this module reads the header, looks the key up and
-//! answers refusals with the JSON error shape (401 with `WWW-Authenticate`, or 403).
+//! Authentication of send-API requests: this module reads the `Authorization` header, calls
+//! the authentication service ([`mailgate_services::auth`]) and answers refusals with the JSON
+//! error shape (401 with `WWW-Authenticate`, or 403; 503 when the key store fails).
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use mailgate_aws::{ApiKeyStoreError, DynamoDbApiKeys};
-use mailgate_core::api_key::{authorize, parse_authorization};
-use mailgate_core::{AuthFailure, AuthenticatedKey, Requirement};
+use mailgate_core::{AuthFailure, AuthenticatedKey, Requirement, StoreErrorKind};
 use mailgate_lambda::http::ApiError;
+use mailgate_services::auth::{AuthError, Authentication};
 
-/// Checks API keys against the api-keys table.
-#[derive(Debug, Clone)]
-pub struct Authenticator {
-    keys: DynamoDbApiKeys,
-}
-
-impl Authenticator {
-    /// Authenticates against `keys`.
-    pub fn new(keys: DynamoDbApiKeys) -> Self {
-        Self { keys }
-    }
-
-    /// The caller's key if it is valid and meets `requirement`; otherwise the response to send.
-    pub async fn authenticate(
-        &self,
-        request: &Request,
-        requirement: Requirement,
-    ) -> Result<AuthenticatedKey, Response<Body>> {
-        let header = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes);
-        let secret = parse_authorization(header).map_err(|f| denied(&f))?;
-        let hash = secret.hash();
-        let found = self.keys.find(&hash).await.map_err(|e| unavailable(&e))?;
-        let key = authorize(&hash, found.as_ref(), requirement).map_err(|f| {
-            tracing::info!(
-                code = f.code(),
-                key_id = found.as_ref().map_or("-", |r| r.id.as_str()),
-                "request refused"
-            );
-            denied(&f)
-        })?;
-        tracing::debug!(key_id = %key.id, "request authenticated");
-        Ok(key)
-    }
+/// The caller's key if it is valid and meets `requirement`; otherwise the response to send.
+pub async fn authenticate(
+    auth: &Authentication,
+    request: &Request,
+    requirement: Requirement,
+) -> Result<AuthenticatedKey, Response<Body>> {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    auth.authenticate(header, requirement)
+        .await
+        .map_err(|e| match e {
+            AuthError::Refused(failure) => denied(&failure),
+            AuthError::Store(e) => unavailable(&e),
+        })
 }
 
 /// The response refusing a request: the error shape, plus the `WWW-Authenticate` challenge of
@@ -70,19 +48,20 @@ pub fn denied(failure: &AuthFailure) -> Response<Body> {
 }
 
 /// The key store failed: the cause is logged, the caller gets an opaque answer it may retry.
-fn unavailable(err: &ApiKeyStoreError) -> Response<Body> {
+fn unavailable(err: &mailgate_core::StoreError) -> Response<Body> {
     tracing::error!(error = %err, "could not look up an API key");
-    match err {
-        ApiKeyStoreError::Corrupt { .. } => ApiError::new(
+    if err.kind() == StoreErrorKind::Corrupt {
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             "internal error",
-        ),
-        _ => ApiError::new(
+        )
+    } else {
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
             "the API key could not be checked; try again",
-        ),
+        )
     }
     .into_response()
 }

@@ -3,6 +3,10 @@
 //! `GET /v1/keys/self` (any valid API key), `POST /v1/messages` and `POST /v1/messages/batch`
 //! (scope `send`), `GET|DELETE /v1/messages/{id}`, the suppression routes and the template
 //! routes (`/v1/templates…`).
+//!
+//! Each route module only decodes the request, calls one service of `mailgate-services`
+//! (authentication, accept, message reads, suppression administration, templates) and encodes
+//! its answer; [`SendApi::new`] picks the DynamoDB and SQS adapters behind the services' ports.
 
 pub mod auth;
 mod messages;
@@ -23,8 +27,9 @@ use mailgate_lambda::http::{ApiError, json_response};
 use mailgate_lambda::wiring::{WiringError, message_delivery, message_intake};
 use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
 use mailgate_services::accept::{AcceptSettings, MessageIntake};
-
-use crate::auth::Authenticator;
+use mailgate_services::auth::Authentication;
+use mailgate_services::messages::MessageReads;
+use mailgate_services::suppressions::SuppressionAdministration;
 
 /// The Lambda function name.
 pub const FUNCTION_NAME: &str = "send-api";
@@ -136,21 +141,21 @@ pub async fn run() -> Result<(), lambda_http::Error> {
 /// The send API with its clients.
 #[derive(Debug, Clone)]
 pub struct SendApi {
-    config: SendApiConfig,
-    clients: AwsClients,
-    auth: Authenticator,
+    auth: Authentication,
     intake: Arc<MessageIntake>,
     templates: mailgate_services::templates::Templates,
+    messages: MessageReads,
+    suppressions: SuppressionAdministration,
     health: Arc<HealthCheck>,
 }
 
 impl SendApi {
     /// Wires the API: the key check, and the send path over the configured providers.
     pub fn new(config: SendApiConfig, clients: AwsClients) -> Result<Self, SendApiError> {
-        let auth = Authenticator::new(DynamoDbApiKeys::new(
+        let auth = Authentication::new(Arc::new(DynamoDbApiKeys::new(
             clients.dynamodb.clone(),
             config.names.table(Table::ApiKeys),
-        ));
+        )));
         let delivery = message_delivery(&clients, &config.names, &config.providers)?;
         let settings = AcceptSettings {
             send_budget: config.providers.send_budget,
@@ -167,12 +172,21 @@ impl SendApi {
             )),
             Arc::new(mailgate_core::SystemClock),
         );
+        let suppressions =
+            SuppressionAdministration::new(Arc::new(mailgate_aws::DynamoDbSuppressionList::new(
+                clients.dynamodb.clone(),
+                config.names.table(Table::Suppressions),
+            )));
+        let messages = MessageReads::new(Arc::new(mailgate_aws::DynamoDbMessages::new(
+            clients.dynamodb.clone(),
+            config.names.table(Table::Messages).to_owned(),
+        )));
         Ok(Self {
-            config,
-            clients,
             auth,
             intake: Arc::new(intake),
             templates,
+            messages,
+            suppressions,
             health,
         })
     }
@@ -184,7 +198,7 @@ impl SendApi {
         request: &Request,
         requirement: Requirement,
     ) -> Result<AuthenticatedKey, Response<Body>> {
-        self.auth.authenticate(request, requirement).await
+        auth::authenticate(&self.auth, request, requirement).await
     }
 
     /// Routes one request.

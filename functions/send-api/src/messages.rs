@@ -19,10 +19,11 @@
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use mailgate_aws::{
-    Cancellation, DynamoDbMessages, HistoryEntry, MessageStoreError, StoredMessage, Table,
+use mailgate_core::ports::{Cancellation, StoredMessage};
+use mailgate_core::{
+    HistoryEntry, MessageId, MessageRecord, Requirement, Scope, SendAttempt, StoreError,
+    StoreErrorKind, UnixMillis,
 };
-use mailgate_core::{MessageId, MessageRecord, Requirement, Scope, SendAttempt, UnixMillis};
 use mailgate_lambda::http::{ApiError, json_response};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -128,31 +129,25 @@ fn not_found(id: &str) -> Response<Body> {
 }
 
 /// The store failed: the cause is logged, the caller gets an opaque answer.
-fn store_failed(err: &MessageStoreError) -> Response<Body> {
+fn store_failed(err: &StoreError) -> Response<Body> {
     tracing::error!(error = %err, "message store operation failed");
-    match err {
-        MessageStoreError::Unavailable { .. } => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            "the message store is unavailable; try again",
-        ),
-        _ => ApiError::new(
+    match err.kind() {
+        // An item that cannot be read, or a write the store refused: not the caller's to retry.
+        StoreErrorKind::Corrupt | StoreErrorKind::ConditionFailed => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             "internal error",
+        ),
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "the message store is unavailable; try again",
         ),
     }
     .into_response()
 }
 
 impl SendApi {
-    fn message_store(&self) -> DynamoDbMessages {
-        DynamoDbMessages::new(
-            self.clients.dynamodb.clone(),
-            self.config.names.table(Table::Messages).to_owned(),
-        )
-    }
-
     /// Routes a request whose path [`is_message_path`].
     pub(crate) async fn message(&self, request: &Request, path: &str) -> Response<Body> {
         let raw_id = path.strip_prefix(PREFIX).unwrap_or_default();
@@ -176,18 +171,15 @@ impl SendApi {
             return not_found(raw_id);
         };
         if scope == Scope::Read {
-            match self.message_store().get(&id).await {
-                Ok(Some(message)) if message.record.visible_to(key.environment) => {
-                    json_response(StatusCode::OK, &message_json(&message))
-                }
-                Ok(_) => not_found(raw_id),
+            match self.messages.get(&id, key.environment).await {
+                Ok(Some(message)) => json_response(StatusCode::OK, &message_json(&message)),
+                Ok(None) => not_found(raw_id),
                 Err(e) => store_failed(&e),
             }
         } else {
             let now = UnixMillis::from(OffsetDateTime::now_utc());
-            match self.message_store().cancel(&id, key.environment, now).await {
+            match self.messages.cancel(&id, key.environment, now).await {
                 Ok(Cancellation::Cancelled(record)) => {
-                    tracing::info!(message_id = %id, key_id = %key.id, "message cancelled");
                     json_response(StatusCode::OK, &summary_json(&record))
                 }
                 Ok(Cancellation::NotCancellable(state)) => json_response(

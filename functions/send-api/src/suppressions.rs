@@ -22,12 +22,12 @@
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use mailgate_aws::{DynamoDbSuppressionList, SuppressionStoreError, Table};
 use mailgate_core::{
-    EmailAddress, KeyEnvironment, Requirement, Scope, Suppression, SuppressionError,
-    SuppressionOrigin, SuppressionReason,
+    EmailAddress, Requirement, Scope, StoreErrorKind, Suppression, SuppressionError,
+    SuppressionReason,
 };
 use mailgate_lambda::http::{ApiError, json_response};
+use mailgate_services::suppressions::SuppressionAdminError;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -53,20 +53,33 @@ fn unprocessable(code: &'static str, field: &str, message: impl Into<String>) ->
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
 }
 
-/// The store failed: the cause is logged, the caller gets an opaque answer.
-fn store_failed(err: &SuppressionStoreError) -> Response<Body> {
-    tracing::error!(error = %err, "suppression list operation failed");
+/// The service's refusal or failure: a test key's change to an event's entry is 403, a foreign
+/// cursor 422; a store failure is logged and the caller gets an opaque answer.
+fn refused(err: &SuppressionAdminError) -> Response<Body> {
     match err {
-        SuppressionStoreError::Corrupt { .. } => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error",
-        ),
-        _ => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            "the suppression list is unavailable; try again",
-        ),
+        SuppressionAdminError::LiveKeyRequired(_) => {
+            ApiError::new(StatusCode::FORBIDDEN, "live_key_required", err.to_string())
+                .with_field("address")
+        }
+        SuppressionAdminError::InvalidCursor => {
+            unprocessable("invalid_cursor", "cursor", err.to_string())
+        }
+        SuppressionAdminError::Store(e) => {
+            tracing::error!(error = %e, "suppression list operation failed");
+            if e.kind() == StoreErrorKind::Corrupt {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "internal error",
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "the suppression list is unavailable; try again",
+                )
+            }
+        }
     }
     .into_response()
 }
@@ -215,13 +228,6 @@ fn not_suppressed(address: &EmailAddress) -> Response<Body> {
 }
 
 impl SendApi {
-    fn suppression_list(&self) -> DynamoDbSuppressionList {
-        DynamoDbSuppressionList::new(
-            self.clients.dynamodb.clone(),
-            self.config.names.table(Table::Suppressions),
-        )
-    }
-
     /// Routes a request whose path [`is_suppressions_path`].
     pub(crate) async fn suppressions(&self, request: &Request, path: &str) -> Response<Body> {
         let segment = path
@@ -274,16 +280,33 @@ impl SendApi {
             }
         };
         let topic = topic.as_deref();
-        if matches!(*method, Method::PUT | Method::DELETE)
-            && key.environment == KeyEnvironment::Test
-            && let Err(refused) = self.guard_event_suppression(&address, topic, now).await
-        {
-            return refused;
-        }
+        let admin = &self.suppressions;
         match *method {
-            Method::PUT => self.put_suppression(request, &address, topic, now).await,
-            Method::DELETE => self.delete_suppression(&address, topic, now).await,
-            _ => self.get_suppression(&address, topic, now).await,
+            Method::PUT => {
+                let decode = || entry_from_body(&address, request.body().as_ref(), now);
+                match admin
+                    .put(&address, topic, key.environment, now, decode)
+                    .await
+                {
+                    Ok(Ok(entry)) => json_response(StatusCode::OK, &suppression_json(&entry)),
+                    Ok(Err(invalid)) => invalid.into_response(),
+                    Err(e) => refused(&e),
+                }
+            }
+            Method::DELETE => match admin.delete(&address, topic, key.environment, now).await {
+                Ok(Some(_)) => {
+                    let mut response = Response::new(Body::Empty);
+                    *response.status_mut() = StatusCode::NO_CONTENT;
+                    response
+                }
+                Ok(None) => not_suppressed(&address),
+                Err(e) => refused(&e),
+            },
+            _ => match admin.get(&address, topic, now).await {
+                Ok(Some(entry)) => json_response(StatusCode::OK, &suppression_json(&entry)),
+                Ok(None) => not_suppressed(&address),
+                Err(e) => refused(&e),
+            },
         }
     }
 
@@ -310,7 +333,7 @@ impl SendApi {
             }
         };
         match self
-            .suppression_list()
+            .suppressions
             .list(reason, param("cursor"), limit, now)
             .await
         {
@@ -321,97 +344,7 @@ impl SendApi {
                     "next_cursor": page.next_cursor,
                 }),
             ),
-            Err(SuppressionStoreError::InvalidCursor) => unprocessable(
-                "invalid_cursor",
-                "cursor",
-                "the cursor is not one this listing returned",
-            )
-            .into_response(),
-            Err(e) => store_failed(&e),
-        }
-    }
-
-    /// Refuses a test key's change to an active suppression that delivery events wrote (a
-    /// bounce, complaint, unsubscribe or the soft-bounce threshold): live mail relies on it, and
-    /// a test environment must not lift it, directly or by replacing it with an entry that
-    /// lapses. Entries written through the API stay any writer's to manage. (Read, then write: a test key racing
-    /// an event's write to the same address in the same millisecond is not worth a transaction.)
-    async fn guard_event_suppression(
-        &self,
-        address: &EmailAddress,
-        topic: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<(), Response<Body>> {
-        match self.suppression_list().get_in(address, topic).await {
-            Ok(Some(entry))
-                if entry.is_active_at(now) && entry.origin == SuppressionOrigin::Event =>
-            {
-                Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "live_key_required",
-                    format!(
-                        "this suppression ({}) was written by delivery events; only a live key may change it",
-                        entry.reason
-                    ),
-                )
-                .with_field("address")
-                .into_response())
-            }
-            Ok(_) => Ok(()),
-            Err(e) => Err(store_failed(&e)),
-        }
-    }
-
-    async fn get_suppression(
-        &self,
-        address: &EmailAddress,
-        topic: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Response<Body> {
-        match self.suppression_list().get_in(address, topic).await {
-            Ok(Some(entry)) if entry.is_active_at(now) => {
-                json_response(StatusCode::OK, &suppression_json(&entry))
-            }
-            Ok(_) => not_suppressed(address),
-            Err(e) => store_failed(&e),
-        }
-    }
-
-    async fn put_suppression(
-        &self,
-        request: &Request,
-        address: &EmailAddress,
-        topic: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Response<Body> {
-        let entry = match entry_from_body(address, request.body().as_ref(), now) {
-            Ok(entry) => entry.on_topic(topic.map(str::to_owned)),
-            Err(error) => return error.into_response(),
-        };
-        match self.suppression_list().put(&entry).await {
-            Ok(()) => {
-                tracing::info!(address = %entry.address.masked(), reason = %entry.reason, "address suppressed");
-                json_response(StatusCode::OK, &suppression_json(&entry))
-            }
-            Err(e) => store_failed(&e),
-        }
-    }
-
-    async fn delete_suppression(
-        &self,
-        address: &EmailAddress,
-        topic: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Response<Body> {
-        match self.suppression_list().delete_in(address, topic).await {
-            Ok(Some(entry)) if entry.is_active_at(now) => {
-                tracing::info!(address = %entry.address.masked(), "suppression removed");
-                let mut response = Response::new(Body::Empty);
-                *response.status_mut() = StatusCode::NO_CONTENT;
-                response
-            }
-            Ok(_) => not_suppressed(address),
-            Err(e) => store_failed(&e),
+            Err(e) => refused(&e),
         }
     }
 }

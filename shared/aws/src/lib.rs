@@ -32,6 +32,7 @@ pub use idempotency::{
 };
 pub mod provider_health;
 pub use provider_health::{DynamoDbProviderHealth, ProviderHealthConfig, ProviderHealthError};
+pub mod api_ports;
 pub mod messages;
 pub mod send_ports;
 pub mod sweep_ports;

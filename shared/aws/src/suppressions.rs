@@ -70,14 +70,8 @@ pub enum SuppressionStoreError {
     Unavailable(#[from] StoreError),
 }
 
-/// One page of a listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SuppressionPage {
-    /// The active suppressions of this page.
-    pub items: Vec<Suppression>,
-    /// The opaque cursor of the next page, if there may be one.
-    pub next_cursor: Option<String>,
-}
+/// One page of a listing (the core's type: the listing port returns it).
+pub use mailgate_core::ports::SuppressionPage;
 
 type Item = HashMap<String, AttributeValue>;
 

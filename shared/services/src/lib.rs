@@ -13,18 +13,24 @@
 //! | sign and deliver one app webhook, scheduling retries | [`app_delivery`] | `dispatcher` |
 //! | ingest a verified webhook delivery: receipt, events queue; re-enqueue stuck receipts | [`ingest`] | `webhook-<provider>`, `sweeper` |
 //! | release scheduled and paused messages onto the send queue | [`release`] | `sweeper` |
+//! | authenticate a request: its key, looked up by hash, and the scope the route needs | [`auth`] | `send-api` |
+//! | read or cancel one message for its caller | [`messages`] | `send-api` |
+//! | administer the suppression list: list, read, store, remove; a test key may not lift an event's entry | [`suppressions`] | `send-api` |
 //! | the sweeper's tick: every job once | [`sweep`] | `sweeper` |
 //! | message templates: versions, previews, rendering for a send | [`templates`] | `send-api` |
 //! | one-click unsubscribe: verify the token, apply an `unsubscribed` event | [`unsubscribe`] | `unsubscribe` |
 
 pub mod accept;
 pub mod app_delivery;
+pub mod auth;
 pub mod delivery;
 pub mod events;
 pub mod fan_out;
 pub mod ingest;
+pub mod messages;
 pub mod release;
 pub mod send;
+pub mod suppressions;
 pub mod sweep;
 pub mod templates;
 pub mod unsubscribe;

@@ -129,16 +129,7 @@ impl MessageStoreError {
 
 pub use mailgate_core::ports::{SendingClaim, StoredMessage};
 
-/// What `cancel` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cancellation {
-    /// The message is now `cancelled`; its record as stored.
-    Cancelled(Box<MessageRecord>),
-    /// The message is past cancelling; its current state.
-    NotCancellable(MessageState),
-    /// No such message visible to the caller's environment.
-    NotFound,
-}
+pub use mailgate_core::ports::Cancellation;
 
 /// The partition key of a message's summary and attempts.
 pub fn message_pk(id: &MessageId) -> String {

@@ -6,12 +6,16 @@
 //! Every store and queue failure is a [`StoreError`]: what kind of failure it is (the decision a
 //! caller makes: retry, park, or report) and the adapter's own error as its source.
 
+pub mod api;
 pub mod events;
 pub mod send;
 pub mod sweep;
 pub mod templates;
 pub mod webhooks;
 
+pub use api::{
+    ApiKeys, Cancellation, MessageDesk, SuppressionAdmin, SuppressionListError, SuppressionPage,
+};
 pub use events::{
     AppWebhookSender, DeadLetterQueue, DecodeError, EndpointDirectory, EventClaim, EventDecoder,
     EventForwarder, EventHistory, EventRecorded, MalformedOutboundMessage, MessageLookup,

@@ -4,12 +4,14 @@
 //! failures per operation ([`Faults`]). Integration tests never use them: those run the real
 //! adapters against the local AWS emulator. One file per flow.
 
+mod api;
 mod events;
 mod send;
 mod sweep;
 mod templates;
 mod webhooks;
 
+pub use api::*;
 pub use events::*;
 pub use send::*;
 pub use sweep::*;

@@ -701,8 +701,9 @@ impl SendQueue for MemorySendQueue {
 /// Suppressions in memory.
 #[derive(Debug, Default)]
 pub struct MemorySuppressions {
-    entries: Mutex<HashMap<(EmailAddress, Option<String>), Suppression>>,
-    /// Failures to inject (`check`, `check_topic`).
+    pub(super) entries: Mutex<HashMap<(EmailAddress, Option<String>), Suppression>>,
+    /// Failures to inject (`check`, `check_topic`; and `get`, `put`, `delete`, `list` of the
+    /// administration port).
     pub faults: Faults,
 }
 
@@ -728,6 +729,18 @@ impl MemorySuppressions {
                     .map(|s| (a.clone(), s.clone()))
             })
             .collect()
+    }
+
+    /// The stored unscoped entry of `address` (lapsed or not), if any.
+    pub fn entry(&self, address: &EmailAddress) -> Option<Suppression> {
+        self.entry_in(address, None)
+    }
+
+    /// The stored entry of `address` scoped to `topic` (`None`: the unscoped one), if any.
+    pub fn entry_in(&self, address: &EmailAddress, topic: Option<&str>) -> Option<Suppression> {
+        lock(&self.entries)
+            .get(&(address.clone(), topic.map(str::to_owned)))
+            .cloned()
     }
 }
 
