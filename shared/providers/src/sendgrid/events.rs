@@ -154,9 +154,12 @@ fn raw_text(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
     if !raw.starts_with('"') {
         return None;
     }
-    let text = match serde_json::from_str::<&str>(raw) {
-        Ok(s) => Cow::Borrowed(s.trim()),
-        Err(_) => Cow::Owned(serde_json::from_str::<String>(raw).ok()?.trim().to_owned()),
+    // A raw value is valid JSON: a string without a backslash is exactly the text between its
+    // quotes, so only a string with escapes is decoded (and copied).
+    let text = if raw.contains('\\') {
+        Cow::Owned(serde_json::from_str::<String>(raw).ok()?.trim().to_owned())
+    } else {
+        Cow::Borrowed(raw[1..raw.len() - 1].trim())
     };
     (!text.is_empty()).then_some(text)
 }
