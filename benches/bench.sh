@@ -3,7 +3,13 @@
 # each as `bench <name> <value> <unit>`, so runs can be compared.
 #
 #   A  tests/benches/sendgrid_batch.rs  verify + split + queue messages of a signed 1,000-event
-#      SendGrid batch (pure CPU, criterion underneath);
+#      SendGrid batch, and the processor's normalise of it (pure CPU, criterion underneath);
+#      then, on the same file, the seed's Node path (benches/seed_sendgrid.mjs: node:crypto
+#      ECDSA, JSON.parse, normalise) and OpenSSL's SHA-256 of the same bytes (the floor), with
+#      mailgate's speedup over the seed and its multiple of the floor;
+#      tests/benches/webhook_requests.rs  one typical request of each other provider (SES on
+#      SNS with RSA-SHA256 and a warm certificate cache, Mailgun HMAC, Postmark and SMTP2GO
+#      Basic);
 #   B  tests/benches/ack_path.rs        DynamoDB and SQS calls (and moto wall time) per webhook
 #      request, through the real handler against a private moto started here the way
 #      `make test` starts it (free loopback port), and stopped whatever the outcome;
@@ -23,7 +29,7 @@ cd "$root"
 
 out="$root/target/bench"
 mkdir -p "$out"
-benches=(--bench sendgrid_batch --bench classifier --bench ack_path --bench processor)
+benches=(--bench sendgrid_batch --bench webhook_requests --bench classifier --bench ack_path --bench processor)
 
 echo "==> building the benchmarks (release profile; the first build takes a while)"
 cargo bench --locked -p mailgate-tests "${benches[@]}" --no-run
@@ -39,8 +45,41 @@ run() {
   echo "    done in $((SECONDS - started)) s"
 }
 
-echo "==> A: signed 1,000-event SendGrid batch, verify + split + queue messages (about 40 s)"
+echo "==> A: signed 1,000-event SendGrid batch, verify + split + queue messages (about 60 s)"
 run sendgrid_batch
+batch="$(sed -n 's/^# sendgrid batch: .*, \(.*\)$/\1/p' "$out/sendgrid_batch.log" | head -n 1)"
+sidecar="${batch%.json}.sig.json"
+figure() { sed -n "s/^bench $1 \([0-9.]*\) .*/\1/p" "$2" | head -n 1; }
+ours="$(figure sendgrid_batch_1000_verify_split_queue_messages "$out/sendgrid_batch.log")"
+events=1000
+bytes="$(wc -c <"$batch")"
+
+echo "==> A: the seed's Node path on the same file (about 5 s)"
+if command -v node >/dev/null 2>&1; then
+  node "$root/benches/seed_sendgrid.mjs" "$batch" "$sidecar" >>"$out/sendgrid_batch.log"
+  seed="$(figure seed_node_sendgrid_batch_1000 "$out/sendgrid_batch.log")"
+  awk -v s="$seed" -v o="$ours" 'BEGIN { printf "bench sendgrid_speedup_vs_seed %.2f ratio\n", s / o }' \
+    >>"$out/sendgrid_batch.log"
+else
+  echo "# node not found: seed_node_sendgrid_batch_1000 and sendgrid_speedup_vs_seed skipped" \
+    | tee -a "$out/sendgrid_batch.log"
+fi
+
+echo "==> A: the floor, OpenSSL SHA-256 of the same bytes (about 3 s)"
+if command -v openssl >/dev/null 2>&1; then
+  # `openssl speed` on a buffer of the batch's size: thousands of bytes per second, last field.
+  kbps="$(openssl speed -evp sha256 -bytes "$bytes" -seconds 3 2>/dev/null | awk '/^sha256 /{print $NF}' | tr -d k)"
+  awk -v k="$kbps" -v b="$bytes" -v n="$events" -v o="$ours" 'BEGIN {
+    floor = b / (k * 1000) * 1e9 / n
+    printf "bench sha256_floor_openssl_sendgrid_batch_1000 %.0f ns_per_event\n", floor
+    printf "bench sendgrid_multiple_of_sha256_floor %.2f ratio\n", o / floor
+  }' >>"$out/sendgrid_batch.log"
+else
+  echo "# openssl not found: the SHA-256 floor is skipped" | tee -a "$out/sendgrid_batch.log"
+fi
+
+echo "==> A: one typical request of each other provider (about 20 s)"
+run webhook_requests
 
 echo "==> C: bounce classifier on the Sisimai corpus, accuracy and throughput (about 5 s)"
 run classifier
@@ -63,7 +102,8 @@ run ack_path
 echo "==> D: event processor, DynamoDB calls per event and 10-record batches against moto"
 run processor
 
-echo "==> figures (logs: target/bench/{sendgrid_batch,classifier,ack_path,processor}.log)"
-cat "$out/sendgrid_batch.log" "$out/classifier.log" "$out/ack_path.log" "$out/processor.log" >"$out/all.log"
+echo "==> figures (logs: target/bench/{sendgrid_batch,webhook_requests,classifier,ack_path,processor}.log)"
+cat "$out/sendgrid_batch.log" "$out/webhook_requests.log" "$out/classifier.log" "$out/ack_path.log" \
+  "$out/processor.log" >"$out/all.log"
 grep -h '^# ' "$out/all.log" || true
 grep -h '^bench ' "$out/all.log" | tee "$out/figures.txt"
