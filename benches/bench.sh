@@ -19,6 +19,10 @@
 #   D  tests/benches/processor.rs       the event processor on the same private moto: DynamoDB
 #      writes and reads per event (correlated by our id, by the provider's id, and a hard
 #      bounce that suppresses) and events per second for a 10-record SQS batch.
+#   E  tests/benches/cold_start.rs      cold start of every function's release bootstrap and of a
+#      `lambda_runtime` hello-world (benches/hello-world): process start to the first
+#      `invocation/next` against a Runtime API played on loopback, configuration and `ssm:`
+#      secrets (local.env, as `make dev` stores them) resolved against the same private moto.
 #
 # Builds with the release profile (`cargo bench`), then runs for a few minutes on 2 cores.
 # The full output of each part is kept in target/bench/; the closing lines are the figures.
@@ -29,10 +33,21 @@ cd "$root"
 
 out="$root/target/bench"
 mkdir -p "$out"
-benches=(--bench sendgrid_batch --bench webhook_requests --bench classifier --bench ack_path --bench processor)
+benches=(--bench sendgrid_batch --bench webhook_requests --bench classifier --bench ack_path --bench processor
+  --bench cold_start)
 
 echo "==> building the benchmarks (release profile; the first build takes a while)"
 cargo bench --locked -p mailgate-tests "${benches[@]}" --no-run
+
+# The bootstraps part E starts: every function and the hello-world, as `make package` ships them.
+bootstraps=(-p mailgate-hello-world)
+for manifest in "$root"/functions/*/Cargo.toml; do
+  bootstraps+=(-p "$(basename "$(dirname "$manifest")")")
+done
+echo "==> building the release bootstraps of every function and the hello-world"
+cargo build --locked --release "${bootstraps[@]}"
+target_dir="$(cargo metadata --locked --no-deps --format-version 1 |
+  "$root/.venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 
 # Runs one bench target with its output in target/bench/<name>.log; shows the log's end on failure.
 run() {
@@ -90,8 +105,16 @@ mkdir -p "$state"
 cleanup() { MAILGATE_AWS_PORT="$port" MAILGATE_STATE_DIR="$state" "$root/scripts/local-stack.sh" stop >/dev/null || true; rm -rf "$state"; }
 trap cleanup EXIT INT TERM
 
-MAILGATE_AWS_PORT="$port" MAILGATE_STATE_DIR="$state" MAILGATE_ENVIRONMENT=bench \
-  "$root/scripts/local-stack.sh" start
+# The test-only webhook secrets of local.env (as `make dev` loads them), in a subshell so only
+# provisioning sees them: it stores them in moto's SSM for part E's functions to resolve.
+(
+  while IFS='=' read -r key value; do
+    [[ "$key" =~ ^[A-Z][A-Z0-9_]*$ ]] || continue
+    [[ -n "${!key+x}" ]] || export "$key=$value"
+  done <"$root/local.env"
+  MAILGATE_AWS_PORT="$port" MAILGATE_STATE_DIR="$state" MAILGATE_ENVIRONMENT=bench \
+    "$root/scripts/local-stack.sh" start
+)
 # shellcheck source=scripts/aws-env.sh
 source "$root/scripts/aws-env.sh" "http://127.0.0.1:$port"
 export MAILGATE_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
@@ -102,8 +125,12 @@ run ack_path
 echo "==> D: event processor, DynamoDB calls per event and 10-record batches against moto"
 run processor
 
-echo "==> figures (logs: target/bench/{sendgrid_batch,webhook_requests,classifier,ack_path,processor}.log)"
+echo "==> E: cold start of every function and of a hello-world, median of several runs (about 1 min)"
+MAILGATE_COLD_START_BIN_DIR="$target_dir/release" MAILGATE_COLD_START_ENV_FILE="$state/functions.env" \
+  run cold_start
+
+echo "==> figures (logs: target/bench/{sendgrid_batch,webhook_requests,classifier,ack_path,processor,cold_start}.log)"
 cat "$out/sendgrid_batch.log" "$out/webhook_requests.log" "$out/classifier.log" "$out/ack_path.log" \
-  "$out/processor.log" >"$out/all.log"
+  "$out/processor.log" "$out/cold_start.log" >"$out/all.log"
 grep -h '^# ' "$out/all.log" || true
 grep -h '^bench ' "$out/all.log" | tee "$out/figures.txt"
