@@ -3,32 +3,45 @@
 //! on it before any AWS call is measured with criterion:
 //!
 //! - `sendgrid_batch_1000_verify_split_queue_messages`: what `webhook-sendgrid` does per
-//!   request — `SendgridWebhookVerifier::verify_delivery` (ECDSA P-256 over `timestamp ‖ body`,
-//!   then `sendgrid::payload`: the body hash that keys the receipt and the split into raw
-//!   events) and `mailgate_core::queue_messages` (one queue message per event);
-//! - the same three steps measured alone (`_verify_signature`, `_split_events`,
-//!   `_queue_messages`), to show where the time goes.
+//!   request — `SendgridWebhookVerifier::verify_delivery` (ECDSA P-256 over the SHA-256 of
+//!   `timestamp ‖ body`, then the body's own hash that keys the receipt and `sendgrid::events`:
+//!   the split into raw events) and `mailgate_core::queue_messages` (one queue message per
+//!   event);
+//! - the same three steps measured alone (`_verify_signature`: ECDSA over the hash of
+//!   `timestamp ‖ body`; `_split_events`: the body hash and the raw events, as
+//!   `verify_delivery` reads them;
+//!   `_queue_messages`), to show where the time goes;
+//! - `sendgrid_batch_1000_normalise`: the event processor's share, every event normalised
+//!   into a `DeliveryEvent` from its raw text;
+//! - `sendgrid_batch_1000_sha256`: SHA-256 of the body alone (sha2 in the shipped profile),
+//!   next to `make bench`'s OpenSSL floor on the same file; with
+//!   `sha256_cpu_extensions` (1 when the CPU has SHA-NI / ARMv8 SHA2, which sha2 detects at
+//!   run time and then uses: its figure then matches OpenSSL's instead of being ~4× slower).
 //!
-//! Events are not normalised into `DeliveryEvent` here (a later issue). Each figure is
-//! criterion's median time per batch, read back from the `estimates.json` it writes under
-//! `target/criterion/`, and printed as `bench <name> <ns> ns_per_event` (plus the whole batch
-//! in `ms_per_batch` for the end-to-end figure).
+//! Each figure is criterion's median time per batch, read back from the `estimates.json` it
+//! writes under `target/criterion/`, and printed as `bench <name> <ns> ns_per_event` (plus the
+//! whole batch in `ms_per_batch` for the end-to-end figure). The signature, timestamp and public
+//! key are written next to the batch (`sendgrid_batch_1000.sig.json`) for the seed's Node path
+//! (`benches/seed_sendgrid.mjs`), which `make bench` runs on the same file.
 
 mod support;
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use criterion::Criterion;
 use lambda_http::http::{HeaderMap, HeaderName, HeaderValue};
 use mailgate_aws::receipt_key;
+use mailgate_core::UnixMillis;
 use mailgate_core::queue_messages;
 use mailgate_core::{FixedClock, ProviderId};
+use mailgate_providers::events::EventOrigin;
 use mailgate_providers::sendgrid::{self, SendgridWebhookVerifier};
 use mailgate_tests::webhooks::{sendgrid_headers, sendgrid_key, sendgrid_public_key};
-use support::figure;
+use sha2::{Digest, Sha256};
+use support::{figure, median_ns};
 
 /// Events in the batch.
 const EVENTS: usize = 1_000;
@@ -41,6 +54,8 @@ const FULL: &str = "sendgrid_batch_1000_verify_split_queue_messages";
 const VERIFY: &str = "sendgrid_batch_1000_verify_signature";
 const SPLIT: &str = "sendgrid_batch_1000_split_events";
 const MESSAGES: &str = "sendgrid_batch_1000_queue_messages";
+const NORMALISE: &str = "sendgrid_batch_1000_normalise";
+const SHA256: &str = "sendgrid_batch_1000_sha256";
 
 fn main() -> anyhow::Result<()> {
     let started = SystemTime::now();
@@ -67,6 +82,17 @@ fn main() -> anyhow::Result<()> {
     };
     let signature = value(sendgrid::SIGNATURE_HEADER)?;
     let timestamp = value(sendgrid::TIMESTAMP_HEADER)?;
+    let sidecar = tmp.join("sendgrid_batch_1000.sig.json");
+    std::fs::write(
+        &sidecar,
+        serde_json::json!({
+            "timestamp": timestamp,
+            "signature": signature,
+            "public_key": sendgrid_public_key(&key),
+        })
+        .to_string(),
+    )
+    .with_context(|| format!("writing {}", sidecar.display()))?;
     let mut headers = HeaderMap::new();
     for (name, value) in signed {
         headers.insert(
@@ -91,6 +117,15 @@ fn main() -> anyhow::Result<()> {
     }
     let receipt = receipt_key(ProviderId::Sendgrid, &intake.payload.dedupe_key);
     let received_at_ms = SIGNED_AT * 1_000;
+    let origin = |index| EventOrigin {
+        receipt: &receipt,
+        index,
+        received_at: UnixMillis(received_at_ms),
+    };
+    for (i, event) in events.iter().enumerate() {
+        sendgrid::events::normalise(event, &origin(i))
+            .map_err(|e| anyhow::anyhow!("bench event [{i}] does not normalise: {e}"))?;
+    }
     eprintln!(
         "# sendgrid batch: {} events, {} bytes, {}",
         EVENTS,
@@ -129,7 +164,14 @@ fn main() -> anyhow::Result<()> {
             )
         })
     });
-    c.bench_function(SPLIT, |b| b.iter(|| sendgrid::payload(black_box(&body))));
+    c.bench_function(SPLIT, |b| {
+        b.iter(|| {
+            (
+                mailgate_providers::webhook::body_key(black_box(&body)),
+                sendgrid::events(black_box(&body)),
+            )
+        })
+    });
     c.bench_function(MESSAGES, |b| {
         b.iter(|| {
             queue_messages(
@@ -140,10 +182,20 @@ fn main() -> anyhow::Result<()> {
             )
         })
     });
+    c.bench_function(NORMALISE, |b| {
+        b.iter(|| {
+            events
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| sendgrid::events::normalise(black_box(e), &origin(i)).ok())
+                .map(|normalised| black_box(normalised).len())
+                .sum::<usize>()
+        })
+    });
+    c.bench_function(SHA256, |b| b.iter(|| Sha256::digest(black_box(&body))));
     c.final_summary();
 
-    figure("sendgrid_batch_1000_body_bytes", body.len(), "bytes");
-    for name in [FULL, VERIFY, SPLIT, MESSAGES] {
+    for name in [FULL, VERIFY, SPLIT, MESSAGES, NORMALISE, SHA256] {
         let per_batch = median_ns(&criterion_dir, name, started)?;
         figure(
             name,
@@ -158,20 +210,24 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    figure("sendgrid_batch_1000_body_bytes", body.len(), "bytes");
+    figure("sha256_cpu_extensions", u8::from(sha_extensions()), "bool");
     Ok(())
 }
 
-/// Criterion's median time per iteration (ns) of benchmark `name`, from this run only.
-fn median_ns(dir: &Path, name: &str, started: SystemTime) -> anyhow::Result<f64> {
-    let path: PathBuf = dir.join(name).join("new").join("estimates.json");
-    let written = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .with_context(|| format!("criterion wrote no {}", path.display()))?;
-    if written < started {
-        bail!("{} is from an earlier run", path.display());
+/// Whether this CPU has the SHA-256 instructions sha2 selects at run time (`cpufeatures`:
+/// SHA-NI with SSE4.1 on x86_64, the `sha2` feature on aarch64).
+fn sha_extensions() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("sha") && std::arch::is_x86_feature_detected!("sse4.1")
     }
-    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-    estimates["median"]["point_estimate"]
-        .as_f64()
-        .with_context(|| format!("no median in {}", path.display()))
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("sha2")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
 }

@@ -105,3 +105,24 @@ fn id_text(rng: &mut StdRng) -> String {
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
 }
+
+/// Criterion's median time per iteration (ns) of benchmark `name` under `dir`, from this run
+/// only (`started` is when the run began).
+pub fn median_ns(
+    dir: &std::path::Path,
+    name: &str,
+    started: std::time::SystemTime,
+) -> anyhow::Result<f64> {
+    use anyhow::{Context, bail};
+    let path = dir.join(name).join("new").join("estimates.json");
+    let written = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("criterion wrote no {}", path.display()))?;
+    if written < started {
+        bail!("{} is from an earlier run", path.display());
+    }
+    let estimates: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    estimates["median"]["point_estimate"]
+        .as_f64()
+        .with_context(|| format!("no median in {}", path.display()))
+}
