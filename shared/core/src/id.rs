@@ -125,6 +125,11 @@ prefixed_id!(
     EndpointId,
     "ep_"
 );
+prefixed_id!(
+    /// Identifies one received (inbound) email (`inb_…`).
+    InboundId,
+    "inb_"
+);
 
 #[cfg(test)]
 mod tests {
