@@ -25,11 +25,13 @@ pub enum Table {
     Control,
     /// The team's own webhook endpoints.
     Endpoints,
+    /// Received (inbound) email records and their dedupe keys.
+    Inbound,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Messages,
         Table::Receipts,
         Table::Dedupe,
@@ -38,6 +40,7 @@ impl Table {
         Table::ApiKeys,
         Table::Control,
         Table::Endpoints,
+        Table::Inbound,
     ];
 
     /// The environment variable holding this table's name.
@@ -51,6 +54,7 @@ impl Table {
             Table::ApiKeys => "API_KEYS_TABLE",
             Table::Control => "CONTROL_TABLE",
             Table::Endpoints => "ENDPOINTS_TABLE",
+            Table::Inbound => "INBOUND_TABLE",
         }
     }
 
@@ -65,6 +69,7 @@ impl Table {
             Table::ApiKeys => "api_keys",
             Table::Control => "control",
             Table::Endpoints => "endpoints",
+            Table::Inbound => "inbound",
         }
     }
 }

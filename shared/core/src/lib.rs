@@ -120,7 +120,8 @@ pub mod inbound;
 
 pub use inbound::{
     AttachmentPart, AuthVerdicts, DsnRecipient, DsnReport, InboundAddress, InboundAttachment,
-    InboundKind, MalformedMime, ParsedMail, parse_mime,
+    InboundKind, InboundMessage, InboundSource, InboundStatus, InboundSummary, MalformedMime,
+    ParsedMail, parse_mime,
 };
 
 // The ports the application services are written against (adapters implement them).

@@ -14,6 +14,7 @@
 
 mod dsn;
 mod parse;
+mod record;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,10 @@ use crate::MessageId;
 use crate::bounce::{BounceClassification, EnhancedStatus};
 
 pub use parse::parse_mime;
+pub use record::{
+    InboundMessage, InboundSource, InboundStatus, InboundSummary, MAX_STORED_BODY_BYTES,
+    attachment_key, raw_key,
+};
 
 /// One mailbox of a header (`Name <local@domain>`), as written by the sender (not validated:
 /// inbound mail may carry addresses our send-side rules would refuse).
