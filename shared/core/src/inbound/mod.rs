@@ -259,3 +259,22 @@ impl MalformedMime {
         }
     }
 }
+
+/// The events-queue message that asks for a received message to be parsed:
+/// `{"v":1,"inbound":"inb_…"}` (told apart from provider events by its `inbound` field).
+pub fn inbound_queue_message(id: &crate::InboundId) -> String {
+    format!(r#"{{"v":1,"inbound":"{id}"}}"#)
+}
+
+/// The received message an events-queue message asks to parse, if it is such a message.
+pub fn inbound_of_queue_message(body: &str) -> Option<crate::InboundId> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        v: u32,
+        inbound: crate::InboundId,
+    }
+    serde_json::from_str::<Envelope>(body)
+        .ok()
+        .filter(|e| e.v == 1)
+        .map(|e| e.inbound)
+}

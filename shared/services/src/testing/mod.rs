@@ -5,11 +5,13 @@
 //! adapters against the local AWS emulator. One file per flow.
 
 mod events;
+mod inbound;
 mod send;
 mod sweep;
 mod webhooks;
 
 pub use events::*;
+pub use inbound::*;
 pub use send::*;
 pub use sweep::*;
 pub use webhooks::*;
