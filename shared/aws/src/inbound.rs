@@ -162,12 +162,16 @@ impl DynamoDbInboundRecords {
             ("status".to_owned(), s(message.status.as_str())),
             ("feed".to_owned(), s(INBOUND_FEED)),
             ("received_at".to_owned(), n(message.received_at.as_i64())),
-            (
-                "recipient_key".to_owned(),
-                s(&message.recipient.to_ascii_lowercase()),
-            ),
             ("expires_at".to_owned(), n(self.expires_at(message))),
         ]);
+        // An index key cannot be empty: a message kept without a known recipient (an
+        // unreadable body) is listed in the feed only.
+        if !message.recipient.trim().is_empty() {
+            item.insert(
+                "recipient_key".to_owned(),
+                s(&message.recipient.trim().to_ascii_lowercase()),
+            );
+        }
         if let Some(thread) = &message.thread {
             item.insert("thread".to_owned(), s(thread.as_str()));
         }

@@ -25,3 +25,8 @@ pub fn inbound_delivery(
         ProviderId::Ses | ProviderId::Sendgrid | ProviderId::Mailgun | ProviderId::Smtp2go => None,
     }
 }
+
+/// Whether `provider`'s webhook function receives inbound email under `/inbound`.
+pub fn has_inbound(provider: ProviderId) -> bool {
+    inbound_delivery(provider, b"").is_some()
+}

@@ -94,6 +94,12 @@ pub struct Inbound {
     ports: InboundPorts,
 }
 
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound").finish_non_exhaustive()
+    }
+}
+
 impl Inbound {
     /// The service on `ports`.
     pub fn new(ports: InboundPorts) -> Self {
