@@ -18,7 +18,7 @@ use mailgate_tests::webhooks::drain_events;
 use mailgate_tests::{TestStack, fixture, workspace_root};
 use serde_json::Value;
 
-fn body(r: &lambda_http::Response<Body>) -> Value {
+fn body_of(r: &lambda_http::Response<Body>) -> Value {
     match r.body() {
         Body::Text(t) => serde_json::from_str(t).unwrap(),
         other => panic!("expected a text body, got {other:?}"),
@@ -98,7 +98,7 @@ async fn a_postmark_inbound_reply_is_stored_before_the_ack_then_parsed_threaded_
     let f = postmark(&t);
     let response = f.handle(inbound_request(None, None)).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let answer = body(&response);
+    let answer = body_of(&response);
     assert_eq!(answer["status"], "received");
     let id = InboundId::parse(answer["inbound"].as_str().unwrap()).unwrap();
 
@@ -151,8 +151,8 @@ async fn a_postmark_inbound_reply_is_stored_before_the_ack_then_parsed_threaded_
     // Postmark retries the same message: recorded once, answered as a duplicate.
     let again = f.handle(inbound_request(None, None)).await;
     assert_eq!(again.status(), StatusCode::OK);
-    assert_eq!(body(&again)["status"], "duplicate");
-    assert_eq!(body(&again)["inbound"], id.as_str());
+    assert_eq!(body_of(&again)["status"], "duplicate");
+    assert_eq!(body_of(&again)["inbound"], id.as_str());
     // Its parse request is queued again and changes nothing.
     assert_eq!(process_queue(&t).await, std::slice::from_ref(&id));
     assert_eq!(
@@ -182,7 +182,7 @@ async fn wrong_credentials_store_nothing_and_an_unreadable_authentic_body_is_kep
         ))
         .await;
     assert_eq!(kept.status(), StatusCode::OK);
-    let id = InboundId::parse(body(&kept)["inbound"].as_str().unwrap()).unwrap();
+    let id = InboundId::parse(body_of(&kept)["inbound"].as_str().unwrap()).unwrap();
     assert_eq!(process_queue(&t).await, std::slice::from_ref(&id));
     let record = records(&t).get(&id).await.unwrap().unwrap();
     assert_eq!(record.status, InboundStatus::ParseFailed);
@@ -211,5 +211,74 @@ async fn a_provider_without_an_inbound_source_answers_not_found_under_inbound() 
         .handle(lambda_http::request::from_str(&event.to_string()).unwrap())
         .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert_eq!(body(&response)["error"]["code"], "not_found");
+    assert_eq!(body_of(&response)["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn an_ses_received_notification_records_the_stored_message_with_its_verdicts_and_parses_it() {
+    use mailgate_providers::ses::sns::testing::SnsTestMessage;
+    use mailgate_tests::webhooks::{TOPIC, sns_signer, webhook_function};
+
+    let t = TestStack::new().await;
+    let (signer, http) = sns_signer();
+    let f = webhook_function(
+        &t,
+        ProviderId::Ses,
+        Some(http),
+        std::sync::Arc::new(mailgate_core::SystemClock),
+    );
+    // SES's S3 action wrote the message under ses/ in the stack's inbound bucket.
+    let raw = std::fs::read(workspace_root().join("shared/core/tests/mime/alternative_reply.eml"))
+        .unwrap();
+    let key = "ses/o3vrnil0e2ic28trm7dfhrc2v0clambda4nbp0g1";
+    objects(&t).put(key, "message/rfc822", &raw).await.unwrap();
+    let mut notification: Value =
+        serde_json::from_str(&fixture("webhook-ses/inbound-received-message.json")).unwrap();
+    notification["receipt"]["action"]["bucketName"] = Value::String(t.bucket("InboundBucket"));
+    let message = SnsTestMessage::notification(
+        TOPIC,
+        &notification.to_string(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .with_message_id("sns-inbound-1");
+    let body = signer.sign(&message);
+
+    let response = f
+        .handle(mailgate_tests::webhooks::post(ProviderId::Ses, &body, &[]))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = body_of(&response);
+    assert_eq!(answer["status"], "received");
+    let id = InboundId::parse(answer["inbound"].as_str().unwrap()).unwrap();
+    let record = records(&t).get(&id).await.unwrap().unwrap();
+    assert_eq!(record.provider, ProviderId::Ses);
+    assert_eq!(record.raw_key, key);
+    assert_eq!(record.source_id, "o3vrnil0e2ic28trm7dfhrc2v0clambda4nbp0g1");
+    assert_eq!(record.recipient, "support@inbound.example.com");
+    assert_eq!(record.auth.spf.as_deref(), Some("PASS"));
+    assert_eq!(record.auth.dkim.as_deref(), Some("PASS"));
+    assert_eq!(record.auth.dmarc.as_deref(), Some("GRAY"));
+    assert_eq!(record.auth.spam.as_deref(), Some("PASS"));
+    assert_eq!(record.auth.virus.as_deref(), Some("PASS"));
+
+    assert_eq!(process_queue(&t).await, std::slice::from_ref(&id));
+    let record = records(&t).get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, InboundStatus::Parsed);
+    assert_eq!(record.raw_size, raw.len() as u64);
+    assert_eq!(
+        record.thread,
+        Some(MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap())
+    );
+    let summary = record.summary.unwrap();
+    assert_eq!(summary.subject.as_deref(), Some("Re: Your order — shipped"));
+    assert!(summary.html.unwrap().contains("Café"));
+
+    // SNS redelivers the notification: recorded once (SES's message id), answered as a
+    // duplicate.
+    let again = f
+        .handle(mailgate_tests::webhooks::post(ProviderId::Ses, &body, &[]))
+        .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(body_of(&again)["status"], "duplicate");
+    assert_eq!(body_of(&again)["inbound"], id.as_str());
 }

@@ -24,7 +24,7 @@ use mailgate_providers::inbound::InboundDelivery;
 use mailgate_providers::ses::sns::{ReqwestSnsHttp, SnsHttp};
 use mailgate_providers::verify::WebhookRejection;
 use mailgate_providers::webhook::{
-    Handshake, Verified, VerifierSettings, VerifyFailure, WebhookDelivery, WebhookVerifier,
+    Handshake, Intake, Verified, VerifierSettings, VerifyFailure, WebhookDelivery, WebhookVerifier,
     header as header_text, webhook_provider,
 };
 use mailgate_services::inbound::{Inbound, InboundReceived};
@@ -259,7 +259,12 @@ impl WebhookFunction {
                 let report = self.health.report().await;
                 crate::health::public_health_response(&report)
             }
-            Method::POST if request.uri().path().trim_end_matches('/') == INBOUND_PATH => {
+            // SES notifications (sending events, received mail, subscription handshakes)
+            // take one path, whichever URL the topic was subscribed with.
+            Method::POST
+                if self.config.provider != ProviderId::Ses
+                    && request.uri().path().trim_end_matches('/') == INBOUND_PATH =>
+            {
                 self.receive_inbound(&request).await
             }
             Method::POST => self.receive(&request).await,
@@ -335,6 +340,9 @@ impl WebhookFunction {
             }
             None => {}
         }
+        if let Some(answer) = self.ses_received(&verified.intake).await {
+            return answer;
+        }
         let delivery = crate::wiring::delivery(
             provider,
             &verified.intake,
@@ -352,6 +360,58 @@ impl WebhookFunction {
                     &[("Provider", provider.as_str())],
                 );
                 unavailable("the delivery could not be stored; retry later")
+            }
+        }
+    }
+
+    /// Records the message an SES `Received` notification announces (its raw MIME already in
+    /// the inbound bucket); `None` when the delivery is anything else, for the usual ingestion.
+    async fn ses_received(&self, intake: &Intake) -> Option<Response<Body>> {
+        let inbound = self.inbound.as_ref()?;
+        let settings = self.config.inbound.as_ref()?;
+        let envelope = match intake.payload.events.as_deref() {
+            Ok([envelope]) => envelope,
+            _ => return None,
+        };
+        let received = mailgate_providers::ses::inbound::received(envelope)?;
+        if received.bucket != settings.bucket {
+            // Not ours to read: kept as an ordinary receipt for audit.
+            tracing::warn!(bucket = %received.bucket, "SES received mail in a bucket other than INBOUND_BUCKET; not recorded as inbound");
+            return None;
+        }
+        let outcome = inbound
+            .receive_stored(&received.object_key, &received.source, self.clock.as_ref())
+            .await;
+        Some(self.inbound_answer(outcome))
+    }
+
+    /// The answer to an inbound delivery: 200 once stored and queued, else 503 so it is retried.
+    fn inbound_answer(
+        &self,
+        outcome: Result<InboundReceived, mailgate_services::inbound::InboundError>,
+    ) -> Response<Body> {
+        let provider = self.config.provider;
+        match outcome {
+            Ok(received) => {
+                let (status, id) = match &received {
+                    InboundReceived::Queued(id) => ("received", id),
+                    InboundReceived::Duplicate(id) => ("duplicate", id),
+                };
+                tracing::info!(%provider, inbound = %id, status, "inbound message stored");
+                metrics::count("InboundReceived", 1, &[("Provider", provider.as_str())]);
+                crate::http::json_response(
+                    StatusCode::OK,
+                    &json!({"status": status, "inbound": id}),
+                )
+            }
+            Err(e) => {
+                tracing::error!(%provider, error = %e, "inbound message not stored; the provider will retry");
+                metrics::count(
+                    "WebhookIngestFailures",
+                    1,
+                    &[("Provider", provider.as_str())],
+                );
+                unavailable("the message could not be stored; retry later")
             }
         }
     }
@@ -395,32 +455,10 @@ impl WebhookFunction {
             }
             None => return no_inbound(),
         };
-        match inbound
+        let outcome = inbound
             .receive(&delivery.raw, &delivery.source, self.clock.as_ref())
-            .await
-        {
-            Ok(received) => {
-                let (status, id) = match &received {
-                    InboundReceived::Queued(id) => ("received", id),
-                    InboundReceived::Duplicate(id) => ("duplicate", id),
-                };
-                tracing::info!(%provider, inbound = %id, status, "inbound message stored");
-                metrics::count("InboundReceived", 1, &[("Provider", provider.as_str())]);
-                crate::http::json_response(
-                    StatusCode::OK,
-                    &json!({"status": status, "inbound": id}),
-                )
-            }
-            Err(e) => {
-                tracing::error!(%provider, error = %e, "inbound message not stored; the provider will retry");
-                metrics::count(
-                    "WebhookIngestFailures",
-                    1,
-                    &[("Provider", provider.as_str())],
-                );
-                unavailable("the message could not be stored; retry later")
-            }
-        }
+            .await;
+        self.inbound_answer(outcome)
     }
 
     fn reject(&self, reason: WebhookRejection) -> Response<Body> {

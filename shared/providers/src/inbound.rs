@@ -26,7 +26,9 @@ pub fn inbound_delivery(
     }
 }
 
-/// Whether `provider`'s webhook function receives inbound email under `/inbound`.
+/// Whether `provider`'s webhook function receives inbound email: under `/inbound` for a
+/// webhook source, or as SES `Received` notifications on any path of `webhook-ses` (whose SNS
+/// subscription handshakes go through the same path as its other notifications).
 pub fn has_inbound(provider: ProviderId) -> bool {
-    inbound_delivery(provider, b"").is_some()
+    provider == ProviderId::Ses || inbound_delivery(provider, b"").is_some()
 }

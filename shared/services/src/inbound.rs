@@ -5,6 +5,7 @@
 //! | step     | outcome                                   | the source is answered / the queue message |
 //! |----------|-------------------------------------------|--------------------------------------------|
 //! | receive  | raw stored, record new, parse queued      | 200 `received`                             |
+//! | receive_stored | (raw already in the bucket: SES) record new, parse queued | 200             |
 //! | receive  | a dedupe key is taken                     | 200 `duplicate` (nothing queued again)     |
 //! | receive  | storing or queueing failed                | 5xx: the source retries (raw rewritten under a new id; the lifecycle expires the orphan) |
 //! | process  | parsed, attachments stored                | done                                       |
@@ -126,13 +127,40 @@ impl Inbound {
             .objects
             .put(&record.raw_key, "message/rfc822", raw)
             .await?;
+        self.record_and_queue(&record, source).await
+    }
+
+    /// Records a message whose raw MIME a source already stored under `raw_key` in the inbound
+    /// bucket (SES receiving), once, and queues its parsing. Only an `Ok` may be acknowledged.
+    pub async fn receive_stored(
+        &self,
+        raw_key: &str,
+        source: &InboundSource,
+        clock: &dyn Clock,
+    ) -> Result<InboundReceived, InboundError> {
+        let id = InboundId::generate();
+        let mut record = InboundMessage::received(
+            id.clone(),
+            source,
+            UnixMillis::from_datetime(clock.now()),
+            0,
+        );
+        raw_key.clone_into(&mut record.raw_key);
+        self.record_and_queue(&record, source).await
+    }
+
+    async fn record_and_queue(
+        &self,
+        record: &InboundMessage,
+        source: &InboundSource,
+    ) -> Result<InboundReceived, InboundError> {
         let outcome = match self
             .ports
             .records
-            .record(&record, &source.dedupe_keys())
+            .record(record, &source.dedupe_keys())
             .await?
         {
-            InboundRecorded::New => InboundReceived::Queued(id),
+            InboundRecorded::New => InboundReceived::Queued(record.id.clone()),
             InboundRecorded::Duplicate(holder) => InboundReceived::Duplicate(holder),
         };
         let queued = match &outcome {
@@ -163,6 +191,9 @@ impl Inbound {
             .get(&record.raw_key)
             .await?
             .ok_or_else(|| InboundError::RawMissing(id.clone()))?;
+        // A source that stored the raw message itself (SES) did not say how large it is.
+        let mut record = record;
+        record.raw_size = raw.len() as u64;
         let mail = match parse_mime(&raw) {
             Ok(mail) => mail,
             Err(malformed) => {
@@ -297,6 +328,44 @@ mod tests {
         assert_eq!(
             h.inbound.process(&id).await.unwrap(),
             InboundProcessed::AlreadyDone(id)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_stored_by_its_source_is_recorded_at_its_key_and_parsed_from_there() {
+        let h = harness();
+        h.objects
+            .put("ses/abc", "message/rfc822", REPLY)
+            .await
+            .unwrap();
+        let mut src = source("ses-abc");
+        src.provider = ProviderId::Ses;
+        let InboundReceived::Queued(id) = h
+            .inbound
+            .receive_stored("ses/abc", &src, &h.clock)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new message")
+        };
+        // Nothing written beside the source's object.
+        assert_eq!(h.objects.len(), 1);
+        assert_eq!(
+            h.records.get(&id).await.unwrap().unwrap().raw_key,
+            "ses/abc"
+        );
+        assert!(matches!(
+            h.inbound.process(&id).await.unwrap(),
+            InboundProcessed::Parsed { .. }
+        ));
+        let record = h.records.get(&id).await.unwrap().unwrap();
+        assert_eq!(record.raw_size, REPLY.len() as u64);
+        assert_eq!(
+            h.inbound
+                .receive_stored("ses/abc", &src, &h.clock)
+                .await
+                .unwrap(),
+            InboundReceived::Duplicate(id)
         );
     }
 
