@@ -282,3 +282,121 @@ async fn an_ses_received_notification_records_the_stored_message_with_its_verdic
     assert_eq!(body_of(&again)["status"], "duplicate");
     assert_eq!(body_of(&again)["inbound"], id.as_str());
 }
+
+/// A test API key with `scopes`, as the `Authorization` header value.
+async fn bearer(t: &TestStack, scopes: &str) -> String {
+    use mailgate_core::{ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Scopes};
+    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+    let record = ApiKeyRecord::new(
+        &secret,
+        ApiKeyLabel::parse("inbound test").unwrap(),
+        KeyEnvironment::Test,
+        Scopes::parse_list(scopes).unwrap(),
+        time::OffsetDateTime::now_utc(),
+    );
+    mailgate_aws::DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
+        .create(&record)
+        .await
+        .unwrap();
+    format!("Bearer {}", secret.expose())
+}
+
+/// A send-api request from the committed fixture with `method`, `path` and `body`.
+fn api_request(
+    authorization: &str,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> lambda_http::Request {
+    let mut event: Value = serde_json::from_str(&fixture("send-api/post-message.json")).unwrap();
+    event["requestContext"]["http"]["method"] = Value::String(method.into());
+    event["rawPath"] = Value::String(path.into());
+    event["requestContext"]["http"]["path"] = Value::String(path.into());
+    event["body"] = body.map_or(Value::Null, Value::String);
+    let headers = event["headers"].as_object_mut().unwrap();
+    headers.remove("idempotency-key");
+    headers.remove("content-length");
+    headers.insert("authorization".into(), Value::String(authorization.into()));
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+#[tokio::test]
+async fn a_dsn_received_for_a_message_we_sent_bounces_it_and_suppresses_the_address() {
+    let t = TestStack::new().await;
+    let api = send_api::SendApi::new(
+        send_api::SendApiConfig::from_lookup(t.function_env("send-api")).unwrap(),
+        t.clients.clone(),
+    )
+    .unwrap();
+    let auth = bearer(&t, "send,read").await;
+    let sent = api
+        .handle(api_request(
+            &auth,
+            "POST",
+            "/v1/messages",
+            Some(
+                serde_json::json!({
+                    "from": "hello@example.com",
+                    "to": ["gone@example.net"],
+                    "subject": "Your order",
+                    "text": "Thanks for your order."
+                })
+                .to_string(),
+            ),
+        ))
+        .await;
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let id = body_of(&sent)["id"].as_str().unwrap().to_owned();
+
+    // The receiving server's DSN comes back to an inbound address, here through Postmark with
+    // "include raw email content" on.
+    let dsn = std::fs::read_to_string(
+        workspace_root().join("shared/core/tests/mime/dsn_user_unknown.eml"),
+    )
+    .unwrap()
+    .replace("msg_0123456789abcdefghjkmnpqrs", &id)
+    .replace("nobody@example.net", "gone@example.net");
+    let mut inbound: Value =
+        serde_json::from_str(fixture("webhook-postmark/inbound-reply.json").as_str()).unwrap();
+    let mut payload: Value = serde_json::from_str(inbound["body"].as_str().unwrap()).unwrap();
+    payload["MessageID"] = Value::String("pm-dsn-1".into());
+    payload["RawEmail"] = Value::String(dsn);
+    inbound["body"] = Value::String(payload.to_string());
+    let f = postmark(&t);
+    let response = f
+        .handle(lambda_http::request::from_str(&inbound.to_string()).unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let inbound_id = InboundId::parse(body_of(&response)["inbound"].as_str().unwrap()).unwrap();
+
+    // The send's own events and the parse request go through the processor.
+    process_queue(&t).await;
+    let record = records(&t).get(&inbound_id).await.unwrap().unwrap();
+    assert_eq!(record.summary.unwrap().kind, InboundKind::Dsn);
+    assert_eq!(
+        record.thread.as_ref().map(MessageId::as_str),
+        Some(id.as_str())
+    );
+
+    let message = api
+        .handle(api_request(
+            &auth,
+            "GET",
+            &format!("/v1/messages/{id}"),
+            None,
+        ))
+        .await;
+    let message = body_of(&message);
+    assert_eq!(message["state"], "bounced", "{message}");
+    let suppressed = mailgate_aws::DynamoDbSuppressionList::new(
+        t.clients.dynamodb.clone(),
+        t.table("SuppressionsTable"),
+    )
+    .get(&mailgate_core::EmailAddress::parse("gone@example.net").unwrap())
+    .await
+    .unwrap();
+    assert!(
+        suppressed.is_some(),
+        "the hard bounce suppresses the address"
+    );
+}

@@ -26,7 +26,7 @@ use mailgate_core::{Clock, InboundId, SoftBounceRule, SystemClock};
 use mailgate_lambda::events::Tally;
 use mailgate_lambda::poison::{Verdict, drive_batch_with_dlq};
 use mailgate_services::events::{EventApplier, MessageReport};
-use mailgate_services::inbound::Inbound;
+use mailgate_services::inbound::{Inbound, InboundProcessed};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -263,7 +263,26 @@ impl EventProcessor {
     pub async fn process_inbound(&self, id: &InboundId) -> Verdict {
         match self.inbound.process(id).await {
             Ok(processed) => {
-                tracing::info!(inbound = %id, outcome = ?processed, "inbound message processed");
+                let bounces = match &processed {
+                    InboundProcessed::Parsed { bounces, .. }
+                    | InboundProcessed::AlreadyDone { bounces, .. } => bounces.as_slice(),
+                    InboundProcessed::ParseFailed(_) => &[],
+                };
+                // A DSN about our message bounces it, through the same pipeline as provider
+                // bounces (dedupe by key, state, suppression, app webhooks).
+                for event in bounces {
+                    let (report, result) = self.applier.apply_event(event).await;
+                    self.tally.count(&report);
+                    if let Err(err) = result {
+                        self.tally.add("ProcessingFailures", "inbound", "none");
+                        if err.is_poison() {
+                            return Verdict::Poison(err.to_string());
+                        }
+                        tracing::error!(inbound = %id, error = %err, "DSN bounce left on the queue for retry");
+                        return Verdict::Retry(err.to_string());
+                    }
+                }
+                tracing::info!(inbound = %id, bounces = bounces.len(), "inbound message processed");
                 Verdict::Done
             }
             Err(err) => {

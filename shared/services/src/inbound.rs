@@ -19,11 +19,11 @@
 
 use std::sync::Arc;
 
-use mailgate_core::inbound::{attachment_key, inbound_queue_message};
+use mailgate_core::inbound::{attachment_key, dsn_bounce_events, inbound_queue_message};
 use mailgate_core::ports::{EventsQueue, InboundObjects, InboundRecorded, InboundRecords};
 use mailgate_core::{
-    Clock, InboundId, InboundKind, InboundMessage, InboundSource, InboundStatus, MessageId,
-    StoreError, UnixMillis, parse_mime,
+    Clock, DeliveryEvent, InboundId, InboundKind, InboundMessage, InboundSource, InboundStatus,
+    MessageId, StoreError, UnixMillis, parse_mime,
 };
 
 /// The ports inbound email is written against.
@@ -58,11 +58,19 @@ pub enum InboundProcessed {
         kind: InboundKind,
         /// The message of ours it answers, if threading found one.
         thread: Option<MessageId>,
+        /// For a DSN about our message: the bounces it reports, for the event processor.
+        bounces: Vec<DeliveryEvent>,
     },
     /// Not readable MIME: kept as `parse_failed` with its raw message.
     ParseFailed(InboundId),
-    /// Already processed (a redelivered request).
-    AlreadyDone(InboundId),
+    /// Already processed (a redelivered request). The DSN bounces are given again: applying
+    /// them is idempotent, and a retry after they failed to apply must still apply them.
+    AlreadyDone {
+        /// The record.
+        id: InboundId,
+        /// As for [`InboundProcessed::Parsed`].
+        bounces: Vec<DeliveryEvent>,
+    },
 }
 
 /// Why a step failed.
@@ -183,7 +191,10 @@ impl Inbound {
             .await?
             .ok_or_else(|| InboundError::UnknownRecord(id.clone()))?;
         if record.status != InboundStatus::Received {
-            return Ok(InboundProcessed::AlreadyDone(id.clone()));
+            return Ok(InboundProcessed::AlreadyDone {
+                id: id.clone(),
+                bounces: dsn_bounce_events(&record),
+            });
         }
         let raw = self
             .ports
@@ -221,14 +232,13 @@ impl Inbound {
             _ => mail.our_message_ids().into_iter().next(),
         };
         let kind = mail.kind;
-        self.ports
-            .records
-            .update(&record.parsed(&mail, thread.clone()))
-            .await?;
+        let parsed = record.parsed(&mail, thread.clone());
+        self.ports.records.update(&parsed).await?;
         Ok(InboundProcessed::Parsed {
             id: id.clone(),
             kind,
             thread,
+            bounces: dsn_bounce_events(&parsed),
         })
     }
 }
@@ -312,6 +322,7 @@ mod tests {
                 id: id.clone(),
                 kind: InboundKind::Message,
                 thread: Some(ours.clone()),
+                bounces: Vec::new(),
             }
         );
         let record = h.records.get(&id).await.unwrap().unwrap();
@@ -327,7 +338,10 @@ mod tests {
         // A redelivered parse request changes nothing.
         assert_eq!(
             h.inbound.process(&id).await.unwrap(),
-            InboundProcessed::AlreadyDone(id)
+            InboundProcessed::AlreadyDone {
+                id,
+                bounces: Vec::new()
+            }
         );
     }
 
@@ -459,15 +473,27 @@ mod tests {
         else {
             panic!("expected a new message")
         };
-        let processed = h.inbound.process(&id).await.unwrap();
-        assert_eq!(
-            processed,
-            InboundProcessed::Parsed {
-                id,
-                kind: InboundKind::Dsn,
-                thread: Some(MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap()),
-            }
-        );
+        let InboundProcessed::Parsed {
+            kind,
+            thread,
+            bounces,
+            ..
+        } = h.inbound.process(&id).await.unwrap()
+        else {
+            panic!("expected a parsed DSN")
+        };
+        assert_eq!(kind, InboundKind::Dsn);
+        let ours = MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap();
+        assert_eq!(thread, Some(ours.clone()));
+        assert_eq!(bounces.len(), 1);
+        assert_eq!(bounces[0].message_id, Some(ours));
+        // A redelivered request gives the same bounces again (applied once by their keys).
+        let InboundProcessed::AlreadyDone { bounces: again, .. } =
+            h.inbound.process(&id).await.unwrap()
+        else {
+            panic!("expected the record to be done")
+        };
+        assert_eq!(again, bounces);
     }
 
     #[tokio::test]

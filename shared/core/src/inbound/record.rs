@@ -321,3 +321,109 @@ mod tests {
         assert_eq!(back, parsed);
     }
 }
+
+/// The bounce events a parsed DSN reports about a message of ours: one per recipient block whose
+/// action is `failed`, classified by the same rules as provider bounces. Keys are derived from
+/// the inbound id and the block's position, so reprocessing the record yields the same events
+/// (the event processor applies each once). Empty for anything but a DSN about our message.
+pub fn dsn_bounce_events(record: &InboundMessage) -> Vec<crate::DeliveryEvent> {
+    use crate::{BounceReport, DeliveryEvent, EmailAddress, EventKind, EventSource};
+    let Some(summary) = &record.summary else {
+        return Vec::new();
+    };
+    let (InboundKind::Dsn, Some(dsn)) = (summary.kind, &summary.dsn) else {
+        return Vec::new();
+    };
+    let Some(original) = &dsn.original else {
+        return Vec::new();
+    };
+    dsn.recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_failure())
+        .map(|(i, r)| DeliveryEvent {
+            key: format!("inbound-dsn:{}:{i}", record.id),
+            kind: EventKind::Bounced,
+            provider_type: "dsn".to_owned(),
+            provider: record.provider,
+            recipient: EmailAddress::parse(&r.recipient).ok(),
+            provider_message_id: None,
+            message_id: Some(original.clone()),
+            occurred_at: summary.date,
+            received_at: record.received_at,
+            bounce: Some(BounceReport {
+                status: r.enhanced_status(),
+                reply_code: r
+                    .diagnostic
+                    .as_deref()
+                    .and_then(crate::bounce::find_reply_code),
+                diagnostic: r.diagnostic.clone(),
+                provider_type: Some("dsn".to_owned()),
+                provider_kind: None,
+                provider_cause: None,
+            }),
+            url: None,
+            detail: None,
+            provider_suppressed: false,
+            complaint_feedback: None,
+            source: EventSource {
+                receipt: format!("inbound#{}", record.id),
+                index: 0,
+                recipient_index: i,
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod dsn_tests {
+    use super::*;
+    use crate::{BounceKind, EventKind, ProviderId};
+
+    const DSN: &[u8] = b"From: MAILER-DAEMON@mx.example.net\r\nTo: bounces@example.com\r\nSubject: Undelivered\r\nDate: Fri, 04 Dec 2026 09:12:00 +0000\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\nFinal-Recipient: rfc822; slow@example.net\r\nAction: delayed\r\nStatus: 4.4.1\r\n\r\n--r\r\nContent-Type: text/rfc822-headers\r\n\r\nX-Mailgate-Message-Id: msg_0123456789abcdefghjkmnpqrs\r\n\r\n--r--\r\n";
+
+    fn record(raw: &[u8]) -> InboundMessage {
+        let source = InboundSource {
+            provider: ProviderId::Postmark,
+            source_id: "pm-dsn".into(),
+            recipient: "bounces@example.com".into(),
+            message_id: None,
+            auth: AuthVerdicts::default(),
+        };
+        let mail = crate::parse_mime(raw).unwrap();
+        let thread = mail.dsn.as_ref().and_then(|d| d.original.clone());
+        InboundMessage::received(InboundId::generate(), &source, UnixMillis(7), 1)
+            .parsed(&mail, thread)
+    }
+
+    #[test]
+    fn a_dsn_about_our_message_bounces_each_failed_recipient_only() {
+        let record = record(DSN);
+        let events = dsn_bounce_events(&record);
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.kind, EventKind::Bounced);
+        assert_eq!(e.recipient.as_ref().unwrap().as_str(), "gone@example.net");
+        assert_eq!(
+            e.message_id.as_ref().unwrap().as_str(),
+            "msg_0123456789abcdefghjkmnpqrs"
+        );
+        let classification = e.bounce.as_ref().unwrap().classification();
+        assert_eq!(classification.kind, BounceKind::Hard);
+        assert!(classification.suppress);
+        assert!(!e.key.contains("example"));
+        // The same record yields the same keys: applied once however often it is processed.
+        assert_eq!(dsn_bounce_events(&record)[0].key, e.key);
+    }
+
+    #[test]
+    fn anything_but_a_dsn_about_our_message_bounces_nothing() {
+        let plain = record(b"From: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n");
+        assert!(dsn_bounce_events(&plain).is_empty());
+        let foreign = String::from_utf8_lossy(DSN).replace(
+            "X-Mailgate-Message-Id: msg_0123456789abcdefghjkmnpqrs",
+            "Message-ID: <someone-else@example.org>",
+        );
+        assert!(dsn_bounce_events(&record(foreign.as_bytes())).is_empty());
+    }
+}
