@@ -400,3 +400,101 @@ async fn a_dsn_received_for_a_message_we_sent_bounces_it_and_suppresses_the_addr
         "the hard bounce suppresses the address"
     );
 }
+
+#[tokio::test]
+async fn a_reply_to_a_message_we_sent_adds_replied_to_its_history_without_changing_its_state() {
+    let t = TestStack::new().await;
+    let api = send_api::SendApi::new(
+        send_api::SendApiConfig::from_lookup(t.function_env("send-api")).unwrap(),
+        t.clients.clone(),
+    )
+    .unwrap();
+    let auth = bearer(&t, "send,read").await;
+    let sent = api
+        .handle(api_request(
+            &auth,
+            "POST",
+            "/v1/messages",
+            Some(
+                serde_json::json!({
+                    "from": "hello@example.com",
+                    "to": ["ana@example.org"],
+                    "subject": "Your order",
+                    "text": "Shipped."
+                })
+                .to_string(),
+            ),
+        ))
+        .await;
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let id = body_of(&sent)["id"].as_str().unwrap().to_owned();
+    let before = body_of(
+        &api.handle(api_request(
+            &auth,
+            "GET",
+            &format!("/v1/messages/{id}"),
+            None,
+        ))
+        .await,
+    );
+
+    // Ana answers: the fixture's reply, threaded to the message just sent.
+    let event = fixture("webhook-postmark/inbound-reply.json")
+        .replace("msg_0123456789abcdefghjkmnpqrs", &id);
+    let response = postmark(&t)
+        .handle(lambda_http::request::from_str(&event).unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let inbound_id = body_of(&response)["inbound"].as_str().unwrap().to_owned();
+    process_queue(&t).await;
+
+    let after = body_of(
+        &api.handle(api_request(
+            &auth,
+            "GET",
+            &format!("/v1/messages/{id}"),
+            None,
+        ))
+        .await,
+    );
+    assert_eq!(after["state"], before["state"], "{after}");
+    let replied: Vec<&Value> = after["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "replied")
+        .collect();
+    assert_eq!(replied.len(), 1, "{after}");
+    assert_eq!(replied[0]["provider"], "postmark");
+    assert_eq!(replied[0]["recipient"], "ana@example.org");
+    let record = records(&t)
+        .get(&InboundId::parse(&inbound_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.thread.as_ref().map(MessageId::as_str),
+        Some(id.as_str())
+    );
+
+    // Processing the parse request again adds nothing twice.
+    processor(&t)
+        .process_inbound(&InboundId::parse(&inbound_id).unwrap())
+        .await;
+    let again = body_of(
+        &api.handle(api_request(
+            &auth,
+            "GET",
+            &format!("/v1/messages/{id}"),
+            None,
+        ))
+        .await,
+    );
+    let count = again["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "replied")
+        .count();
+    assert_eq!(count, 1);
+}

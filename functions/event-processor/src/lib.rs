@@ -263,14 +263,14 @@ impl EventProcessor {
     pub async fn process_inbound(&self, id: &InboundId) -> Verdict {
         match self.inbound.process(id).await {
             Ok(processed) => {
-                let bounces = match &processed {
-                    InboundProcessed::Parsed { bounces, .. }
-                    | InboundProcessed::AlreadyDone { bounces, .. } => bounces.as_slice(),
+                let events = match &processed {
+                    InboundProcessed::Parsed { events, .. }
+                    | InboundProcessed::AlreadyDone { events, .. } => events.as_slice(),
                     InboundProcessed::ParseFailed(_) => &[],
                 };
                 // A DSN about our message bounces it, through the same pipeline as provider
                 // bounces (dedupe by key, state, suppression, app webhooks).
-                for event in bounces {
+                for event in events {
                     let (report, result) = self.applier.apply_event(event).await;
                     self.tally.count(&report);
                     if let Err(err) = result {
@@ -282,7 +282,7 @@ impl EventProcessor {
                         return Verdict::Retry(err.to_string());
                     }
                 }
-                tracing::info!(inbound = %id, bounces = bounces.len(), "inbound message processed");
+                tracing::info!(inbound = %id, events = events.len(), "inbound message processed");
                 Verdict::Done
             }
             Err(err) => {

@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use mailgate_core::inbound::{attachment_key, dsn_bounce_events, inbound_queue_message};
+use mailgate_core::inbound::{attachment_key, inbound_queue_message, thread_events};
 use mailgate_core::ports::{EventsQueue, InboundObjects, InboundRecorded, InboundRecords};
 use mailgate_core::{
     Clock, DeliveryEvent, InboundId, InboundKind, InboundMessage, InboundSource, InboundStatus,
@@ -58,18 +58,19 @@ pub enum InboundProcessed {
         kind: InboundKind,
         /// The message of ours it answers, if threading found one.
         thread: Option<MessageId>,
-        /// For a DSN about our message: the bounces it reports, for the event processor.
-        bounces: Vec<DeliveryEvent>,
+        /// The events it adds to the history of the message it threads to (`replied`, or a
+        /// DSN's events), for the event processor.
+        events: Vec<DeliveryEvent>,
     },
     /// Not readable MIME: kept as `parse_failed` with its raw message.
     ParseFailed(InboundId),
-    /// Already processed (a redelivered request). The DSN bounces are given again: applying
+    /// Already processed (a redelivered request). The DSN events are given again: applying
     /// them is idempotent, and a retry after they failed to apply must still apply them.
     AlreadyDone {
         /// The record.
         id: InboundId,
         /// As for [`InboundProcessed::Parsed`].
-        bounces: Vec<DeliveryEvent>,
+        events: Vec<DeliveryEvent>,
     },
 }
 
@@ -193,7 +194,7 @@ impl Inbound {
         if record.status != InboundStatus::Received {
             return Ok(InboundProcessed::AlreadyDone {
                 id: id.clone(),
-                bounces: dsn_bounce_events(&record),
+                events: thread_events(&record),
             });
         }
         let raw = self
@@ -238,7 +239,7 @@ impl Inbound {
             id: id.clone(),
             kind,
             thread,
-            bounces: dsn_bounce_events(&parsed),
+            events: thread_events(&parsed),
         })
     }
 }
@@ -316,15 +317,22 @@ mod tests {
 
         let processed = h.inbound.process(&id).await.unwrap();
         let ours = MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap();
-        assert_eq!(
-            processed,
-            InboundProcessed::Parsed {
-                id: id.clone(),
-                kind: InboundKind::Message,
-                thread: Some(ours.clone()),
-                bounces: Vec::new(),
-            }
-        );
+        let InboundProcessed::Parsed {
+            id: parsed_id,
+            kind,
+            thread,
+            events,
+        } = processed
+        else {
+            panic!("expected a parsed message, got {processed:?}")
+        };
+        assert_eq!(parsed_id, id);
+        assert_eq!(kind, InboundKind::Message);
+        assert_eq!(thread, Some(ours.clone()));
+        // A human reply adds `replied` to the history of the message it answers.
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, mailgate_core::EventKind::Replied);
+        assert_eq!(events[0].message_id, Some(ours.clone()));
         let record = h.records.get(&id).await.unwrap().unwrap();
         assert_eq!(record.status, InboundStatus::Parsed);
         assert_eq!(record.thread, Some(ours));
@@ -335,13 +343,11 @@ mod tests {
         assert_eq!(content_type, "application/pdf");
         assert_eq!(bytes, b"%PDF-1.4\n");
 
-        // A redelivered parse request changes nothing.
+        // A redelivered parse request changes nothing and gives the same events (applied once
+        // by their keys).
         assert_eq!(
             h.inbound.process(&id).await.unwrap(),
-            InboundProcessed::AlreadyDone {
-                id,
-                bounces: Vec::new()
-            }
+            InboundProcessed::AlreadyDone { id, events }
         );
     }
 
@@ -466,7 +472,7 @@ mod tests {
     #[tokio::test]
     async fn a_dsn_threads_to_the_message_it_returns() {
         let h = harness();
-        let dsn = b"From: MAILER-DAEMON@mx.example.net\r\nTo: bounces@example.com\r\nSubject: Undelivered\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n--r\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <msg_0123456789abcdefghjkmnpqrs@example.com>\r\n\r\n--r--\r\n";
+        let dsn = b"From: MAILER-DAEMON@mx.example.net\r\nTo: events@example.com\r\nSubject: Undelivered\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n--r\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <msg_0123456789abcdefghjkmnpqrs@example.com>\r\n\r\n--r--\r\n";
         let mut src = source("pm-dsn");
         src.message_id = None;
         let InboundReceived::Queued(id) = h.inbound.receive(dsn, &src, &h.clock).await.unwrap()
@@ -476,7 +482,7 @@ mod tests {
         let InboundProcessed::Parsed {
             kind,
             thread,
-            bounces,
+            events,
             ..
         } = h.inbound.process(&id).await.unwrap()
         else {
@@ -485,15 +491,15 @@ mod tests {
         assert_eq!(kind, InboundKind::Dsn);
         let ours = MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap();
         assert_eq!(thread, Some(ours.clone()));
-        assert_eq!(bounces.len(), 1);
-        assert_eq!(bounces[0].message_id, Some(ours));
-        // A redelivered request gives the same bounces again (applied once by their keys).
-        let InboundProcessed::AlreadyDone { bounces: again, .. } =
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].message_id, Some(ours));
+        // A redelivered request gives the same events again (applied once by their keys).
+        let InboundProcessed::AlreadyDone { events: again, .. } =
             h.inbound.process(&id).await.unwrap()
         else {
             panic!("expected the record to be done")
         };
-        assert_eq!(again, bounces);
+        assert_eq!(again, events);
     }
 
     #[tokio::test]

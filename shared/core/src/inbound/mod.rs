@@ -24,7 +24,7 @@ use crate::bounce::{BounceClassification, EnhancedStatus};
 pub use parse::parse_mime;
 pub use record::{
     InboundMessage, InboundSource, InboundStatus, InboundSummary, MAX_STORED_BODY_BYTES,
-    attachment_key, dsn_bounce_events, raw_key,
+    attachment_key, dsn_bounce_events, raw_key, thread_events,
 };
 
 /// One mailbox of a header (`Name <local@domain>`), as written by the sender (not validated:

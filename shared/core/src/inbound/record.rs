@@ -322,6 +322,46 @@ mod tests {
     }
 }
 
+/// The events a parsed record adds to the history of the message of ours it threads to: a
+/// `replied` event for a human reply (never for an auto-reply), the bounces of a DSN (see
+/// [`dsn_bounce_events`]); nothing for anything else. Keys derive from the inbound id, so
+/// reprocessing yields the same events.
+pub fn thread_events(record: &InboundMessage) -> Vec<crate::DeliveryEvent> {
+    use crate::{DeliveryEvent, EmailAddress, EventKind, EventSource};
+    let (Some(summary), Some(thread)) = (&record.summary, &record.thread) else {
+        return Vec::new();
+    };
+    match summary.kind {
+        InboundKind::Dsn => dsn_bounce_events(record),
+        InboundKind::AutoReply => Vec::new(),
+        InboundKind::Message => vec![DeliveryEvent {
+            key: format!("inbound-reply:{}", record.id),
+            kind: EventKind::Replied,
+            provider_type: "reply".to_owned(),
+            provider: record.provider,
+            recipient: summary
+                .from
+                .as_ref()
+                .and_then(|f| EmailAddress::parse(&f.address).ok()),
+            provider_message_id: None,
+            message_id: Some(thread.clone()),
+            occurred_at: summary.date,
+            received_at: record.received_at,
+            bounce: None,
+            url: None,
+            // The received message, for `GET /v1/inbound/{id}`.
+            detail: Some(record.id.to_string()),
+            provider_suppressed: false,
+            complaint_feedback: None,
+            source: EventSource {
+                receipt: format!("inbound#{}", record.id),
+                index: 0,
+                recipient_index: 0,
+            },
+        }],
+    }
+}
+
 /// The bounce events a parsed DSN reports about a message of ours: one per recipient block whose
 /// action is `failed`, classified by the same rules as provider bounces. Keys are derived from
 /// the inbound id and the block's position, so reprocessing the record yields the same events
@@ -414,6 +454,47 @@ mod dsn_tests {
         assert!(!e.key.contains("example"));
         // The same record yields the same keys: applied once however often it is processed.
         assert_eq!(dsn_bounce_events(&record)[0].key, e.key);
+    }
+
+    #[test]
+    fn a_human_reply_to_ours_is_a_replied_event_and_an_auto_reply_is_none() {
+        let reply = b"From: Ana <ana@example.org>\r\nSubject: Re: hi\r\nIn-Reply-To: <msg_0123456789abcdefghjkmnpqrs@example.com>\r\n\r\nthanks\r\n";
+        let mail = crate::parse_mime(reply).unwrap();
+        let thread = mail.our_message_ids().into_iter().next();
+        let source = InboundSource {
+            provider: ProviderId::Ses,
+            source_id: "s".into(),
+            recipient: "support@example.com".into(),
+            message_id: None,
+            auth: AuthVerdicts::default(),
+        };
+        let record = InboundMessage::received(InboundId::generate(), &source, UnixMillis(9), 1)
+            .parsed(&mail, thread);
+        let events = thread_events(&record);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Replied);
+        assert_eq!(
+            events[0].recipient.as_ref().unwrap().as_str(),
+            "ana@example.org"
+        );
+        assert_eq!(events[0].detail.as_deref(), Some(record.id.as_str()));
+        assert_eq!(
+            events[0].message_id.as_ref().unwrap().as_str(),
+            "msg_0123456789abcdefghjkmnpqrs"
+        );
+
+        let auto = String::from_utf8_lossy(reply)
+            .replace("Subject:", "Auto-Submitted: auto-replied\r\nSubject:");
+        let mail = crate::parse_mime(auto.as_bytes()).unwrap();
+        let thread = mail.our_message_ids().into_iter().next();
+        let record = InboundMessage::received(InboundId::generate(), &source, UnixMillis(9), 1)
+            .parsed(&mail, thread);
+        assert!(thread_events(&record).is_empty());
+        assert_eq!(thread_events(&self::dsn_record()).len(), 1);
+    }
+
+    fn dsn_record() -> InboundMessage {
+        record(DSN)
     }
 
     #[test]
