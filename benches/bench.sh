@@ -10,6 +10,8 @@
 #   C  tests/benches/classifier.rs      the bounce classifier on the labelled Sisimai corpus:
 #      suppression accuracy, wrongly suppressed addresses, cause-category accuracy and
 #      throughput (pure CPU, so it runs before the stack starts);
+#   E  tests/benches/inbound_parse.rs  inbound MIME parsing on the corpus of real-world shapes
+#      (shared/core/tests/mime): messages and MiB per second (pure CPU);
 #   D  tests/benches/processor.rs       the event processor on the same private moto: DynamoDB
 #      writes and reads per event (correlated by our id, by the provider's id, and a hard
 #      bounce that suppresses) and events per second for a 10-record SQS batch.
@@ -23,7 +25,7 @@ cd "$root"
 
 out="$root/target/bench"
 mkdir -p "$out"
-benches=(--bench sendgrid_batch --bench classifier --bench ack_path --bench processor)
+benches=(--bench sendgrid_batch --bench classifier --bench inbound_parse --bench ack_path --bench processor)
 
 echo "==> building the benchmarks (release profile; the first build takes a while)"
 cargo bench --locked -p mailgate-tests "${benches[@]}" --no-run
@@ -45,6 +47,9 @@ run sendgrid_batch
 echo "==> C: bounce classifier on the Sisimai corpus, accuracy and throughput (about 5 s)"
 run classifier
 
+echo "==> E: inbound MIME parsing on the corpus, throughput (about 4 s)"
+run inbound_parse
+
 port="$("$root/.venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 state="$root/target/bench-stack/$port"
 mkdir -p "$state"
@@ -63,7 +68,7 @@ run ack_path
 echo "==> D: event processor, DynamoDB calls per event and 10-record batches against moto"
 run processor
 
-echo "==> figures (logs: target/bench/{sendgrid_batch,classifier,ack_path,processor}.log)"
-cat "$out/sendgrid_batch.log" "$out/classifier.log" "$out/ack_path.log" "$out/processor.log" >"$out/all.log"
+echo "==> figures (logs: target/bench/{sendgrid_batch,classifier,inbound_parse,ack_path,processor}.log)"
+cat "$out/sendgrid_batch.log" "$out/classifier.log" "$out/inbound_parse.log" "$out/ack_path.log" "$out/processor.log" >"$out/all.log"
 grep -h '^# ' "$out/all.log" || true
 grep -h '^bench ' "$out/all.log" | tee "$out/figures.txt"

@@ -12,6 +12,7 @@
 //! | plan and enqueue app-webhook deliveries for events | [`fan_out`] | `event-processor` |
 //! | sign and deliver one app webhook, scheduling retries | [`app_delivery`] | `dispatcher` |
 //! | ingest a verified webhook delivery: receipt, events queue; re-enqueue stuck receipts | [`ingest`] | `webhook-<provider>`, `sweeper` |
+//! | receive inbound email (raw stored, recorded once, parse queued) and parse it | [`inbound`] | `webhook-<provider>`, `event-processor` |
 //! | release scheduled and paused messages onto the send queue | [`release`] | `sweeper` |
 //! | the sweeper's tick: every job once | [`sweep`] | `sweeper` |
 //! | message templates: versions, previews, rendering for a send | [`templates`] | `send-api` |
@@ -22,6 +23,7 @@ pub mod app_delivery;
 pub mod delivery;
 pub mod events;
 pub mod fan_out;
+pub mod inbound;
 pub mod ingest;
 pub mod release;
 pub mod send;

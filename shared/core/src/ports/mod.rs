@@ -7,6 +7,7 @@
 //! caller makes: retry, park, or report) and the adapter's own error as its source.
 
 pub mod events;
+pub mod inbound;
 pub mod send;
 pub mod sweep;
 pub mod templates;
@@ -19,6 +20,7 @@ pub use events::{
     ReceiptBody, ReceiptReader, SignedWebhook, SuppressionWrites, WebhookAnswer,
 };
 
+pub use inbound::{InboundObjects, InboundRecorded, InboundRecords};
 pub use send::{
     Accepted, EmailProvider, IdempotencyStore, KeyClaimRequest, KeyCompletion, MessageStore,
     ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper, StoredMessage,

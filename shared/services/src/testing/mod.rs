@@ -5,12 +5,14 @@
 //! adapters against the local AWS emulator. One file per flow.
 
 mod events;
+mod inbound;
 mod send;
 mod sweep;
 mod templates;
 mod webhooks;
 
 pub use events::*;
+pub use inbound::*;
 pub use send::*;
 pub use sweep::*;
 pub use templates::*;
