@@ -350,7 +350,7 @@ mod tests {
                     None
                 } else if k.ends_with("_URL") {
                     Some(format!("http://127.0.0.1:1/{k}"))
-                } else if k.ends_with("_TABLE") {
+                } else if k.ends_with("_TABLE") || k == "INBOUND_BUCKET" {
                     Some(format!("table-{k}"))
                 } else {
                     None
