@@ -16,6 +16,8 @@
 #   C  tests/benches/classifier.rs      the bounce classifier on the labelled Sisimai corpus:
 #      suppression accuracy, wrongly suppressed addresses, cause-category accuracy and
 #      throughput (pure CPU, so it runs before the stack starts);
+#   F  tests/benches/inbound_parse.rs  inbound MIME parsing on the corpus of real-world shapes
+#      (shared/core/tests/mime): messages and MiB per second (pure CPU);
 #   D  tests/benches/processor.rs       the event processor on the same private moto: DynamoDB
 #      writes and reads per event (correlated by our id, by the provider's id, and a hard
 #      bounce that suppresses) and events per second for a 10-record SQS batch.
@@ -33,8 +35,8 @@ cd "$root"
 
 out="$root/target/bench"
 mkdir -p "$out"
-benches=(--bench sendgrid_batch --bench webhook_requests --bench classifier --bench ack_path --bench processor
-  --bench cold_start)
+benches=(--bench sendgrid_batch --bench webhook_requests --bench classifier --bench inbound_parse
+  --bench ack_path --bench processor --bench cold_start)
 
 echo "==> building the benchmarks (release profile; the first build takes a while)"
 cargo bench --locked -p mailgate-tests "${benches[@]}" --no-run
@@ -99,6 +101,9 @@ run webhook_requests
 echo "==> C: bounce classifier on the Sisimai corpus, accuracy and throughput (about 5 s)"
 run classifier
 
+echo "==> F: inbound MIME parsing on the corpus, throughput (about 4 s)"
+run inbound_parse
+
 port="$("$root/.venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 state="$root/target/bench-stack/$port"
 mkdir -p "$state"
@@ -129,8 +134,8 @@ echo "==> E: cold start of every function and of a hello-world, median of severa
 MAILGATE_COLD_START_BIN_DIR="$target_dir/release" MAILGATE_COLD_START_ENV_FILE="$state/functions.env" \
   run cold_start
 
-echo "==> figures (logs: target/bench/{sendgrid_batch,webhook_requests,classifier,ack_path,processor,cold_start}.log)"
-cat "$out/sendgrid_batch.log" "$out/webhook_requests.log" "$out/classifier.log" "$out/ack_path.log" \
-  "$out/processor.log" "$out/cold_start.log" >"$out/all.log"
+echo "==> figures (logs: target/bench/{sendgrid_batch,webhook_requests,classifier,inbound_parse,ack_path,processor,cold_start}.log)"
+cat "$out/sendgrid_batch.log" "$out/webhook_requests.log" "$out/classifier.log" "$out/inbound_parse.log" \
+  "$out/ack_path.log" "$out/processor.log" "$out/cold_start.log" >"$out/all.log"
 grep -h '^# ' "$out/all.log" || true
 grep -h '^bench ' "$out/all.log" | tee "$out/figures.txt"

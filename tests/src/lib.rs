@@ -101,6 +101,11 @@ impl TestStack {
         self.stack.tables[logical_id].name.clone()
     }
 
+    /// The name of the S3 bucket with logical id `logical_id`.
+    pub fn bucket(&self, logical_id: &str) -> String {
+        self.stack.buckets[logical_id].clone()
+    }
+
     /// The URL of the queue with logical id `logical_id`.
     pub fn queue_url(&self, logical_id: &str) -> String {
         self.stack.queues[logical_id].url.clone()

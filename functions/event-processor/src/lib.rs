@@ -7,6 +7,10 @@
 //! function itself — that one is forwarded onto the events queue, so every path ends in the
 //! same SQS processing, with its buffering, retries and DLQ.
 //!
+//! The events queue also carries parse requests for received (inbound) email
+//! (`{"v":1,"inbound":"inb_…"}`, queued by the webhook functions' `/inbound`): those go to
+//! [`mailgate_services::inbound::Inbound::process`] with the same retry and poison rules.
+//!
 //! Per record: a message that can never be read (not JSON, not our envelope, an unknown
 //! version) is moved to the events DLQ at once with the reason (`mailgate_poison_reason`) and
 //! acknowledged; any other failure (a receipt that cannot be loaded, an event that cannot be
@@ -17,10 +21,12 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use mailgate_aws::{AwsClients, ConfigError, Queue, ResourceNames, SqsDeadLetterQueue, Table};
-use mailgate_core::{Clock, SoftBounceRule, SystemClock};
+use mailgate_core::inbound::inbound_of_queue_message;
+use mailgate_core::{Clock, InboundId, SoftBounceRule, SystemClock};
 use mailgate_lambda::events::Tally;
 use mailgate_lambda::poison::{Verdict, drive_batch_with_dlq};
 use mailgate_services::events::{EventApplier, MessageReport};
+use mailgate_services::inbound::{Inbound, InboundProcessed};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -48,6 +54,9 @@ pub struct Config {
     /// (`SUPPRESS_UNMATCHED_EVENTS`, default `false`: only for a provider account shared with
     /// other senders). A stranger named on our message never suppresses.
     pub suppress_unmatched: bool,
+    /// Where received mail is stored (`INBOUND_TABLE`, `INBOUND_BUCKET`,
+    /// `INBOUND_RETENTION_DAYS`).
+    pub inbound: mailgate_lambda::inbound::InboundSettings,
 }
 
 impl Config {
@@ -95,8 +104,10 @@ impl Config {
         if dlq_url.is_none() {
             problems.push(format!("{DLQ_VAR} is not set"));
         }
-        match (names, dlq_url) {
-            (Some(names), Some(dlq_url)) if problems.is_empty() => Ok(Self {
+        let inbound =
+            mailgate_lambda::inbound::InboundSettings::from_lookup(&lookup, &mut problems);
+        match (names, dlq_url, inbound) {
+            (Some(names), Some(dlq_url), Some(inbound)) if problems.is_empty() => Ok(Self {
                 names,
                 soft_bounce: SoftBounceRule {
                     threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
@@ -104,6 +115,7 @@ impl Config {
                 },
                 dlq_url,
                 suppress_unmatched,
+                inbound,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -165,6 +177,7 @@ pub enum ProcessorResponse {
 #[derive(Debug, Clone)]
 pub struct EventProcessor {
     applier: EventApplier,
+    inbound: Inbound,
     dlq: Arc<SqsDeadLetterQueue>,
     tally: Arc<Tally>,
 }
@@ -184,8 +197,14 @@ impl EventProcessor {
             clock,
         )
         .with_effects_for_unmatched(config.suppress_unmatched);
+        let inbound = mailgate_lambda::inbound::inbound_service(
+            &clients,
+            &config.inbound,
+            config.names.queue_url(Queue::Events),
+        );
         Self {
             applier,
+            inbound,
             dlq: Arc::new(SqsDeadLetterQueue::new(clients.sqs, config.dlq_url)),
             tally: Arc::new(Tally::default()),
         }
@@ -222,6 +241,9 @@ impl EventProcessor {
     /// toward `ProcessingFailures`, poison included.
     pub async fn process_record(&self, record: SqsMessage) -> Verdict {
         let body = record.body.unwrap_or_default();
+        if let Some(id) = inbound_of_queue_message(&body) {
+            return self.process_inbound(&id).await;
+        }
         let Some(err) = self.apply(&body).await.failure else {
             return Verdict::Done;
         };
@@ -235,6 +257,43 @@ impl EventProcessor {
         }
         tracing::error!(error = %err, "event left on the queue for retry");
         Verdict::Retry(err.to_string())
+    }
+
+    /// Parses one received message: done, retried, or parked as poison.
+    pub async fn process_inbound(&self, id: &InboundId) -> Verdict {
+        match self.inbound.process(id).await {
+            Ok(processed) => {
+                let events = match &processed {
+                    InboundProcessed::Parsed { events, .. }
+                    | InboundProcessed::AlreadyDone { events, .. } => events.as_slice(),
+                    InboundProcessed::ParseFailed(_) => &[],
+                };
+                // A DSN about our message bounces it, through the same pipeline as provider
+                // bounces (dedupe by key, state, suppression, app webhooks).
+                for event in events {
+                    let (report, result) = self.applier.apply_event(event).await;
+                    self.tally.count(&report);
+                    if let Err(err) = result {
+                        self.tally.add("ProcessingFailures", "inbound", "none");
+                        if err.is_poison() {
+                            return Verdict::Poison(err.to_string());
+                        }
+                        tracing::error!(inbound = %id, error = %err, "DSN bounce left on the queue for retry");
+                        return Verdict::Retry(err.to_string());
+                    }
+                }
+                tracing::info!(inbound = %id, events = events.len(), "inbound message processed");
+                Verdict::Done
+            }
+            Err(err) => {
+                self.tally.add("ProcessingFailures", "inbound", "none");
+                if err.is_poison() {
+                    return Verdict::Poison(err.to_string());
+                }
+                tracing::error!(inbound = %id, error = %err, "inbound message left on the queue for retry");
+                Verdict::Retry(err.to_string())
+            }
+        }
     }
 
     /// Processes the body of one queue message; returns what became of each event in it.
@@ -284,11 +343,14 @@ mod tests {
             move |k: &str| {
                 if let Some((_, v)) = extra.iter().find(|(name, _)| *name == k) {
                     Some((*v).to_owned())
-                } else if k.starts_with("SOFT_BOUNCE") || k == SUPPRESS_UNMATCHED_VAR {
+                } else if k.starts_with("SOFT_BOUNCE")
+                    || k == SUPPRESS_UNMATCHED_VAR
+                    || k == "INBOUND_RETENTION_DAYS"
+                {
                     None
                 } else if k.ends_with("_URL") {
                     Some(format!("http://127.0.0.1:1/{k}"))
-                } else if k.ends_with("_TABLE") {
+                } else if k.ends_with("_TABLE") || k == "INBOUND_BUCKET" {
                     Some(format!("table-{k}"))
                 } else {
                     None

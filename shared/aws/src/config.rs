@@ -27,11 +27,13 @@ pub enum Table {
     Endpoints,
     /// Message templates and their versions.
     Templates,
+    /// Received (inbound) email records and their dedupe keys.
+    Inbound,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Messages,
         Table::Receipts,
         Table::Dedupe,
@@ -41,6 +43,7 @@ impl Table {
         Table::Control,
         Table::Endpoints,
         Table::Templates,
+        Table::Inbound,
     ];
 
     /// The environment variable holding this table's name.
@@ -55,6 +58,7 @@ impl Table {
             Table::Control => "CONTROL_TABLE",
             Table::Endpoints => "ENDPOINTS_TABLE",
             Table::Templates => "TEMPLATES_TABLE",
+            Table::Inbound => "INBOUND_TABLE",
         }
     }
 
@@ -70,6 +74,7 @@ impl Table {
             Table::Control => "control",
             Table::Endpoints => "endpoints",
             Table::Templates => "templates",
+            Table::Inbound => "inbound",
         }
     }
 }

@@ -57,5 +57,7 @@ pub use outbound_queue::{
 };
 pub mod event_ports;
 pub use event_ports::{SqsEventForwarder, visibility_seconds};
+pub mod inbound;
+pub use inbound::{DynamoDbInboundRecords, INBOUND_FEED, S3InboundObjects};
 pub mod dead_letters;
 pub use dead_letters::{POISON_REASON_ATTRIBUTE, SqsDeadLetterQueue};

@@ -23,6 +23,8 @@ pub struct AwsClients {
     pub sqs: aws_sdk_sqs::Client,
     /// SES (API v2).
     pub ses: aws_sdk_sesv2::Client,
+    /// S3 (inbound email), path-style when an endpoint override is set.
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl AwsClients {
@@ -32,6 +34,7 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             ses: aws_sdk_sesv2::Client::new(config),
+            s3: crate::inbound::S3InboundObjects::client(config),
         }
     }
 

@@ -45,6 +45,9 @@ pub enum EventKind {
     Clicked,
     /// The provider could not render its template.
     RenderingFailed,
+    /// A recipient answered (a received message threaded to ours that is not an auto-reply):
+    /// recorded in the history, no change of state.
+    Replied,
     /// A documented event that is not about one message (account status, list uploads, stored
     /// inbound mail): kept for audit, never applied to a message.
     AccountNotice,
@@ -66,6 +69,7 @@ impl EventKind {
         EventKind::Opened,
         EventKind::Clicked,
         EventKind::RenderingFailed,
+        EventKind::Replied,
         EventKind::AccountNotice,
         EventKind::Unknown,
     ];
@@ -84,6 +88,7 @@ impl EventKind {
             EventKind::Opened => "opened",
             EventKind::Clicked => "clicked",
             EventKind::RenderingFailed => "rendering_failed",
+            EventKind::Replied => "replied",
             EventKind::AccountNotice => "account_notice",
             EventKind::Unknown => "unknown",
         }
@@ -109,6 +114,7 @@ impl EventKind {
             EventKind::Complained => RecipientStatus::Complained,
             EventKind::Unsubscribed
             | EventKind::Resubscribed
+            | EventKind::Replied
             | EventKind::AccountNotice
             | EventKind::Unknown => return None,
         })

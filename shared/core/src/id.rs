@@ -151,6 +151,11 @@ prefixed_id!(
     TemplateId,
     "tpl_"
 );
+prefixed_id!(
+    /// Identifies one received (inbound) email (`inb_…`).
+    InboundId,
+    "inb_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ pub mod receipt;
 
 pub use address::{AddressError, EmailAddress};
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use id::{EndpointId, EventId, IdError, MessageId, TemplateId};
+pub use id::{EndpointId, EventId, IdError, InboundId, MessageId, TemplateId};
 pub use provider::{ProviderId, UnknownProvider};
 pub use queue::{QueuedEvent, queue_messages, sqs_safe};
 pub use receipt::{
@@ -119,6 +119,15 @@ pub use standard_webhooks::{
     Endpoint, EndpointFilter, EndpointSecret, EndpointUrl, InvalidEndpointUrl,
     InvalidWebhookSecret, UnknownEventType, WebhookSecret, app_event_key, app_webhook_body,
     signature_header, webhook_message_id,
+};
+
+// Inbound email: the received-message record and MIME parsing (DSNs, auto-replies, threading).
+pub mod inbound;
+
+pub use inbound::{
+    AttachmentPart, AuthVerdicts, DsnRecipient, DsnReport, InboundAddress, InboundAttachment,
+    InboundKind, InboundMessage, InboundSource, InboundStatus, InboundSummary, MalformedMime,
+    ParsedMail, parse_mime,
 };
 
 // The ports the application services are written against (adapters implement them).

@@ -231,6 +231,7 @@ fn kind_metric(kind: EventKind) -> Option<&'static str> {
         EventKind::Clicked => "Clicks",
         EventKind::RenderingFailed => "RenderingFailures",
         EventKind::Unknown => "UnknownEvents",
+        EventKind::Replied => "Replies",
         EventKind::Bounced | EventKind::Resubscribed | EventKind::AccountNotice => return None,
     })
 }

@@ -6,6 +6,7 @@ pub mod app_webhook_http;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod inbound;
 pub mod metrics;
 pub mod poison;
 pub mod sqs;

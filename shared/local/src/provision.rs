@@ -131,6 +131,8 @@ pub struct LocalStack {
     pub tables: BTreeMap<String, TableInfo>,
     /// Queues by logical id.
     pub queues: BTreeMap<String, QueueInfo>,
+    /// S3 bucket names by logical id.
+    pub buckets: BTreeMap<String, String>,
     /// Functions, ordered by logical id.
     pub functions: Vec<FunctionInfo>,
 }
@@ -245,6 +247,26 @@ pub async fn provision(
         pending = next;
     }
 
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let mut buckets = BTreeMap::new();
+    for r in template.resources_of("AWS::S3::Bucket") {
+        let props = resolver.resolve(r.properties)?;
+        let name = create_bucket(&s3, r.logical_id, &props).await?;
+        let mut physical = Physical {
+            reference: name.clone(),
+            ..Default::default()
+        };
+        physical
+            .attributes
+            .insert("Arn".into(), format!("arn:aws:s3:::{name}"));
+        resolver.resources.insert(r.logical_id.to_owned(), physical);
+        buckets.insert(r.logical_id.to_owned(), name);
+    }
+
     let mut tables = BTreeMap::new();
     for r in template.resources_of("AWS::DynamoDB::Table") {
         let props = resolver.resolve(r.properties)?;
@@ -303,8 +325,98 @@ pub async fn provision(
         region,
         tables,
         queues,
+        buckets,
         functions,
     })
+}
+
+/// Creates a bucket (or keeps an existing one of ours) with the template's default encryption
+/// and expiration lifecycle, so retention behaves locally as deployed.
+async fn create_bucket(
+    s3: &aws_sdk_s3::Client,
+    logical_id: &str,
+    props: &Value,
+) -> Result<String, ProvisionError> {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+        LifecycleRuleFilter, ServerSideEncryption, ServerSideEncryptionByDefault,
+        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let name = text(props, "BucketName").unwrap_or_else(|| logical_id.to_lowercase());
+    match s3.create_bucket().bucket(&name).send().await {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+        Err(e) => return Err(aws_err(format!("create bucket {name}"), e)),
+    }
+    let sse_rules = props
+        .pointer("/BucketEncryption/ServerSideEncryptionConfiguration")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|rule| {
+            let algorithm = rule.pointer("/ServerSideEncryptionByDefault/SSEAlgorithm")?;
+            let by_default = ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::from(scalar_text(algorithm)?.as_str()))
+                .build()
+                .ok()?;
+            Some(
+                ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(by_default)
+                    .build(),
+            )
+        })
+        .collect::<Vec<_>>();
+    if !sse_rules.is_empty() {
+        let config = ServerSideEncryptionConfiguration::builder()
+            .set_rules(Some(sse_rules))
+            .build()
+            .map_err(|e| aws_err("build bucket encryption", e))?;
+        s3.put_bucket_encryption()
+            .bucket(&name)
+            .server_side_encryption_configuration(config)
+            .send()
+            .await
+            .map_err(|e| aws_err(format!("encrypt bucket {name}"), e))?;
+    }
+    let mut rules = Vec::new();
+    for rule in props
+        .pointer("/LifecycleConfiguration/Rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(days) = rule
+            .get("ExpirationInDays")
+            .and_then(scalar_text)
+            .and_then(|d| d.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        rules.push(
+            LifecycleRule::builder()
+                .id(text(rule, "Id").unwrap_or_else(|| "expire".into()))
+                .status(ExpirationStatus::Enabled)
+                .filter(LifecycleRuleFilter::builder().prefix("").build())
+                .expiration(LifecycleExpiration::builder().days(days).build())
+                .build()
+                .map_err(|e| aws_err("build lifecycle rule", e))?,
+        );
+    }
+    if !rules.is_empty() {
+        let config = BucketLifecycleConfiguration::builder()
+            .set_rules(Some(rules))
+            .build()
+            .map_err(|e| aws_err("build lifecycle", e))?;
+        s3.put_bucket_lifecycle_configuration()
+            .bucket(&name)
+            .lifecycle_configuration(config)
+            .send()
+            .await
+            .map_err(|e| aws_err(format!("set the lifecycle of bucket {name}"), e))?;
+    }
+    Ok(name)
 }
 
 fn text(props: &Value, key: &str) -> Option<String> {
@@ -681,6 +793,40 @@ pub async fn destroy(sdk: &SdkConfig, stack: &LocalStack) -> Result<(), Provisio
             .send()
             .await
             .map_err(|e| aws_err(format!("delete table {}", t.name), e))?;
+    }
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    for name in stack.buckets.values() {
+        // A bucket must be empty to go.
+        loop {
+            let listed = s3
+                .list_objects_v2()
+                .bucket(name)
+                .send()
+                .await
+                .map_err(|e| aws_err(format!("list bucket {name}"), e))?;
+            if listed.contents().is_empty() {
+                break;
+            }
+            for object in listed.contents() {
+                if let Some(key) = object.key() {
+                    s3.delete_object()
+                        .bucket(name)
+                        .key(key)
+                        .send()
+                        .await
+                        .map_err(|e| aws_err(format!("empty bucket {name}"), e))?;
+                }
+            }
+        }
+        s3.delete_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(|e| aws_err(format!("delete bucket {name}"), e))?;
     }
     Ok(())
 }

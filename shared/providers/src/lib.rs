@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod events;
+pub mod inbound;
 pub mod mailgun;
 pub mod postmark;
 pub mod send;

@@ -26,6 +26,7 @@ use crate::webhook::{
 };
 
 pub mod events;
+pub mod inbound;
 pub mod send;
 
 /// The provider this module covers.

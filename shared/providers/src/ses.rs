@@ -4,6 +4,7 @@
 //! certificate URL, topic allowlist, timestamp) and confirms subscriptions.
 
 pub mod events;
+pub mod inbound;
 pub mod send;
 pub mod sns;
 

@@ -12,6 +12,7 @@
 //! | plan and enqueue app-webhook deliveries for events | [`fan_out`] | `event-processor` |
 //! | sign and deliver one app webhook, scheduling retries | [`app_delivery`] | `dispatcher` |
 //! | ingest a verified webhook delivery: receipt, events queue; re-enqueue stuck receipts | [`ingest`] | `webhook-<provider>`, `sweeper` |
+//! | receive inbound email (raw stored, recorded once, parse queued) and parse it | [`inbound`] | `webhook-<provider>`, `event-processor` |
 //! | release scheduled and paused messages onto the send queue | [`release`] | `sweeper` |
 //! | authenticate a request: its key, looked up by hash, and the scope the route needs | [`auth`] | `send-api` |
 //! | read or cancel one message for its caller | [`messages`] | `send-api` |
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod delivery;
 pub mod events;
 pub mod fan_out;
+pub mod inbound;
 pub mod ingest;
 pub mod messages;
 pub mod release;

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod events;
+pub mod inbound;
 pub mod send;
 pub mod sweep;
 pub mod templates;
@@ -23,6 +24,7 @@ pub use events::{
     ReceiptBody, ReceiptReader, SignedWebhook, SuppressionWrites, WebhookAnswer,
 };
 
+pub use inbound::{InboundObjects, InboundRecorded, InboundRecords};
 pub use send::{
     Accepted, EmailProvider, IdempotencyStore, KeyClaimRequest, KeyCompletion, MessageStore,
     ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper, StoredMessage,

@@ -6,6 +6,7 @@
 
 mod api;
 mod events;
+mod inbound;
 mod send;
 mod sweep;
 mod templates;
@@ -13,6 +14,7 @@ mod webhooks;
 
 pub use api::*;
 pub use events::*;
+pub use inbound::*;
 pub use send::*;
 pub use sweep::*;
 pub use templates::*;

@@ -1,0 +1,538 @@
+//! Inbound email: receive a verified message from a source (raw MIME stored before anything is
+//! acknowledged, the record written once per dedupe key, a parse request queued), then parse it
+//! asynchronously (attachments stored, the record completed or kept as `parse_failed`).
+//!
+//! | step     | outcome                                   | the source is answered / the queue message |
+//! |----------|-------------------------------------------|--------------------------------------------|
+//! | receive  | raw stored, record new, parse queued      | 200 `received`                             |
+//! | receive_stored | (raw already in the bucket: SES) record new, parse queued | 200             |
+//! | receive  | a dedupe key is taken                     | 200 `duplicate` (nothing queued again)     |
+//! | receive  | storing or queueing failed                | 5xx: the source retries (raw rewritten under a new id; the lifecycle expires the orphan) |
+//! | process  | parsed, attachments stored                | done                                       |
+//! | process  | malformed MIME                            | done, record `parse_failed`, raw kept      |
+//! | process  | already past `received`                   | done (a redelivered queue message)         |
+//! | process  | no record, or no raw object               | poison: parked, never retried              |
+//! | process  | a store failed                            | retried by the queue                       |
+//!
+//! A record left `received` because its parse request was never queued is parsed when the
+//! source retries (the retry finds the record as a duplicate and queues the request again).
+
+use std::sync::Arc;
+
+use mailgate_core::inbound::{attachment_key, inbound_queue_message, thread_events};
+use mailgate_core::ports::{EventsQueue, InboundObjects, InboundRecorded, InboundRecords};
+use mailgate_core::{
+    Clock, DeliveryEvent, InboundId, InboundKind, InboundMessage, InboundSource, InboundStatus,
+    MessageId, StoreError, UnixMillis, parse_mime,
+};
+
+/// The ports inbound email is written against.
+#[derive(Clone)]
+pub struct InboundPorts {
+    /// Raw messages and attachments.
+    pub objects: Arc<dyn InboundObjects>,
+    /// Records and dedupe keys.
+    pub records: Arc<dyn InboundRecords>,
+    /// The events queue, which carries parse requests to the event processor.
+    pub queue: Arc<dyn EventsQueue>,
+}
+
+/// How receiving a message went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundReceived {
+    /// Stored and queued for parsing.
+    Queued(InboundId),
+    /// Already recorded under this id: its parse request was queued again, in case the first
+    /// attempt stopped before queueing it (parsing a parsed record is a no-op).
+    Duplicate(InboundId),
+}
+
+/// How processing a parse request went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundProcessed {
+    /// Parsed: the record holds the summary.
+    Parsed {
+        /// The record.
+        id: InboundId,
+        /// Message, auto-reply or DSN.
+        kind: InboundKind,
+        /// The message of ours it answers, if threading found one.
+        thread: Option<MessageId>,
+        /// The events it adds to the history of the message it threads to (`replied`, or a
+        /// DSN's events), for the event processor.
+        events: Vec<DeliveryEvent>,
+    },
+    /// Not readable MIME: kept as `parse_failed` with its raw message.
+    ParseFailed(InboundId),
+    /// Already processed (a redelivered request). The DSN events are given again: applying
+    /// them is idempotent, and a retry after they failed to apply must still apply them.
+    AlreadyDone {
+        /// The record.
+        id: InboundId,
+        /// As for [`InboundProcessed::Parsed`].
+        events: Vec<DeliveryEvent>,
+    },
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    /// A store or the queue failed; retrying may succeed when [`StoreError::is_retryable`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The parse request names no record: nothing to retry.
+    #[error("no inbound record {0}")]
+    UnknownRecord(InboundId),
+    /// The record's raw message is gone (expired): nothing to retry.
+    #[error("the raw message of {0} is missing")]
+    RawMissing(InboundId),
+}
+
+impl InboundError {
+    /// Whether the queue message should be parked rather than retried.
+    pub fn is_poison(&self) -> bool {
+        match self {
+            Self::Store(e) => !e.is_retryable(),
+            Self::UnknownRecord(_) | Self::RawMissing(_) => true,
+        }
+    }
+}
+
+/// Receiving and parsing inbound email.
+#[derive(Clone)]
+pub struct Inbound {
+    ports: InboundPorts,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound").finish_non_exhaustive()
+    }
+}
+
+impl Inbound {
+    /// The service on `ports`.
+    pub fn new(ports: InboundPorts) -> Self {
+        Self { ports }
+    }
+
+    /// Stores a verified message's raw MIME, records it once and queues its parsing. Only an
+    /// `Ok` may be acknowledged to the source.
+    pub async fn receive(
+        &self,
+        raw: &[u8],
+        source: &InboundSource,
+        clock: &dyn Clock,
+    ) -> Result<InboundReceived, InboundError> {
+        let id = InboundId::generate();
+        let record = InboundMessage::received(
+            id.clone(),
+            source,
+            UnixMillis::from_datetime(clock.now()),
+            raw.len() as u64,
+        );
+        // The raw bytes first: a record never points at a raw message that is not there.
+        self.ports
+            .objects
+            .put(&record.raw_key, "message/rfc822", raw)
+            .await?;
+        self.record_and_queue(&record, source).await
+    }
+
+    /// Records a message whose raw MIME a source already stored under `raw_key` in the inbound
+    /// bucket (SES receiving), once, and queues its parsing. Only an `Ok` may be acknowledged.
+    pub async fn receive_stored(
+        &self,
+        raw_key: &str,
+        source: &InboundSource,
+        clock: &dyn Clock,
+    ) -> Result<InboundReceived, InboundError> {
+        let id = InboundId::generate();
+        let mut record = InboundMessage::received(
+            id.clone(),
+            source,
+            UnixMillis::from_datetime(clock.now()),
+            0,
+        );
+        raw_key.clone_into(&mut record.raw_key);
+        self.record_and_queue(&record, source).await
+    }
+
+    async fn record_and_queue(
+        &self,
+        record: &InboundMessage,
+        source: &InboundSource,
+    ) -> Result<InboundReceived, InboundError> {
+        let outcome = match self
+            .ports
+            .records
+            .record(record, &source.dedupe_keys())
+            .await?
+        {
+            InboundRecorded::New => InboundReceived::Queued(record.id.clone()),
+            InboundRecorded::Duplicate(holder) => InboundReceived::Duplicate(holder),
+        };
+        let queued = match &outcome {
+            InboundReceived::Queued(id) | InboundReceived::Duplicate(id) => id,
+        };
+        self.ports
+            .queue
+            .enqueue(&[inbound_queue_message(queued)])
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Parses a received message: attachments to object storage, the summary and thread onto
+    /// the record; malformed MIME is recorded as `parse_failed` and its raw message kept.
+    pub async fn process(&self, id: &InboundId) -> Result<InboundProcessed, InboundError> {
+        let record = self
+            .ports
+            .records
+            .get(id)
+            .await?
+            .ok_or_else(|| InboundError::UnknownRecord(id.clone()))?;
+        if record.status != InboundStatus::Received {
+            return Ok(InboundProcessed::AlreadyDone {
+                id: id.clone(),
+                events: thread_events(&record),
+            });
+        }
+        let raw = self
+            .ports
+            .objects
+            .get(&record.raw_key)
+            .await?
+            .ok_or_else(|| InboundError::RawMissing(id.clone()))?;
+        // A source that stored the raw message itself (SES) did not say how large it is.
+        let mut record = record;
+        record.raw_size = raw.len() as u64;
+        let mail = match parse_mime(&raw) {
+            Ok(mail) => mail,
+            Err(malformed) => {
+                tracing::warn!(inbound = %id, reason = malformed.code(), "inbound message is not readable MIME; kept as parse_failed");
+                self.ports
+                    .records
+                    .update(&record.parse_failed(&malformed))
+                    .await?;
+                return Ok(InboundProcessed::ParseFailed(id.clone()));
+            }
+        };
+        for attachment in &mail.attachments {
+            self.ports
+                .objects
+                .put(
+                    &attachment_key(id, attachment.meta.index),
+                    &attachment.meta.content_type,
+                    &attachment.content,
+                )
+                .await?;
+        }
+        // A DSN is about the message it returns; anything else threads by its ancestors.
+        let thread = match (&mail.kind, &mail.dsn) {
+            (InboundKind::Dsn, Some(dsn)) => dsn.original.clone(),
+            _ => mail.our_message_ids().into_iter().next(),
+        };
+        let kind = mail.kind;
+        let parsed = record.parsed(&mail, thread.clone());
+        self.ports.records.update(&parsed).await?;
+        Ok(InboundProcessed::Parsed {
+            id: id.clone(),
+            kind,
+            thread,
+            events: thread_events(&parsed),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{MemoryEventsQueue, MemoryInboundObjects, MemoryInboundRecords};
+    use mailgate_core::inbound::{inbound_of_queue_message, raw_key};
+    use mailgate_core::{AuthVerdicts, FixedClock, ProviderId, StoreErrorKind};
+    use time::macros::datetime;
+
+    struct Harness {
+        objects: Arc<MemoryInboundObjects>,
+        records: Arc<MemoryInboundRecords>,
+        queue: Arc<MemoryEventsQueue>,
+        inbound: Inbound,
+        clock: FixedClock,
+    }
+
+    fn harness() -> Harness {
+        let objects = Arc::new(MemoryInboundObjects::default());
+        let records = Arc::new(MemoryInboundRecords::default());
+        let queue = Arc::new(MemoryEventsQueue::default());
+        let inbound = Inbound::new(InboundPorts {
+            objects: objects.clone(),
+            records: records.clone(),
+            queue: queue.clone(),
+        });
+        Harness {
+            objects,
+            records,
+            queue,
+            inbound,
+            clock: FixedClock::new(datetime!(2026-12-04 10:00 UTC)),
+        }
+    }
+
+    fn source(source_id: &str) -> InboundSource {
+        InboundSource {
+            provider: ProviderId::Postmark,
+            source_id: source_id.into(),
+            recipient: "support@example.com".into(),
+            message_id: Some("<reply-1@example.org>".into()),
+            auth: AuthVerdicts::default(),
+        }
+    }
+
+    const REPLY: &[u8] = b"From: Ana <ana@example.org>\r\nTo: support@example.com\r\nSubject: Re: order\r\nMessage-ID: <reply-1@example.org>\r\nIn-Reply-To: <msg_0123456789abcdefghjkmnpqrs@example.com>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nthanks\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n";
+
+    fn queued_ids(queue: &MemoryEventsQueue) -> Vec<InboundId> {
+        queue
+            .messages()
+            .iter()
+            .filter_map(|m| inbound_of_queue_message(m))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_received_message_is_stored_raw_recorded_and_queued_then_parsed() {
+        let h = harness();
+        let received = h
+            .inbound
+            .receive(REPLY, &source("pm-1"), &h.clock)
+            .await
+            .unwrap();
+        let InboundReceived::Queued(id) = received else {
+            panic!("expected a new message, got {received:?}")
+        };
+        assert_eq!(h.objects.object(&raw_key(&id)).unwrap().1, REPLY);
+        assert_eq!(queued_ids(&h.queue), std::slice::from_ref(&id));
+        let record = h.records.get(&id).await.unwrap().unwrap();
+        assert_eq!(record.status, InboundStatus::Received);
+        assert_eq!(record.raw_size, REPLY.len() as u64);
+
+        let processed = h.inbound.process(&id).await.unwrap();
+        let ours = MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap();
+        let InboundProcessed::Parsed {
+            id: parsed_id,
+            kind,
+            thread,
+            events,
+        } = processed
+        else {
+            panic!("expected a parsed message, got {processed:?}")
+        };
+        assert_eq!(parsed_id, id);
+        assert_eq!(kind, InboundKind::Message);
+        assert_eq!(thread, Some(ours.clone()));
+        // A human reply adds `replied` to the history of the message it answers.
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, mailgate_core::EventKind::Replied);
+        assert_eq!(events[0].message_id, Some(ours.clone()));
+        let record = h.records.get(&id).await.unwrap().unwrap();
+        assert_eq!(record.status, InboundStatus::Parsed);
+        assert_eq!(record.thread, Some(ours));
+        let summary = record.summary.unwrap();
+        assert_eq!(summary.attachments.len(), 1);
+        assert_eq!(summary.attachments[0].size, 9);
+        let (content_type, bytes) = h.objects.object(&attachment_key(&id, 0)).unwrap();
+        assert_eq!(content_type, "application/pdf");
+        assert_eq!(bytes, b"%PDF-1.4\n");
+
+        // A redelivered parse request changes nothing and gives the same events (applied once
+        // by their keys).
+        assert_eq!(
+            h.inbound.process(&id).await.unwrap(),
+            InboundProcessed::AlreadyDone { id, events }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_stored_by_its_source_is_recorded_at_its_key_and_parsed_from_there() {
+        let h = harness();
+        h.objects
+            .put("ses/abc", "message/rfc822", REPLY)
+            .await
+            .unwrap();
+        let mut src = source("ses-abc");
+        src.provider = ProviderId::Ses;
+        let InboundReceived::Queued(id) = h
+            .inbound
+            .receive_stored("ses/abc", &src, &h.clock)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new message")
+        };
+        // Nothing written beside the source's object.
+        assert_eq!(h.objects.len(), 1);
+        assert_eq!(
+            h.records.get(&id).await.unwrap().unwrap().raw_key,
+            "ses/abc"
+        );
+        assert!(matches!(
+            h.inbound.process(&id).await.unwrap(),
+            InboundProcessed::Parsed { .. }
+        ));
+        let record = h.records.get(&id).await.unwrap().unwrap();
+        assert_eq!(record.raw_size, REPLY.len() as u64);
+        assert_eq!(
+            h.inbound
+                .receive_stored("ses/abc", &src, &h.clock)
+                .await
+                .unwrap(),
+            InboundReceived::Duplicate(id)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_is_recorded_once_and_its_parse_request_queued_again() {
+        let h = harness();
+        let first = h
+            .inbound
+            .receive(REPLY, &source("pm-1"), &h.clock)
+            .await
+            .unwrap();
+        let again = h
+            .inbound
+            .receive(REPLY, &source("pm-1"), &h.clock)
+            .await
+            .unwrap();
+        let InboundReceived::Queued(id) = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(again, InboundReceived::Duplicate(id.clone()));
+        assert_eq!(h.records.all().len(), 1);
+        assert_eq!(queued_ids(&h.queue), [id.clone(), id]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_raw_write_records_nothing_and_is_not_acknowledged() {
+        let h = harness();
+        h.objects.faults.fail_next("put", StoreErrorKind::Transient);
+        let err = h
+            .inbound
+            .receive(REPLY, &source("pm-1"), &h.clock)
+            .await
+            .unwrap_err();
+        assert!(!err.is_poison());
+        assert!(h.records.all().is_empty());
+        assert!(h.queue.messages().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_enqueue_is_not_acknowledged_and_the_retry_queues_the_same_record() {
+        let h = harness();
+        h.queue
+            .faults
+            .fail_next("enqueue", StoreErrorKind::Transient);
+        assert!(
+            h.inbound
+                .receive(REPLY, &source("pm-1"), &h.clock)
+                .await
+                .is_err()
+        );
+        let stored = h.records.all();
+        assert_eq!(stored.len(), 1);
+        let retry = h
+            .inbound
+            .receive(REPLY, &source("pm-1"), &h.clock)
+            .await
+            .unwrap();
+        assert_eq!(retry, InboundReceived::Duplicate(stored[0].id.clone()));
+        assert_eq!(queued_ids(&h.queue), [stored[0].id.clone()]);
+    }
+
+    #[tokio::test]
+    async fn malformed_mime_is_kept_as_parse_failed_with_its_raw_message() {
+        let h = harness();
+        let raw = b"\x00\x01 not a message";
+        let InboundReceived::Queued(id) = h
+            .inbound
+            .receive(raw, &source("pm-9"), &h.clock)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new message")
+        };
+        assert_eq!(
+            h.inbound.process(&id).await.unwrap(),
+            InboundProcessed::ParseFailed(id.clone())
+        );
+        let record = h.records.get(&id).await.unwrap().unwrap();
+        assert_eq!(record.status, InboundStatus::ParseFailed);
+        assert_eq!(record.parse_error.as_deref(), Some("not_a_message"));
+        assert_eq!(h.objects.object(&record.raw_key).unwrap().1, raw);
+    }
+
+    #[tokio::test]
+    async fn a_dsn_threads_to_the_message_it_returns() {
+        let h = harness();
+        let dsn = b"From: MAILER-DAEMON@mx.example.net\r\nTo: events@example.com\r\nSubject: Undelivered\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n--r\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <msg_0123456789abcdefghjkmnpqrs@example.com>\r\n\r\n--r--\r\n";
+        let mut src = source("pm-dsn");
+        src.message_id = None;
+        let InboundReceived::Queued(id) = h.inbound.receive(dsn, &src, &h.clock).await.unwrap()
+        else {
+            panic!("expected a new message")
+        };
+        let InboundProcessed::Parsed {
+            kind,
+            thread,
+            events,
+            ..
+        } = h.inbound.process(&id).await.unwrap()
+        else {
+            panic!("expected a parsed DSN")
+        };
+        assert_eq!(kind, InboundKind::Dsn);
+        let ours = MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap();
+        assert_eq!(thread, Some(ours.clone()));
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].message_id, Some(ours));
+        // A redelivered request gives the same events again (applied once by their keys).
+        let InboundProcessed::AlreadyDone { events: again, .. } =
+            h.inbound.process(&id).await.unwrap()
+        else {
+            panic!("expected the record to be done")
+        };
+        assert_eq!(again, events);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_record_or_a_missing_raw_message_is_poison_and_a_store_fault_retries() {
+        let h = harness();
+        let err = h.inbound.process(&InboundId::generate()).await.unwrap_err();
+        assert!(matches!(err, InboundError::UnknownRecord(_)));
+        assert!(err.is_poison());
+
+        let InboundReceived::Queued(id) = h
+            .inbound
+            .receive(REPLY, &source("pm-1"), &h.clock)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new message")
+        };
+        h.records
+            .faults
+            .fail_next("update", StoreErrorKind::Throttled);
+        let err = h.inbound.process(&id).await.unwrap_err();
+        assert!(!err.is_poison());
+        // Nothing half-done: the retry parses it.
+        assert!(matches!(
+            h.inbound.process(&id).await.unwrap(),
+            InboundProcessed::Parsed { .. }
+        ));
+
+        let orphan =
+            InboundMessage::received(InboundId::generate(), &source("pm-2"), UnixMillis(1), 1);
+        h.records.record(&orphan, &[]).await.unwrap();
+        let err = h.inbound.process(&orphan.id).await.unwrap_err();
+        assert!(matches!(err, InboundError::RawMissing(_)));
+        assert!(err.is_poison());
+    }
+}

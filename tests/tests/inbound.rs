@@ -1,0 +1,500 @@
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+//! Inbound email end to end through the real handlers against the emulator: a Postmark inbound
+//! webhook (the committed function URL fixture, with the local Basic credentials) on
+//! `webhook-postmark` under `/inbound` stores the raw MIME in S3 and the record in the inbound
+//! table before its 200, queues a parse request on the events queue, and the event processor
+//! (driven with an SQS trigger built from that queue message) parses it: summary, thread and
+//! attachments in S3.
+
+use lambda_http::Body;
+use lambda_http::http::StatusCode;
+use mailgate_aws::{DynamoDbInboundRecords, S3InboundObjects};
+use mailgate_core::inbound::{attachment_key, raw_key};
+use mailgate_core::ports::{InboundObjects, InboundRecords};
+use mailgate_core::{InboundId, InboundKind, InboundStatus, MessageId, ProviderId};
+use mailgate_lambda::webhook::{WebhookConfig, WebhookFunction};
+use mailgate_tests::webhooks::drain_events;
+use mailgate_tests::{TestStack, fixture, workspace_root};
+use serde_json::Value;
+
+fn body_of(r: &lambda_http::Response<Body>) -> Value {
+    match r.body() {
+        Body::Text(t) => serde_json::from_str(t).unwrap(),
+        other => panic!("expected a text body, got {other:?}"),
+    }
+}
+
+/// `webhook-postmark` with the template's environment and the credentials of `local.env` (the
+/// ones the committed fixtures carry).
+fn postmark(t: &TestStack) -> WebhookFunction {
+    let local: Vec<(String, String)> = std::fs::read_to_string(workspace_root().join("local.env"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let env = t.function_env("webhook-postmark");
+    let config = WebhookConfig::from_lookup(ProviderId::Postmark, move |k| {
+        local
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| env(k))
+    })
+    .unwrap();
+    WebhookFunction::new(config, t.clients.clone())
+}
+
+fn processor(t: &TestStack) -> event_processor::EventProcessor {
+    let config = event_processor::Config::from_lookup(t.function_env("event-processor")).unwrap();
+    event_processor::EventProcessor::new(config, t.clients.clone())
+}
+
+fn records(t: &TestStack) -> DynamoDbInboundRecords {
+    DynamoDbInboundRecords::new(t.clients.dynamodb.clone(), t.table("InboundTable"), 86_400)
+}
+
+fn objects(t: &TestStack) -> S3InboundObjects {
+    S3InboundObjects::new(t.clients.s3.clone(), t.bucket("InboundBucket"))
+}
+
+fn inbound_request(body: Option<&str>, authorization: Option<&str>) -> lambda_http::Request {
+    let mut event: Value =
+        serde_json::from_str(&fixture("webhook-postmark/inbound-reply.json")).unwrap();
+    if let Some(body) = body {
+        event["body"] = Value::String(body.to_owned());
+    }
+    if let Some(authorization) = authorization {
+        event["headers"]["authorization"] = Value::String(authorization.to_owned());
+    }
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// Runs the event processor on every message of the events queue, as its SQS trigger would;
+/// returns the inbound ids whose parse requests it saw.
+async fn process_queue(t: &TestStack) -> Vec<InboundId> {
+    let processor = processor(t);
+    let template: Value =
+        serde_json::from_str(&fixture("event-processor/sqs-inbound-parse.json")).unwrap();
+    let mut seen = Vec::new();
+    for message in drain_events(t).await {
+        if let Some(id) = message.get("inbound").and_then(Value::as_str) {
+            seen.push(InboundId::parse(id).unwrap());
+        }
+        let mut batch = template.clone();
+        batch["Records"][0]["body"] = Value::String(message.to_string());
+        let out = processor.handle(batch).await.unwrap();
+        let out = serde_json::to_value(out).unwrap();
+        assert_eq!(out["batchItemFailures"], Value::Array(vec![]), "{message}");
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_postmark_inbound_reply_is_stored_before_the_ack_then_parsed_threaded_with_attachments() {
+    let t = TestStack::new().await;
+    let f = postmark(&t);
+    let response = f.handle(inbound_request(None, None)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = body_of(&response);
+    assert_eq!(answer["status"], "received");
+    let id = InboundId::parse(answer["inbound"].as_str().unwrap()).unwrap();
+
+    // Before any parsing: the raw MIME is in the bucket and the record says `received`.
+    let raw = objects(&t).get(&raw_key(&id)).await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&raw)
+            .contains("In-Reply-To: <msg_0123456789abcdefghjkmnpqrs@example.com>")
+    );
+    let record = records(&t).get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, InboundStatus::Received);
+    assert_eq!(record.source_id, "22c74902-a0c1-4511-804f-341342852c90");
+    assert_eq!(record.recipient, "support@inbound.example.com");
+    assert_eq!(record.auth.spf.as_deref(), Some("Pass"));
+
+    assert_eq!(process_queue(&t).await, std::slice::from_ref(&id));
+    let record = records(&t).get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, InboundStatus::Parsed);
+    assert_eq!(
+        record.thread,
+        Some(MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap())
+    );
+    let summary = record.summary.unwrap();
+    assert_eq!(summary.kind, InboundKind::Message);
+    assert_eq!(summary.subject.as_deref(), Some("Re: Your order — shipped"));
+    assert_eq!(
+        summary.text.as_deref().map(str::trim),
+        Some("Thanks, it arrived.")
+    );
+    assert_eq!(
+        summary.html.as_deref().map(str::trim),
+        Some("<p>Thanks, it arrived.</p>")
+    );
+    assert_eq!(summary.attachments.len(), 2);
+    let pdf = objects(&t)
+        .get(&attachment_key(&id, 0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pdf, b"%PDF-1.4\n");
+    assert_eq!(summary.attachments[0].size, 9);
+    assert!(summary.attachments[1].inline);
+    let link = objects(&t)
+        .download_link(&attachment_key(&id, 1), std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    let png = reqwest::get(&link).await.unwrap().bytes().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+
+    // Postmark retries the same message: recorded once, answered as a duplicate.
+    let again = f.handle(inbound_request(None, None)).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(body_of(&again)["status"], "duplicate");
+    assert_eq!(body_of(&again)["inbound"], id.as_str());
+    // Its parse request is queued again and changes nothing.
+    assert_eq!(process_queue(&t).await, std::slice::from_ref(&id));
+    assert_eq!(
+        records(&t).get(&id).await.unwrap().unwrap().status,
+        InboundStatus::Parsed
+    );
+}
+
+#[tokio::test]
+async fn wrong_credentials_store_nothing_and_an_unreadable_authentic_body_is_kept_as_parse_failed()
+{
+    let t = TestStack::new().await;
+    let f = postmark(&t);
+    let refused = f
+        .handle(inbound_request(
+            None,
+            Some("Basic d3Jvbmc6Y3JlZGVudGlhbHM="),
+        ))
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(drain_events(&t).await.is_empty());
+
+    let kept = f
+        .handle(inbound_request(
+            Some("not a postmark inbound message"),
+            None,
+        ))
+        .await;
+    assert_eq!(kept.status(), StatusCode::OK);
+    let id = InboundId::parse(body_of(&kept)["inbound"].as_str().unwrap()).unwrap();
+    assert_eq!(process_queue(&t).await, std::slice::from_ref(&id));
+    let record = records(&t).get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, InboundStatus::ParseFailed);
+    assert_eq!(record.parse_error.as_deref(), Some("not_a_message"));
+    assert_eq!(
+        objects(&t).get(&record.raw_key).await.unwrap().unwrap(),
+        b"not a postmark inbound message"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_without_an_inbound_source_answers_not_found_under_inbound() {
+    let t = TestStack::new().await;
+    let env = t.function_env("webhook-smtp2go");
+    let config = WebhookConfig::from_lookup(ProviderId::Smtp2go, move |k| match k {
+        "SMTP2GO_WEBHOOK_CREDENTIALS" => Some("user:pass".to_owned()),
+        _ => env(k),
+    })
+    .unwrap();
+    let f = WebhookFunction::new(config, t.clients.clone());
+    let mut event: Value =
+        serde_json::from_str(&fixture("webhook-smtp2go/function-url-post.json")).unwrap();
+    event["rawPath"] = Value::String("/inbound".into());
+    event["requestContext"]["http"]["path"] = Value::String("/inbound".into());
+    let response = f
+        .handle(lambda_http::request::from_str(&event.to_string()).unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body_of(&response)["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn an_ses_received_notification_records_the_stored_message_with_its_verdicts_and_parses_it() {
+    use mailgate_providers::ses::sns::testing::SnsTestMessage;
+    use mailgate_tests::webhooks::{TOPIC, sns_signer, webhook_function};
+
+    let t = TestStack::new().await;
+    let (signer, http) = sns_signer();
+    let f = webhook_function(
+        &t,
+        ProviderId::Ses,
+        Some(http),
+        std::sync::Arc::new(mailgate_core::SystemClock),
+    );
+    // SES's S3 action wrote the message under ses/ in the stack's inbound bucket.
+    let raw = std::fs::read(workspace_root().join("shared/core/tests/mime/alternative_reply.eml"))
+        .unwrap();
+    let key = "ses/o3vrnil0e2ic28trm7dfhrc2v0clambda4nbp0g1";
+    objects(&t).put(key, "message/rfc822", &raw).await.unwrap();
+    let mut notification: Value =
+        serde_json::from_str(&fixture("webhook-ses/inbound-received-message.json")).unwrap();
+    notification["receipt"]["action"]["bucketName"] = Value::String(t.bucket("InboundBucket"));
+    let message = SnsTestMessage::notification(
+        TOPIC,
+        &notification.to_string(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .with_message_id("sns-inbound-1");
+    let body = signer.sign(&message);
+
+    let response = f
+        .handle(mailgate_tests::webhooks::post(ProviderId::Ses, &body, &[]))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = body_of(&response);
+    assert_eq!(answer["status"], "received");
+    let id = InboundId::parse(answer["inbound"].as_str().unwrap()).unwrap();
+    let record = records(&t).get(&id).await.unwrap().unwrap();
+    assert_eq!(record.provider, ProviderId::Ses);
+    assert_eq!(record.raw_key, key);
+    assert_eq!(record.source_id, "o3vrnil0e2ic28trm7dfhrc2v0clambda4nbp0g1");
+    assert_eq!(record.recipient, "support@inbound.example.com");
+    assert_eq!(record.auth.spf.as_deref(), Some("PASS"));
+    assert_eq!(record.auth.dkim.as_deref(), Some("PASS"));
+    assert_eq!(record.auth.dmarc.as_deref(), Some("GRAY"));
+    assert_eq!(record.auth.spam.as_deref(), Some("PASS"));
+    assert_eq!(record.auth.virus.as_deref(), Some("PASS"));
+
+    assert_eq!(process_queue(&t).await, std::slice::from_ref(&id));
+    let record = records(&t).get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, InboundStatus::Parsed);
+    assert_eq!(record.raw_size, raw.len() as u64);
+    assert_eq!(
+        record.thread,
+        Some(MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap())
+    );
+    let summary = record.summary.unwrap();
+    assert_eq!(summary.subject.as_deref(), Some("Re: Your order — shipped"));
+    assert!(summary.html.unwrap().contains("Café"));
+
+    // SNS redelivers the notification: recorded once (SES's message id), answered as a
+    // duplicate.
+    let again = f
+        .handle(mailgate_tests::webhooks::post(ProviderId::Ses, &body, &[]))
+        .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(body_of(&again)["status"], "duplicate");
+    assert_eq!(body_of(&again)["inbound"], id.as_str());
+}
+
+/// A test API key with `scopes`, as the `Authorization` header value.
+async fn bearer(t: &TestStack, scopes: &str) -> String {
+    use mailgate_core::{ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Scopes};
+    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+    let record = ApiKeyRecord::new(
+        &secret,
+        ApiKeyLabel::parse("inbound test").unwrap(),
+        KeyEnvironment::Test,
+        Scopes::parse_list(scopes).unwrap(),
+        time::OffsetDateTime::now_utc(),
+    );
+    mailgate_aws::DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
+        .create(&record)
+        .await
+        .unwrap();
+    format!("Bearer {}", secret.expose())
+}
+
+/// A send-api request from the committed fixture with `method`, `path` and `body`.
+fn api_request(
+    authorization: &str,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> lambda_http::Request {
+    let mut event: Value = serde_json::from_str(&fixture("send-api/post-message.json")).unwrap();
+    event["requestContext"]["http"]["method"] = Value::String(method.into());
+    event["rawPath"] = Value::String(path.into());
+    event["requestContext"]["http"]["path"] = Value::String(path.into());
+    event["body"] = body.map_or(Value::Null, Value::String);
+    let headers = event["headers"].as_object_mut().unwrap();
+    headers.remove("idempotency-key");
+    headers.remove("content-length");
+    headers.insert("authorization".into(), Value::String(authorization.into()));
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+#[tokio::test]
+async fn a_dsn_received_for_a_message_we_sent_bounces_it_and_suppresses_the_address() {
+    let t = TestStack::new().await;
+    let api = send_api::SendApi::new(
+        send_api::SendApiConfig::from_lookup(t.function_env("send-api")).unwrap(),
+        t.clients.clone(),
+    )
+    .unwrap();
+    let auth = bearer(&t, "send,read").await;
+    let sent = api
+        .handle(api_request(
+            &auth,
+            "POST",
+            "/v1/messages",
+            Some(
+                serde_json::json!({
+                    "from": "hello@example.com",
+                    "to": ["gone@example.net"],
+                    "subject": "Your order",
+                    "text": "Thanks for your order."
+                })
+                .to_string(),
+            ),
+        ))
+        .await;
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let id = body_of(&sent)["id"].as_str().unwrap().to_owned();
+
+    // The receiving server's DSN comes back to an inbound address, here through Postmark with
+    // "include raw email content" on.
+    let dsn = std::fs::read_to_string(
+        workspace_root().join("shared/core/tests/mime/dsn_user_unknown.eml"),
+    )
+    .unwrap()
+    .replace("msg_0123456789abcdefghjkmnpqrs", &id)
+    .replace("nobody@example.net", "gone@example.net");
+    let mut inbound: Value =
+        serde_json::from_str(fixture("webhook-postmark/inbound-reply.json").as_str()).unwrap();
+    let mut payload: Value = serde_json::from_str(inbound["body"].as_str().unwrap()).unwrap();
+    payload["MessageID"] = Value::String("pm-dsn-1".into());
+    payload["RawEmail"] = Value::String(dsn);
+    inbound["body"] = Value::String(payload.to_string());
+    let f = postmark(&t);
+    let response = f
+        .handle(lambda_http::request::from_str(&inbound.to_string()).unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let inbound_id = InboundId::parse(body_of(&response)["inbound"].as_str().unwrap()).unwrap();
+
+    // The send's own events and the parse request go through the processor.
+    process_queue(&t).await;
+    let record = records(&t).get(&inbound_id).await.unwrap().unwrap();
+    assert_eq!(record.summary.unwrap().kind, InboundKind::Dsn);
+    assert_eq!(
+        record.thread.as_ref().map(MessageId::as_str),
+        Some(id.as_str())
+    );
+
+    let message = api
+        .handle(api_request(
+            &auth,
+            "GET",
+            &format!("/v1/messages/{id}"),
+            None,
+        ))
+        .await;
+    let message = body_of(&message);
+    assert_eq!(message["state"], "bounced", "{message}");
+    let suppressed = mailgate_aws::DynamoDbSuppressionList::new(
+        t.clients.dynamodb.clone(),
+        t.table("SuppressionsTable"),
+    )
+    .get(&mailgate_core::EmailAddress::parse("gone@example.net").unwrap())
+    .await
+    .unwrap();
+    assert!(
+        suppressed.is_some(),
+        "the hard bounce suppresses the address"
+    );
+}
+
+#[tokio::test]
+async fn a_reply_to_a_message_we_sent_adds_replied_to_its_history_without_changing_its_state() {
+    let t = TestStack::new().await;
+    let api = send_api::SendApi::new(
+        send_api::SendApiConfig::from_lookup(t.function_env("send-api")).unwrap(),
+        t.clients.clone(),
+    )
+    .unwrap();
+    let auth = bearer(&t, "send,read").await;
+    let sent = api
+        .handle(api_request(
+            &auth,
+            "POST",
+            "/v1/messages",
+            Some(
+                serde_json::json!({
+                    "from": "hello@example.com",
+                    "to": ["ana@example.org"],
+                    "subject": "Your order",
+                    "text": "Shipped."
+                })
+                .to_string(),
+            ),
+        ))
+        .await;
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let id = body_of(&sent)["id"].as_str().unwrap().to_owned();
+    let before = body_of(
+        &api.handle(api_request(
+            &auth,
+            "GET",
+            &format!("/v1/messages/{id}"),
+            None,
+        ))
+        .await,
+    );
+
+    // Ana answers: the fixture's reply, threaded to the message just sent.
+    let event = fixture("webhook-postmark/inbound-reply.json")
+        .replace("msg_0123456789abcdefghjkmnpqrs", &id);
+    let response = postmark(&t)
+        .handle(lambda_http::request::from_str(&event).unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let inbound_id = body_of(&response)["inbound"].as_str().unwrap().to_owned();
+    process_queue(&t).await;
+
+    let after = body_of(
+        &api.handle(api_request(
+            &auth,
+            "GET",
+            &format!("/v1/messages/{id}"),
+            None,
+        ))
+        .await,
+    );
+    assert_eq!(after["state"], before["state"], "{after}");
+    let replied: Vec<&Value> = after["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "replied")
+        .collect();
+    assert_eq!(replied.len(), 1, "{after}");
+    assert_eq!(replied[0]["provider"], "postmark");
+    assert_eq!(replied[0]["recipient"], "ana@example.org");
+    let record = records(&t)
+        .get(&InboundId::parse(&inbound_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.thread.as_ref().map(MessageId::as_str),
+        Some(id.as_str())
+    );
+
+    // Processing the parse request again adds nothing twice.
+    processor(&t)
+        .process_inbound(&InboundId::parse(&inbound_id).unwrap())
+        .await;
+    let again = body_of(
+        &api.handle(api_request(
+            &auth,
+            "GET",
+            &format!("/v1/messages/{id}"),
+            None,
+        ))
+        .await,
+    );
+    let count = again["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "replied")
+        .count();
+    assert_eq!(count, 1);
+}
