@@ -1335,7 +1335,14 @@ async fn a_sync_send_whose_function_dies_after_the_provider_call_ends_unknown_an
     // Once its lease lapsed, the sweeper makes it visibly unknown, counted as such.
     let later = OffsetDateTime::now_utc() + time::Duration::minutes(2);
     assert_eq!(moved(&sweep_at(&w, later).await, "abandon_lapsed"), 1);
-    assert_eq!(w.get(&api, &id).await["state"], "unknown");
+    let got = w.get(&api, &id).await;
+    assert_eq!(got["state"], "unknown");
+    assert!(
+        got["state_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("lease")),
+        "the API says why: {got}"
+    );
     assert_eq!(moved(&sweep_at(&w, later).await, "abandon_lapsed"), 0);
     assert!(drain_pointers(&w).await.is_empty());
     assert_eq!(w.sendgrid.hits(), 1);

@@ -62,6 +62,7 @@ fn summary_json(record: &MessageRecord) -> Value {
             "status": record.recipient_status(r).as_str(),
         })).collect::<Vec<_>>(),
         "template": record.template.as_ref().map(|t| json!({"id": t.id.as_str(), "version": t.version})),
+        "state_reason": record.state_reason,
     })
 }
 

@@ -332,7 +332,12 @@ impl DynamoDbEventHistory {
             }
             if changed {
                 let update = update
-                    .update_expression(format!("SET {}", set.join(", ")))
+                    // A new state outdates the sweeper's reason for the old one.
+                    .update_expression(if after != before {
+                        format!("SET {} REMOVE state_reason", set.join(", "))
+                    } else {
+                        format!("SET {}", set.join(", "))
+                    })
                     .condition_expression(conditions.join(" AND "))
                     .build()
                     .map_err(build)?;

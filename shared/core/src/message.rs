@@ -434,6 +434,9 @@ pub struct MessageRecord {
     pub sending_until: Option<UnixMillis>,
     /// The template it was rendered from, if any.
     pub template: Option<crate::template::TemplateRef>,
+    /// Why mailgate itself moved it to `failed` or `unknown` (the sweeper giving up on it); an
+    /// event that moves the state on clears it.
+    pub state_reason: Option<String>,
 }
 
 impl MessageRecord {
@@ -493,6 +496,7 @@ impl MessageRecord {
             attempt_count: 0,
             sending_until: None,
             template: None,
+            state_reason: None,
         }
     }
 

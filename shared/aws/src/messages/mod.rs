@@ -367,6 +367,7 @@ fn record_from(item: &Item) -> Result<MessageRecord, MessageStoreError> {
             }),
             _ => None,
         },
+        state_reason: get_s(item, "state_reason").map(str::to_owned),
     })
 }
 
