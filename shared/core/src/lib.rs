@@ -55,7 +55,8 @@ pub use unix_time::UnixMillis;
 pub mod outbound;
 
 pub use outbound::{
-    Attachment, MESSAGE_ID_HEADER, MESSAGE_ID_METADATA_KEY, Mailbox, MessageCategory, OutboundEmail,
+    Attachment, CORRELATION_ID_METADATA_KEY, MESSAGE_ID_HEADER, MESSAGE_ID_METADATA_KEY, Mailbox,
+    MessageCategory, OutboundEmail,
 };
 
 // API keys: scopes, ids, the secret format, the stored hash and the authorization decision.
@@ -116,7 +117,7 @@ pub use event::{
 pub mod standard_webhooks;
 
 pub use standard_webhooks::{
-    Endpoint, EndpointFilter, EndpointSecret, EndpointUrl, InvalidEndpointUrl,
+    CorrelatedMessage, Endpoint, EndpointFilter, EndpointSecret, EndpointUrl, InvalidEndpointUrl,
     InvalidWebhookSecret, UnknownEventType, WebhookSecret, app_event_key, app_webhook_body,
     signature_header, webhook_message_id,
 };

@@ -434,6 +434,10 @@ pub struct MessageRecord {
     pub sending_until: Option<UnixMillis>,
     /// The template it was rendered from, if any.
     pub template: Option<crate::template::TemplateRef>,
+    /// The caller's tags, as sent.
+    pub tags: Vec<String>,
+    /// The caller's own id for the message, if it gave one.
+    pub correlation_id: Option<String>,
 }
 
 impl MessageRecord {
@@ -493,6 +497,8 @@ impl MessageRecord {
             attempt_count: 0,
             sending_until: None,
             template: None,
+            tags: email.tags.clone(),
+            correlation_id: email.correlation_id.clone(),
         }
     }
 
