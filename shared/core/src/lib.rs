@@ -114,6 +114,9 @@ pub use event::{
 };
 
 // Webhooks to the team's own app: Standard Webhooks v1 signing, bodies, ids, endpoints.
+// Finding messages without their id: filters, the index serving them, the recipient hash.
+pub mod search;
+
 pub mod standard_webhooks;
 
 pub use standard_webhooks::{

@@ -1298,7 +1298,7 @@ fn check_attachments(
     (!failed && !over_cap_reported).then_some(attachments)
 }
 
-fn is_tag_char(c: char) -> bool {
+pub(crate) fn is_tag_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 

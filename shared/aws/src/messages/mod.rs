@@ -291,6 +291,7 @@ fn summary_item(record: &MessageRecord) -> Item {
         item.insert("release_queue".to_owned(), s(queue.as_str()));
         item.insert("release_at".to_owned(), s(release_key(record.release_at())));
     }
+    search::add_summary_search_attributes(record, &mut item);
     item
 }
 
@@ -490,6 +491,7 @@ mod create;
 mod outcome;
 mod read;
 mod release;
+pub mod search;
 
 #[cfg(test)]
 mod tests {
