@@ -39,7 +39,7 @@ pub(crate) fn is_message_path(path: &str) -> bool {
         .is_some_and(|id| id.starts_with(MessageId::PREFIX) && !id.contains('/'))
 }
 
-pub(crate) fn time_json(at: UnixMillis) -> Value {
+fn time_json(at: UnixMillis) -> Value {
     at.to_datetime()
         .format(&Rfc3339)
         .map_or(Value::Null, Value::String)

@@ -14,14 +14,14 @@
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use mailgate_core::ports::SearchError;
-use mailgate_core::search::{MessageListing, MessageQuery, QueryError};
+use mailgate_core::search::{MessageQuery, QueryError};
 use mailgate_core::{EmailAddress, Requirement, Scope, StoreErrorKind, UnixMillis};
 use mailgate_lambda::http::{ApiError, json_response};
+use mailgate_services::search::{listing_json, page_json, time_json};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::SendApi;
-use crate::messages::time_json;
 use crate::suppressions::{percent_decode, suppression_json};
 
 const RECIPIENTS_PREFIX: &str = "/v1/recipients/";
@@ -30,30 +30,6 @@ const RECIPIENTS_PREFIX: &str = "/v1/recipients/";
 pub(crate) fn is_recipient_path(path: &str) -> bool {
     path.strip_prefix(RECIPIENTS_PREFIX)
         .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
-}
-
-/// A message as a listing shows it.
-pub fn listing_json(listing: &MessageListing) -> Value {
-    let record = &listing.record;
-    json!({
-        "id": record.id.as_str(),
-        "state": record.state.as_str(),
-        "category": record.category.as_str(),
-        "created_at": time_json(record.created_at),
-        "from": record.from.address.as_str(),
-        "recipients": record.recipients.iter().map(|r| json!({
-            "address": r.address.as_str(),
-            "type": r.kind.as_str(),
-            "status": record.recipient_status(r).as_str(),
-        })).collect::<Vec<_>>(),
-        "tags": record.tags,
-        "correlation_id": record.correlation_id,
-        "provider": record.provider.map(|p| p.as_str()),
-        "last_event": listing.last_event.map(|e| json!({
-            "type": e.kind.as_str(),
-            "at": time_json(e.at),
-        })),
-    })
 }
 
 fn bad_query(err: &QueryError) -> Response<Body> {
@@ -105,14 +81,7 @@ impl SendApi {
             Err(e) => return bad_query(&e),
         };
         match self.finder.find(&query).await {
-            Ok(page) => json_response(
-                StatusCode::OK,
-                &json!({
-                    "data": page.messages.iter().map(listing_json).collect::<Vec<_>>(),
-                    "next_cursor": page.next_cursor,
-                    "truncated": page.truncated,
-                }),
-            ),
+            Ok(page) => json_response(StatusCode::OK, &page_json(&page)),
             Err(e) => failed(&e),
         }
     }

@@ -25,6 +25,49 @@ use mailgate_core::{
     EmailAddress, KeyEnvironment, MessageRecord, RecipientStatus, Suppression, UnixMillis,
     normalise_address, suppression_key,
 };
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+
+/// An instant as the API shows it (RFC 3339).
+pub fn time_json(at: UnixMillis) -> Value {
+    at.to_datetime()
+        .format(&Rfc3339)
+        .map_or(Value::Null, Value::String)
+}
+
+/// A message as a listing shows it, in the API (`GET /v1/messages`) and in
+/// `mailgate-admin messages find --json` alike.
+pub fn listing_json(listing: &MessageListing) -> Value {
+    let record = &listing.record;
+    json!({
+        "id": record.id.as_str(),
+        "state": record.state.as_str(),
+        "category": record.category.as_str(),
+        "created_at": time_json(record.created_at),
+        "from": record.from.address.as_str(),
+        "recipients": record.recipients.iter().map(|r| json!({
+            "address": r.address.as_str(),
+            "type": r.kind.as_str(),
+            "status": record.recipient_status(r).as_str(),
+        })).collect::<Vec<_>>(),
+        "tags": record.tags,
+        "correlation_id": record.correlation_id,
+        "provider": record.provider.map(|p| p.as_str()),
+        "last_event": listing.last_event.map(|e| json!({
+            "type": e.kind.as_str(),
+            "at": time_json(e.at),
+        })),
+    })
+}
+
+/// A page as `GET /v1/messages` answers it.
+pub fn page_json(page: &MessagePage) -> Value {
+    json!({
+        "data": page.messages.iter().map(listing_json).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor,
+        "truncated": page.truncated,
+    })
+}
 
 /// The window of a recipient's outcome counts, in days.
 pub const COUNT_WINDOW_DAYS: i64 = 30;
