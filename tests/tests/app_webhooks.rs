@@ -413,8 +413,8 @@ async fn an_event_fans_out_to_the_matching_enabled_endpoints_only() {
     let notice = event("e-3", EventKind::AccountNotice);
     let n = fan_out(&t)
         .fan_out(&[
-            (delivered.clone(), Some(message_id.clone())),
-            (bounced.clone(), Some(message_id.clone())),
+            (delivered.clone(), Some(message_id.clone().into())),
+            (bounced.clone(), Some(message_id.clone().into())),
             (notice, None),
         ])
         .await
@@ -466,7 +466,7 @@ async fn one_delivery(t: &TestStack, url: &str) -> (mailgate_core::EndpointId, S
     let e = event(&format!("e-{}", uuid::Uuid::new_v4()), EventKind::Delivered);
     assert_eq!(
         fan_out(t)
-            .fan_out(&[(e.clone(), Some(MessageId::generate()))])
+            .fan_out(&[(e.clone(), Some(MessageId::generate().into()))])
             .await
             .unwrap(),
         1

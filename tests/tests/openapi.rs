@@ -404,6 +404,16 @@ fn codes_in_the_code() -> BTreeSet<String> {
     for (at, pattern) in module.match_indices("&str = ") {
         codes.extend(leading_literal(&module[at + pattern.len()..]));
     }
+    // The query codes of message search (`GET /v1/messages`).
+    let search = production_source(&workspace_root().join("shared/core/src/search.rs"));
+    let module = search
+        .split("pub mod code {")
+        .nth(1)
+        .and_then(|m| m.split("\n}").next())
+        .expect("search.rs has `pub mod code`");
+    for (at, pattern) in module.match_indices("&str = ") {
+        codes.extend(leading_literal(&module[at + pattern.len()..]));
+    }
     codes.extend(auth_failures().iter().map(|f| f.code().to_owned()));
     codes
 }
@@ -422,6 +432,7 @@ fn the_contract_lists_every_error_code_the_code_answers_and_no_other() {
         "insufficient_scope",
         "internal_error",
         "all_recipients_suppressed",
+        "invalid_range",
     ] {
         assert!(in_code.contains(sample), "the scan missed {sample}");
     }

@@ -779,6 +779,63 @@ async fn a_batch_answers_per_item_and_queues_the_valid_messages() {
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+#[tokio::test]
+async fn a_correlation_id_is_stored_echoed_and_part_of_the_idempotency_fingerprint() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    let mut body = message();
+    body["correlation_id"] = json!("order-42");
+    body["tags"] = json!(["receipt"]);
+    let sent = api.handle(post(&w.send_key, &body, Some("corr-1"))).await;
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let id = json_body(&sent)["id"].as_str().unwrap().to_owned();
+    let got = w.get(&api, &id).await;
+    assert_eq!(got["correlation_id"], "order-42");
+    assert_eq!(got["tags"], json!(["receipt"]));
+
+    // The same key with another correlation id is another request.
+    body["correlation_id"] = json!("order-43");
+    let mismatch = api.handle(post(&w.send_key, &body, Some("corr-1"))).await;
+    assert_eq!(mismatch.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        json_body(&mismatch)["error"]["code"],
+        "idempotency_key_mismatch"
+    );
+
+    // Without one, the field is null; a bad one is refused with the field named.
+    let plain = api.handle(post(&w.send_key, &message(), None)).await;
+    let got = w.get(&api, json_body(&plain)["id"].as_str().unwrap()).await;
+    assert!(got["correlation_id"].is_null());
+    body["correlation_id"] = json!("caf\u{e9}");
+    let refused = api.handle(post(&w.send_key, &body, None)).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let error = &json_body(&refused)["errors"][0];
+    assert_eq!(
+        (error["code"].as_str(), error["field"].as_str()),
+        (Some("invalid_correlation_id"), Some("correlation_id"))
+    );
+
+    // Each batch item carries its own.
+    let mut first = message();
+    first["correlation_id"] = json!("batch-a");
+    let batch = json!({"messages": [first, message()]});
+    let response = api
+        .handle(request(
+            &w.send_key,
+            "POST",
+            "/v1/messages/batch",
+            Some(batch.to_string()),
+            None,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let results = json_body(&response)["results"].as_array().unwrap().clone();
+    let a = w.get(&api, results[0]["id"].as_str().unwrap()).await;
+    let b = w.get(&api, results[1]["id"].as_str().unwrap()).await;
+    assert_eq!(a["correlation_id"], "batch-a");
+    assert!(b["correlation_id"].is_null());
+}
+
 /// An SQS event holding `messages` as received.
 fn sqs_event(messages: &[&aws_sdk_sqs::types::Message]) -> aws_lambda_events::event::sqs::SqsEvent {
     let records: Vec<Value> = messages

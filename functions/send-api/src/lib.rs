@@ -1,7 +1,8 @@
 //! `send-api`: the HTTP API behind API Gateway: `GET /v1/health` (the verdict for anyone, the
 //! full report for a key with the `read` scope),
 //! `GET /v1/keys/self` (any valid API key), `POST /v1/messages` and `POST /v1/messages/batch`
-//! (scope `send`), `GET|DELETE /v1/messages/{id}`, the suppression routes and the template
+//! (scope `send`), `GET|DELETE /v1/messages/{id}`, `GET /v1/messages` (search) and
+//! `GET /v1/recipients/{address}`, the suppression routes and the template
 //! routes (`/v1/templates…`).
 //!
 //! Each route module only decodes the request, calls one service of `mailgate-services`
@@ -10,6 +11,7 @@
 
 pub mod auth;
 mod messages;
+pub mod search;
 pub mod send;
 mod suppressions;
 mod templates;
@@ -145,6 +147,7 @@ pub struct SendApi {
     intake: Arc<MessageIntake>,
     templates: mailgate_services::templates::Templates,
     messages: MessageReads,
+    finder: mailgate_services::search::MessageFinder,
     suppressions: SuppressionAdministration,
     health: Arc<HealthCheck>,
 }
@@ -177,15 +180,26 @@ impl SendApi {
                 clients.dynamodb.clone(),
                 config.names.table(Table::Suppressions),
             )));
-        let messages = MessageReads::new(Arc::new(mailgate_aws::DynamoDbMessages::new(
+        let message_table = mailgate_aws::DynamoDbMessages::new(
             clients.dynamodb.clone(),
             config.names.table(Table::Messages).to_owned(),
-        )));
+        );
+        let finder = mailgate_services::search::MessageFinder::new(Arc::new(
+            mailgate_aws::DynamoDbMessageSearch::new(
+                message_table.clone(),
+                mailgate_aws::DynamoDbSuppressionList::new(
+                    clients.dynamodb.clone(),
+                    config.names.table(Table::Suppressions),
+                ),
+            ),
+        ));
+        let messages = MessageReads::new(Arc::new(message_table));
         Ok(Self {
             auth,
             intake: Arc::new(intake),
             templates,
             messages,
+            finder,
             suppressions,
             health,
         })
@@ -221,10 +235,11 @@ impl SendApi {
             .into_response(),
             (&Method::POST, "/v1/messages") => self.send(&request).await,
             (&Method::POST, "/v1/messages/batch") => self.send_batch(&request).await,
+            (&Method::GET, "/v1/messages") => self.find_messages(&request).await,
             (_, "/v1/messages") => ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                "use POST /v1/messages",
+                "use POST or GET /v1/messages",
             )
             .into_response(),
             (_, "/v1/messages/batch") => ApiError::new(
@@ -236,6 +251,7 @@ impl SendApi {
             (_, p) if suppressions::is_suppressions_path(p) => self.suppressions(&request, p).await,
             (_, p) if templates::is_templates_path(p) => self.templates(&request, p).await,
             (_, p) if messages::is_message_path(p) => self.message(&request, p).await,
+            (_, p) if search::is_recipient_path(p) => self.recipient(&request, p).await,
             _ => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",

@@ -56,6 +56,8 @@ fn summary_json(record: &MessageRecord) -> Value {
         "provider_message_id": record.provider_message_id,
         "created_at": time_json(record.created_at),
         "send_at": record.send_at.map_or(Value::Null, time_json),
+        "tags": record.tags,
+        "correlation_id": record.correlation_id,
         "recipients": record.recipients.iter().map(|r| json!({
             "address": r.address.as_str(),
             "type": r.kind.as_str(),

@@ -101,7 +101,7 @@ pub fn suppression_json(entry: &Suppression) -> Value {
 }
 
 /// Decodes `%XX` escapes of a path segment (`+` stays a plus, as in paths).
-fn percent_decode(segment: &str) -> Option<String> {
+pub(crate) fn percent_decode(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -11,6 +11,8 @@
 //! mailgate-admin endpoints list | remove ep_… | rotate-secret ep_…
 //! mailgate-admin dlq replay send|events|outbound
 //! mailgate-admin classify < bounces.jsonl
+//! mailgate-admin messages find --recipient A | --correlation-id C | --tag T | --state S … [--json]
+//! mailgate-admin normalise --provider P < body.json
 //! ```
 //!
 //! Every command works against the AWS endpoint of the standard SDK chain (`AWS_ENDPOINT_URL`
@@ -22,6 +24,9 @@
 //! given), 3 no such key or endpoint, 4 the table does not exist.
 
 use std::io::Write;
+
+pub mod search;
+pub use search::{FindArgs, MessagesCommand, NormaliseArgs};
 
 use aws_sdk_dynamodb::Client;
 use clap::{Args, Parser, Subcommand};
@@ -78,6 +83,13 @@ pub enum Command {
     /// Classifies bounces: JSON lines `{"diagnostic","status","reply_code"}` on stdin, one
     /// `{"kind","cause","suppress"}` line per input on stdout.
     Classify,
+    /// Messages (`messages find`: the search of `GET /v1/messages`).
+    #[command(subcommand)]
+    Messages(MessagesCommand),
+    /// Normalises one webhook body, exactly as the provider posts it (for SES: the SNS envelope
+    /// or the EventBridge event), from stdin: one JSON event per line, through the event
+    /// processor's own code. Needs no AWS.
+    Normalise(NormaliseArgs),
 }
 
 /// `mailgate-admin sends …`.
@@ -322,6 +334,15 @@ pub enum AdminError {
     /// Replaying a dead-letter queue failed.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// A `messages find` filter is not acceptable (the API would answer 400).
+    #[error("invalid --{}: {}", .0.field.replace('_', "-"), .0.message)]
+    InvalidFilter(mailgate_core::search::QueryError),
+    /// The message search failed.
+    #[error(transparent)]
+    Search(mailgate_core::ports::SearchError),
+    /// The body on stdin is not one the provider posts.
+    #[error("the body could not be normalised: {0}")]
+    Normalise(String),
     /// Standard output could not be written.
     #[error("could not write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -365,13 +386,17 @@ impl AdminError {
             | AdminError::ControlTableNotFound(_)
             | AdminError::EndpointsTableNotFound(_) => EXIT_TABLE_NOT_FOUND,
             AdminError::UnknownKey(_) | AdminError::UnknownEndpoint(_) => EXIT_UNKNOWN_KEY,
-            AdminError::InvalidUrl(_) | AdminError::QueueNotConfigured(_) => EXIT_USAGE,
+            AdminError::InvalidUrl(_)
+            | AdminError::QueueNotConfigured(_)
+            | AdminError::InvalidFilter(_)
+            | AdminError::Normalise(_) => EXIT_USAGE,
             AdminError::Store(_)
             | AdminError::Controls(_)
             | AdminError::Messages(_)
             | AdminError::Endpoints(_)
             | AdminError::NoQueueClient
             | AdminError::Replay(_)
+            | AdminError::Search(_)
             | AdminError::Output(_) => EXIT_FAILURE,
         }
     }
@@ -419,6 +444,8 @@ pub async fn run_with_sqs(
             run_dlq(command, sqs, |var| std::env::var(var).ok(), out).await
         }
         Command::Classify => classify_lines(std::io::stdin().lock(), out),
+        Command::Messages(command) => search::run_messages(command, dynamodb, out).await,
+        Command::Normalise(args) => search::run_normalise(&args, std::io::stdin().lock(), out),
     }
 }
 

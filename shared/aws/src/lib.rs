@@ -34,6 +34,8 @@ pub mod provider_health;
 pub use provider_health::{DynamoDbProviderHealth, ProviderHealthConfig, ProviderHealthError};
 pub mod api_ports;
 pub mod messages;
+pub mod search_ports;
+pub use search_ports::DynamoDbMessageSearch;
 pub mod send_ports;
 pub mod sweep_ports;
 pub mod webhook_ports;

@@ -442,6 +442,25 @@ impl DynamoDbSuppressionList {
         output.item.as_ref().map(suppression_of).transpose()
     }
 
+    /// Every entry of `address` (the unscoped one and those per topic), lapsed or not: one
+    /// Query on its partition (the soft-bounce tally beside them is left out).
+    pub async fn entries_of(
+        &self,
+        address: &EmailAddress,
+    ) -> Result<Vec<Suppression>, SuppressionStoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(suppression_key(address)))
+            .expression_attribute_values(":prefix", s(SUPPRESSION_SK))
+            .send()
+            .await
+            .map_err(|e| self.failed("Query", e))?;
+        output.items().iter().map(suppression_of).collect()
+    }
+
     /// Deletes the entry for `address`; returns what was stored (lapsed or not), if anything.
     pub async fn delete(
         &self,

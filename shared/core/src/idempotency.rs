@@ -374,6 +374,19 @@ mod tests {
     }
 
     #[test]
+    fn the_correlation_id_is_part_of_the_fingerprint() {
+        let base = r#"{"to":["a@example.com"],"subject":"Hi"}"#;
+        let one = r#"{"to":["a@example.com"],"subject":"Hi","correlation_id":"order-1"}"#;
+        let two = r#"{"correlation_id":"order-2","to":["a@example.com"],"subject":"Hi"}"#;
+        assert_ne!(fp(base), fp(one));
+        assert_ne!(fp(one), fp(two));
+        assert_eq!(
+            fp(one),
+            fp(r#"{"correlation_id":"order-1","subject":"Hi","to":["a@example.com"]}"#)
+        );
+    }
+
+    #[test]
     fn accepts_keys_of_visible_ascii_up_to_255_characters() {
         let key = IdempotencyKey::parse("order-42/retry:1~!").unwrap();
         assert_eq!(key.as_str(), "order-42/retry:1~!");

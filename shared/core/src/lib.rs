@@ -55,7 +55,8 @@ pub use unix_time::UnixMillis;
 pub mod outbound;
 
 pub use outbound::{
-    Attachment, MESSAGE_ID_HEADER, MESSAGE_ID_METADATA_KEY, Mailbox, MessageCategory, OutboundEmail,
+    Attachment, CORRELATION_ID_METADATA_KEY, MESSAGE_ID_HEADER, MESSAGE_ID_METADATA_KEY, Mailbox,
+    MessageCategory, OutboundEmail,
 };
 
 // API keys: scopes, ids, the secret format, the stored hash and the authorization decision.
@@ -113,10 +114,13 @@ pub use event::{
 };
 
 // Webhooks to the team's own app: Standard Webhooks v1 signing, bodies, ids, endpoints.
+// Finding messages without their id: filters, the index serving them, the recipient hash.
+pub mod search;
+
 pub mod standard_webhooks;
 
 pub use standard_webhooks::{
-    Endpoint, EndpointFilter, EndpointSecret, EndpointUrl, InvalidEndpointUrl,
+    CorrelatedMessage, Endpoint, EndpointFilter, EndpointSecret, EndpointUrl, InvalidEndpointUrl,
     InvalidWebhookSecret, UnknownEventType, WebhookSecret, app_event_key, app_webhook_body,
     signature_header, webhook_message_id,
 };

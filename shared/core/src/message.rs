@@ -437,6 +437,10 @@ pub struct MessageRecord {
     /// Why mailgate itself moved it to `failed` or `unknown` (the sweeper giving up on it); an
     /// event that moves the state on clears it.
     pub state_reason: Option<String>,
+    /// The caller's tags, as sent.
+    pub tags: Vec<String>,
+    /// The caller's own id for the message, if it gave one.
+    pub correlation_id: Option<String>,
 }
 
 impl MessageRecord {
@@ -497,6 +501,8 @@ impl MessageRecord {
             sending_until: None,
             template: None,
             state_reason: None,
+            tags: email.tags.clone(),
+            correlation_id: email.correlation_id.clone(),
         }
     }
 

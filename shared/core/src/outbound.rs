@@ -19,6 +19,10 @@ pub const MESSAGE_ID_HEADER: &str = "X-Mailgate-Message-Id";
 /// tags.
 pub const MESSAGE_ID_METADATA_KEY: &str = "mailgate_message_id";
 
+/// The key the caller's `correlation_id` is sent under in a provider's metadata, custom args or
+/// variables (where the provider has them).
+pub const CORRELATION_ID_METADATA_KEY: &str = "mailgate_correlation_id";
+
 /// An address with an optional display name, e.g. `Jane Doe <jane@example.com>`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mailbox {
@@ -176,6 +180,10 @@ pub struct OutboundEmail {
     /// gave its own pair).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub one_click: bool,
+    /// The caller's own id for the message (an order, a ticket), 1–128 printable ASCII
+    /// characters; absent from content stored before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 impl OutboundEmail {
@@ -204,6 +212,7 @@ impl OutboundEmail {
             category: MessageCategory::Transactional,
             topic: None,
             one_click: false,
+            correlation_id: None,
         }
     }
 

@@ -187,6 +187,9 @@ pub mod code {
     /// 422: a message needs a one-click unsubscribe link (bulk, or `"unsubscribe": true`) and
     /// this deployment has no signing keys (checked by the accept service, not here).
     pub const UNSUBSCRIBE_NOT_CONFIGURED: &str = "unsubscribe_not_configured";
+    /// 422: `correlation_id` is empty or has a character outside printable ASCII
+    /// (`!` to `~` and space).
+    pub const INVALID_CORRELATION_ID: &str = "invalid_correlation_id";
 }
 
 /// The codes answered with 400; every other code is 422.
@@ -503,6 +506,7 @@ pub struct SendRequest {
     template: Option<crate::template::TemplateUse>,
     topic: Option<String>,
     unsubscribe: Option<bool>,
+    correlation_id: Option<String>,
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
 }
@@ -536,13 +540,15 @@ impl fmt::Debug for SendRequest {
             .field("category", &self.category)
             .field("topic", &self.topic)
             .field("unsubscribe", &self.unsubscribe)
+            .field("correlation_id", &self.correlation_id)
             .field("unknown_fields", &self.unknown.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
 const SEND_REQUEST_FIELDS: &str = "from, to, cc, bcc, reply_to, subject, html, text, headers, \
-     attachments, tags, metadata, send_at, provider, category, template, topic, unsubscribe";
+     attachments, tags, metadata, send_at, provider, category, template, topic, unsubscribe, \
+     correlation_id";
 
 impl SendRequest {
     /// Deserializes a `POST /v1/messages` body; a shape error is one 400 [`FieldError`].
@@ -771,6 +777,7 @@ struct Parts {
     category: MessageCategory,
     topic: Option<String>,
     one_click: bool,
+    correlation_id: Option<String>,
 }
 
 impl Parts {
@@ -808,6 +815,7 @@ impl Parts {
                 .map(|((to, cc), bcc)| to.len() + cc.len() + bcc.len()),
             errors,
         );
+        let correlation_id = check_correlation_id(request.correlation_id, errors);
         Some(Self {
             from: from?,
             to: to?,
@@ -826,6 +834,7 @@ impl Parts {
             category: category?,
             topic: topic?,
             one_click: one_click?,
+            correlation_id: correlation_id?,
         })
     }
 
@@ -848,6 +857,7 @@ impl Parts {
                 category: self.category,
                 topic: self.topic,
                 one_click: self.one_click,
+                correlation_id: self.correlation_id,
             },
             send_at: self.send_at,
             provider: self.provider,
@@ -1288,7 +1298,7 @@ fn check_attachments(
     (!failed && !over_cap_reported).then_some(attachments)
 }
 
-fn is_tag_char(c: char) -> bool {
+pub(crate) fn is_tag_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
@@ -1547,6 +1557,37 @@ fn check_unsubscribe(
         ok = false;
     }
     ok.then_some(one_click)
+}
+
+/// The longest `correlation_id` accepted, in characters.
+pub const MAX_CORRELATION_ID_CHARS: usize = 128;
+
+/// A correlation id is 1–[`MAX_CORRELATION_ID_CHARS`] printable ASCII characters, so it fits
+/// provider metadata, index keys and log lines as it is.
+fn check_correlation_id(
+    correlation_id: Option<String>,
+    errors: &mut Errors,
+) -> Option<Option<String>> {
+    let Some(id) = correlation_id else {
+        return Some(None);
+    };
+    if id.is_empty() || !id.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        errors.push(
+            code::INVALID_CORRELATION_ID,
+            "correlation_id".into(),
+            "`correlation_id` is one or more printable ASCII characters",
+        );
+        None
+    } else if id.len() > MAX_CORRELATION_ID_CHARS {
+        errors.push(
+            code::TOO_LONG,
+            "correlation_id".into(),
+            format!("`correlation_id` is at most {MAX_CORRELATION_ID_CHARS} characters"),
+        );
+        None
+    } else {
+        Some(Some(id))
+    }
 }
 
 fn check_category(category: Option<String>, errors: &mut Errors) -> Option<MessageCategory> {
@@ -2456,6 +2497,64 @@ mod tests {
         assert_eq!(
             rejected(with(json!({"provider": "sparkpost"}))),
             one(code::UNKNOWN_PROVIDER, "provider")
+        );
+    }
+
+    #[test]
+    fn correlation_id_is_one_to_128_printable_ascii_characters() {
+        assert_eq!(accepted(minimal()).email.correlation_id, None);
+        assert_eq!(
+            accepted(with(json!({"correlation_id": "order-42 / #7"})))
+                .email
+                .correlation_id
+                .as_deref(),
+            Some("order-42 / #7")
+        );
+        let longest = "x".repeat(MAX_CORRELATION_ID_CHARS);
+        assert_eq!(
+            accepted(with(json!({"correlation_id": longest})))
+                .email
+                .correlation_id,
+            Some(longest)
+        );
+        for bad in ["", "order\n42", "tab\there", "caf\u{e9}", "del\u{7f}"] {
+            assert_eq!(
+                rejected(with(json!({"correlation_id": bad}))),
+                one(code::INVALID_CORRELATION_ID, "correlation_id"),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            rejected(with(
+                json!({"correlation_id": "x".repeat(MAX_CORRELATION_ID_CHARS + 1)})
+            )),
+            one(code::TOO_LONG, "correlation_id")
+        );
+        let error = shape_error(r#"{"correlation_id": 42}"#);
+        assert_eq!(
+            (error.code, error.field.as_str(), error.status()),
+            (code::INVALID_TYPE, "correlation_id", 400)
+        );
+    }
+
+    #[test]
+    fn a_batch_item_carries_its_own_correlation_id() {
+        let results = batch(vec![
+            with(json!({"correlation_id": "a-1"})),
+            minimal(),
+            with(json!({"correlation_id": ""})),
+        ])
+        .validate_batch(&SendLimits::default(), NOW, MessageId::generate)
+        .unwrap();
+        assert_eq!(
+            results[0].as_ref().unwrap().email.correlation_id.as_deref(),
+            Some("a-1")
+        );
+        assert_eq!(results[1].as_ref().unwrap().email.correlation_id, None);
+        let errors = results[2].as_ref().unwrap_err();
+        assert_eq!(
+            (errors[0].code, errors[0].field.as_str()),
+            (code::INVALID_CORRELATION_ID, "messages[2].correlation_id")
         );
     }
 

@@ -160,17 +160,37 @@ fn rfc3339(at: UnixMillis) -> Value {
     }
 }
 
+/// The message of ours an event was correlated to, as its app webhook names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorrelatedMessage {
+    /// Our id.
+    pub id: MessageId,
+    /// The caller's `correlation_id` given at send time, if any.
+    pub correlation_id: Option<String>,
+}
+
+impl From<MessageId> for CorrelatedMessage {
+    fn from(id: MessageId) -> Self {
+        Self {
+            id,
+            correlation_id: None,
+        }
+    }
+}
+
 /// The JSON body of the app webhook for `event`:
 /// `{"type": "email.<kind>", "timestamp": "<RFC 3339 of the event>", "data": {...}}`.
 ///
 /// `message_id` is our message the event belongs to when the processor correlated it (the
-/// event's own echo of our id is used otherwise). `data.bounce` is present for `bounced` events
+/// event's own echo of our id is used otherwise), and `correlation_id` the caller's own id
+/// given at send time (null when none was given or the event matched none of our messages). `data.bounce` is present for `bounced` events
 /// only, with the classification mailgate acted on. Addresses appear only here, in the body
 /// sent to the team's own app over HTTPS.
-pub fn app_webhook_body(event: &DeliveryEvent, message_id: Option<&MessageId>) -> String {
-    let message_id = message_id.or(event.message_id.as_ref());
+pub fn app_webhook_body(event: &DeliveryEvent, message: Option<&CorrelatedMessage>) -> String {
+    let message_id = message.map(|m| &m.id).or(event.message_id.as_ref());
     let mut data = json!({
         "message_id": message_id.map(MessageId::as_str),
+        "correlation_id": message.and_then(|m| m.correlation_id.as_deref()),
         "recipient": event.recipient.as_ref().map(|r| r.as_str()),
         "provider": event.provider.as_str(),
         "provider_message_id": event.provider_message_id,
@@ -562,12 +582,20 @@ mod tests {
     #[test]
     fn a_bounce_body_carries_the_type_time_and_classification() {
         let id = MessageId::generate();
-        let body: Value =
-            serde_json::from_str(&app_webhook_body(&event(EventKind::Bounced), Some(&id))).unwrap();
+        let message = CorrelatedMessage {
+            id: id.clone(),
+            correlation_id: Some("order-42".into()),
+        };
+        let body: Value = serde_json::from_str(&app_webhook_body(
+            &event(EventKind::Bounced),
+            Some(&message),
+        ))
+        .unwrap();
         assert_eq!(body["type"], "email.bounced");
         assert_eq!(body["timestamp"], "2026-11-23T14:00:00Z");
         let data = &body["data"];
         assert_eq!(data["message_id"], id.as_str());
+        assert_eq!(data["correlation_id"], "order-42");
         assert_eq!(data["recipient"], "jane@example.com");
         assert_eq!(data["provider"], "sendgrid");
         assert_eq!(data["provider_message_id"], "pm-1");
@@ -595,6 +623,7 @@ mod tests {
         assert_eq!(body["type"], "email.delivered");
         assert_eq!(body["timestamp"], "2026-11-23T14:00:01.5Z");
         assert_eq!(body["data"]["message_id"], own.as_str());
+        assert!(body["data"]["correlation_id"].is_null());
         assert!(body["data"]["occurred_at"].is_null());
         assert!(body["data"].get("bounce").is_none());
     }

@@ -16,9 +16,9 @@ use mailgate_core::ports::{
     MessageLookup, OversizeEvent, QueuedEvents, ReceiptReader, SuppressionWrites,
 };
 use mailgate_core::{
-    BounceKind, Clock, DeliveryEvent, EmailAddress, EventEffect, EventKind, MessageCategory,
-    MessageRecord, ProviderId, SoftBounceRule, StoreError, Suppression, SuppressionReason,
-    UnixMillis, suppression_key,
+    BounceKind, Clock, CorrelatedMessage, DeliveryEvent, EmailAddress, EventEffect, EventKind,
+    MessageCategory, MessageRecord, ProviderId, SoftBounceRule, StoreError, Suppression,
+    SuppressionReason, UnixMillis, suppression_key,
 };
 
 use crate::fan_out::{AppWebhookFanOut, FanOutError};
@@ -312,7 +312,13 @@ impl EventApplier {
         // losing it; the app dedupes a repeat by its stable `webhook-id`.
         self.ports
             .fan_out
-            .fan_out(&[(event.clone(), message.as_ref().map(|m| m.id.clone()))])
+            .fan_out(&[(
+                event.clone(),
+                message.as_ref().map(|m| CorrelatedMessage {
+                    id: m.id.clone(),
+                    correlation_id: m.correlation_id.clone(),
+                }),
+            )])
             .await?;
 
         for _ in 0..STATE_RETRIES {

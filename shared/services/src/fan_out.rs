@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use mailgate_core::ports::{EndpointDirectory, OutboundDelivery, OutboundQueue};
 use mailgate_core::{
-    DeliveryEvent, Endpoint, MessageId, StoreError, UnixMillis, app_event_key, app_webhook_body,
-    webhook_message_id,
+    CorrelatedMessage, DeliveryEvent, Endpoint, StoreError, UnixMillis, app_event_key,
+    app_webhook_body, webhook_message_id,
 };
 
 /// How long the enabled endpoints are reused before the table is read again.
@@ -34,16 +34,16 @@ pub enum FanOutError {
 /// event), endpoint by endpoint in the given order.
 pub fn plan_deliveries(
     endpoints: &[Endpoint],
-    events: &[(DeliveryEvent, Option<MessageId>)],
+    events: &[(DeliveryEvent, Option<CorrelatedMessage>)],
 ) -> Vec<OutboundDelivery> {
     let mut deliveries = Vec::new();
-    for (event, message_id) in events {
+    for (event, message) in events {
         let matching: Vec<&Endpoint> = endpoints.iter().filter(|e| e.accepts(event.kind)).collect();
         if matching.is_empty() {
             continue;
         }
         // One body per event, shared by every endpoint it goes to.
-        let body = app_webhook_body(event, message_id.as_ref());
+        let body = app_webhook_body(event, message.as_ref());
         let key = app_event_key(event);
         for endpoint in matching {
             deliveries.push(OutboundDelivery {
@@ -104,10 +104,11 @@ impl AppWebhookFanOut {
 
     /// Enqueues one delivery per (matching enabled endpoint, event) and returns how many.
     /// `AccountNotice` and `Unknown` events go only to endpoints that name those types.
-    /// Each event comes with our message id when the processor correlated it.
+    /// Each event comes with our message (id and correlation id) when the processor correlated
+    /// it.
     pub async fn fan_out(
         &self,
-        events: &[(DeliveryEvent, Option<MessageId>)],
+        events: &[(DeliveryEvent, Option<CorrelatedMessage>)],
     ) -> Result<usize, FanOutError> {
         if events.is_empty() {
             return Ok(0);
@@ -126,7 +127,7 @@ impl AppWebhookFanOut {
 mod tests {
     use super::*;
     use mailgate_core::{
-        EmailAddress, EndpointFilter, EndpointUrl, EventKind, EventSource, ProviderId,
+        EmailAddress, EndpointFilter, EndpointUrl, EventKind, EventSource, MessageId, ProviderId,
     };
 
     fn endpoint(filter: &str) -> Endpoint {
@@ -171,7 +172,10 @@ mod tests {
         let endpoints = vec![all.clone(), bounces.clone(), off];
         let events = vec![
             (event("1", EventKind::Delivered), None),
-            (event("2", EventKind::Bounced), Some(MessageId::generate())),
+            (
+                event("2", EventKind::Bounced),
+                Some(MessageId::generate().into()),
+            ),
             (event("3", EventKind::AccountNotice), None),
         ];
         let plan = plan_deliveries(&endpoints, &events);

@@ -16,6 +16,7 @@
 //! | release scheduled and paused messages onto the send queue | [`release`] | `sweeper` |
 //! | authenticate a request: its key, looked up by hash, and the scope the route needs | [`auth`] | `send-api` |
 //! | read or cancel one message for its caller | [`messages`] | `send-api` |
+//! | find messages by recipient, correlation id, tag, state…; a recipient's view | [`search`] | `send-api`, `mailgate-admin` |
 //! | administer the suppression list: list, read, store, remove; a test key may not lift an event's entry | [`suppressions`] | `send-api` |
 //! | the sweeper's tick: every job once | [`sweep`] | `sweeper` |
 //! | message templates: versions, previews, rendering for a send | [`templates`] | `send-api` |
@@ -31,6 +32,7 @@ pub mod inbound;
 pub mod ingest;
 pub mod messages;
 pub mod release;
+pub mod search;
 pub mod send;
 pub mod suppressions;
 pub mod sweep;

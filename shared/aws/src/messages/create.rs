@@ -58,7 +58,7 @@ impl DynamoDbMessages {
         }
         let build = |e| MessageStoreError::built("TransactWriteItems", e);
         let mut summary_item = summary_item(record);
-        summary_item.insert("expires_at".to_owned(), expires_at);
+        summary_item.insert("expires_at".to_owned(), expires_at.clone());
         if let Some(provider) = requested_provider {
             summary_item.insert("requested_provider".to_owned(), s(provider.as_str()));
         }
@@ -73,6 +73,22 @@ impl DynamoDbMessages {
             .set_item(Some(content_item))
             .build()
             .map_err(build)?;
+        // The search entries (one per distinct recipient and per tag) go in the same
+        // transaction: a message is never findable by its id but not by its recipient.
+        let mut search_entries = Vec::new();
+        for entry in search::search_entries(record, &expires_at) {
+            search_entries.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(entry))
+                            .build()
+                            .map_err(build)?,
+                    )
+                    .build(),
+            );
+        }
         let offset = usize::from(linked.is_some());
         let result = self
             .client
@@ -85,6 +101,7 @@ impl DynamoDbMessages {
                         TransactWriteItem::builder().put(summary).build(),
                         TransactWriteItem::builder().put(content).build(),
                     ])
+                    .chain(search_entries)
                     .collect(),
             ))
             .send()

@@ -278,10 +278,20 @@ fn summary_item(record: &MessageRecord) -> Item {
     if let (MessageState::Sending, Some(until)) = (record.state, record.sending_until) {
         item.insert("sending_until".to_owned(), n(until.as_i64()));
     }
+    if !record.tags.is_empty() {
+        item.insert(
+            "tags".to_owned(),
+            AttributeValue::L(record.tags.iter().map(s).collect()),
+        );
+    }
+    if let Some(correlation_id) = &record.correlation_id {
+        item.insert("correlation_id".to_owned(), s(correlation_id));
+    }
     if let Some(queue) = record.release_queue() {
         item.insert("release_queue".to_owned(), s(queue.as_str()));
         item.insert("release_at".to_owned(), s(release_key(record.release_at())));
     }
+    search::add_summary_search_attributes(record, &mut item);
     item
 }
 
@@ -368,7 +378,17 @@ fn record_from(item: &Item) -> Result<MessageRecord, MessageStoreError> {
             _ => None,
         },
         state_reason: get_s(item, "state_reason").map(str::to_owned),
+        tags: tags_of(item),
+        correlation_id: get_s(item, "correlation_id").map(str::to_owned),
     })
+}
+
+/// The stored tags, in the order sent (a list, not a set, to keep that order).
+fn tags_of(item: &Item) -> Vec<String> {
+    item.get("tags")
+        .and_then(|v| v.as_l().ok())
+        .map(|list| list.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+        .unwrap_or_default()
 }
 
 fn attempt_item(id: &MessageId, attempt: &SendAttempt) -> Item {
@@ -472,6 +492,7 @@ mod create;
 mod outcome;
 mod read;
 mod release;
+pub mod search;
 
 #[cfg(test)]
 mod tests {

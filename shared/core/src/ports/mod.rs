@@ -9,6 +9,7 @@
 pub mod api;
 pub mod events;
 pub mod inbound;
+pub mod search;
 pub mod send;
 pub mod sweep;
 pub mod templates;
@@ -25,6 +26,7 @@ pub use events::{
 };
 
 pub use inbound::{InboundObjects, InboundRecorded, InboundRecords};
+pub use search::{FoundMessages, MessageSearch, SearchError};
 pub use send::{
     Accepted, EmailProvider, IdempotencyStore, KeyClaimRequest, KeyCompletion, MessageStore,
     ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper, StoredMessage,

@@ -20,7 +20,9 @@
 
 use futures::future::BoxFuture;
 use http::StatusCode;
-use mailgate_core::{MESSAGE_ID_METADATA_KEY, OutboundEmail, ProviderId, SendFailure};
+use mailgate_core::{
+    CORRELATION_ID_METADATA_KEY, MESSAGE_ID_METADATA_KEY, OutboundEmail, ProviderId, SendFailure,
+};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use std::time::SystemTime;
@@ -175,6 +177,12 @@ pub fn form_fields(email: &OutboundEmail) -> Vec<(String, String)> {
         format!("v:{MESSAGE_ID_METADATA_KEY}"),
         email.message_id.as_str().to_owned(),
     ));
+    if let Some(correlation_id) = &email.correlation_id {
+        fields.push((
+            format!("v:{CORRELATION_ID_METADATA_KEY}"),
+            correlation_id.clone(),
+        ));
+    }
     fields
 }
 
@@ -273,6 +281,7 @@ mod tests {
         e.headers.push(("X-Campaign".into(), "spring".into()));
         e.tags = vec!["a".into(), "b".into(), "c".into(), "d".into()];
         e.metadata.insert("order".into(), "42".into());
+        e.correlation_id = Some("order 42".into());
         let fields = form_fields(&e);
         let expected: Vec<(String, String)> = [
             ("from", "\"Example, Inc.\" <news@example.com>"),
@@ -289,6 +298,7 @@ mod tests {
             ("o:tag", "c"),
             ("v:order", "42"),
             ("v:mailgate_message_id", id.as_str()),
+            ("v:mailgate_correlation_id", "order 42"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -21,7 +21,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures::future::BoxFuture;
 use mailgate_core::{
-    ErrorCategory, MESSAGE_ID_METADATA_KEY, MessageCategory, OutboundEmail, ProviderId, SendFailure,
+    CORRELATION_ID_METADATA_KEY, ErrorCategory, MESSAGE_ID_METADATA_KEY, MessageCategory,
+    OutboundEmail, ProviderId, SendFailure,
 };
 use serde_json::{Map, Value, json};
 
@@ -150,6 +151,12 @@ pub fn request_body(email: &OutboundEmail, bulk_stream: Option<&str>) -> Value {
         MESSAGE_ID_METADATA_KEY.to_owned(),
         email.message_id.as_str().into(),
     );
+    if let Some(correlation_id) = &email.correlation_id {
+        metadata.insert(
+            CORRELATION_ID_METADATA_KEY.to_owned(),
+            correlation_id.as_str().into(),
+        );
+    }
     body.insert("Metadata".into(), Value::Object(metadata));
     if !email.attachments.is_empty() {
         let attachments = email
@@ -250,6 +257,7 @@ mod tests {
         e.reply_to = Some(addr("support@example.com"));
         e.tags = vec!["welcome".into(), "ignored".into()];
         e.metadata.insert("order".into(), "42".into());
+        e.correlation_id = Some("order 42".into());
         e.attachments.push(Attachment {
             filename: "a.txt".into(),
             content_type: "text/plain".into(),
@@ -268,7 +276,11 @@ mod tests {
                 "ReplyTo": "support@example.com",
                 "Headers": [{"Name": "X-Mailgate-Message-Id", "Value": id.as_str()}],
                 "Tag": "welcome",
-                "Metadata": {"order": "42", "mailgate_message_id": id.as_str()},
+                "Metadata": {
+                    "order": "42",
+                    "mailgate_message_id": id.as_str(),
+                    "mailgate_correlation_id": "order 42",
+                },
                 "Attachments": [{"Name": "a.txt", "Content": "aGVsbG8=", "ContentType": "text/plain"}],
             })
         );

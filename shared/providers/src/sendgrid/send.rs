@@ -21,7 +21,8 @@ use base64::engine::general_purpose::STANDARD;
 use futures::future::BoxFuture;
 use http::StatusCode;
 use mailgate_core::{
-    ErrorCategory, MESSAGE_ID_METADATA_KEY, OutboundEmail, ProviderId, SendFailure,
+    CORRELATION_ID_METADATA_KEY, ErrorCategory, MESSAGE_ID_METADATA_KEY, OutboundEmail, ProviderId,
+    SendFailure,
 };
 use serde_json::{Map, Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -149,6 +150,12 @@ pub fn request_body(email: &OutboundEmail) -> Value {
         MESSAGE_ID_METADATA_KEY.to_owned(),
         email.message_id.as_str().into(),
     );
+    if let Some(correlation_id) = &email.correlation_id {
+        custom_args.insert(
+            CORRELATION_ID_METADATA_KEY.to_owned(),
+            correlation_id.as_str().into(),
+        );
+    }
 
     let mut body = Map::new();
     body.insert(
@@ -291,7 +298,8 @@ mod tests {
 
     #[test]
     fn the_body_carries_recipients_content_and_our_id() {
-        let e = email();
+        let mut e = email();
+        e.correlation_id = Some("order 42".into());
         let body = request_body(&e);
         let id = e.message_id.as_str();
         assert_eq!(
@@ -318,7 +326,7 @@ mod tests {
         );
         assert_eq!(
             body["custom_args"],
-            json!({"order": "42", "mailgate_message_id": id})
+            json!({"order": "42", "mailgate_message_id": id, "mailgate_correlation_id": "order 42"})
         );
         assert_eq!(body["categories"].as_array().unwrap().len(), MAX_CATEGORIES);
     }

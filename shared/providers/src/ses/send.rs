@@ -39,8 +39,8 @@ use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 use mailgate_core::{
-    ErrorCategory, MESSAGE_ID_HEADER, MESSAGE_ID_METADATA_KEY, Mailbox, OutboundEmail, ProviderId,
-    SendFailure, TransportFault,
+    CORRELATION_ID_METADATA_KEY, ErrorCategory, MESSAGE_ID_HEADER, MESSAGE_ID_METADATA_KEY,
+    Mailbox, OutboundEmail, ProviderId, SendFailure, TransportFault,
 };
 
 use crate::send::{Accepted, EmailProvider};
@@ -243,14 +243,21 @@ pub fn raw_mime(email: &OutboundEmail) -> Result<Vec<u8>, SendFailure> {
     builder.write_to_vec().map_err(|_| not_built())
 }
 
-/// The email tags: our id and the message category (SES tag values allow only `[A-Za-z0-9_.@-]`,
-/// so caller tags and metadata, which are free text, are not sent as SES tags).
+/// The email tags: our id, the message category, and the caller's `correlation_id` when it fits
+/// SES's tag value alphabet (`[A-Za-z0-9_.@-]`, at most 256 characters; caller tags, metadata
+/// and other correlation ids are free text, so they are not sent as SES tags).
 pub fn email_tags(email: &OutboundEmail) -> Result<Vec<MessageTag>, SendFailure> {
+    let correlation_id = email
+        .correlation_id
+        .as_deref()
+        .filter(|id| fits_ses_tag_value(id))
+        .map(|id| (CORRELATION_ID_METADATA_KEY, id));
     [
         (MESSAGE_ID_METADATA_KEY, email.message_id.as_str()),
         (CATEGORY_TAG, email.category.as_str()),
     ]
     .into_iter()
+    .chain(correlation_id)
     .map(|(name, value)| {
         MessageTag::builder()
             .name(name)
@@ -259,6 +266,15 @@ pub fn email_tags(email: &OutboundEmail) -> Result<Vec<MessageTag>, SendFailure>
             .map_err(|_| not_built())
     })
     .collect()
+}
+
+/// Whether SES accepts `value` as a message tag value.
+fn fits_ses_tag_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 256
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
 }
 
 /// SES's error mapping: the modelled `SendEmail` errors, the codes of unmodelled ones, and the
@@ -457,6 +473,19 @@ mod tests {
         assert_eq!(tags[0].name(), MESSAGE_ID_METADATA_KEY);
         assert_eq!(tags[0].value(), e.message_id.as_str());
         assert_eq!((tags[1].name(), tags[1].value()), (CATEGORY_TAG, "bulk"));
+    }
+
+    #[test]
+    fn a_correlation_id_is_a_tag_only_when_ses_accepts_its_characters() {
+        let mut e = email();
+        e.correlation_id = Some("order-42.a@b_c".into());
+        let tags = email_tags(&e).unwrap();
+        assert_eq!(
+            (tags[2].name(), tags[2].value()),
+            (CORRELATION_ID_METADATA_KEY, "order-42.a@b_c")
+        );
+        e.correlation_id = Some("order #42".into());
+        assert_eq!(email_tags(&e).unwrap().len(), 2);
     }
 
     #[test]

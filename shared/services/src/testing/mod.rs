@@ -7,6 +7,7 @@
 mod api;
 mod events;
 mod inbound;
+mod search;
 mod send;
 mod sweep;
 mod templates;
@@ -15,6 +16,7 @@ mod webhooks;
 pub use api::*;
 pub use events::*;
 pub use inbound::*;
+pub use search::*;
 pub use send::*;
 pub use sweep::*;
 pub use templates::*;
