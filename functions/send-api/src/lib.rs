@@ -2,7 +2,7 @@
 //! full report for a key with the `read` scope),
 //! `GET /v1/keys/self` (any valid API key), `POST /v1/messages` and `POST /v1/messages/batch`
 //! (scope `send`), `GET|DELETE /v1/messages/{id}`, the suppression routes and the template
-//! routes (`/v1/templates…`).
+//! routes (`/v1/templates…`) and `GET /v1/stats` (scope `read`).
 //!
 //! Each route module only decodes the request, calls one service of `mailgate-services`
 //! (authentication, accept, message reads, suppression administration, templates) and encodes
@@ -11,6 +11,7 @@
 pub mod auth;
 mod messages;
 pub mod send;
+mod stats;
 mod suppressions;
 mod templates;
 
@@ -146,6 +147,7 @@ pub struct SendApi {
     templates: mailgate_services::templates::Templates,
     messages: MessageReads,
     suppressions: SuppressionAdministration,
+    stats: mailgate_services::stats::DeliveryStatistics,
     health: Arc<HealthCheck>,
 }
 
@@ -181,12 +183,19 @@ impl SendApi {
             clients.dynamodb.clone(),
             config.names.table(Table::Messages).to_owned(),
         )));
+        let stats = mailgate_services::stats::DeliveryStatistics::new(Arc::new(
+            mailgate_aws::DynamoDbDeliveryStats::new(
+                clients.dynamodb.clone(),
+                config.names.table(Table::Messages),
+            ),
+        ));
         Ok(Self {
             auth,
             intake: Arc::new(intake),
             templates,
             messages,
             suppressions,
+            stats,
             health,
         })
     }
@@ -233,6 +242,7 @@ impl SendApi {
                 "use POST /v1/messages/batch",
             )
             .into_response(),
+            (_, stats::PATH) => self.stats(&request).await,
             (_, p) if suppressions::is_suppressions_path(p) => self.suppressions(&request, p).await,
             (_, p) if templates::is_templates_path(p) => self.templates(&request, p).await,
             (_, p) if messages::is_message_path(p) => self.message(&request, p).await,

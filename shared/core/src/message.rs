@@ -434,6 +434,8 @@ pub struct MessageRecord {
     pub sending_until: Option<UnixMillis>,
     /// The template it was rendered from, if any.
     pub template: Option<crate::template::TemplateRef>,
+    /// Its tags (the delivery statistics count under each).
+    pub tags: Vec<String>,
 }
 
 impl MessageRecord {
@@ -493,6 +495,7 @@ impl MessageRecord {
             attempt_count: 0,
             sending_until: None,
             template: None,
+            tags: email.tags.clone(),
         }
     }
 

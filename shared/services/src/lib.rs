@@ -32,6 +32,7 @@ pub mod ingest;
 pub mod messages;
 pub mod release;
 pub mod send;
+pub mod stats;
 pub mod suppressions;
 pub mod sweep;
 pub mod templates;

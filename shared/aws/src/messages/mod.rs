@@ -54,9 +54,10 @@ use mailgate_core::{
 /// are at most 400 KB); larger content is split into parts of this size.
 pub const INLINE_CONTENT_LIMIT: usize = 350 * 1024;
 
-/// Attempts per `record_outcome` transaction: the summary update and a linked write make the
-/// rest of TransactWriteItems' 100 items (attempt items are small, far from its 4 MB).
-pub const ATTEMPTS_PER_TRANSACTION: usize = 90;
+/// Attempts per `record_outcome` transaction: the summary update, a linked write and the
+/// outcome's statistics counters (at most 4 + 10 tags) make the rest of TransactWriteItems'
+/// 100 items (attempt items are small, far from its 4 MB).
+pub const ATTEMPTS_PER_TRANSACTION: usize = 80;
 
 /// Parts per BatchWriteItem request (the API's limit).
 const PARTS_PER_BATCH: usize = 25;
@@ -255,6 +256,12 @@ fn summary_item(record: &MessageRecord) -> Item {
     if let Some(topic) = &record.topic {
         item.insert("topic".to_owned(), s(topic));
     }
+    if !record.tags.is_empty() {
+        item.insert(
+            "tags".to_owned(),
+            AttributeValue::L(record.tags.iter().map(s).collect()),
+        );
+    }
     if let Some(at) = record.send_at {
         item.insert("send_at".to_owned(), n(at.as_i64()));
     }
@@ -366,6 +373,15 @@ fn record_from(item: &Item) -> Result<MessageRecord, MessageStoreError> {
                 version: u32::try_from(version).map_err(|_| corrupt("template_version"))?,
             }),
             _ => None,
+        },
+        tags: match item.get("tags") {
+            Some(v) => v
+                .as_l()
+                .map_err(|_| corrupt("tags"))?
+                .iter()
+                .filter_map(|t| t.as_s().ok().cloned())
+                .collect(),
+            None => Vec::new(),
         },
     })
 }

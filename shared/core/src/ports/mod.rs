@@ -10,6 +10,7 @@ pub mod api;
 pub mod events;
 pub mod inbound;
 pub mod send;
+pub mod stats;
 pub mod sweep;
 pub mod templates;
 pub mod webhooks;
@@ -30,6 +31,7 @@ pub use send::{
     ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper, StoredMessage,
     SuppressionCheck,
 };
+pub use stats::DeliveryStats;
 pub use sweep::{HeldMessages, ReleaseSendQueue, StalledMessages};
 pub use templates::{TemplatePage, TemplateRecord, TemplateStore, TemplateVersion};
 pub use webhooks::{Enqueued, EventsQueue, ReceiptEvents, WebhookReceipts};
