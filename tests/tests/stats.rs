@@ -350,6 +350,53 @@ async fn counters_equal_the_applied_events_under_duplicate_deliveries() {
         .unwrap();
     assert_eq!(today["counts"]["accepted"].as_u64().unwrap() + yesterday, 3);
 
+    // `mailgate-admin stats` prints the same as the API.
+    let api_body = stats_ok(&api, &auth, "group_by=tag").await;
+    let table = t.table("MessagesTable");
+    let admin = |extra: &[&str]| {
+        let mut args = vec!["mailgate-admin", "stats", "--environment", "test"];
+        args.extend_from_slice(extra);
+        args.extend(["--messages-table", table.as_str()]);
+        <mailgate_admin::Cli as clap::Parser>::try_parse_from(args).unwrap()
+    };
+    let mut out = Vec::new();
+    mailgate_admin::run(
+        admin(&["--group-by", "tag", "--json"]),
+        &t.clients.dynamodb,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let admin_body: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(admin_body["series"], api_body["series"]);
+    let mut out = Vec::new();
+    mailgate_admin::run(
+        admin(&["--granularity", "day"]),
+        &t.clients.dynamodb,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let total = text
+        .lines()
+        .find(|l| l.starts_with("all") && l.contains("total"))
+        .unwrap();
+    let cells: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(&cells[2..5], &["3", "3", "3"], "{text}");
+    let err = mailgate_admin::run(
+        admin(&["--granularity", "week"]),
+        &t.clients.dynamodb,
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.exit_code(), mailgate_admin::EXIT_USAGE);
+    assert!(
+        err.to_string().starts_with("invalid --granularity"),
+        "{err}"
+    );
+
     // The other environment's key sees none of it.
     let live = key(&t, KeyEnvironment::Live, "read").await;
     assert_eq!(totals_of(&stats_ok(&api, &live, "").await)["accepted"], 0);
