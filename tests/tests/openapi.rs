@@ -414,6 +414,16 @@ fn codes_in_the_code() -> BTreeSet<String> {
     for (at, pattern) in module.match_indices("&str = ") {
         codes.extend(leading_literal(&module[at + pattern.len()..]));
     }
+    // The stats query's codes (`mailgate_core::stats::code`).
+    let stats = production_source(&workspace_root().join("shared/core/src/stats.rs"));
+    let module = stats
+        .split("pub mod code {")
+        .nth(1)
+        .and_then(|m| m.split("\n}").next())
+        .expect("stats.rs has `pub mod code`");
+    for (at, pattern) in module.match_indices("&str = ") {
+        codes.extend(leading_literal(&module[at + pattern.len()..]));
+    }
     codes.extend(auth_failures().iter().map(|f| f.code().to_owned()));
     codes
 }
@@ -865,4 +875,42 @@ async fn suppression_answers_match_the_contract() {
     w.call("DELETE", one, jane, &[], None, &[], 204).await;
     w.call("DELETE", one, jane, &[], None, &[], 404).await;
     w.call("GET", one, jane, &[], None, &[], 404).await;
+}
+
+#[tokio::test]
+async fn stats_answers_match_the_contract() {
+    let w = World::new().await;
+    let path = "/v1/stats";
+    w.call(
+        "POST",
+        "/v1/messages",
+        "/v1/messages",
+        &[],
+        Some(message(&["jane@example.org"])),
+        &[],
+        202,
+    )
+    .await;
+    let (_, body) = w.call("GET", path, path, &[], None, &[], 200).await;
+    assert_eq!(body["series"][0]["totals"]["accepted"], 1, "{body}");
+    for query in [
+        vec![("granularity", "day"), ("group_by", "tag")],
+        vec![("group_by", "provider")],
+        vec![
+            ("after", "2026-11-01T00:00:00Z"),
+            ("before", "2026-11-02T00:00:00Z"),
+        ],
+    ] {
+        w.call("GET", path, path, &query, None, &[], 200).await;
+    }
+    for query in [
+        vec![("granularity", "week")],
+        vec![
+            ("after", "2026-11-02T00:00:00Z"),
+            ("before", "2026-11-01T00:00:00Z"),
+        ],
+        vec![("cursor", "x")],
+    ] {
+        w.call("GET", path, path, &query, None, &[], 400).await;
+    }
 }

@@ -2,8 +2,8 @@
 //! full report for a key with the `read` scope),
 //! `GET /v1/keys/self` (any valid API key), `POST /v1/messages` and `POST /v1/messages/batch`
 //! (scope `send`), `GET|DELETE /v1/messages/{id}`, `GET /v1/messages` (search) and
-//! `GET /v1/recipients/{address}`, the suppression routes and the template
-//! routes (`/v1/templates…`).
+//! `GET /v1/recipients/{address}`, the suppression routes, the template
+//! routes (`/v1/templates…`) and `GET /v1/stats` (scope `read`).
 //!
 //! Each route module only decodes the request, calls one service of `mailgate-services`
 //! (authentication, accept, message reads, suppression administration, templates) and encodes
@@ -13,6 +13,7 @@ pub mod auth;
 mod messages;
 pub mod search;
 pub mod send;
+mod stats;
 mod suppressions;
 mod templates;
 
@@ -149,6 +150,7 @@ pub struct SendApi {
     messages: MessageReads,
     finder: mailgate_services::search::MessageFinder,
     suppressions: SuppressionAdministration,
+    stats: mailgate_services::stats::DeliveryStatistics,
     health: Arc<HealthCheck>,
 }
 
@@ -194,6 +196,12 @@ impl SendApi {
             ),
         ));
         let messages = MessageReads::new(Arc::new(message_table));
+        let stats = mailgate_services::stats::DeliveryStatistics::new(Arc::new(
+            mailgate_aws::DynamoDbDeliveryStats::new(
+                clients.dynamodb.clone(),
+                config.names.table(Table::Messages),
+            ),
+        ));
         Ok(Self {
             auth,
             intake: Arc::new(intake),
@@ -201,6 +209,7 @@ impl SendApi {
             messages,
             finder,
             suppressions,
+            stats,
             health,
         })
     }
@@ -248,6 +257,7 @@ impl SendApi {
                 "use POST /v1/messages/batch",
             )
             .into_response(),
+            (_, stats::PATH) => self.stats(&request).await,
             (_, p) if suppressions::is_suppressions_path(p) => self.suppressions(&request, p).await,
             (_, p) if templates::is_templates_path(p) => self.templates(&request, p).await,
             (_, p) if messages::is_message_path(p) => self.message(&request, p).await,

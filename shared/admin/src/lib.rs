@@ -80,6 +80,9 @@ pub enum Command {
     /// Dead-letter queues.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Delivery statistics of one environment, as `GET /v1/stats` answers (a table for people,
+    /// `--json` for scripts).
+    Stats(StatsArgs),
     /// Classifies bounces: JSON lines `{"diagnostic","status","reply_code"}` on stdin, one
     /// `{"kind","cause","suppress"}` line per input on stdout.
     Classify,
@@ -113,6 +116,32 @@ pub enum SendsCommand {
         #[arg(long, value_name = "TABLE", env = "MESSAGES_TABLE")]
         messages_table: Option<String>,
     },
+}
+
+/// `mailgate-admin stats`: the same parameters as `GET /v1/stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Start of the range (RFC 3339; default `--before` minus 1 day by hour, 7 days by day).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// End of the range (RFC 3339; default now).
+    #[arg(long)]
+    pub before: Option<String>,
+    /// `hour` (default) or `day`.
+    #[arg(long)]
+    pub granularity: Option<String>,
+    /// `provider`, `category` or `tag`.
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// The environment whose counters to read.
+    #[arg(long, default_value = "live")]
+    pub environment: KeyEnvironment,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The messages table (which holds the counters).
+    #[arg(long, value_name = "TABLE", env = "MESSAGES_TABLE")]
+    pub messages_table: String,
 }
 
 /// `mailgate-admin endpoints …`.
@@ -343,6 +372,12 @@ pub enum AdminError {
     /// The body on stdin is not one the provider posts.
     #[error("the body could not be normalised: {0}")]
     Normalise(String),
+    /// A stats parameter is not acceptable.
+    #[error("invalid --{}: {}", .0.field.replace('_', "-"), .0.message)]
+    InvalidStatsQuery(mailgate_core::StatsQueryError),
+    /// The counters could not be read.
+    #[error(transparent)]
+    Stats(mailgate_core::StoreError),
     /// Standard output could not be written.
     #[error("could not write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -390,6 +425,7 @@ impl AdminError {
             | AdminError::QueueNotConfigured(_)
             | AdminError::InvalidFilter(_)
             | AdminError::Normalise(_) => EXIT_USAGE,
+            AdminError::InvalidStatsQuery(_) => EXIT_USAGE,
             AdminError::Store(_)
             | AdminError::Controls(_)
             | AdminError::Messages(_)
@@ -397,6 +433,7 @@ impl AdminError {
             | AdminError::NoQueueClient
             | AdminError::Replay(_)
             | AdminError::Search(_)
+            | AdminError::Stats(_)
             | AdminError::Output(_) => EXIT_FAILURE,
         }
     }
@@ -443,10 +480,73 @@ pub async fn run_with_sqs(
             let sqs = sqs.ok_or(AdminError::NoQueueClient)?;
             run_dlq(command, sqs, |var| std::env::var(var).ok(), out).await
         }
+        Command::Stats(args) => run_stats(args, dynamodb, out).await,
         Command::Classify => classify_lines(std::io::stdin().lock(), out),
         Command::Messages(command) => search::run_messages(command, dynamodb, out).await,
         Command::Normalise(args) => search::run_normalise(&args, std::io::stdin().lock(), out),
     }
+}
+
+/// `mailgate-admin stats`: the same query, service and JSON as `GET /v1/stats`.
+async fn run_stats(
+    args: StatsArgs,
+    dynamodb: &Client,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
+    let params = [
+        ("after", args.after.as_deref()),
+        ("before", args.before.as_deref()),
+        ("granularity", args.granularity.as_deref()),
+        ("group_by", args.group_by.as_deref()),
+    ];
+    let query = mailgate_core::StatsQuery::parse(
+        params.iter().filter_map(|(k, v)| v.map(|v| (*k, v))),
+        now_ms(),
+    )
+    .map_err(AdminError::InvalidStatsQuery)?;
+    let service = mailgate_services::stats::DeliveryStatistics::new(std::sync::Arc::new(
+        mailgate_aws::DynamoDbDeliveryStats::new(dynamodb.clone(), args.messages_table),
+    ));
+    let series = service
+        .report(args.environment, &query)
+        .await
+        .map_err(AdminError::Stats)?;
+    if args.json {
+        let body = mailgate_services::stats::report_json(&query, &series);
+        writeln!(out, "{body}")?;
+        return Ok(());
+    }
+    let columns = mailgate_core::stats::Counter::ALL;
+    let mut header = vec!["group", "start"];
+    header.extend(columns.iter().map(|c| c.as_str()));
+    header.extend(["bounce_rate", "complaint_rate"]);
+    let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{:.4}%", r * 100.0));
+    let mut rows = Vec::new();
+    for s in &series {
+        let group = s.group.clone().unwrap_or_else(|| "all".to_owned());
+        let buckets = s
+            .buckets
+            .iter()
+            .map(|b| (timestamp(b.start.to_datetime()), &b.counts))
+            .chain([("total".to_owned(), &s.totals)]);
+        for (start, counts) in buckets {
+            let mut row = vec![group.clone(), start];
+            row.extend(columns.iter().map(|c| counts.get(*c).to_string()));
+            row.push(rate(counts.bounce_rate()));
+            row.push(rate(counts.complaint_rate()));
+            rows.push(row);
+        }
+    }
+    writeln!(
+        out,
+        "{} buckets by {} from {} to {}",
+        args.environment,
+        query.granularity.as_str(),
+        timestamp(query.after.to_datetime()),
+        timestamp(query.before.to_datetime())
+    )?;
+    print_table(out, &header, &rows)?;
+    Ok(())
 }
 
 /// The current time as stored instants.

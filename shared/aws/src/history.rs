@@ -10,7 +10,8 @@
 //!    in the messages table, or an orphan partition for events of unknown messages), the
 //!    summary's state and recipient status (conditional on the values they were computed from, so
 //!    a concurrent change makes the caller re-read instead of regressing the state), and the claim
-//!    set to `done`. All or nothing: a crash before it leaves the claim to expire and the event to
+//!    set to `done`, and the delivery-statistics counters the event adds (`crate::stats`:
+//!    4 + tags items for a counted event of our message, none for an orphan). All or nothing: a crash before it leaves the claim to expire and the event to
 //!    be processed again; after it, the event is a duplicate.
 //!
 //! Side effects outside the transaction (suppression, soft-bounce count, app webhooks) happen
@@ -368,6 +369,25 @@ impl DynamoDbEventHistory {
                 .update(done.build().map_err(build)?)
                 .build(),
         );
+        // The delivery statistics, in the same transaction as the claim's `done`: a duplicate
+        // event (refused at the claim) never counts twice.
+        if let Some(record) = message {
+            let classification = event.bounce_classification();
+            let counters: Vec<_> =
+                mailgate_core::stats::event_counters(event.kind, classification.as_ref())
+                    .into_iter()
+                    .map(|c| (c, 1))
+                    .collect();
+            items.extend(
+                crate::stats::counter_writes(
+                    &self.messages_table,
+                    &crate::stats::StatsScope::of(record, Some(event.provider)),
+                    event.at(),
+                    &counters,
+                )
+                .map_err(build)?,
+            );
+        }
 
         let result = self
             .client

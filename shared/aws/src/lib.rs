@@ -47,6 +47,8 @@ pub mod controls;
 pub use controls::{BULK_PAUSED_PK, BulkPause, ControlsError, DynamoDbSendControls};
 pub mod send_queue;
 pub use send_queue::{MalformedSendMessage, SendQueueMessage, SqsSendQueue};
+pub mod stats;
+pub use stats::{DynamoDbDeliveryStats, StatsScope};
 pub mod history;
 pub use history::{DynamoDbEventHistory, EventClaim, EventRecorded, HistoryEntry, HistoryError};
 pub mod templates;

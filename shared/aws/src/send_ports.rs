@@ -200,7 +200,7 @@ impl MessageStore for DynamoDbMessages {
 
     fn record_outcome<'a>(
         &'a self,
-        id: &'a MessageId,
+        record: &'a MessageRecord,
         attempts: &'a [SendAttempt],
         state: MessageState,
         now: UnixMillis,
@@ -214,7 +214,10 @@ impl MessageStore for DynamoDbMessages {
                 }
                 None => None,
             };
-            Ok(DynamoDbMessages::record_outcome(self, id, attempts, state, now, linked).await?)
+            Ok(
+                DynamoDbMessages::record_outcome_of(self, record, attempts, state, now, linked)
+                    .await?,
+            )
         })
     }
 }

@@ -141,3 +141,8 @@ pub mod ports;
 pub mod template;
 
 pub use ports::{BoxFuture, StoreError, StoreErrorKind};
+
+// Delivery statistics: counters per hour bucket, the stats query and its arithmetic.
+pub mod stats;
+
+pub use stats::{DeliveryCounts, Granularity, GroupBy, StatsQuery, StatsQueryError};

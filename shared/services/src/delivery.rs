@@ -325,7 +325,7 @@ impl MessageDelivery {
             .map_or_else(|| UnixMillis::from(self.clock.now()), |a| a.at);
         let written = self
             .messages
-            .record_outcome(&record.id, &attempts, delivery.state, now, linked)
+            .record_outcome(record, &attempts, delivery.state, now, linked)
             .await?;
         if with_link && !written {
             // The idempotency claim lapsed and was taken by a retry: the outcome is recorded,

@@ -34,6 +34,7 @@ pub mod messages;
 pub mod release;
 pub mod search;
 pub mod send;
+pub mod stats;
 pub mod suppressions;
 pub mod sweep;
 pub mod templates;

@@ -31,7 +31,8 @@ impl DynamoDbMessages {
     /// in the same transaction: nothing is written unless every condition holds. A refused
     /// linked write is `LinkedRefused`; an existing message is `AlreadyExists`. Content parts
     /// (content over [`INLINE_CONTENT_LIMIT`]) are written before, outside the transaction, as
-    /// for `create`; the transaction holds at most three items (linked, summary, content head).
+    /// for `create`; the transaction holds the linked write, the summary, the content head and
+    /// the `accepted` counters (2 + tags items, see `crate::stats`).
     pub async fn create_linked(
         &self,
         record: &MessageRecord,
@@ -89,6 +90,14 @@ impl DynamoDbMessages {
                     .build(),
             );
         }
+        // The `accepted` counters, in the same transaction: counted once, with the message.
+        let counters = crate::stats::counter_writes(
+            &self.table,
+            &crate::stats::StatsScope::of(record, None),
+            record.created_at,
+            &[(mailgate_core::stats::Counter::Accepted, 1)],
+        )
+        .map_err(build)?;
         let offset = usize::from(linked.is_some());
         let result = self
             .client
@@ -102,6 +111,7 @@ impl DynamoDbMessages {
                         TransactWriteItem::builder().put(content).build(),
                     ])
                     .chain(search_entries)
+                    .chain(counters)
                     .collect(),
             ))
             .send()

@@ -54,9 +54,10 @@ use mailgate_core::{
 /// are at most 400 KB); larger content is split into parts of this size.
 pub const INLINE_CONTENT_LIMIT: usize = 350 * 1024;
 
-/// Attempts per `record_outcome` transaction: the summary update and a linked write make the
-/// rest of TransactWriteItems' 100 items (attempt items are small, far from its 4 MB).
-pub const ATTEMPTS_PER_TRANSACTION: usize = 90;
+/// Attempts per `record_outcome` transaction: the summary update, a linked write and the
+/// outcome's statistics counters (at most 4 + 10 tags) make the rest of TransactWriteItems'
+/// 100 items (attempt items are small, far from its 4 MB).
+pub const ATTEMPTS_PER_TRANSACTION: usize = 80;
 
 /// Parts per BatchWriteItem request (the API's limit).
 const PARTS_PER_BATCH: usize = 25;

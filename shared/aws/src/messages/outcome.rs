@@ -44,6 +44,38 @@ impl DynamoDbMessages {
         now: UnixMillis,
         linked: Option<LinkedWrite>,
     ) -> Result<bool, MessageStoreError> {
+        self.record_outcome_counted(id, None, attempts, new_state, now, linked)
+            .await
+    }
+
+    /// [`record_outcome`](Self::record_outcome) of `record`, adding the delivery-statistics
+    /// counter of the outcome (`sent` with `sent_recipients`, `failed`, `unknown`; see
+    /// `crate::stats`) in the last chunk's transaction, once per message and outcome: the
+    /// summary keeps the outcomes counted (`counted`, a string set) and the counted write is
+    /// conditioned on the outcome not being in it. When the state has moved on (an event
+    /// arrived first), the outcome is still counted, without the state.
+    pub async fn record_outcome_of(
+        &self,
+        record: &MessageRecord,
+        attempts: &[SendAttempt],
+        new_state: MessageState,
+        now: UnixMillis,
+        linked: Option<LinkedWrite>,
+    ) -> Result<bool, MessageStoreError> {
+        self.record_outcome_counted(&record.id, Some(record), attempts, new_state, now, linked)
+            .await
+    }
+
+    async fn record_outcome_counted(
+        &self,
+        id: &MessageId,
+        record: Option<&MessageRecord>,
+        attempts: &[SendAttempt],
+        new_state: MessageState,
+        now: UnixMillis,
+        linked: Option<LinkedWrite>,
+    ) -> Result<bool, MessageStoreError> {
+        let counting = record.and_then(|r| Counting::of(r, attempts, new_state));
         let chunks: Vec<&[SendAttempt]> = if attempts.is_empty() {
             vec![&[]]
         } else {
@@ -54,14 +86,15 @@ impl DynamoDbMessages {
         let mut linked_written = false;
         for (i, chunk) in chunks.into_iter().enumerate() {
             let with = if i == last { linked.take() } else { None };
+            let count = if i == last { counting.as_ref() } else { None };
             let had_linked = with.is_some();
             match self
-                .record_chunk_by_precedence(id, chunk, new_state, now, with)
+                .record_chunk_by_precedence(id, chunk, new_state, now, with, count)
                 .await
             {
                 Ok(()) => linked_written = had_linked,
                 Err(MessageStoreError::LinkedRefused) => {
-                    self.record_chunk_by_precedence(id, chunk, new_state, now, None)
+                    self.record_chunk_by_precedence(id, chunk, new_state, now, None, count)
                         .await?;
                 }
                 Err(e) => return Err(e),
@@ -81,18 +114,30 @@ impl DynamoDbMessages {
         new_state: MessageState,
         now: UnixMillis,
         linked: Option<LinkedWrite>,
+        count: Option<&Counting>,
     ) -> Result<(), MessageStoreError> {
-        match self
-            .record_chunk(id, attempts, Some(new_state), now, linked.clone())
-            .await
-        {
-            // The condition names the states the outcome outranks; refused, either the state
-            // moved on or there is no such message, which the second try tells apart.
-            Err(MessageStoreError::NotFound(_)) => {
-                self.record_chunk(id, attempts, None, now, linked).await
+        // Counted first (refused when the outcome was counted already), then as before.
+        let counted = count.map(Some).into_iter().chain([None]);
+        for count in counted {
+            match self
+                .record_chunk(id, attempts, Some(new_state), now, linked.clone(), count)
+                .await
+            {
+                // The condition names the states the outcome outranks (and, counted, that the
+                // outcome was not counted); refused, either the state moved on, or it was
+                // counted, or there is no such message, which the next tries tell apart.
+                Err(MessageStoreError::NotFound(_)) => {}
+                other => return other,
             }
-            other => other,
+            match self
+                .record_chunk(id, attempts, None, now, linked.clone(), count)
+                .await
+            {
+                Err(MessageStoreError::NotFound(_)) if count.is_some() => {}
+                other => return other,
+            }
         }
+        Err(MessageStoreError::NotFound(id.clone()))
     }
 
     /// One transaction of [`record_outcome`](Self::record_outcome).
@@ -103,6 +148,7 @@ impl DynamoDbMessages {
         new_state: Option<MessageState>,
         now: UnixMillis,
         linked: Option<LinkedWrite>,
+        count: Option<&Counting>,
     ) -> Result<(), MessageStoreError> {
         let build = |e| MessageStoreError::built("TransactWriteItems", e);
         let mut items = Vec::with_capacity(attempts.len() + 2);
@@ -122,6 +168,22 @@ impl DynamoDbMessages {
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .expression_attribute_values(":now", n(now.as_i64()));
+        // Counted once: the outcome joins the summary's `counted` set, unless it is in it.
+        let (not_counted, add) = match count {
+            Some(c) => {
+                update = update
+                    .expression_attribute_values(
+                        ":counted",
+                        AttributeValue::Ss(vec![c.marker.to_owned()]),
+                    )
+                    .expression_attribute_values(":marker", s(c.marker));
+                (
+                    " AND (attribute_not_exists(counted) OR NOT contains(counted, :marker))",
+                    " ADD counted :counted",
+                )
+            }
+            None => ("", ""),
+        };
         match new_state {
             Some(state) => {
                 // Only from a state the outcome outranks (see `outranked_by`).
@@ -131,7 +193,7 @@ impl DynamoDbMessages {
                 set.push("#state = :state");
                 update = update
                     .condition_expression(format!(
-                        "attribute_exists(pk) AND #state IN ({})",
+                        "attribute_exists(pk) AND #state IN ({}){not_counted}",
                         names.join(", ")
                     ))
                     .expression_attribute_names("#state", "state")
@@ -140,7 +202,9 @@ impl DynamoDbMessages {
                     update = update.expression_attribute_values(name, s(from.as_str()));
                 }
             }
-            None => update = update.condition_expression("attribute_exists(pk)"),
+            None => {
+                update = update.condition_expression(format!("attribute_exists(pk){not_counted}"))
+            }
         }
         if let Some(last) = attempts.last() {
             set.push("provider = :provider");
@@ -181,13 +245,19 @@ impl DynamoDbMessages {
             "sending_until, release_queue, release_at"
         };
         let update = update
-            .update_expression(format!("SET {} REMOVE {remove}", set.join(", ")))
+            .update_expression(format!("SET {} REMOVE {remove}{add}", set.join(", ")))
             .build()
             .map_err(build)?;
         let summary_index = items.len();
         items.push(TransactWriteItem::builder().update(update).build());
         let has_linked = linked.is_some();
         items.extend(linked.map(|l| l.0));
+        if let Some(c) = count {
+            items.extend(
+                crate::stats::counter_writes(&self.table, &c.scope, now, &c.counters)
+                    .map_err(build)?,
+            );
+        }
         let result = self
             .client
             .transact_write_items()
@@ -304,5 +374,44 @@ impl DynamoDbMessages {
             Err(err) if is_conditional_failure(&err) => Ok(false),
             Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
         }
+    }
+}
+
+/// The delivery-statistics counters a send outcome adds, and its marker in the summary's
+/// `counted` set.
+#[derive(Debug, Clone)]
+pub(super) struct Counting {
+    scope: crate::stats::StatsScope,
+    counters: Vec<(mailgate_core::stats::Counter, u64)>,
+    marker: &'static str,
+}
+
+impl Counting {
+    /// The counting of `record` reaching `state` after `attempts`; `None` for a state that is
+    /// not a counted outcome (`queued` for a retry).
+    fn of(record: &MessageRecord, attempts: &[SendAttempt], state: MessageState) -> Option<Self> {
+        use mailgate_core::stats::Counter;
+        let counters = match state {
+            MessageState::Sent => {
+                let recipients = record
+                    .recipients
+                    .iter()
+                    .filter(|r| r.status != RecipientStatus::Suppressed)
+                    .count();
+                vec![
+                    (Counter::Sent, 1),
+                    (Counter::SentRecipients, recipients as u64),
+                ]
+            }
+            MessageState::Failed => vec![(Counter::Failed, 1)],
+            MessageState::Unknown => vec![(Counter::Unknown, 1)],
+            _ => return None,
+        };
+        let provider = attempts.last().map(|a| a.provider).or(record.provider);
+        Some(Self {
+            scope: crate::stats::StatsScope::of(record, provider),
+            marker: counters[0].0.as_str(),
+            counters,
+        })
     }
 }

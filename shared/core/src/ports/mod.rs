@@ -11,6 +11,7 @@ pub mod events;
 pub mod inbound;
 pub mod search;
 pub mod send;
+pub mod stats;
 pub mod sweep;
 pub mod templates;
 pub mod webhooks;
@@ -32,6 +33,7 @@ pub use send::{
     ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper, StoredMessage,
     SuppressionCheck,
 };
+pub use stats::DeliveryStats;
 pub use sweep::{HeldMessages, ReleaseSendQueue, StalledMessages};
 pub use templates::{TemplatePage, TemplateRecord, TemplateStore, TemplateVersion};
 pub use webhooks::{Enqueued, EventsQueue, ReceiptEvents, WebhookReceipts};

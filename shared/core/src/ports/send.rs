@@ -175,13 +175,15 @@ pub trait MessageStore: Send + Sync {
         key: &'a KeyClaimRequest,
     ) -> BoxFuture<'a, Result<Option<Claim>, StoreError>>;
 
-    /// Records every provider call of one delivery and moves the message to `state` (the
-    /// sending lease is lifted), with the key's completion in the same write when given.
+    /// Records every provider call of one delivery and moves the message `record` to `state`
+    /// (the sending lease is lifted), with the key's completion in the same write when given;
+    /// a `sent`, `failed` or `unknown` outcome adds to the delivery statistics in that write,
+    /// once per message.
     /// Returns whether the completion was written (a lapsed claim is refused; the outcome is
     /// recorded without it).
     fn record_outcome<'a>(
         &'a self,
-        id: &'a MessageId,
+        record: &'a MessageRecord,
         attempts: &'a [SendAttempt],
         state: MessageState,
         now: UnixMillis,

@@ -627,12 +627,13 @@ impl MessageStore for MemoryMessages {
 
     fn record_outcome<'a>(
         &'a self,
-        id: &'a MessageId,
+        record: &'a MessageRecord,
         attempts: &'a [SendAttempt],
         state: MessageState,
         _now: UnixMillis,
         completion: Option<&'a KeyCompletion>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let id = &record.id;
         let result = self.faults.take("record_outcome").and_then(|()| {
             let mut messages = lock(&self.messages);
             let Some(m) = messages.get_mut(id) else {
