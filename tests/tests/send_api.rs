@@ -1021,11 +1021,49 @@ impl aws_sdk_dynamodb::config::Intercept for DynamoDbRequestLog {
     }
 }
 
-#[tokio::test]
-async fn a_synchronous_send_makes_at_most_three_dynamodb_round_trips_before_the_provider_call_and_one_after()
- {
-    let w = World::new().await;
-    let log = DynamoDbRequestLog::new(&w.sendgrid);
+/// The DynamoDB requests of one send through `api`, split at the provider call: before, after,
+/// and the breaker's reads (the control table's, read only when this instance's health cache
+/// is cold: counted apart so that the figure does not depend on timing).
+async fn round_trips(
+    w: &World,
+    api: &SendApi,
+    log: &DynamoDbRequestLog,
+    body: &Value,
+    idempotency_key: Option<&str>,
+) -> (Vec<String>, Vec<String>, Vec<LoggedRequest>) {
+    let control = w.t.table("ControlTable");
+    log.take();
+    let hits = w.sendgrid.hits();
+    let response = api.handle(post(&w.send_key, body, idempotency_key)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(json_body(&response)["status"], "sent");
+    assert_eq!(w.sendgrid.hits(), hits + 1);
+    let requests = log.take();
+    let (health, send): (Vec<_>, Vec<_>) = requests
+        .into_iter()
+        .partition(|(_, table, _)| table.as_deref() == Some(control.as_str()));
+    assert!(
+        health
+            .iter()
+            .all(|(op, _, h)| op == "GetItem" && *h == hits),
+        "{health:?}"
+    );
+    assert!(health.len() <= 1, "{health:?}");
+    let before = send
+        .iter()
+        .filter(|(_, _, h)| *h == hits)
+        .map(|(op, _, _)| op.clone())
+        .collect();
+    let after = send
+        .iter()
+        .filter(|(_, _, h)| *h > hits)
+        .map(|(op, _, _)| op.clone())
+        .collect();
+    (before, after, health)
+}
+
+/// The send API on clients whose DynamoDB requests `log` records.
+fn logged_api(w: &World, log: &DynamoDbRequestLog) -> SendApi {
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&w.t.sdk)
             .interceptor(log.clone())
@@ -1036,49 +1074,48 @@ async fn a_synchronous_send_makes_at_most_three_dynamodb_round_trips_before_the_
         ..w.t.clients.clone()
     };
     let config = SendApiConfig::from_lookup(w.env("send-api", "sendgrid")).unwrap();
-    let api = SendApi::new(config, clients).unwrap();
-    let control = w.t.table("ControlTable");
+    SendApi::new(config, clients).unwrap()
+}
 
-    for (idempotency_key, case) in [(Some("count-1"), "with a key"), (None, "without a key")] {
-        log.take();
-        let hits = w.sendgrid.hits();
-        let response = api
-            .handle(post(&w.send_key, &message(), idempotency_key))
-            .await;
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        assert_eq!(json_body(&response)["status"], "sent");
-        assert_eq!(w.sendgrid.hits(), hits + 1);
-        let requests = log.take();
-        // The breaker's state is read only when this instance's health cache is cold (it is
-        // kept 2 s): counted apart so that the figure does not depend on timing.
-        let (health, send): (Vec<_>, Vec<_>) = requests
-            .iter()
-            .partition(|(_, table, _)| table.as_deref() == Some(control.as_str()));
-        let before: Vec<&str> = send
-            .iter()
-            .filter(|(_, _, h)| *h == hits)
-            .map(|(op, _, _)| op.as_str())
-            .collect();
-        let after: Vec<&str> = send
-            .iter()
-            .filter(|(_, _, h)| *h > hits)
-            .map(|(op, _, _)| op.as_str())
-            .collect();
+#[tokio::test]
+async fn a_synchronous_send_makes_one_dynamodb_round_trip_before_the_provider_call_and_one_after() {
+    let w = World::new().await;
+    let log = DynamoDbRequestLog::new(&w.sendgrid);
+    let api = logged_api(&w, &log);
+    let write = vec!["TransactWriteItems".to_owned()];
+
+    // Cold: this container reads the key once, then caches it.
+    let (before, after, _) = round_trips(&w, &api, &log, &message(), Some("count-0")).await;
+    eprintln!(
+        "bench dynamodb_round_trips cold key: before {} {before:?}, after {} {after:?}",
+        before.len(),
+        after.len()
+    );
+    assert_eq!(
+        before,
+        vec!["GetItem".to_owned(), "TransactWriteItems".to_owned()]
+    );
+    assert_eq!(after, write);
+
+    // Warm, nothing suppressed: one transaction claims the key, records the message and checks
+    // the recipients' suppressions and the key itself; one records the outcome.
+    let mut many = message();
+    many["cc"] = json!(["cc@example.org", "other@example.org"]);
+    many["bcc"] = json!(["audit@example.org"]);
+    for (body, idempotency_key, case) in [
+        (message(), Some("count-1"), "with a key"),
+        (message(), None, "without a key"),
+        (many, Some("count-2"), "four recipients"),
+    ] {
+        let (before, after, health) = round_trips(&w, &api, &log, &body, idempotency_key).await;
         eprintln!(
             "bench dynamodb_round_trips {case}: before {} {before:?}, after {} {after:?}, breaker reads {}",
             before.len(),
             after.len(),
             health.len()
         );
-        assert!(before.len() <= 3, "{case}: {requests:?}");
-        assert!(after.len() <= 1, "{case}: {requests:?}");
-        assert!(
-            health
-                .iter()
-                .all(|(op, _, h)| op == "GetItem" && *h == hits),
-            "{case}: {requests:?}"
-        );
-        assert!(health.len() <= 1, "{case}: {requests:?}");
+        assert_eq!(before, write, "{case}");
+        assert_eq!(after, write, "{case}");
     }
 
     // The response stored with the outcome is replayed.
@@ -1088,7 +1125,100 @@ async fn a_synchronous_send_makes_at_most_three_dynamodb_round_trips_before_the_
     assert_eq!(again.status(), StatusCode::ACCEPTED);
     assert_eq!(again.headers()["idempotency-replayed"], "true");
     assert_eq!(json_body(&again)["status"], "sent");
-    assert_eq!(w.sendgrid.hits(), 2);
+    assert_eq!(w.sendgrid.hits(), 4);
+}
+
+#[tokio::test]
+async fn a_recipient_suppressed_after_the_key_was_cached_falls_back_to_the_reads_and_is_screened() {
+    let w = World::new().await;
+    let log = DynamoDbRequestLog::new(&w.sendgrid);
+    let api = logged_api(&w, &log);
+    round_trips(&w, &api, &log, &message(), None).await;
+    let list =
+        DynamoDbSuppressionList::new(w.t.clients.dynamodb.clone(), w.t.table("SuppressionsTable"));
+    let now = OffsetDateTime::now_utc();
+    list.put(&Suppression::new(
+        &EmailAddress::parse("cc@example.org").unwrap(),
+        SuppressionReason::HardBounce,
+        now,
+    ))
+    .await
+    .unwrap();
+    let mut partial = message();
+    partial["cc"] = json!(["cc@example.org"]);
+    let (before, after, _) = round_trips(&w, &api, &log, &partial, Some("partial-1")).await;
+    // The guarded write is cancelled; the suppressions are read and the write made again.
+    assert_eq!(
+        before,
+        ["TransactWriteItems", "BatchGetItem", "TransactWriteItems"].map(str::to_owned)
+    );
+    assert_eq!(after, vec!["TransactWriteItems".to_owned()]);
+    let replay = api
+        .handle(post(&w.send_key, &partial, Some("partial-1")))
+        .await;
+    assert_eq!(
+        json_body(&replay)["suppressed"],
+        json!([{"address": "cc@example.org", "reason": "hard_bounce"}])
+    );
+
+    // An unsubscribe does not stop transactional mail, and an expired entry stops nothing:
+    // both pass the guarded write's checks with no read.
+    list.put(&Suppression::new(
+        &EmailAddress::parse("jane@example.org").unwrap(),
+        SuppressionReason::Unsubscribe,
+        now,
+    ))
+    .await
+    .unwrap();
+    let expiring = Suppression::new(
+        &EmailAddress::parse("soft@example.org").unwrap(),
+        SuppressionReason::HardBounce,
+        now,
+    )
+    .expiring_at(now + time::Duration::seconds(2))
+    .unwrap();
+    list.put(&expiring).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    let mut passing = message();
+    passing["cc"] = json!(["soft@example.org"]);
+    let (before, _, _) = round_trips(&w, &api, &log, &passing, None).await;
+    assert_eq!(before, vec!["TransactWriteItems".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_cached_key_revoked_is_refused_at_once_and_nothing_is_sent() {
+    let w = World::new().await;
+    let api = w.api("sendgrid");
+    let first = api
+        .handle(post(&w.send_key, &message(), Some("revoked-1")))
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let this = api
+        .handle(request(&w.send_key, "GET", "/v1/keys/self", None, None))
+        .await;
+    let id = json_body(&this)["id"].as_str().unwrap().parse().unwrap();
+    DynamoDbApiKeys::new(w.t.clients.dynamodb.clone(), w.t.table("ApiKeysTable"))
+        .revoke(&id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    // A new message, a replay of the first and an invalid body: all refused as unauthorised.
+    let mut bad = message();
+    bad["to"] = json!([]);
+    for (body, idempotency_key) in [
+        (message(), None),
+        (message(), Some("revoked-2")),
+        (message(), Some("revoked-1")),
+        (bad, None),
+    ] {
+        let refused = api.handle(post(&w.send_key, &body, idempotency_key)).await;
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNAUTHORIZED,
+            "{idempotency_key:?}"
+        );
+        assert_eq!(json_body(&refused)["error"]["code"], "invalid_api_key");
+    }
+    assert_eq!(w.sendgrid.hits(), 1);
 }
 
 /// Stores `count` messages through the batch endpoint and returns their pointers as received.

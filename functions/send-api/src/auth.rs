@@ -20,10 +20,15 @@ pub async fn authenticate(
         .map(HeaderValue::as_bytes);
     auth.authenticate(header, requirement)
         .await
-        .map_err(|e| match e {
-            AuthError::Refused(failure) => denied(&failure),
-            AuthError::Store(e) => unavailable(&e),
-        })
+        .map_err(refusal)
+}
+
+/// The response to an authentication that did not succeed.
+pub fn refusal(error: AuthError) -> Response<Body> {
+    match error {
+        AuthError::Refused(failure) => denied(&failure),
+        AuthError::Store(e) => unavailable(&e),
+    }
 }
 
 /// The response refusing a request: the error shape, plus the `WWW-Authenticate` challenge of

@@ -14,10 +14,13 @@
 //! ([`mailgate_services::accept`], which holds the order of work and its guarantees) and
 //! encodes its outcome.
 //!
-//! DynamoDB round trips of a synchronous send with a key: the API key `GetItem`, the
-//! suppression `BatchGetItem` and the create-and-claim `TransactWriteItems` before the provider
-//! call; the record-and-complete `TransactWriteItems` after it (plus the breaker's `GetItem` when
-//! this instance's health cache is cold). The batch endpoint keeps the claim-first protocol (one
+//! DynamoDB round trips of a synchronous send on the warm path (the key cached by this
+//! container, nothing suppressed): ONE before the provider call, the `TransactWriteItems` that
+//! claims the `Idempotency-Key`, records the message and checks (`ConditionCheck`) each
+//! recipient's suppression items and the API key still being valid; and one after it, the
+//! record-and-complete `TransactWriteItems` (plus the breaker's `GetItem` when this instance's
+//! health cache is cold). A key not cached yet adds its `GetItem`; a check that fails falls
+//! back to the reads (the suppression `BatchGetItem`, the key's `GetItem`) and the write again. The batch endpoint keeps the claim-first protocol (one
 //! key for many message creations): claim, process, then complete (202) or release.
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
@@ -83,6 +86,10 @@ fn respond(outcome: AcceptOutcome) -> Response<Body> {
             }
             response
         }
+        // Never answered as such (the key is read first); a refusal if it were.
+        AcceptOutcome::KeyUnconfirmed => {
+            crate::auth::denied(&mailgate_core::AuthFailure::InvalidApiKey)
+        }
         AcceptOutcome::Unavailable { what, error } => {
             tracing::error!(error = %error, "{what} failed");
             ApiError::new(
@@ -96,11 +103,53 @@ fn respond(outcome: AcceptOutcome) -> Response<Body> {
 }
 
 impl SendApi {
-    /// `POST /v1/messages`.
+    /// `POST /v1/messages`. The key may come from this container's cache: the write that
+    /// records the message confirms it; any other outcome reads the key before it is answered.
     pub(crate) async fn send(&self, request: &Request) -> Response<Body> {
-        match self.admit(request).await {
-            Ok((key, body, keyed)) => respond(self.intake.accept(&key, body, keyed).await),
-            Err(refused) => refused,
+        let header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        let (key, guard) = match self.auth.authenticate_cached(header, Scope::Send).await {
+            Ok(found) => found,
+            Err(e) => return crate::auth::refusal(e),
+        };
+        let (body, keyed) = match admit_body(request, &key) {
+            Ok(admitted) => admitted,
+            Err(refused) if guard.is_none() => return refused,
+            // A cached key is read before anything is answered to it.
+            Err(refused) => {
+                return match self
+                    .authenticate(request, Requirement::Scope(Scope::Send))
+                    .await
+                {
+                    Ok(_) => refused,
+                    Err(denied) => denied,
+                };
+            }
+        };
+        let accepting = self
+            .intake
+            .accept_with_cached_key(&key, guard.as_ref(), body, keyed)
+            .await;
+        if guard.is_none() || accepting.key_confirmed {
+            return respond(accepting.outcome);
+        }
+        // The cached key was not confirmed by a write: read it, as every other route does.
+        match accepting.outcome {
+            // Gone, revoked or changed since it was cached: the read answers (a refusal, or
+            // the key as it is now, which the request is accepted under).
+            AcceptOutcome::KeyUnconfirmed => match self.admit(request).await {
+                Ok((key, body, keyed)) => respond(self.intake.accept(&key, body, keyed).await),
+                Err(refused) => refused,
+            },
+            outcome => match self
+                .authenticate(request, Requirement::Scope(Scope::Send))
+                .await
+            {
+                Ok(_) => respond(outcome),
+                Err(refused) => refused,
+            },
         }
     }
 
@@ -122,35 +171,48 @@ impl SendApi {
         let key = self
             .authenticate(request, Requirement::Scope(Scope::Send))
             .await?;
-        let body = request_body(request);
-        if body.len() > MAX_BODY_BYTES {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-            .into_response());
-        }
-        let Some(raw_key) = request.headers().get(IDEMPOTENCY_KEY_HEADER) else {
-            return Ok((key, body, None));
-        };
-        let idempotency_key = raw_key
-            .to_str()
-            .map_err(|_| "the idempotency key may contain only visible ASCII characters".to_owned())
-            .and_then(|k| IdempotencyKey::parse(k).map_err(|e| e.to_string()))
-            .map_err(|message| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message)
-                    .with_field("Idempotency-Key")
-                    .into_response()
-            })?;
-        let keyed = RequestFingerprint::of_body(body)
-            .ok()
-            .map(|fingerprint| KeyedRequest {
-                scoped_key: idempotency_key.scoped(key.id.as_str()),
-                fingerprint,
-            });
+        let (body, keyed) = admit_body(request, &key)?;
         Ok((key, body, keyed))
     }
+}
+
+/// The size cap and the `Idempotency-Key` header of a request authenticated as `key`: the body
+/// and the scoped idempotency key with the body's fingerprint (none without the header, or
+/// for a body that is not JSON: validation refuses it without claiming anything). The error is
+/// the response to answer with.
+#[allow(clippy::result_large_err)]
+fn admit_body<'r>(
+    request: &'r Request,
+    key: &AuthenticatedKey,
+) -> Result<(&'r [u8], Option<KeyedRequest>), Response<Body>> {
+    let body = request_body(request);
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response());
+    }
+    let Some(raw_key) = request.headers().get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok((body, None));
+    };
+    let idempotency_key = raw_key
+        .to_str()
+        .map_err(|_| "the idempotency key may contain only visible ASCII characters".to_owned())
+        .and_then(|k| IdempotencyKey::parse(k).map_err(|e| e.to_string()))
+        .map_err(|message| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message)
+                .with_field("Idempotency-Key")
+                .into_response()
+        })?;
+    let keyed = RequestFingerprint::of_body(body)
+        .ok()
+        .map(|fingerprint| KeyedRequest {
+            scoped_key: idempotency_key.scoped(key.id.as_str()),
+            fingerprint,
+        });
+    Ok((body, keyed))
 }
 
 /// The stored response of a completed key, marked as replayed.

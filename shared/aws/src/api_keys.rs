@@ -158,6 +158,28 @@ fn record_of(item: &HashMap<String, AttributeValue>) -> Result<ApiKeyRecord, Api
     })
 }
 
+/// A transaction's check that the key `guard` names is still stored unrevoked, with the id,
+/// environment and scope the caller's cached copy has: a revocation (or a scope taken away)
+/// refuses the write it is part of, so a key cached per container is never trusted past it.
+pub(crate) fn key_valid_check(
+    table: &str,
+    guard: &mailgate_core::ports::KeyGuard,
+) -> Result<aws_sdk_dynamodb::types::ConditionCheck, aws_sdk_dynamodb::error::BuildError> {
+    aws_sdk_dynamodb::types::ConditionCheck::builder()
+        .table_name(table)
+        .key("pk", s(api_key_pk(&guard.hash)))
+        .condition_expression(
+            "attribute_exists(pk) AND attribute_not_exists(revoked_at) AND key_id = :id \
+             AND #environment = :environment AND contains(#scopes, :scope)",
+        )
+        .expression_attribute_names("#environment", "environment")
+        .expression_attribute_names("#scopes", "scopes")
+        .expression_attribute_values(":id", s(guard.id.as_str()))
+        .expression_attribute_values(":environment", s(guard.environment.as_str()))
+        .expression_attribute_values(":scope", s(guard.scope.as_str()))
+        .build()
+}
+
 /// API keys on DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoDbApiKeys {

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use mailgate_core::ports::{
-    BoxFuture, IdempotencyStore, KeyClaimRequest, KeyCompletion, MessageStore, ProviderHealth,
-    SendControls, SendQueue, SendingClaim, StoredMessage, SuppressionCheck,
+    AcceptGuards, BoxFuture, GuardedCreate, IdempotencyStore, KeyClaimRequest, KeyCompletion,
+    MessageStore, ProviderHealth, SendControls, SendQueue, SendingClaim, StoredMessage,
+    SuppressionCheck,
 };
 use mailgate_core::{
     Admission, CircuitStatus, Claim, ClaimOutcome, EmailAddress, MessageId, MessageRecord,
@@ -32,6 +33,7 @@ impl From<MessageStoreError> for StoreError {
         let kind = match &e {
             MessageStoreError::AlreadyExists(_)
             | MessageStoreError::LinkedRefused
+            | MessageStoreError::CheckRefused
             | MessageStoreError::NotFound(_) => StoreErrorKind::ConditionFailed,
             MessageStoreError::Corrupt { .. } | MessageStoreError::Content(_) => {
                 StoreErrorKind::Corrupt
@@ -193,6 +195,52 @@ impl MessageStore for DynamoDbMessages {
             {
                 Ok(()) => Ok(Some(claim)),
                 Err(MessageStoreError::LinkedRefused) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn create_guarded<'a>(
+        &'a self,
+        record: &'a MessageRecord,
+        content: &'a OutboundEmail,
+        requested_provider: Option<ProviderId>,
+        key: Option<&'a KeyClaimRequest>,
+        guards: &'a AcceptGuards,
+    ) -> BoxFuture<'a, Result<GuardedCreate, StoreError>> {
+        Box::pin(async move {
+            let Some(checks) = self.guard_checks(guards) else {
+                return Ok(GuardedCreate::Unconfirmed);
+            };
+            let checks = checks?;
+            // A message to many recipients (two checks each on a topic) can need more items
+            // than one transaction holds: then the caller reads instead of checking.
+            if checks.len() + self.create_items(record, key.is_some())
+                > crate::messages::MAX_TRANSACTION_ITEMS
+            {
+                return Ok(GuardedCreate::Unconfirmed);
+            }
+            let (linked, claim) = match key {
+                Some(key) => {
+                    let store = self.idempotency().ok_or_else(no_idempotency_table)?;
+                    let (write, claim) = store.claim_write(
+                        &key.scoped_key,
+                        &key.fingerprint,
+                        key.now,
+                        key.lease,
+                        key.completed.as_ref().map(|(r, d)| (r, *d)),
+                    )?;
+                    (Some(write), Some(claim))
+                }
+                None => (None, None),
+            };
+            match self
+                .create_checked(record, content, requested_provider, linked, checks)
+                .await
+            {
+                Ok(()) => Ok(GuardedCreate::Recorded(claim)),
+                Err(MessageStoreError::LinkedRefused) => Ok(GuardedCreate::KeyHeld),
+                Err(MessageStoreError::CheckRefused) => Ok(GuardedCreate::Unconfirmed),
                 Err(e) => Err(e.into()),
             }
         })

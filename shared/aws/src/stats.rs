@@ -74,7 +74,7 @@ impl StatsScope {
 
     /// The (partition, value) of every counter item this scope adds to: the totals, the
     /// category, each tag, and with a provider the provider and the route.
-    fn targets(&self) -> Vec<(String, String)> {
+    pub(crate) fn targets(&self) -> Vec<(String, String)> {
         let env = self.environment.as_str();
         let pk = |dim: StatsDimension| format!("stats#{env}#{}", dim.as_str());
         let mut targets = vec![

@@ -95,6 +95,35 @@ fn key_in(address: &EmailAddress, topic: Option<&str>) -> Item {
     ])
 }
 
+/// A transaction's check that `address` holds no active entry (scoped to `topic`, when given):
+/// the item is absent, or expired at `now` (`expires_at` is whole seconds: an entry suppresses
+/// while `now < expires_at`), or - when `unsubscribe_passes` (transactional mail) - an
+/// unsubscribe. The same judgement as [`DynamoDbSuppressionList::check_in`] followed by the
+/// send path's screening, made by DynamoDB inside the write that records the message.
+pub(crate) fn not_suppressed_check(
+    table: &str,
+    address: &EmailAddress,
+    topic: Option<&str>,
+    unsubscribe_passes: bool,
+    now: OffsetDateTime,
+) -> Result<aws_sdk_dynamodb::types::ConditionCheck, aws_sdk_dynamodb::error::BuildError> {
+    let mut condition = "attribute_not_exists(pk) OR expires_at <= :now".to_owned();
+    let mut check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(key_in(address, topic)))
+        .expression_attribute_values(":now", AttributeValue::N(now.unix_timestamp().to_string()));
+    if unsubscribe_passes {
+        condition.push_str(" OR #reason = :unsubscribe");
+        check = check
+            .expression_attribute_names("#reason", "reason")
+            .expression_attribute_values(
+                ":unsubscribe",
+                s(SuppressionReason::Unsubscribe.as_str()),
+            );
+    }
+    check.condition_expression(condition).build()
+}
+
 /// `created_at` as stored: UTC, three fractional digits, so text order is time order.
 fn sortable_time(at: OffsetDateTime) -> Result<String, SuppressionStoreError> {
     at.to_offset(UtcOffset::UTC)

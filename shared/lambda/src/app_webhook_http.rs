@@ -42,26 +42,32 @@ pub enum WiringError {
 
 /// POSTs signed app webhooks with reqwest: a 10 s timeout, no redirects.
 #[derive(Debug, Clone)]
-pub struct HttpWebhookSender(reqwest::Client);
+pub struct HttpWebhookSender(mailgate_providers::http_client::LazyHttpClient);
 
 impl HttpWebhookSender {
-    /// The sender with its HTTP client.
+    /// The sender with its HTTP client, built on the first POST (not at cold start; it trusts
+    /// the system's roots, read once per process). Cannot fail here any more; the `Result`
+    /// stays for its callers.
     pub fn new() -> Result<Self, WiringError> {
-        reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("mailgate-dispatcher/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map(Self)
-            .map_err(WiringError::HttpClient)
+        Ok(Self(mailgate_providers::http_client::LazyHttpClient::new(
+            |builder| {
+                builder
+                    .timeout(REQUEST_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("mailgate-dispatcher/", env!("CARGO_PKG_VERSION")))
+            },
+        )))
     }
 }
 
 impl AppWebhookSender for HttpWebhookSender {
     fn post<'a>(&'a self, request: &'a SignedWebhook, now: SystemTime) -> BoxFuture<'a, Answer> {
         Box::pin(async move {
-            let sent = self
-                .0
+            let client = match self.0.get() {
+                Ok(client) => client,
+                Err(_) => return Answer::Failed("the HTTP client could not be built".to_owned()),
+            };
+            let sent = client
                 .post(request.url.as_str())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header("webhook-id", &request.webhook_id)

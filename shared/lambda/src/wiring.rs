@@ -118,8 +118,14 @@ pub fn message_intake(
     settings: AcceptSettings,
 ) -> MessageIntake {
     let dynamodb = &clients.dynamodb;
+    // The accept path checks the API key and the recipients' suppressions inside the write
+    // that records the message (one round trip before the provider on the warm path).
+    let messages = message_store(clients, names).with_guards(
+        names.table(Table::Suppressions),
+        names.table(Table::ApiKeys),
+    );
     let ports = AcceptPorts {
-        messages: Arc::new(message_store(clients, names)),
+        messages: Arc::new(messages),
         idempotency: Arc::new(DynamoDbIdempotencyStore::new(
             dynamodb.clone(),
             names.table(Table::Idempotency),

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod events;
+pub mod http_client;
 pub mod inbound;
 pub mod mailgun;
 pub mod postmark;

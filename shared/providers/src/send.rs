@@ -9,10 +9,13 @@
 //! is [`TransportFault::Connect`] (nothing left: fail over).
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, StatusCode};
 use mailgate_core::{SendFailure, TransportFault};
+
+use crate::http_client::LazyHttpClient;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
@@ -73,14 +76,34 @@ pub struct HttpClientError(#[source] reqwest::Error);
 
 /// The reqwest client provider sends use: the configured timeouts, no redirects (a redirect from
 /// a send endpoint is a configuration error, not something to follow with a message body).
-pub fn http_client(timeouts: &HttpTimeouts) -> Result<reqwest::Client, HttpClientError> {
-    reqwest::Client::builder()
-        .connect_timeout(timeouts.connect)
-        .timeout(timeouts.request)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("mailgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(HttpClientError)
+/// Built on the first send, not at cold start, and shared by every provider with the same
+/// timeouts (one client, one connection pool, the system's roots read once). Building cannot
+/// fail here any more (a client that cannot be built fails its first send as a connect fault);
+/// the `Result` stays for the senders' constructors.
+pub fn http_client(timeouts: &HttpTimeouts) -> Result<LazyHttpClient, HttpClientError> {
+    static CLIENTS: Mutex<Vec<(HttpTimeouts, LazyHttpClient)>> = Mutex::new(Vec::new());
+    let mut clients = CLIENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, client)) = clients.iter().find(|(t, _)| t == timeouts) {
+        return Ok(client.clone());
+    }
+    let t = *timeouts;
+    let client = LazyHttpClient::new(move |builder| {
+        builder
+            .connect_timeout(t.connect)
+            .timeout(t.request)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("mailgate/", env!("CARGO_PKG_VERSION")))
+    });
+    clients.push((*timeouts, client.clone()));
+    Ok(client)
+}
+
+/// The built client of a sender, or the failure of a call that never left: nothing was sent,
+/// so the send path may try the next provider.
+pub(crate) fn ready(client: &LazyHttpClient) -> Result<&reqwest::Client, SendFailure> {
+    client
+        .get()
+        .map_err(|_| SendFailure::transport(TransportFault::Connect))
 }
 
 /// `base` + `path`, without doubling or dropping the `/` between them.

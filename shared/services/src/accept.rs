@@ -12,6 +12,13 @@
 //! provider: in flight, the stored answer replayed, or a mismatch). Only accepted sends are
 //! remembered: a refused request never claims the key, so a corrected retry proceeds at once.
 //!
+//! On the warm path nothing is read before that write: it carries the suppression check itself
+//! ([`MessageStore::create_guarded`]: a check per recipient's suppression items, and one on the
+//! API key when the caller's key came from the container's cache), so a synchronous send makes
+//! one round trip before the provider. A check that does not hold writes nothing; the
+//! suppressions are then read and screened as before and the write made again (still checking
+//! the key), and a key that fails its check is answered `KeyUnconfirmed` for the caller to read.
+//!
 //! A batch keeps the claim-first protocol (one key for many message creations): claim, process,
 //! then complete (when anything was accepted) or release.
 //!
@@ -23,6 +30,7 @@
 //! | key completed with the same body | `Replayed` (the stored answer) |
 //! | key used with another body | `KeyMismatch` (422) |
 //! | key held by a request in flight | `KeyInFlight` (409) |
+//! | the cached API key failed the write's check | `KeyUnconfirmed` (read the key) |
 //! | a store failed before anything was accepted | `Unavailable` (503) |
 //! | accepted | `Accepted` (202), with the delivery's state |
 
@@ -31,8 +39,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailgate_core::ports::{
-    IdempotencyStore, KeyClaimRequest, KeyCompletion, MessageStore, RandomSource, SendControls,
-    SendQueue, Sleeper, SuppressionCheck,
+    AcceptGuards, GuardedCreate, IdempotencyStore, KeyClaimRequest, KeyCompletion, KeyGuard,
+    MessageStore, RandomSource, SendControls, SendQueue, Sleeper, SuppressionCheck,
 };
 use mailgate_core::send_request::{FieldError, response_status};
 use mailgate_core::{
@@ -173,6 +181,9 @@ pub enum AcceptOutcome {
         /// Seconds until its claim lapses.
         retry_after_secs: u64,
     },
+    /// The cached API key given was not confirmed by the write (it is gone, revoked or
+    /// changed): nothing was written; check the key with a read and answer as it says.
+    KeyUnconfirmed,
     /// A store failed before anything was accepted (nothing to undo).
     Unavailable {
         /// Which store, as people name it (`message store`, `suppression list`, …).
@@ -198,6 +209,7 @@ impl AcceptOutcome {
             AcceptOutcome::AllSuppressed(_) | AcceptOutcome::KeyMismatch => 422,
             AcceptOutcome::Replayed(stored) => stored.status,
             AcceptOutcome::KeyInFlight { .. } => 409,
+            AcceptOutcome::KeyUnconfirmed => 401,
             AcceptOutcome::Unavailable { .. } => 503,
         }
     }
@@ -262,6 +274,27 @@ pub fn stored_response(status: u16, body: &Value) -> StoredResponse {
         body: body.to_string(),
         headers: vec![("content-type".to_owned(), "application/json".to_owned())],
     }
+}
+
+/// The most item checks the write recording a message carries (a transaction holds 100
+/// items: the claim, the summary and the content take three).
+const MAX_GUARD_CHECKS: usize = 97;
+
+/// Why [`MessageIntake::create`] recorded nothing.
+enum NotCreated {
+    /// The request's answer (a refused claim, the message recorded before, unavailable).
+    Answer(AcceptOutcome),
+    /// A guard of the write did not hold: nothing was written.
+    Unconfirmed,
+}
+
+/// What [`MessageIntake::accept_with_cached_key`] did.
+#[derive(Debug, Clone)]
+pub struct Accepting {
+    /// The outcome.
+    pub outcome: AcceptOutcome,
+    /// Whether the write recording the message confirmed the cached key given.
+    pub key_confirmed: bool,
 }
 
 /// A message after the suppression check: what is left to send and what was dropped.
@@ -490,8 +523,9 @@ impl MessageIntake {
     }
 
     /// Records the message, claiming the key in the same write when there is one (stored
-    /// completed with `known` when the answer is known already). `Ok(None)` when recorded
-    /// without a key; `Err` is the answer (a refused claim, or unavailable).
+    /// completed with `known` when the answer is known already), checking `guards` in that
+    /// write when given. `Ok(None)` when recorded without a key; `Err` says why not: the answer
+    /// (a refused claim, or unavailable), or a guard that did not hold.
     async fn create(
         &self,
         record: &MessageRecord,
@@ -499,11 +533,28 @@ impl MessageIntake {
         provider: Option<ProviderId>,
         keyed: Option<&KeyedRequest>,
         known: Option<&StoredResponse>,
-    ) -> Result<Option<Claim>, AcceptOutcome> {
-        let unavailable = |what, error| AcceptOutcome::Unavailable { what, error };
+        guards: Option<&AcceptGuards>,
+    ) -> Result<Option<Claim>, NotCreated> {
+        let unavailable =
+            |what, error| NotCreated::Answer(AcceptOutcome::Unavailable { what, error });
         let messages = &self.ports.messages;
         let Some(keyed) = keyed else {
-            return match messages.create(record, email, provider).await {
+            let created = match guards {
+                Some(guards) => {
+                    match messages
+                        .create_guarded(record, email, provider, None, guards)
+                        .await
+                    {
+                        Ok(GuardedCreate::Recorded(_)) => Ok(()),
+                        Ok(GuardedCreate::KeyHeld | GuardedCreate::Unconfirmed) => {
+                            return Err(NotCreated::Unconfirmed);
+                        }
+                        Err(err) => Err(err),
+                    }
+                }
+                None => messages.create(record, email, provider).await,
+            };
+            return match created {
                 Ok(()) => Ok(None),
                 Err(err) => Err(unavailable("message store", err)),
             };
@@ -516,14 +567,16 @@ impl MessageIntake {
                 return Err(unavailable("message store", err));
             }
             match messages.get(&record.id).await {
-                Ok(Some(existing)) => Err(AcceptOutcome::Accepted(AcceptedMessage {
-                    id: existing.record.id.clone(),
-                    status: existing.record.state,
-                    provider: existing.record.provider,
-                    provider_message_id: existing.record.provider_message_id.clone(),
-                    suppressed: Vec::new(),
-                    report: None,
-                })),
+                Ok(Some(existing)) => Err(NotCreated::Answer(AcceptOutcome::Accepted(
+                    AcceptedMessage {
+                        id: existing.record.id.clone(),
+                        status: existing.record.state,
+                        provider: existing.record.provider,
+                        provider_message_id: existing.record.provider_message_id.clone(),
+                        suppressed: Vec::new(),
+                        report: None,
+                    },
+                ))),
                 Ok(None) => Err(unavailable("message store", err)),
                 Err(e) => Err(unavailable("message store", e)),
             }
@@ -537,12 +590,23 @@ impl MessageIntake {
                 lease: self.lease(),
                 completed: known.map(|k| (k.clone(), retention)),
             };
-            match messages
-                .create_and_claim(record, email, provider, &key)
-                .await
-            {
-                Ok(Some(claim)) => return Ok(Some(claim)),
-                Ok(None) => {}
+            let created = match guards {
+                Some(guards) => {
+                    messages
+                        .create_guarded(record, email, provider, Some(&key), guards)
+                        .await
+                }
+                None => messages
+                    .create_and_claim(record, email, provider, &key)
+                    .await
+                    .map(|claim| {
+                        claim.map_or(GuardedCreate::KeyHeld, |c| GuardedCreate::Recorded(Some(c)))
+                    }),
+            };
+            match created {
+                Ok(GuardedCreate::Recorded(claim)) => return Ok(claim),
+                Ok(GuardedCreate::KeyHeld) => {}
+                Ok(GuardedCreate::Unconfirmed) => return Err(NotCreated::Unconfirmed),
                 Err(err) => return recorded_before(err).await,
             }
             // The slow path: what holds the key?
@@ -556,7 +620,9 @@ impl MessageIntake {
                 )
                 .await
             {
-                Ok(Some(outcome)) => return Err(AcceptOutcome::of_refused_claim(outcome)),
+                Ok(Some(outcome)) => {
+                    return Err(NotCreated::Answer(AcceptOutcome::of_refused_claim(outcome)));
+                }
                 // Gone meanwhile (or a conflict with a claim that did not land): claim again
                 // after a short, growing, jittered pause.
                 Ok(None) => {
@@ -577,6 +643,28 @@ impl MessageIntake {
         ))
     }
 
+    /// Reads the suppressions of `email`'s recipients (unscoped, and on its topic) and drops
+    /// the suppressed ones: the message left to send with what was dropped, or the answer.
+    async fn screen_with_reads(
+        &self,
+        email: OutboundEmail,
+        now: time::OffsetDateTime,
+    ) -> Result<(Box<OutboundEmail>, Vec<(EmailAddress, Suppression)>), AcceptOutcome> {
+        let found = self
+            .check_suppressions(std::iter::once(&email), now)
+            .await?;
+        let mut on_topics = self.check_topics(std::iter::once(&email), now).await?;
+        let on_topic = email
+            .topic
+            .as_ref()
+            .and_then(|t| on_topics.remove(t))
+            .unwrap_or_default();
+        match screen(email, &found, &on_topic) {
+            Screened::Send { email, suppressed } => Ok((email, suppressed)),
+            Screened::AllSuppressed(list) => Err(AcceptOutcome::AllSuppressed(list)),
+        }
+    }
+
     /// One message: validate, screen, record (and claim the key), deliver (and record the
     /// outcome with the key's answer). A request refused before the claim (invalid now, or every
     /// recipient suppressed now) whose key already holds an answer gets that answer instead:
@@ -588,9 +676,26 @@ impl MessageIntake {
         body: &[u8],
         keyed: Option<KeyedRequest>,
     ) -> AcceptOutcome {
+        self.accept_with_cached_key(key, None, body, keyed)
+            .await
+            .outcome
+    }
+
+    /// [`accept`](Self::accept) for a caller whose key came from this container's cache, not
+    /// from a read: `key_guard` names it, and the write that records the message confirms it
+    /// is still valid (a revocation is refused by that write). Whether the outcome confirmed
+    /// the key is said: when it did not (anything but a message recorded by this request),
+    /// the caller must check the key with a read before answering.
+    pub async fn accept_with_cached_key(
+        &self,
+        key: &AuthenticatedKey,
+        key_guard: Option<&KeyGuard>,
+        body: &[u8],
+        keyed: Option<KeyedRequest>,
+    ) -> Accepting {
         let lookup = keyed.clone();
-        let outcome = self.accept_new(key, body, keyed).await;
-        match (&outcome, lookup) {
+        let (outcome, key_confirmed) = self.accept_new(key, key_guard, body, keyed).await;
+        let outcome = match (&outcome, lookup) {
             (AcceptOutcome::Invalid(_) | AcceptOutcome::AllSuppressed(_), Some(keyed)) => {
                 match self
                     .ports
@@ -612,56 +717,45 @@ impl MessageIntake {
                 }
             }
             _ => outcome,
+        };
+        Accepting {
+            outcome,
+            key_confirmed: key_guard.is_some() && key_confirmed,
         }
     }
 
-    /// [`accept`](Self::accept) for a request whose key holds no answer yet.
+    /// [`accept`](Self::accept) for a request whose key holds no answer yet; with whether the
+    /// message was recorded by this request (so the guards of its write held).
     async fn accept_new(
         &self,
         key: &AuthenticatedKey,
+        key_guard: Option<&KeyGuard>,
         body: &[u8],
         keyed: Option<KeyedRequest>,
-    ) -> AcceptOutcome {
+    ) -> (AcceptOutcome, bool) {
         let now = self.ports.clock.now();
         let mut request = match SendRequest::from_json(body) {
             Ok(r) => r,
-            Err(e) => return AcceptOutcome::Invalid(vec![e]),
+            Err(e) => return (AcceptOutcome::Invalid(vec![e]), false),
         };
         let template = match self
             .render_template(key.environment, &mut request, "template")
             .await
         {
             Ok(t) => t,
-            Err(outcome) => return outcome,
+            Err(outcome) => return (outcome, false),
         };
         let id = keyed
             .as_ref()
             .map_or_else(MessageId::generate, |k| k.message_id(0));
         let mut valid = match request.validate(&self.settings.limits, now, id) {
             Ok(v) => v,
-            Err(errors) => return AcceptOutcome::Invalid(errors),
+            Err(errors) => return (AcceptOutcome::Invalid(errors), false),
         };
         if let Err(error) = attach_unsubscribe(self.settings.unsubscribe.as_ref(), &mut valid.email)
         {
-            return AcceptOutcome::Invalid(vec![error]);
+            return (AcceptOutcome::Invalid(vec![error]), false);
         }
-        let found = match self
-            .check_suppressions(std::iter::once(&valid.email), now)
-            .await
-        {
-            Ok(found) => found,
-            Err(outcome) => return outcome,
-        };
-        let mut on_topics = match self.check_topics(std::iter::once(&valid.email), now).await {
-            Ok(found) => found,
-            Err(outcome) => return outcome,
-        };
-        let on_topic = valid
-            .email
-            .topic
-            .as_ref()
-            .and_then(|t| on_topics.remove(t))
-            .unwrap_or_default();
         let now_ms = UnixMillis::from(now);
         let state = self.start_state(&valid, now_ms).await;
         let ValidatedSend {
@@ -669,29 +763,96 @@ impl MessageIntake {
             send_at,
             provider,
         } = valid;
-        let (email, suppressed) = match screen(email, &found, &on_topic) {
-            Screened::Send { email, suppressed } => (email, suppressed),
-            Screened::AllSuppressed(list) => return AcceptOutcome::AllSuppressed(list),
+        // The warm path reads nothing before the write that records the message: that write
+        // checks the cached API key and every recipient's suppression items itself. When a
+        // check does not hold (or the checks would not fit one transaction) the suppressions
+        // are read and screened as they always were, the key still checked in the write.
+        let transactional = email.category == MessageCategory::Transactional;
+        let key_only = key_guard.map(|k| AcceptGuards {
+            api_key: Some(k.clone()),
+            recipients: Vec::new(),
+            topic: None,
+            unsubscribe_passes: transactional,
+            now,
+        });
+        let mut guards = Some(AcceptGuards {
+            api_key: key_guard.cloned(),
+            recipients: email.recipients().cloned().collect(),
+            topic: email.topic.clone().filter(|_| !transactional),
+            unsubscribe_passes: transactional,
+            now,
+        })
+        .filter(|g| g.item_checks() <= MAX_GUARD_CHECKS);
+        let (mut email, mut suppressed) = if guards.is_some() {
+            (Box::new(email), Vec::new())
+        } else {
+            guards.clone_from(&key_only);
+            match self.screen_with_reads(email, now).await {
+                Ok(screened) => screened,
+                Err(outcome) => return (outcome, false),
+            }
         };
-        let dropped: Vec<EmailAddress> = suppressed.iter().map(|(a, _)| a.clone()).collect();
-        let mut record = MessageRecord::new(
-            &email,
-            key.id.clone(),
-            key.environment,
-            state,
-            now_ms,
-            send_at.map(UnixMillis::from),
-            &dropped,
-        );
-        record.template = template;
-        if state == MessageState::Queued {
-            // Sent now, by this request: recorded `sending` under a lease as long as the key's,
-            // so a worker never takes it meanwhile, and a function that dies after the provider
-            // call leaves a lease that lapses into a visible `unknown` (the sweeper), never a
-            // `queued` message that could be sent again.
-            record.state = MessageState::Sending;
-            record.sending_until = Some(now_ms.saturating_add(self.lease()));
-        }
+        let (record, held, claim) = loop {
+            let dropped: Vec<EmailAddress> = suppressed.iter().map(|(a, _)| a.clone()).collect();
+            let mut record = MessageRecord::new(
+                &email,
+                key.id.clone(),
+                key.environment,
+                state,
+                now_ms,
+                send_at.map(UnixMillis::from),
+                &dropped,
+            );
+            record.template = template.clone();
+            if state == MessageState::Queued {
+                // Sent now, by this request: recorded `sending` under a lease as long as the
+                // key's, so a worker never takes it meanwhile, and a function that dies after
+                // the provider call leaves a lease that lapses into a visible `unknown` (the
+                // sweeper), never a `queued` message that could be sent again.
+                record.state = MessageState::Sending;
+                record.sending_until = Some(now_ms.saturating_add(self.lease()));
+            }
+            // A held message's answer is known now: its key is stored completed with it.
+            let held = (state != MessageState::Queued).then(|| AcceptedMessage {
+                id: record.id.clone(),
+                status: state,
+                provider: None,
+                provider_message_id: None,
+                suppressed: suppressed.clone(),
+                report: None,
+            });
+            let known = held.as_ref().map(|h| stored_response(202, &h.to_json()));
+            match self
+                .create(
+                    &record,
+                    &email,
+                    provider,
+                    keyed.as_ref(),
+                    known.as_ref(),
+                    guards.as_ref(),
+                )
+                .await
+            {
+                Ok(claim) => break (record, held, claim),
+                Err(NotCreated::Answer(AcceptOutcome::Accepted(mut earlier))) => {
+                    earlier.suppressed = suppressed;
+                    return (AcceptOutcome::Accepted(earlier), false);
+                }
+                Err(NotCreated::Answer(outcome)) => return (outcome, false),
+                Err(NotCreated::Unconfirmed) => match guards.take() {
+                    // A recipient may be suppressed (or the key changed): read and screen.
+                    Some(g) if !g.recipients.is_empty() => {
+                        guards.clone_from(&key_only);
+                        match self.screen_with_reads(*email, now).await {
+                            Ok((e, s)) => (email, suppressed) = (e, s),
+                            Err(outcome) => return (outcome, false),
+                        }
+                    }
+                    // Only the key was checked: it is gone, revoked or changed.
+                    _ => return (AcceptOutcome::KeyUnconfirmed, false),
+                },
+            }
+        };
         let answer = |status: MessageState,
                       provider: Option<ProviderId>,
                       pmid: Option<String>,
@@ -711,22 +872,8 @@ impl MessageIntake {
                 Some(d.report.clone()),
             )
         };
-        // A held message's answer is known now: its key is stored completed with the message.
-        let held = (state != MessageState::Queued).then(|| answer(state, None, None, None));
-        let known = held.as_ref().map(|h| stored_response(202, &h.to_json()));
-        let claim = match self
-            .create(&record, &email, provider, keyed.as_ref(), known.as_ref())
-            .await
-        {
-            Ok(claim) => claim,
-            Err(AcceptOutcome::Accepted(mut earlier)) => {
-                earlier.suppressed = suppressed;
-                return AcceptOutcome::Accepted(earlier);
-            }
-            Err(outcome) => return outcome,
-        };
         if let Some(held) = held {
-            return AcceptOutcome::Accepted(held);
+            return (AcceptOutcome::Accepted(held), true);
         }
         let retention = self.settings.idempotency_retention;
         let clock = self.ports.clock.clone();
@@ -739,7 +886,7 @@ impl MessageIntake {
                 retention,
             })
         };
-        match self
+        let outcome = match self
             .delivery
             .deliver_linked(
                 &record,
@@ -801,7 +948,8 @@ impl MessageIntake {
                     error,
                 }
             }
-        }
+        };
+        (outcome, true)
     }
 
     /// A batch: with a key, claim it first, then process, then complete (anything accepted)
@@ -1862,5 +2010,224 @@ mod replay_first {
             "{outcome:?}"
         );
         assert!(h.idempotency.record(&scoped).is_none());
+    }
+}
+
+#[cfg(test)]
+mod guarded_tests {
+    //! The warm path: no read before the write that records the message, whose guards (the
+    //! cached key, the recipients' suppressions) the store checks; the reads only when a
+    //! guard does not hold.
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use std::sync::Arc;
+
+    use super::tests_support::*;
+    use crate::testing::MemoryApiKeys;
+    use mailgate_core::{ApiKeyRecord, ApiKeySecret, Scope};
+
+    const BULK: &str = r#"{"from":"news@example.com","to":["jane@example.org"],"subject":"Hi","text":"Hello","category":"bulk","topic":"news"}"#;
+
+    /// A harness whose message store checks guards, and the cached key's guard.
+    fn guarded_harness() -> (Harness, Arc<MemoryApiKeys>, KeyGuard) {
+        let h = harness(vec![]);
+        let keys = Arc::new(MemoryApiKeys::default());
+        let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+        let record = ApiKeyRecord::new(
+            &secret,
+            ApiKeyLabel::parse("cached").unwrap(),
+            KeyEnvironment::Test,
+            Scopes::parse_list("send").unwrap(),
+            h.clock.now(),
+        );
+        let guard = KeyGuard {
+            hash: record.hash,
+            id: record.id.clone(),
+            environment: record.environment,
+            scope: Scope::Send,
+        };
+        keys.insert(record);
+        h.messages.guard_with(h.suppressions.clone(), keys.clone());
+        (h, keys, guard)
+    }
+
+    fn no_reads(h: &Harness) {
+        h.suppressions
+            .faults
+            .fail_next("check", StoreErrorKind::Transient);
+        h.suppressions
+            .faults
+            .fail_next("check_topic", StoreErrorKind::Transient);
+    }
+
+    #[tokio::test]
+    async fn the_warm_path_reads_no_suppression_and_confirms_the_cached_key_in_its_write() {
+        let (h, _, guard) = guarded_harness();
+        // A suppression read would fail the request: the guarded write stands in for it.
+        no_reads(&h);
+        let accepting = h
+            .intake
+            .accept_with_cached_key(
+                &h.key,
+                Some(&guard),
+                BODY.as_bytes(),
+                keyed(&h, "warm", BODY),
+            )
+            .await;
+        assert!(accepting.key_confirmed);
+        let a = accepted(accepting.outcome);
+        assert_eq!(a.status, MessageState::Sent);
+        assert_eq!(h.messages.guarded_creates.load(Ordering::SeqCst), 1);
+        assert_eq!(h.provider.calls(), 1);
+        // Without a cached key nothing is confirmed (nothing needed it).
+        let fresh = h
+            .intake
+            .accept_with_cached_key(&h.key, None, BODY.as_bytes(), None)
+            .await;
+        assert!(!fresh.key_confirmed);
+        assert_eq!(fresh.outcome.status(), 202);
+    }
+
+    #[tokio::test]
+    async fn a_suppressed_recipient_fails_the_guard_and_is_screened_by_the_reads() {
+        let (h, _, guard) = guarded_harness();
+        suppress(&h, "joe@example.org");
+        let accepting = h
+            .intake
+            .accept_with_cached_key(&h.key, Some(&guard), BODY.as_bytes(), None)
+            .await;
+        assert!(accepting.key_confirmed, "the second write checks the key");
+        let a = accepted(accepting.outcome);
+        assert_eq!(a.suppressed.len(), 1);
+        assert_eq!(a.suppressed[0].0, address("joe@example.org"));
+        assert_eq!(h.messages.guarded_creates.load(Ordering::SeqCst), 2);
+        let stored = h.messages.message(&a.id).unwrap();
+        assert!(stored.content.cc.is_empty());
+        suppress(&h, "jane@example.org");
+        let outcome = h
+            .intake
+            .accept_with_cached_key(&h.key, Some(&guard), BODY.as_bytes(), None)
+            .await;
+        assert!(matches!(outcome.outcome, AcceptOutcome::AllSuppressed(_)));
+        assert!(!outcome.key_confirmed);
+        assert_eq!(h.provider.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_guards_judge_unsubscribes_topics_and_expiry_as_the_reads_do() {
+        let single = r#"{"from":"a@example.com","to":["jane@example.org"],"subject":"Receipt","text":"Paid"}"#;
+        let other_topic = BULK.replace(r#""topic":"news""#, r#""topic":"offers""#);
+        let jane = address("jane@example.org");
+        let now = || FixedClock::at_unix(1_790_000_000).now();
+        let cases: Vec<(&str, Suppression, &str)> = vec![
+            (
+                "an unsubscribe, transactional",
+                Suppression::new(&jane, SuppressionReason::Unsubscribe, now()),
+                single,
+            ),
+            (
+                "an unsubscribe, bulk",
+                Suppression::new(&jane, SuppressionReason::Unsubscribe, now()),
+                BULK,
+            ),
+            (
+                "a topic unsubscribe, bulk on it",
+                Suppression::new(&jane, SuppressionReason::Unsubscribe, now())
+                    .on_topic(Some("news".into())),
+                BULK,
+            ),
+            (
+                "a topic unsubscribe, bulk on another",
+                Suppression::new(&jane, SuppressionReason::Unsubscribe, now())
+                    .on_topic(Some("news".into())),
+                &other_topic,
+            ),
+            (
+                "a topic unsubscribe, transactional",
+                Suppression::new(&jane, SuppressionReason::Unsubscribe, now())
+                    .on_topic(Some("news".into())),
+                single,
+            ),
+            (
+                "a complaint, transactional",
+                Suppression::new(&jane, SuppressionReason::Complaint, now()),
+                single,
+            ),
+            (
+                "an expired bounce",
+                Suppression::new(
+                    &jane,
+                    SuppressionReason::HardBounce,
+                    now() - time::Duration::hours(2),
+                )
+                .expiring_at(now() - time::Duration::hours(1))
+                .unwrap(),
+                single,
+            ),
+        ];
+        for (case, entry, body) in cases {
+            // The reads' answer (no guard store linked) against the guarded write's.
+            let read = harness(vec![]);
+            read.suppressions.put(entry.clone());
+            let by_reads = read.intake.accept(&read.key, body.as_bytes(), None).await;
+            let (h, _, guard) = guarded_harness();
+            h.suppressions.put(entry);
+            let by_guards = h
+                .intake
+                .accept_with_cached_key(&h.key, Some(&guard), body.as_bytes(), None)
+                .await;
+            assert_eq!(
+                by_guards.outcome.status(),
+                by_reads.status(),
+                "{case}: {:?} vs {by_reads:?}",
+                by_guards.outcome
+            );
+            // A message the guards let through was written once, with no read.
+            if by_reads.status() == 202 {
+                assert_eq!(
+                    h.messages.guarded_creates.load(Ordering::SeqCst),
+                    1,
+                    "{case}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revoked_cached_key_is_unconfirmed_and_nothing_is_written_or_sent() {
+        let (h, keys, guard) = guarded_harness();
+        keys.revoke(&guard.hash, h.clock.now());
+        for keyed_request in [None, keyed(&h, "revoked", BODY)] {
+            let accepting = h
+                .intake
+                .accept_with_cached_key(&h.key, Some(&guard), BODY.as_bytes(), keyed_request)
+                .await;
+            assert!(
+                matches!(accepting.outcome, AcceptOutcome::KeyUnconfirmed),
+                "{:?}",
+                accepting.outcome
+            );
+            assert!(!accepting.key_confirmed);
+        }
+        assert!(h.messages.all().is_empty());
+        assert!(
+            h.idempotency
+                .record(&keyed(&h, "revoked", BODY).unwrap().scoped_key)
+                .is_none()
+        );
+        assert_eq!(h.provider.calls(), 0);
+        // So is a key whose scope was taken away, or that moved to another environment.
+        let (h, keys, guard) = guarded_harness();
+        let mut record = keys.record(&guard.hash).unwrap();
+        record.environment = KeyEnvironment::Live;
+        let moved = Arc::new(MemoryApiKeys::default());
+        moved.insert(record);
+        h.messages.guard_with(h.suppressions.clone(), moved);
+        let accepting = h
+            .intake
+            .accept_with_cached_key(&h.key, Some(&guard), BODY.as_bytes(), None)
+            .await;
+        assert!(matches!(accepting.outcome, AcceptOutcome::KeyUnconfirmed));
+        assert_eq!(h.provider.calls(), 0);
     }
 }

@@ -2,6 +2,7 @@
 //! optional linked write (the idempotency claim), in one transaction.
 
 use super::*;
+use mailgate_core::ports::AcceptGuards;
 
 impl DynamoDbMessages {
     /// Records a newly accepted message and its content, unless a message with this id exists
@@ -39,6 +40,32 @@ impl DynamoDbMessages {
         content: &OutboundEmail,
         requested_provider: Option<ProviderId>,
         linked: Option<LinkedWrite>,
+    ) -> Result<(), MessageStoreError> {
+        self.create_checked(record, content, requested_provider, linked, Vec::new())
+            .await
+    }
+
+    /// How many items the create transaction of `record` writes before any checks: the linked
+    /// write, the summary, the content head, the search entries and the `accepted` counters.
+    /// Checks fit only within DynamoDB's limit of [`MAX_TRANSACTION_ITEMS`] with these.
+    pub fn create_items(&self, record: &MessageRecord, linked: bool) -> usize {
+        let expires_at = self.expires_at(record.created_at);
+        usize::from(linked)
+            + 2
+            + search::search_entries(record, &expires_at).len()
+            + crate::stats::StatsScope::of(record, None).targets().len()
+    }
+
+    /// [`create_linked`](Self::create_linked) with `checks` (condition checks on other items,
+    /// e.g. [`Self::guard_checks`]) after the message's writes in the same transaction: a
+    /// refused check is `CheckRefused` (after `LinkedRefused` and `AlreadyExists`, which win).
+    pub async fn create_checked(
+        &self,
+        record: &MessageRecord,
+        content: &OutboundEmail,
+        requested_provider: Option<ProviderId>,
+        linked: Option<LinkedWrite>,
+        checks: Vec<TransactWriteItem>,
     ) -> Result<(), MessageStoreError> {
         let json =
             serde_json::to_vec(content).map_err(|e| MessageStoreError::Content(e.to_string()))?;
@@ -112,6 +139,7 @@ impl DynamoDbMessages {
                     ])
                     .chain(search_entries)
                     .chain(counters)
+                    .chain(checks)
                     .collect(),
             ))
             .send()
@@ -138,11 +166,58 @@ impl DynamoDbMessages {
                     .is_some_and(|code| code == CONDITION_FAILED)
                 {
                     Err(MessageStoreError::AlreadyExists(record.id.clone()))
+                } else if reasons
+                    .iter()
+                    .skip(offset + 2)
+                    .any(|c| refused_or_conflict(c))
+                {
+                    Err(MessageStoreError::CheckRefused)
                 } else {
                     Err(MessageStoreError::sdk("TransactWriteItems", err))
                 }
             }
         }
+    }
+
+    /// The condition checks of `guards` for [`create_checked`](Self::create_checked): one per
+    /// distinct recipient on its unscoped suppression item (and one on its `topic` item), one
+    /// on the API key; `None` when this store was wired without the guard tables.
+    pub fn guard_checks(
+        &self,
+        guards: &AcceptGuards,
+    ) -> Option<Result<Vec<TransactWriteItem>, MessageStoreError>> {
+        let tables = self.guard_tables.as_ref()?;
+        let build = |e| MessageStoreError::built("TransactWriteItems", e);
+        let mut checks = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for address in &guards.recipients {
+            if !seen.insert(mailgate_core::suppression_key(address)) {
+                continue;
+            }
+            let scoped = guards.topic.as_deref().map(Some);
+            for topic in std::iter::once(None).chain(scoped) {
+                let passes = guards.unsubscribe_passes && topic.is_none();
+                let check = crate::suppressions::not_suppressed_check(
+                    &tables.suppressions,
+                    address,
+                    topic,
+                    passes,
+                    guards.now,
+                )
+                .map_err(build);
+                match check {
+                    Ok(c) => checks.push(TransactWriteItem::builder().condition_check(c).build()),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+        }
+        if let Some(key) = &guards.api_key {
+            match crate::api_keys::key_valid_check(&tables.api_keys, key).map_err(build) {
+                Ok(c) => checks.push(TransactWriteItem::builder().condition_check(c).build()),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(checks))
     }
 
     /// Deletes `count` `content#NNNN` parts of a message that was not recorded (best effort:

@@ -26,7 +26,8 @@
 //!
 //! Round trips: `create` is one TransactWriteItems (summary + content) when the content fits,
 //! plus one BatchWriteItem per 25 parts (written first) when it does not, and `create_linked`
-//! adds a linked write (the idempotency claim) to that transaction; `record_outcome` (every
+//! adds a linked write (the idempotency claim) to that transaction, and `create_checked` its
+//! guards (a `ConditionCheck` per recipient's suppression item and one on the API key); `record_outcome` (every
 //! attempt of a delivery, the state, and a linked write such as the idempotency completion),
 //! `record_attempt`, `start_sending`, `cancel`, `mark_released`, `due` and
 //! `find_by_provider_message_id` are one request each;
@@ -54,6 +55,9 @@ use mailgate_core::{
 /// are at most 400 KB); larger content is split into parts of this size.
 pub const INLINE_CONTENT_LIMIT: usize = 350 * 1024;
 
+/// DynamoDB's limit on the items of one `TransactWriteItems`.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
 /// Attempts per `record_outcome` transaction: the summary update, a linked write and the
 /// outcome's statistics counters (at most 4 + 10 tags) make the rest of TransactWriteItems'
 /// 100 items (attempt items are small, far from its 4 MB).
@@ -77,6 +81,10 @@ pub enum MessageStoreError {
     /// the transaction was written.
     #[error("the linked write was refused")]
     LinkedRefused,
+    /// A check of the transaction (the API key still valid, a recipient not suppressed) did
+    /// not hold, or conflicted with a concurrent write to its item: nothing was written.
+    #[error("a check of the transaction did not hold")]
+    CheckRefused,
     /// The message does not exist (`record_attempt`).
     #[error("message {0} does not exist")]
     NotFound(MessageId),
@@ -447,7 +455,15 @@ pub struct DynamoDbMessages {
     client: Client,
     table: String,
     idempotency: Option<crate::DynamoDbIdempotencyStore>,
+    guard_tables: Option<GuardTables>,
     retention_secs: i64,
+}
+
+/// The tables a guarded create checks items of (the port's `create_guarded`).
+#[derive(Debug, Clone)]
+struct GuardTables {
+    suppressions: String,
+    api_keys: String,
 }
 
 impl DynamoDbMessages {
@@ -457,6 +473,7 @@ impl DynamoDbMessages {
             client,
             table,
             idempotency: None,
+            guard_tables: None,
             retention_secs: i64::try_from(crate::config::DEFAULT_MESSAGE_RETENTION_DAYS)
                 .unwrap_or(90)
                 * 86_400,
@@ -479,6 +496,21 @@ impl DynamoDbMessages {
     /// own transactions (the `MessageStore` port's `create_and_claim` and completions).
     pub fn with_idempotency(mut self, idempotency: crate::DynamoDbIdempotencyStore) -> Self {
         self.idempotency = Some(idempotency);
+        self
+    }
+
+    /// The same store, able to check a new message's guards (the API key in `api_keys_table`
+    /// still valid, no recipient suppressed in `suppressions_table`) in the transaction that
+    /// records it, so the send path needs no reads before it (the port's `create_guarded`).
+    pub fn with_guards(
+        mut self,
+        suppressions_table: impl Into<String>,
+        api_keys_table: impl Into<String>,
+    ) -> Self {
+        self.guard_tables = Some(GuardTables {
+            suppressions: suppressions_table.into(),
+            api_keys: api_keys_table.into(),
+        });
         self
     }
 

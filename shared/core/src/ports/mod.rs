@@ -29,9 +29,9 @@ pub use events::{
 pub use inbound::{InboundObjects, InboundRecorded, InboundRecords};
 pub use search::{FoundMessages, MessageSearch, SearchError};
 pub use send::{
-    Accepted, EmailProvider, IdempotencyStore, KeyClaimRequest, KeyCompletion, MessageStore,
-    ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper, StoredMessage,
-    SuppressionCheck,
+    AcceptGuards, Accepted, EmailProvider, GuardedCreate, IdempotencyStore, KeyClaimRequest,
+    KeyCompletion, KeyGuard, MessageStore, ProviderHealth, RandomSource, SendControls, SendQueue,
+    SendingClaim, Sleeper, StoredMessage, SuppressionCheck,
 };
 pub use stats::DeliveryStats;
 pub use sweep::{HeldMessages, ReleaseSendQueue, StalledMessages};

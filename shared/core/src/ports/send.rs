@@ -134,6 +134,62 @@ pub struct KeyCompletion {
     pub retention: Duration,
 }
 
+/// The caller's API key as this container last read it, to be confirmed by the transaction
+/// that records the message instead of by a read before it: the key must still be stored
+/// unrevoked with this id, environment and scope, so a revocation takes effect at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGuard {
+    /// The hash the key is stored under.
+    pub hash: crate::KeyHash,
+    /// Its id.
+    pub id: crate::ApiKeyId,
+    /// Its environment.
+    pub environment: crate::KeyEnvironment,
+    /// The scope the route needs.
+    pub scope: crate::Scope,
+}
+
+/// What the transaction recording a message checks besides its own writes, so that the reads
+/// it replaces (the API key's lookup, the suppression check) need not come before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptGuards {
+    /// The cached API key to confirm, when the request was authenticated from the cache.
+    pub api_key: Option<KeyGuard>,
+    /// Recipients none of whom may hold an active unscoped suppression (empty: none checked).
+    pub recipients: Vec<EmailAddress>,
+    /// Bulk mail's topic: the recipients' entries scoped to it are checked too.
+    pub topic: Option<String>,
+    /// Whether an unsubscribe lets the message through (transactional mail: only bounces,
+    /// complaints and the like stop it).
+    pub unsubscribe_passes: bool,
+    /// The time suppressions are judged at (an expired one suppresses nothing).
+    pub now: OffsetDateTime,
+}
+
+impl AcceptGuards {
+    /// How many item checks the guards add to the transaction: one per distinct recipient
+    /// (two with a topic) and one for the key, the addresses counted as the suppression list
+    /// keys them.
+    pub fn item_checks(&self) -> usize {
+        let distinct: std::collections::HashSet<String> =
+            self.recipients.iter().map(crate::suppression_key).collect();
+        distinct.len() * (1 + usize::from(self.topic.is_some()))
+            + usize::from(self.api_key.is_some())
+    }
+}
+
+/// What a guarded create did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardedCreate {
+    /// Recorded, and the key claimed when one was given (its claim). Every guard held.
+    Recorded(Option<Claim>),
+    /// The idempotency key is held (nothing was written): see what holds it.
+    KeyHeld,
+    /// A guard did not hold, or this store cannot check guards: nothing was written; check
+    /// with reads.
+    Unconfirmed,
+}
+
 /// Messages: records, content, send attempts and the sending lease.
 pub trait MessageStore: Send + Sync {
     /// The message's summary, attempts and history; `None` when there is no such message.
@@ -174,6 +230,21 @@ pub trait MessageStore: Send + Sync {
         requested_provider: Option<ProviderId>,
         key: &'a KeyClaimRequest,
     ) -> BoxFuture<'a, Result<Option<Claim>, StoreError>>;
+
+    /// Records a newly accepted message, claiming `key` when given, in ONE write that also
+    /// checks `guards`: nothing is written unless the claim and every guard hold. A store that
+    /// cannot check guards answers [`GuardedCreate::Unconfirmed`] (the caller then reads).
+    fn create_guarded<'a>(
+        &'a self,
+        record: &'a MessageRecord,
+        content: &'a OutboundEmail,
+        requested_provider: Option<ProviderId>,
+        key: Option<&'a KeyClaimRequest>,
+        guards: &'a AcceptGuards,
+    ) -> BoxFuture<'a, Result<GuardedCreate, StoreError>> {
+        let _ = (record, content, requested_provider, key, guards);
+        Box::pin(async { Ok(GuardedCreate::Unconfirmed) })
+    }
 
     /// Records every provider call of one delivery and moves the message `record` to `state`
     /// (the sending lease is lifted), with the key's completion in the same write when given;

@@ -83,7 +83,7 @@ impl MailgunConfig {
 /// Sends through Mailgun's Messages API.
 #[derive(Debug, Clone)]
 pub struct MailgunSender {
-    client: reqwest::Client,
+    client: crate::http_client::LazyHttpClient,
     config: MailgunConfig,
 }
 
@@ -114,8 +114,7 @@ impl MailgunSender {
             form = form.part("attachment", part);
         }
         let path = format!("/v3/{}/messages", self.config.domain);
-        let request = self
-            .client
+        let request = crate::send::ready(&self.client)?
             .post(endpoint(&self.config.base_url, &path))
             .basic_auth("api", Some(self.config.api_key.expose()))
             .multipart(form);

@@ -65,7 +65,7 @@ impl PostmarkConfig {
 /// Sends through Postmark's Email API.
 #[derive(Debug, Clone)]
 pub struct PostmarkSender {
-    client: reqwest::Client,
+    client: crate::http_client::LazyHttpClient,
     config: PostmarkConfig,
 }
 
@@ -80,8 +80,7 @@ impl PostmarkSender {
 
     async fn send_email(&self, email: &OutboundEmail) -> Result<Accepted, SendFailure> {
         let body = request_body(email, self.config.bulk_message_stream.as_deref());
-        let request = self
-            .client
+        let request = crate::send::ready(&self.client)?
             .post(endpoint(&self.config.base_url, "/email"))
             .header(SERVER_TOKEN_HEADER, self.config.server_token.expose())
             .header(http::header::ACCEPT, "application/json")

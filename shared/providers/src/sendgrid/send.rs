@@ -66,7 +66,7 @@ impl SendgridConfig {
 /// Sends through SendGrid's v3 Mail Send API.
 #[derive(Debug, Clone)]
 pub struct SendgridSender {
-    client: reqwest::Client,
+    client: crate::http_client::LazyHttpClient,
     config: SendgridConfig,
 }
 
@@ -80,8 +80,7 @@ impl SendgridSender {
     }
 
     async fn send_email(&self, email: &OutboundEmail) -> Result<Accepted, SendFailure> {
-        let request = self
-            .client
+        let request = crate::send::ready(&self.client)?
             .post(endpoint(&self.config.base_url, "/v3/mail/send"))
             .bearer_auth(self.config.api_key.expose())
             .json(&request_body(email));

@@ -63,7 +63,7 @@ impl Smtp2goConfig {
 /// Sends through SMTP2GO's email API.
 #[derive(Debug, Clone)]
 pub struct Smtp2goSender {
-    client: reqwest::Client,
+    client: crate::http_client::LazyHttpClient,
     config: Smtp2goConfig,
 }
 
@@ -77,8 +77,7 @@ impl Smtp2goSender {
     }
 
     async fn send_email(&self, email: &OutboundEmail) -> Result<Accepted, SendFailure> {
-        let request = self
-            .client
+        let request = crate::send::ready(&self.client)?
             .post(endpoint(&self.config.base_url, "/v3/email/send"))
             .header(API_KEY_HEADER, self.config.api_key.expose())
             .header(http::header::ACCEPT, "application/json")

@@ -117,6 +117,14 @@ impl MemoryApiKeys {
         lock(&self.records).push(record);
     }
 
+    /// The key stored under `hash`, if any.
+    pub fn record(&self, hash: &KeyHash) -> Option<ApiKeyRecord> {
+        lock(&self.records)
+            .iter()
+            .find(|r| r.hash == *hash)
+            .cloned()
+    }
+
     /// Revokes the key stored under `hash` at `at`.
     pub fn revoke(&self, hash: &KeyHash, at: OffsetDateTime) {
         for record in lock(&self.records).iter_mut().filter(|r| r.hash == *hash) {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use mailgate_core::idempotency::decide;
 use mailgate_core::ports::{
-    Accepted, BoxFuture, EmailProvider, IdempotencyStore, KeyClaimRequest, KeyCompletion,
-    MessageStore, ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper,
-    StoredMessage, SuppressionCheck,
+    AcceptGuards, Accepted, BoxFuture, EmailProvider, GuardedCreate, IdempotencyStore,
+    KeyClaimRequest, KeyCompletion, MessageStore, ProviderHealth, RandomSource, SendControls,
+    SendQueue, SendingClaim, Sleeper, StoredMessage, SuppressionCheck,
 };
 use mailgate_core::{
     Admission, BreakerConfig, BreakerState, CircuitStatus, Claim, ClaimOutcome, EmailAddress,
@@ -475,8 +475,13 @@ pub struct MemoryMessages {
     /// The idempotency records written together with messages.
     pub idempotency: Arc<MemoryIdempotency>,
     /// Failures to inject, by operation (`get`, `load_content`, `start_sending`, `create`,
-    /// `create_and_claim`, `record_outcome`).
+    /// `create_and_claim`, `create_guarded`, `record_outcome`).
     pub faults: Faults,
+    /// The suppressions and keys a guarded create checks (as the DynamoDB store checks their
+    /// items in its transaction); without them every guarded create is `Unconfirmed`.
+    guarded_by: Mutex<Option<(Arc<MemorySuppressions>, Arc<super::MemoryApiKeys>)>>,
+    /// How many guarded creates were asked for.
+    pub guarded_creates: AtomicU32,
 }
 
 impl MemoryMessages {
@@ -486,6 +491,37 @@ impl MemoryMessages {
             idempotency,
             ..Self::default()
         }
+    }
+
+    /// Checks the guards of `create_guarded` against `suppressions` and `keys`.
+    pub fn guard_with(
+        &self,
+        suppressions: Arc<MemorySuppressions>,
+        keys: Arc<super::MemoryApiKeys>,
+    ) {
+        *lock(&self.guarded_by) = Some((suppressions, keys));
+    }
+
+    /// Whether every guard holds; `None` when no guard store is linked.
+    fn guards_hold(&self, guards: &AcceptGuards) -> Option<bool> {
+        let (suppressions, keys) = lock(&self.guarded_by).clone()?;
+        let unscoped = suppressions.active(&guards.recipients, None, guards.now);
+        let recipients_pass = unscoped.values().all(|s| {
+            guards.unsubscribe_passes && s.reason == mailgate_core::SuppressionReason::Unsubscribe
+        }) && guards.topic.as_deref().is_none_or(|topic| {
+            suppressions
+                .active(&guards.recipients, Some(topic), guards.now)
+                .is_empty()
+        });
+        let key_passes = guards.api_key.as_ref().is_none_or(|k| {
+            keys.record(&k.hash).is_some_and(|r| {
+                !r.is_revoked()
+                    && r.id == k.id
+                    && r.environment == k.environment
+                    && r.scopes.contains(k.scope)
+            })
+        });
+        Some(recipients_pass && key_passes)
     }
 
     /// The stored message, if any.
@@ -621,6 +657,50 @@ impl MessageStore for MemoryMessages {
                     .map(|()| Some(claim)),
                 Err(_) => Ok(None),
             }
+        });
+        Box::pin(async move { result })
+    }
+
+    fn create_guarded<'a>(
+        &'a self,
+        record: &'a MessageRecord,
+        content: &'a OutboundEmail,
+        requested_provider: Option<ProviderId>,
+        key: Option<&'a KeyClaimRequest>,
+        guards: &'a AcceptGuards,
+    ) -> BoxFuture<'a, Result<GuardedCreate, StoreError>> {
+        self.guarded_creates.fetch_add(1, Ordering::SeqCst);
+        let result = self.faults.take("create_guarded").and_then(|()| {
+            let Some(hold) = self.guards_hold(guards) else {
+                return Ok(GuardedCreate::Unconfirmed);
+            };
+            // One transaction: the claim is judged first, then the message, then the guards
+            // (as the adapter reads the cancellation reasons); nothing is written unless all
+            // hold.
+            if let Some(key) = key
+                && !self.idempotency.would_claim(key)
+            {
+                return Ok(GuardedCreate::KeyHeld);
+            }
+            if lock(&self.messages).contains_key(&record.id) {
+                return Err(StoreError::new(
+                    StoreErrorKind::ConditionFailed,
+                    "create_guarded",
+                    "the message exists already",
+                ));
+            }
+            if !hold {
+                return Ok(GuardedCreate::Unconfirmed);
+            }
+            let claim = match key {
+                Some(key) => match self.idempotency.try_claim(key) {
+                    Ok(claim) => Some(claim),
+                    Err(_) => return Ok(GuardedCreate::KeyHeld),
+                },
+                None => None,
+            };
+            self.insert(record, content, requested_provider)
+                .map(|()| GuardedCreate::Recorded(claim))
         });
         Box::pin(async move { result })
     }

@@ -40,7 +40,7 @@ pub enum SnsHttpError {
 /// [`Self::MAX_BODY_BYTES`] per response. Build it once at cold start and share it.
 #[derive(Debug, Clone)]
 pub struct ReqwestSnsHttp {
-    client: reqwest::Client,
+    client: crate::http_client::LazyHttpClient,
 }
 
 impl ReqwestSnsHttp {
@@ -49,25 +49,25 @@ impl ReqwestSnsHttp {
     /// The response cap. A signing certificate is about 2 KiB and a confirmation reply less.
     pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-    /// Builds the client.
+    /// The client, built on its first fetch (not at cold start: most requests find the
+    /// certificate cached). Cannot fail here any more; the `Result` stays for its callers.
     pub fn new() -> Result<Self, SnsHttpError> {
-        let client = reqwest::Client::builder()
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Self::TIMEOUT)
-            .connect_timeout(Self::TIMEOUT)
-            .build()
-            .map_err(classify)?;
+        let client = crate::http_client::LazyHttpClient::new(|builder| {
+            builder
+                .https_only(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Self::TIMEOUT)
+                .connect_timeout(Self::TIMEOUT)
+        });
         Ok(Self { client })
     }
 
     async fn fetch(&self, url: &SnsUrl) -> Result<Vec<u8>, SnsHttpError> {
-        let mut response = self
+        let client = self
             .client
-            .get(url.as_str())
-            .send()
-            .await
-            .map_err(classify)?;
+            .get()
+            .map_err(|e| SnsHttpError::Transport(e.to_string()))?;
+        let mut response = client.get(url.as_str()).send().await.map_err(classify)?;
         let status = response.status();
         if !status.is_success() {
             return Err(SnsHttpError::Status(status.as_u16()));
