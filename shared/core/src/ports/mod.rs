@@ -26,9 +26,9 @@ pub use events::{
 
 pub use inbound::{InboundObjects, InboundRecorded, InboundRecords};
 pub use send::{
-    Accepted, EmailProvider, IdempotencyStore, KeyClaimRequest, KeyCompletion, MessageStore,
-    ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper, StoredMessage,
-    SuppressionCheck,
+    Accepted, DelayedEvent, DelayedEventQueue, EmailProvider, EventSimulator, IdempotencyStore,
+    KeyClaimRequest, KeyCompletion, MessageStore, ProviderHealth, RandomSource, SendControls,
+    SendQueue, SendingClaim, Simulation, Sleeper, StoredMessage, SuppressionCheck,
 };
 pub use sweep::{HeldMessages, ReleaseSendQueue, StalledMessages};
 pub use templates::{TemplatePage, TemplateRecord, TemplateStore, TemplateVersion};
