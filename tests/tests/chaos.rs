@@ -244,11 +244,11 @@ fn sqs_payload(messages: &[aws_sdk_sqs::types::Message]) -> Value {
 }
 
 async fn key(t: &TestStack) -> String {
-    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+    let secret = ApiKeySecret::generate(KeyEnvironment::Live);
     let record = ApiKeyRecord::new(
         &secret,
         ApiKeyLabel::parse("chaos").unwrap(),
-        KeyEnvironment::Test,
+        KeyEnvironment::Live,
         Scopes::parse_list("send,read").unwrap(),
         OffsetDateTime::now_utc(),
     );

@@ -283,14 +283,15 @@ async fn an_ses_received_notification_records_the_stored_message_with_its_verdic
     assert_eq!(body_of(&again)["inbound"], id.as_str());
 }
 
-/// A test API key with `scopes`, as the `Authorization` header value.
+/// A live API key with `scopes` (test keys reach only the simulator), as the `Authorization`
+/// header value.
 async fn bearer(t: &TestStack, scopes: &str) -> String {
     use mailgate_core::{ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Scopes};
-    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+    let secret = ApiKeySecret::generate(KeyEnvironment::Live);
     let record = ApiKeyRecord::new(
         &secret,
         ApiKeyLabel::parse("inbound test").unwrap(),
-        KeyEnvironment::Test,
+        KeyEnvironment::Live,
         Scopes::parse_list(scopes).unwrap(),
         time::OffsetDateTime::now_utc(),
     );

@@ -222,11 +222,11 @@ fn request(
 
 /// A stored key with `scopes`: its `Authorization` header value.
 async fn key(t: &TestStack, scopes: &str) -> String {
-    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+    let secret = ApiKeySecret::generate(KeyEnvironment::Live);
     let record = ApiKeyRecord::new(
         &secret,
         ApiKeyLabel::parse("contract test").unwrap(),
-        KeyEnvironment::Test,
+        KeyEnvironment::Live,
         Scopes::parse_list(scopes).unwrap(),
         OffsetDateTime::now_utc(),
     );
@@ -584,7 +584,7 @@ async fn health_and_key_answers_match_the_contract() {
     let (_, me) = w
         .call("GET", "/v1/keys/self", "/v1/keys/self", &[], None, &[], 200)
         .await;
-    assert_eq!(me["environment"], "test");
+    assert_eq!(me["environment"], "live");
     w.call_as(
         &read_only,
         "GET",

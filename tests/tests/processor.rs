@@ -44,11 +44,11 @@ fn api(t: &TestStack) -> SendApi {
 }
 
 async fn key(t: &TestStack) -> String {
-    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+    let secret = ApiKeySecret::generate(KeyEnvironment::Live);
     let record = ApiKeyRecord::new(
         &secret,
         ApiKeyLabel::parse("processor test").unwrap(),
-        KeyEnvironment::Test,
+        KeyEnvironment::Live,
         Scopes::parse_list("send,read").unwrap(),
         OffsetDateTime::now_utc(),
     );

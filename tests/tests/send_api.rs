@@ -232,11 +232,11 @@ impl World {
 
 /// A stored key with `scopes`: its `Authorization` header value.
 async fn key(t: &TestStack, scopes: &str) -> String {
-    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
+    let secret = ApiKeySecret::generate(KeyEnvironment::Live);
     let record = ApiKeyRecord::new(
         &secret,
         ApiKeyLabel::parse("send test").unwrap(),
-        KeyEnvironment::Test,
+        KeyEnvironment::Live,
         Scopes::parse_list(scopes).unwrap(),
         OffsetDateTime::now_utc(),
     );

@@ -34,7 +34,7 @@ fn with_keys(
 }
 
 async fn key(t: &TestStack) -> String {
-    key_of(t, KeyEnvironment::Test, "send,read").await
+    key_of(t, KeyEnvironment::Live, "send,read").await
 }
 
 async fn key_of(t: &TestStack, environment: KeyEnvironment, scopes: &str) -> String {

@@ -46,7 +46,7 @@ pub const TABLES: &[Table] = &[
     Table::Templates,
 ];
 /// The queues the send API writes.
-pub const QUEUES: &[Queue] = &[Queue::Send];
+pub const QUEUES: &[Queue] = &[Queue::Send, Queue::Events];
 
 /// How long a completed idempotency record is replayed, in hours (default 24).
 pub const IDEMPOTENCY_RETENTION_VAR: &str = "IDEMPOTENCY_RETENTION_HOURS";

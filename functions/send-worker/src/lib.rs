@@ -38,7 +38,7 @@ pub const FUNCTION_NAME: &str = "send-worker";
 /// The tables the worker reads and writes.
 pub const TABLES: &[Table] = &[Table::Messages, Table::Control];
 /// The queues it reads and writes.
-pub const QUEUES: &[Queue] = &[Queue::Send];
+pub const QUEUES: &[Queue] = &[Queue::Send, Queue::Events];
 /// The variable holding the send queue's dead-letter queue URL.
 pub const DLQ_VAR: &str = "SEND_DLQ_URL";
 

@@ -5,6 +5,8 @@
 
 use aws_sdk_sqs::Client;
 use mailgate_core::StoreError;
+use mailgate_core::ports::DelayedEvent;
+use mailgate_core::queue::delay_seconds;
 
 use crate::sqs_batch::{BatchEntry, TooLarge, send_batches};
 pub use crate::sqs_batch::{MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, plan_batches};
@@ -61,10 +63,27 @@ impl SqsEventQueue {
     /// transient reason are sent again a few times before giving up.
     pub async fn enqueue(&self, messages: &[String]) -> Result<EnqueueStats, EnqueueError> {
         let entries: Vec<BatchEntry> = messages.iter().map(BatchEntry::new).collect();
+        self.send(entries).await
+    }
+
+    /// [`enqueue`](Self::enqueue) with a delay per message (SQS `DelaySeconds`, whole seconds
+    /// rounded up, at most 15 minutes): the event simulator's events.
+    pub async fn enqueue_delayed(
+        &self,
+        events: &[DelayedEvent],
+    ) -> Result<EnqueueStats, EnqueueError> {
+        let entries: Vec<BatchEntry> = events
+            .iter()
+            .map(|e| BatchEntry::new(e.body.as_str()).delayed(delay_seconds(e.delay)))
+            .collect();
+        self.send(entries).await
+    }
+
+    async fn send(&self, entries: Vec<BatchEntry>) -> Result<EnqueueStats, EnqueueError> {
         let sent = send_batches(&self.client, &self.queue_url, &entries).await?;
-        let calls = sent.all_sent(messages.len())?;
+        let calls = sent.all_sent(entries.len())?;
         Ok(EnqueueStats {
-            messages: messages.len(),
+            messages: entries.len(),
             calls,
         })
     }

@@ -1,7 +1,9 @@
 //! The webhook ingestion's ports (`mailgate_core::ports::webhooks`) on DynamoDB and SQS: the
 //! receipts table and the events queue behind the port traits.
 
-use mailgate_core::ports::{BoxFuture, Enqueued, EventsQueue, WebhookReceipts};
+use mailgate_core::ports::{
+    BoxFuture, DelayedEvent, DelayedEventQueue, Enqueued, EventsQueue, WebhookReceipts,
+};
 use mailgate_core::{
     NewReceipt, ProviderId, RecordError, Recorded, StoreError, StoreErrorKind, StoredReceipt,
 };
@@ -99,6 +101,15 @@ impl EventsQueue for SqsEventQueue {
                 messages: stats.messages,
                 calls: stats.calls,
             })
+        })
+    }
+}
+
+impl DelayedEventQueue for SqsEventQueue {
+    fn post<'a>(&'a self, events: &'a [DelayedEvent]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            SqsEventQueue::enqueue_delayed(self, events).await?;
+            Ok(())
         })
     }
 }

@@ -171,7 +171,7 @@ impl FromStr for ProviderOrder {
                     }
                     None => (item, 0),
                 };
-                Ok((name.parse::<ProviderId>()?, weight))
+                Ok((ProviderId::parse_real(name)?, weight))
             })
             .collect::<Result<Vec<_>, ProviderOrderError>>()?;
         Self::weighted(entries)
@@ -451,6 +451,11 @@ mod tests {
         );
         assert!(matches!(
             "ses,sparkpost".parse::<ProviderOrder>(),
+            Err(ProviderOrderError::UnknownProvider(_))
+        ));
+        // The simulator is never a configured provider: only test keys reach it.
+        assert!(matches!(
+            "ses,simulator".parse::<ProviderOrder>(),
             Err(ProviderOrderError::UnknownProvider(_))
         ));
         assert_eq!(

@@ -83,6 +83,9 @@ pub use send_request::{
     BatchSendRequest, FieldError, SendLimits, SendRequest, SendValidation, ValidatedSend,
 };
 
+// Test keys: the simulator's domain, reserved for them.
+pub mod sandbox;
+
 // One-click unsubscribe (RFC 8058): signed tokens, the headers that carry them, topics.
 pub mod unsubscribe;
 

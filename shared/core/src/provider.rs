@@ -20,6 +20,11 @@ pub enum ProviderId {
     Postmark,
     /// SMTP2GO (v3 API).
     Smtp2go,
+    /// The built-in event simulator that stands in for every provider for messages sent with a
+    /// `test` API key (`mailgate_providers::simulator`). Never in [`ProviderId::ALL`]: it is not
+    /// configured, ordered, failed over to, rate-limited or health-checked, and a caller cannot
+    /// name it in a send request.
+    Simulator,
 }
 
 impl ProviderId {
@@ -40,7 +45,22 @@ impl ProviderId {
             ProviderId::Mailgun => "mailgun",
             ProviderId::Postmark => "postmark",
             ProviderId::Smtp2go => "smtp2go",
+            ProviderId::Simulator => "simulator",
         }
+    }
+
+    /// Parses the name of a real provider (one of [`ProviderId::ALL`]): what configuration may
+    /// name. `simulator` is refused here.
+    pub fn parse_real(name: &str) -> Result<ProviderId, UnknownProvider> {
+        match name.parse::<ProviderId>() {
+            Ok(ProviderId::Simulator) | Err(_) => Err(UnknownProvider(name.to_owned())),
+            Ok(provider) => Ok(provider),
+        }
+    }
+
+    /// Whether this is the built-in simulator rather than a real provider.
+    pub fn is_simulator(self) -> bool {
+        self == ProviderId::Simulator
     }
 }
 
@@ -50,7 +70,8 @@ impl fmt::Display for ProviderId {
     }
 }
 
-/// A provider name that mailgate does not know.
+/// A provider name that mailgate does not know. `simulator` parses (stored records and queued
+/// events name it), but is not a provider one can configure or choose.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown provider {0:?}; expected one of ses, sendgrid, mailgun, postmark, smtp2go")]
 pub struct UnknownProvider(pub String);
@@ -60,6 +81,7 @@ impl FromStr for ProviderId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ProviderId::ALL
             .into_iter()
+            .chain([ProviderId::Simulator])
             .find(|p| p.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| UnknownProvider(s.to_owned()))
     }
@@ -82,6 +104,19 @@ mod tests {
             " SendGrid ".parse::<ProviderId>().unwrap(),
             ProviderId::Sendgrid
         );
+    }
+
+    #[test]
+    fn the_simulator_parses_but_is_not_among_the_providers() {
+        assert_eq!(
+            "simulator".parse::<ProviderId>().unwrap(),
+            ProviderId::Simulator
+        );
+        assert!(ProviderId::Simulator.is_simulator());
+        assert!(!ProviderId::ALL.contains(&ProviderId::Simulator));
+        assert!(ProviderId::ALL.iter().all(|p| !p.is_simulator()));
+        assert!(ProviderId::parse_real("simulator").is_err());
+        assert_eq!(ProviderId::parse_real("ses"), Ok(ProviderId::Ses));
     }
 
     #[test]

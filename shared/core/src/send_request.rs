@@ -169,6 +169,8 @@ pub mod code {
     pub const SEND_AT_TOO_FAR: &str = "send_at_too_far";
     /// 422: `provider` names no provider mailgate knows.
     pub const UNKNOWN_PROVIDER: &str = "unknown_provider";
+    /// 422: a `live` key sent to the event simulator's domain (`crate::sandbox`).
+    pub const SIMULATOR_REQUIRES_TEST_KEY: &str = "simulator_requires_test_key";
     /// 422: `category` is neither `transactional` nor `bulk`.
     pub const INVALID_CATEGORY: &str = "invalid_category";
     /// 422: a batch with more messages than allowed.
@@ -1463,6 +1465,16 @@ fn check_provider(provider: Option<String>, errors: &mut Errors) -> Option<Optio
         return Some(None);
     };
     match raw.parse::<ProviderId>() {
+        // The simulator is chosen by a `test` key, never named in a request.
+        Ok(ProviderId::Simulator) => {
+            errors.push(
+                code::UNKNOWN_PROVIDER,
+                "provider".into(),
+                "the simulator cannot be chosen; messages sent with a test API key go to it"
+                    .to_owned(),
+            );
+            None
+        }
         Ok(provider) => Some(Some(provider)),
         Err(err) => {
             errors.push(code::UNKNOWN_PROVIDER, "provider".into(), err.to_string());

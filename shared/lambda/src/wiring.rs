@@ -12,9 +12,10 @@ use mailgate_aws::{
 use mailgate_core::ports::ReceiptEvents;
 use mailgate_core::{AttemptOutcome, ProviderId, SystemClock};
 use mailgate_providers::config::ProvidersConfig;
+use mailgate_providers::simulator::Simulator;
 use mailgate_providers::webhook::Intake;
 use mailgate_services::accept::{AcceptPorts, AcceptSettings, MessageIntake};
-use mailgate_services::delivery::MessageDelivery;
+use mailgate_services::delivery::{MessageDelivery, Sandbox};
 use mailgate_services::ingest::{Delivery, Ingestion};
 use mailgate_services::release::Release;
 use mailgate_services::send::{
@@ -60,7 +61,8 @@ pub fn message_store(clients: &AwsClients, names: &ResourceNames) -> DynamoDbMes
 
 /// Wires delivery as `send-api` and `send-worker` both need it at cold start: the configured
 /// providers behind a `SendService` on the shared provider health (control table), the
-/// messages table and the send queue.
+/// messages table and the send queue; and, for `test` keys, the event simulator posting to the
+/// events queue (so `names` must hold the send and events queues).
 pub fn message_delivery(
     clients: &AwsClients,
     names: &ResourceNames,
@@ -77,6 +79,13 @@ pub fn message_delivery(
         providers.failover_policy(),
         Arc::new(health),
     )?;
+    let sandbox = Sandbox {
+        simulator: Arc::new(Simulator::new(providers.simulator_event_delay)),
+        events: Arc::new(SqsEventQueue::new(
+            clients.sqs.clone(),
+            names.queue_url(Queue::Events).to_owned(),
+        )),
+    };
     Ok(MessageDelivery::new(
         Arc::new(message_store(clients, names)),
         Arc::new(SqsSendQueue::new(
@@ -84,7 +93,8 @@ pub fn message_delivery(
             names.queue_url(Queue::Send),
         )),
         Arc::new(service),
-    ))
+    )
+    .with_sandbox(sandbox))
 }
 
 /// Emits the metrics of one send: `SendAttempts` per provider call (by outcome), `Failovers`

@@ -74,6 +74,9 @@ pub struct ProvidersConfig {
     pub send_budget: Duration,
     /// Whether an ambiguous outcome may be followed by a second provider.
     pub allow_failover_on_ambiguous: bool,
+    /// How long after a `test` key's send the event simulator's events become visible
+    /// (`SIMULATOR_EVENT_DELAY_SECONDS`, default 5; follow-up events at twice that).
+    pub simulator_event_delay: Duration,
 }
 
 impl fmt::Debug for ProvidersConfig {
@@ -88,6 +91,7 @@ impl fmt::Debug for ProvidersConfig {
                 "allow_failover_on_ambiguous",
                 &self.allow_failover_on_ambiguous,
             )
+            .field("simulator_event_delay", &self.simulator_event_delay)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +104,7 @@ fn stem(provider: ProviderId) -> &'static str {
         ProviderId::Mailgun => "MAILGUN",
         ProviderId::Postmark => "POSTMARK",
         ProviderId::Smtp2go => "SMTP2GO",
+        ProviderId::Simulator => "SIMULATOR",
     }
 }
 
@@ -244,6 +249,13 @@ impl ProvidersConfig {
         };
         let send_budget = r.millis(SEND_BUDGET_VAR, DEFAULT_SEND_BUDGET);
         let allow_failover_on_ambiguous = r.flag(ALLOW_FAILOVER_ON_AMBIGUOUS_VAR, false);
+        let simulator_event_delay =
+            crate::simulator::event_delay_from_lookup(&|name| (r.lookup)(name)).unwrap_or_else(
+                |problem| {
+                    r.problem(problem);
+                    crate::simulator::DEFAULT_EVENT_DELAY
+                },
+            );
 
         let order = match r.get(PROVIDERS_VAR) {
             None => {
@@ -332,6 +344,8 @@ impl ProvidersConfig {
                                 timeouts,
                             });
                 }
+                // The order never lists it (`ProviderId::parse_real`): nothing to configure.
+                ProviderId::Simulator => {}
             }
         }
 
@@ -347,6 +361,7 @@ impl ProvidersConfig {
                 timeouts,
                 send_budget,
                 allow_failover_on_ambiguous,
+                simulator_event_delay,
             }),
             _ => Err(ProvidersConfigError {
                 problems: r.problems,
@@ -394,6 +409,8 @@ impl ProvidersConfig {
                     Some(c) => Some(Arc::new(Smtp2goSender::new(c.clone())?)),
                     None => None,
                 },
+                // Test keys reach the simulator outside the send service, never through it.
+                ProviderId::Simulator => None,
             };
             senders.extend(sender);
         }

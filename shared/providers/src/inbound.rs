@@ -22,7 +22,11 @@ pub fn inbound_delivery(
 ) -> Option<Result<InboundDelivery, PayloadError>> {
     match provider {
         ProviderId::Postmark => Some(crate::postmark::inbound::inbound_delivery(body)),
-        ProviderId::Ses | ProviderId::Sendgrid | ProviderId::Mailgun | ProviderId::Smtp2go => None,
+        ProviderId::Ses
+        | ProviderId::Sendgrid
+        | ProviderId::Mailgun
+        | ProviderId::Smtp2go
+        | ProviderId::Simulator => None,
     }
 }
 

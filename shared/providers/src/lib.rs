@@ -13,6 +13,7 @@ pub mod postmark;
 pub mod send;
 pub mod sendgrid;
 pub mod ses;
+pub mod simulator;
 pub mod smtp2go;
 pub mod verify;
 pub mod webhook;
@@ -29,5 +30,6 @@ mod tests {
         assert_eq!(mailgun::PROVIDER, ProviderId::Mailgun);
         assert_eq!(postmark::PROVIDER, ProviderId::Postmark);
         assert_eq!(smtp2go::PROVIDER, ProviderId::Smtp2go);
+        assert_eq!(simulator::PROVIDER, ProviderId::Simulator);
     }
 }

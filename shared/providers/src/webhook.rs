@@ -61,6 +61,7 @@ pub fn webhook_provider(provider: ProviderId) -> &'static dyn WebhookProvider {
         ProviderId::Mailgun => &crate::mailgun::MailgunWebhooks,
         ProviderId::Postmark => &crate::postmark::PostmarkWebhooks,
         ProviderId::Smtp2go => &crate::smtp2go::Smtp2goWebhooks,
+        ProviderId::Simulator => &crate::simulator::SimulatorWebhooks,
     }
 }
 

@@ -148,6 +148,7 @@ fn sender(provider: ProviderId, base_url: &str) -> Box<dyn EmailProvider> {
             Box::new(Smtp2goSender::new(config).unwrap())
         }
         ProviderId::Ses => Box::new(SesSender::new(ses_client(base_url), SesConfig::default())),
+        ProviderId::Simulator => unreachable!("the simulator sends nothing over HTTP"),
     }
 }
 
@@ -197,6 +198,7 @@ fn success(provider: ProviderId) -> Reply {
             r#"{"request_id": "aa253464-0bd0-467a-b24b-6159dcd7be60", "data": {"succeeded": 1, "failed": 0, "failures": [], "email_id": "1er8bV-6Tw0Mi-7h"}}"#,
         ),
         ProviderId::Ses => reply(200, r#"{"MessageId": "ses-1"}"#),
+        ProviderId::Simulator => unreachable!("the simulator sends nothing over HTTP"),
     }
 }
 
@@ -232,6 +234,7 @@ fn bad_request(provider: ProviderId) -> (Reply, ErrorCategory) {
             ErrorCategory::ContentRejected,
         ),
         ProviderId::Ses => unreachable!("SES errors are tested against moto"),
+        ProviderId::Simulator => unreachable!("the simulator sends nothing over HTTP"),
     }
 }
 

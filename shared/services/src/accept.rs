@@ -26,6 +26,7 @@
 //! |---|---|
 //! | key completed with the same body (checked first on a refusal) | `Replayed` (the stored answer) |
 //! | body not valid | `Invalid` (400 or 422 by the errors) |
+//! | a `live` key sending to the simulator's domain | `Invalid` (422 `simulator_requires_test_key`) |
 //! | every `to` recipient suppressed | `AllSuppressed` (422) |
 //! | key completed with the same body | `Replayed` (the stored answer) |
 //! | key used with another body | `KeyMismatch` (422) |
@@ -42,6 +43,7 @@ use mailgate_core::ports::{
     AcceptGuards, GuardedCreate, IdempotencyStore, KeyClaimRequest, KeyCompletion, KeyGuard,
     MessageStore, RandomSource, SendControls, SendQueue, Sleeper, SuppressionCheck,
 };
+use mailgate_core::sandbox::check_environment;
 use mailgate_core::send_request::{FieldError, response_status};
 use mailgate_core::{
     AuthenticatedKey, BatchSendRequest, Claim, ClaimOutcome, Clock, EmailAddress, MessageCategory,
@@ -753,6 +755,7 @@ impl MessageIntake {
             Err(errors) => return (AcceptOutcome::Invalid(errors), false),
         };
         if let Err(error) = attach_unsubscribe(self.settings.unsubscribe.as_ref(), &mut valid.email)
+            .and_then(|()| check_environment(key.environment, &valid.email))
         {
             return (AcceptOutcome::Invalid(vec![error]), false);
         }
@@ -1075,6 +1078,7 @@ impl MessageIntake {
             };
             let item = item.and_then(|mut v| {
                 attach_unsubscribe(self.settings.unsubscribe.as_ref(), &mut v.email)
+                    .and_then(|()| check_environment(key.environment, &v.email))
                     .map_err(|e| vec![e.prefixed(&format!("messages[{index}]"))])?;
                 Ok(v)
             });
@@ -1290,7 +1294,7 @@ mod tests_support {
             key: AuthenticatedKey {
                 id: ApiKeyId::generate(),
                 label: ApiKeyLabel::parse("tests").unwrap(),
-                environment: KeyEnvironment::Test,
+                environment: KeyEnvironment::Live,
                 scopes: Scopes::all(),
             },
         }
@@ -1746,6 +1750,34 @@ mod tests {
         let body = batch(&[BAD_ITEM]);
         let outcome = h.intake.accept_batch(&h.key, body.as_bytes(), None).await;
         assert_eq!(outcome.status(), 422);
+    }
+
+    #[tokio::test]
+    async fn a_live_key_sending_to_the_simulator_is_refused_422_and_nothing_is_stored() {
+        let h = harness(vec![]);
+        let body = r#"{"from":"news@example.com","to":["jane@example.org"],
+            "cc":["bounced+1@simulator.mailgate.invalid"],"subject":"Hi","text":"Hello"}"#;
+        let AcceptOutcome::Invalid(errors) = h.intake.accept(&h.key, body.as_bytes(), None).await
+        else {
+            panic!("expected a refusal")
+        };
+        assert_eq!(errors[0].code, "simulator_requires_test_key");
+        assert_eq!(errors[0].field, "cc[0]");
+        assert_eq!(response_status(&errors), 422);
+        assert!(h.messages.all().is_empty());
+        assert_eq!(h.provider.calls(), 0);
+
+        let to_simulator = r#"{"from":"news@example.com","to":["delivered@simulator.mailgate.invalid"],"subject":"Hi","text":"Hello"}"#;
+        let body = batch(&[ITEM, to_simulator]);
+        let AcceptOutcome::Batch { body, .. } =
+            h.intake.accept_batch(&h.key, body.as_bytes(), None).await
+        else {
+            panic!()
+        };
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results[0]["status"], "queued");
+        assert_eq!(results[1]["error"]["code"], "simulator_requires_test_key");
+        assert_eq!(results[1]["error"]["field"], "messages[1].to[0]");
     }
 
     #[tokio::test]

@@ -19,6 +19,14 @@
 //! `Idempotency-Key` response), so a synchronous send makes one round trip after the provider
 //! call.
 //!
+//! A message of a `test` API key never reaches a provider, whichever path it takes: it goes to
+//! the event simulator ([`EventSimulator`]) instead of the send service, as one call with no
+//! failover, breaker, rate limit or provider health, recorded like any attempt (provider
+//! `simulator`); once the outcome is recorded, the simulator's provider-shaped events are
+//! posted on the events queue with their delays ([`DelayedEventQueue`]). A failure to post them
+//! is logged (`alert = "simulator_events_lost"`): the message keeps its recorded state, as when
+//! a provider never sends its webhooks.
+//!
 //! A stored message (the send worker's path) is first taken with a lease: `queued` → `sending`
 //! with `sending_until` = now + [`DEFAULT_SENDING_LEASE`], conditioned on `queued`, so of two
 //! workers handed the same pointer at once only one calls a provider. The other finds the live
@@ -29,10 +37,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailgate_core::ports::{KeyCompletion, MessageStore, SendQueue, SendingClaim};
+use mailgate_core::ports::{
+    DelayedEvent, DelayedEventQueue, EventSimulator, KeyCompletion, MessageStore, SendQueue,
+    SendingClaim,
+};
 use mailgate_core::{
-    Clock, MessageId, MessageRecord, MessageState, OutboundEmail, ProviderId, SendAttempt,
-    StoreError, SystemClock, UnixMillis,
+    Clock, KeyEnvironment, MessageId, MessageRecord, MessageState, OutboundEmail, ProviderId,
+    SendAttempt, StoreError, SystemClock, UnixMillis,
 };
 use time::OffsetDateTime;
 
@@ -96,6 +107,9 @@ pub enum DeliveryError {
         /// What the send did.
         delivery: Box<Delivery>,
     },
+    /// A message of a `test` key, and no simulator wired: nothing was sent or recorded.
+    #[error("message {0} was sent with a test key and no event simulator is configured")]
+    NoSimulator(MessageId),
     /// The send was deferred and recorded `queued` (watched: the sweeper enqueues it when no
     /// worker takes it) but could not be put on the send queue.
     #[error("putting the deferred message on the send queue failed: {source}")]
@@ -108,11 +122,21 @@ pub enum DeliveryError {
     },
 }
 
+/// Where messages of `test` keys go: the simulator and the events queue it posts to.
+#[derive(Clone)]
+pub struct Sandbox {
+    /// Decides the send answer and the events.
+    pub simulator: Arc<dyn EventSimulator>,
+    /// Carries the events, delayed, to the event processor.
+    pub events: Arc<dyn DelayedEventQueue>,
+}
+
 /// Sends accepted messages and records what happened.
 pub struct MessageDelivery {
     messages: Arc<dyn MessageStore>,
     queue: Arc<dyn SendQueue>,
     service: Arc<SendService>,
+    sandbox: Option<Sandbox>,
     clock: Arc<dyn Clock>,
     sending_lease: Duration,
 }
@@ -136,9 +160,17 @@ impl MessageDelivery {
             messages,
             queue,
             service,
+            sandbox: None,
             clock: Arc::new(SystemClock),
             sending_lease: DEFAULT_SENDING_LEASE,
         }
+    }
+
+    /// The same delivery sending the messages of `test` keys to `sandbox`'s simulator (without
+    /// one, such a message is refused with [`DeliveryError::NoSimulator`], never sent).
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = Some(sandbox);
+        self
     }
 
     /// The same delivery holding a stored message for `lease` while sending it.
@@ -250,7 +282,22 @@ impl MessageDelivery {
         budget: Duration,
         complete: Option<&CompleteKey<'_>>,
     ) -> Result<Delivery, DeliveryError> {
-        let report = self.service.send(email, requested, budget).await;
+        let (report, simulated) = if record.environment == KeyEnvironment::Test {
+            let sandbox = self
+                .sandbox
+                .as_ref()
+                .ok_or_else(|| DeliveryError::NoSimulator(record.id.clone()))?;
+            let started_at = self.clock.now();
+            let simulation = sandbox.simulator.simulate(email, started_at);
+            let report =
+                SendReport::of_one_call(ProviderId::Simulator, started_at, simulation.answer);
+            (report, simulation.events)
+        } else {
+            (
+                self.service.send(email, requested, budget).await,
+                Vec::new(),
+            )
+        };
         let (state, retry_at) = match &report.outcome {
             SendOutcome::Sent { .. } => (MessageState::Sent, None),
             SendOutcome::Unknown { .. } => (MessageState::Unknown, None),
@@ -292,7 +339,27 @@ impl MessageDelivery {
             }
             tracing::info!(message_id = %record.id, delay_ms = delay.as_millis() as u64, "send deferred to the send queue");
         }
+        self.post_simulated(&record.id, &simulated).await;
         Ok(delivery)
+    }
+
+    /// Posts the simulator's events, after the outcome they follow is recorded (so an event
+    /// never finds the message still `sending`).
+    async fn post_simulated(&self, id: &MessageId, events: &[DelayedEvent]) {
+        let Some(sandbox) = self.sandbox.as_ref().filter(|_| !events.is_empty()) else {
+            return;
+        };
+        match sandbox.events.post(events).await {
+            Ok(()) => {
+                tracing::info!(message_id = %id, events = events.len(), "simulator events posted")
+            }
+            Err(err) => tracing::error!(
+                message_id = %id,
+                error = %err,
+                alert = "simulator_events_lost",
+                "could not post the simulator's events; the message keeps its recorded state"
+            ),
+        }
     }
 
     /// Writes the attempts and the final state with `completion`, in one write; a send
@@ -368,6 +435,7 @@ mod tests {
         FixedRandom, MemoryHealth, MemoryMessages, MemorySendQueue, RecordingSleeper,
         ScriptedProvider, Step, fails,
     };
+    use mailgate_core::ports::Simulation;
 
     const T0: i64 = 1_790_000_000;
 
@@ -421,7 +489,7 @@ mod tests {
         let record = MessageRecord::new(
             &email,
             ApiKeyId::generate(),
-            KeyEnvironment::Test,
+            KeyEnvironment::Live,
             state,
             UnixMillis::from(h.clock.now()),
             None,
@@ -544,5 +612,208 @@ mod tests {
             h.delivery.deliver_stored(&id, BUDGET).await,
             Err(DeliveryError::Enqueue { .. })
         ));
+    }
+
+    /// A simulator that answers `answer` and plans one event.
+    struct OneEvent(Result<mailgate_core::ports::Accepted, SendFailure>);
+
+    impl EventSimulator for OneEvent {
+        fn simulate(&self, email: &OutboundEmail, _now: OffsetDateTime) -> Simulation {
+            Simulation {
+                answer: self.0.clone(),
+                events: vec![DelayedEvent {
+                    body: format!("event of {}", email.message_id),
+                    delay: Duration::from_secs(5),
+                }],
+            }
+        }
+    }
+
+    /// The events queue in memory, noting the message's state when each post happens.
+    #[derive(Default)]
+    struct Posted {
+        messages: Option<Arc<MemoryMessages>>,
+        posts: std::sync::Mutex<Vec<(Vec<DelayedEvent>, Vec<MessageState>)>>,
+        fail: bool,
+    }
+
+    impl DelayedEventQueue for Posted {
+        fn post<'a>(
+            &'a self,
+            events: &'a [DelayedEvent],
+        ) -> mailgate_core::BoxFuture<'a, Result<(), StoreError>> {
+            let states = self
+                .messages
+                .iter()
+                .flat_map(|m| m.all())
+                .map(|m| m.record.state)
+                .collect();
+            self.posts.lock().unwrap().push((events.to_vec(), states));
+            let fail = self.fail;
+            Box::pin(async move {
+                if fail {
+                    Err(StoreError::new(StoreErrorKind::Transient, "post", "down"))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    async fn stored_test(h: &Harness) -> (MessageRecord, OutboundEmail) {
+        let mut email = OutboundEmail::new(
+            MessageId::generate(),
+            Mailbox::new(EmailAddress::parse("news@example.com").unwrap()),
+            EmailAddress::parse("bounced@simulator.mailgate.invalid").unwrap(),
+            "Hello",
+        );
+        email.text = Some("Hi".into());
+        let record = MessageRecord::new(
+            &email,
+            ApiKeyId::generate(),
+            KeyEnvironment::Test,
+            MessageState::Sending,
+            UnixMillis::from(h.clock.now()),
+            None,
+            &[],
+        );
+        h.messages.create(&record, &email, None).await.unwrap();
+        (record, email)
+    }
+
+    #[tokio::test]
+    async fn a_test_key_message_goes_to_the_simulator_never_a_provider_and_its_events_follow_the_record()
+     {
+        let h = harness(vec![]);
+        let posted = Arc::new(Posted {
+            messages: Some(h.messages.clone()),
+            ..Posted::default()
+        });
+        let accepted = mailgate_core::ports::Accepted {
+            provider_message_id: "sim-1".into(),
+        };
+        let delivery = MessageDelivery::new(
+            h.messages.clone(),
+            h.queue.clone(),
+            h.delivery.service.clone(),
+        )
+        .with_sandbox(Sandbox {
+            simulator: Arc::new(OneEvent(Ok(accepted))),
+            events: posted.clone(),
+        });
+        let (record, email) = stored_test(&h).await;
+        let d = delivery
+            .deliver(&record, &email, Some(ProviderId::Postmark), BUDGET)
+            .await
+            .unwrap();
+        assert_eq!(d.state, MessageState::Sent);
+        assert_eq!(d.provider, Some(ProviderId::Simulator));
+        assert_eq!(d.provider_message_id.as_deref(), Some("sim-1"));
+        assert!(d.report.failovers.is_empty() && d.report.breakers_opened.is_empty());
+        // Not the provider, even when the request named one.
+        assert_eq!(h.provider.calls(), 0);
+        let m = h.messages.message(&record.id).unwrap();
+        assert_eq!(m.attempts.len(), 1);
+        assert_eq!(m.attempts[0].provider, ProviderId::Simulator);
+        // Posted once, after the outcome was recorded.
+        let posts = posted.posts.lock().unwrap();
+        assert_eq!(posts.len(), 1);
+        assert_eq!(posts[0].0.len(), 1);
+        assert_eq!(posts[0].1, vec![MessageState::Sent]);
+    }
+
+    #[tokio::test]
+    async fn a_simulated_refusal_fails_an_ambiguity_is_unknown_and_neither_posts_events() {
+        for (failure, state) in [
+            (
+                SendFailure::http(400).with_provider_code("MessageRejected"),
+                MessageState::Failed,
+            ),
+            (
+                SendFailure::transport(mailgate_core::TransportFault::TimeoutAfterSend),
+                MessageState::Unknown,
+            ),
+        ] {
+            let h = harness(vec![]);
+            let posted = Arc::new(Posted::default());
+            let delivery = MessageDelivery::new(
+                h.messages.clone(),
+                h.queue.clone(),
+                h.delivery.service.clone(),
+            )
+            .with_sandbox(Sandbox {
+                simulator: Arc::new(NoEvents(Err(failure))),
+                events: posted.clone(),
+            });
+            let (record, email) = stored_test(&h).await;
+            let d = delivery
+                .deliver(&record, &email, None, BUDGET)
+                .await
+                .unwrap();
+            assert_eq!(d.state, state);
+            assert_eq!(h.messages.message(&record.id).unwrap().record.state, state);
+            assert!(posted.posts.lock().unwrap().is_empty());
+            assert!(h.queue.entries().is_empty());
+        }
+    }
+
+    /// A simulator that answers `answer` and plans no event.
+    struct NoEvents(Result<mailgate_core::ports::Accepted, SendFailure>);
+
+    impl EventSimulator for NoEvents {
+        fn simulate(&self, _email: &OutboundEmail, _now: OffsetDateTime) -> Simulation {
+            Simulation {
+                answer: self.0.clone(),
+                events: Vec::new(),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_test_key_message_without_a_simulator_is_refused_and_never_sent() {
+        let h = harness(vec![]);
+        let (record, email) = stored_test(&h).await;
+        let err = h
+            .delivery
+            .deliver(&record, &email, None, BUDGET)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DeliveryError::NoSimulator(id) if id == record.id));
+        assert_eq!(h.provider.calls(), 0);
+        assert_eq!(
+            h.messages.message(&record.id).unwrap().record.state,
+            MessageState::Sending
+        );
+    }
+
+    #[tokio::test]
+    async fn events_that_cannot_be_posted_leave_the_recorded_outcome() {
+        let h = harness(vec![]);
+        let posted = Arc::new(Posted {
+            fail: true,
+            ..Posted::default()
+        });
+        let delivery = MessageDelivery::new(
+            h.messages.clone(),
+            h.queue.clone(),
+            h.delivery.service.clone(),
+        )
+        .with_sandbox(Sandbox {
+            simulator: Arc::new(OneEvent(Ok(mailgate_core::ports::Accepted {
+                provider_message_id: "sim-2".into(),
+            }))),
+            events: posted.clone(),
+        });
+        let (record, email) = stored_test(&h).await;
+        let d = delivery
+            .deliver(&record, &email, None, BUDGET)
+            .await
+            .unwrap();
+        assert_eq!(d.state, MessageState::Sent);
+        assert_eq!(posted.posts.lock().unwrap().len(), 1);
+        assert_eq!(
+            h.messages.message(&record.id).unwrap().record.state,
+            MessageState::Sent
+        );
     }
 }

@@ -515,6 +515,50 @@ impl SendService {
     }
 }
 
+impl SendReport {
+    /// The report of one call to `provider`, with no failover, retry or breaker: the simulator's
+    /// send (test keys). A refusal is `Failed`, an ambiguous failure `Unknown`.
+    pub fn of_one_call(
+        provider: ProviderId,
+        started_at: OffsetDateTime,
+        result: Result<mailgate_core::ports::Accepted, SendFailure>,
+    ) -> Self {
+        let (outcome, attempt) = match result {
+            Ok(accepted) => (
+                SendOutcome::Sent {
+                    provider,
+                    provider_message_id: accepted.provider_message_id.clone(),
+                },
+                ProviderCall {
+                    provider,
+                    started_at,
+                    outcome: AttemptOutcome::Accepted,
+                    provider_message_id: Some(accepted.provider_message_id),
+                    category: None,
+                    status: None,
+                    provider_code: None,
+                },
+            ),
+            Err(failure) => {
+                let classification = failure.classify();
+                let attempt = failed_attempt(provider, started_at, &failure, classification);
+                let outcome = if classification.outcome.may_have_been_sent() {
+                    SendOutcome::Unknown { provider }
+                } else {
+                    SendOutcome::Failed { classification }
+                };
+                (outcome, attempt)
+            }
+        };
+        Self {
+            outcome,
+            attempts: vec![attempt],
+            failovers: Vec::new(),
+            breakers_opened: Vec::new(),
+        }
+    }
+}
+
 fn failed_attempt(
     provider: ProviderId,
     started_at: OffsetDateTime,

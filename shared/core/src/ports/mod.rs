@@ -29,9 +29,10 @@ pub use events::{
 pub use inbound::{InboundObjects, InboundRecorded, InboundRecords};
 pub use search::{FoundMessages, MessageSearch, SearchError};
 pub use send::{
-    AcceptGuards, Accepted, EmailProvider, GuardedCreate, IdempotencyStore, KeyClaimRequest,
-    KeyCompletion, KeyGuard, MessageStore, ProviderHealth, RandomSource, SendControls, SendQueue,
-    SendingClaim, Sleeper, StoredMessage, SuppressionCheck,
+    AcceptGuards, Accepted, DelayedEvent, DelayedEventQueue, EmailProvider, EventSimulator,
+    GuardedCreate, IdempotencyStore, KeyClaimRequest, KeyCompletion, KeyGuard, MessageStore,
+    ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Simulation, Sleeper,
+    StoredMessage, SuppressionCheck,
 };
 pub use stats::DeliveryStats;
 pub use sweep::{HeldMessages, ReleaseSendQueue, StalledMessages};

@@ -45,6 +45,40 @@ pub trait EmailProvider: Send + Sync {
     -> BoxFuture<'a, Result<Accepted, SendFailure>>;
 }
 
+/// A message for the events queue that becomes visible only after `delay` (the simulator's
+/// events: SQS `DelaySeconds`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelayedEvent {
+    /// The events-queue message (the envelope of [`crate::queue_messages`]).
+    pub body: String,
+    /// How long it stays invisible (at most 15 minutes).
+    pub delay: Duration,
+}
+
+/// What the simulator does with one message sent with a `test` key: the answer a provider
+/// would give at send time, and the provider-shaped events it will post afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Simulation {
+    /// Accepted (with the simulator's message id), or the failure a provider would report.
+    pub answer: Result<Accepted, SendFailure>,
+    /// The events to post once the outcome is recorded (none unless accepted).
+    pub events: Vec<DelayedEvent>,
+}
+
+/// The built-in stand-in for every provider, for messages of `test` keys. Pure: it decides;
+/// posting its events is the [`DelayedEventQueue`]'s job.
+pub trait EventSimulator: Send + Sync {
+    /// Simulates sending `email` at `now`.
+    fn simulate(&self, email: &OutboundEmail, now: OffsetDateTime) -> Simulation;
+}
+
+/// The events queue as the simulator posts to it: each message with its own delay.
+pub trait DelayedEventQueue: Send + Sync {
+    /// Puts every message on the queue, or reports that it could not (some may have been put:
+    /// the event processor dedupes).
+    fn post<'a>(&'a self, events: &'a [DelayedEvent]) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
 /// The shared health of the providers: each one's circuit breaker and rate budget.
 pub trait ProviderHealth: Send + Sync {
     /// Whether a call may go to `provider` at `now` (a half-open circuit's probe slot is taken).

@@ -167,6 +167,26 @@ pub fn normalise_eventbridge(
     }
 }
 
+/// Normalises an SES event-publishing record that reached the events queue by another road
+/// than SNS or EventBridge (the simulator's events, `crate::simulator`): `label` and `id` make
+/// each recipient's dedupe key, `time` is the fallback event time. `None` when the record names
+/// no event type. The events carry SES as their provider; the caller restamps them.
+pub(crate) fn normalise_record(
+    record: &Value,
+    label: &'static str,
+    id: &str,
+    time: Option<UnixMillis>,
+    origin: &EventOrigin<'_>,
+) -> Option<Vec<DeliveryEvent>> {
+    let name = record_type(record)?;
+    Some(record_events(
+        record,
+        name,
+        Transport { label, id, time },
+        origin,
+    ))
+}
+
 /// Where the record came from, for its keys and its fallback time.
 struct Transport<'a> {
     /// `sns` or `eventbridge`: the key label.
