@@ -11,17 +11,22 @@
 //! mailgate-admin endpoints list | remove ep_… | rotate-secret ep_…
 //! mailgate-admin dlq replay send|events|outbound
 //! mailgate-admin classify < bounces.jsonl
+//! mailgate-admin domains add D [--mail-from-subdomain bounce] | check D [--dns-resolver IP[:port]] | list
+//! mailgate-admin templates list [--environment live|test] | render tpl_… [--version N] [--data JSON]
 //! ```
 //!
 //! Every command works against the AWS endpoint of the standard SDK chain (`AWS_ENDPOINT_URL`
 //! for the local emulator). Tables and queues come from flags or the functions' variables:
 //! `keys` use `--table` or `API_KEYS_TABLE`; `sends` use `--table` or `CONTROL_TABLE` (and, for
 //! `status`'s counts, `--messages-table` or `MESSAGES_TABLE`); `endpoints` use `--table` or
-//! `ENDPOINTS_TABLE`; `dlq replay` uses `--queue-url` or the queue's `*_QUEUE_URL`. Exit codes: 0
+//! `ENDPOINTS_TABLE`; `dlq replay` uses `--queue-url` or the queue's `*_QUEUE_URL`; `templates`
+//! use `--table` or `TEMPLATES_TABLE`; `domains` use SES (and `DNS_RESOLVER` for `check`). Exit codes: 0
 //! success, 1 AWS failed, 2 usage (unknown scope or environment, malformed id or key, no table
 //! given), 3 no such key or endpoint, 4 the table does not exist.
 
 use std::io::Write;
+
+pub mod content;
 
 use aws_sdk_dynamodb::Client;
 use clap::{Args, Parser, Subcommand};
@@ -29,7 +34,7 @@ use mailgate_aws::{
     ApiKeyStoreError, ControlsError, DynamoDbApiKeys, DynamoDbMessages, DynamoDbSendControls,
     MessageStoreError, Revocation, Seeded,
 };
-use mailgate_aws::{DynamoDbEndpoints, EndpointStoreError, Queue};
+use mailgate_aws::{AwsClients, DynamoDbEndpoints, EndpointStoreError, Queue};
 use mailgate_core::{
     ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, BounceEvidence, EndpointFilter, EndpointId,
     EnhancedStatus, InvalidEndpointUrl, KeyEnvironment, ReleaseQueue, Scopes, ScopesError,
@@ -78,6 +83,12 @@ pub enum Command {
     /// Classifies bounces: JSON lines `{"diagnostic","status","reply_code"}` on stdin, one
     /// `{"kind","cause","suppress"}` line per input on stdout.
     Classify,
+    /// Sender domains: SES identities and their DNS records.
+    #[command(subcommand)]
+    Domains(content::DomainsCommand),
+    /// Message templates.
+    #[command(subcommand)]
+    Templates(content::TemplatesCommand),
 }
 
 /// `mailgate-admin sends …`.
@@ -205,7 +216,7 @@ pub enum KeysCommand {
         /// A name for the key, e.g. "billing service".
         #[arg(long, value_parser = parse_label)]
         label: ApiKeyLabel,
-        /// Comma-separated scopes: send, read, suppressions:write, templates:write (or `all`).
+        /// Comma-separated scopes: send, read, suppressions:write, templates:write, domains:write (or `all`).
         #[arg(long, value_parser = parse_scopes)]
         scopes: Scopes,
         /// `test` or `live`; it is also the key's prefix (`mg_live_…`).
@@ -235,7 +246,7 @@ pub enum KeysCommand {
         /// A name for the key.
         #[arg(long, value_parser = parse_label)]
         label: ApiKeyLabel,
-        /// Comma-separated scopes: send, read, suppressions:write, templates:write (or `all`).
+        /// Comma-separated scopes: send, read, suppressions:write, templates:write, domains:write (or `all`).
         #[arg(long, value_parser = parse_scopes)]
         scopes: Scopes,
         /// `test` or `live`.
@@ -325,6 +336,19 @@ pub enum AdminError {
     /// Standard output could not be written.
     #[error("could not write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// This command needs every AWS client and was run with DynamoDB (and SQS) only.
+    #[error("this command needs SES and DynamoDB (run it through `run_with_clients`)")]
+    NoClients,
+    /// The service refused the request (as the API would: status and code).
+    #[error("{message} ({code})")]
+    Refused {
+        /// The HTTP status the API would answer.
+        status: u16,
+        /// The error code.
+        code: &'static str,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl From<ApiKeyStoreError> for AdminError {
@@ -366,6 +390,9 @@ impl AdminError {
             | AdminError::EndpointsTableNotFound(_) => EXIT_TABLE_NOT_FOUND,
             AdminError::UnknownKey(_) | AdminError::UnknownEndpoint(_) => EXIT_UNKNOWN_KEY,
             AdminError::InvalidUrl(_) | AdminError::QueueNotConfigured(_) => EXIT_USAGE,
+            AdminError::Refused { status: 404, .. } => EXIT_UNKNOWN_KEY,
+            AdminError::Refused { status, .. } if *status < 500 => EXIT_USAGE,
+            AdminError::Refused { .. } | AdminError::NoClients => EXIT_FAILURE,
             AdminError::Store(_)
             | AdminError::Controls(_)
             | AdminError::Messages(_)
@@ -419,6 +446,20 @@ pub async fn run_with_sqs(
             run_dlq(command, sqs, |var| std::env::var(var).ok(), out).await
         }
         Command::Classify => classify_lines(std::io::stdin().lock(), out),
+        Command::Domains(_) | Command::Templates(_) => Err(AdminError::NoClients),
+    }
+}
+
+/// Runs any command with every client (`domains` needs SES, `templates` DynamoDB).
+pub async fn run_with_clients(
+    cli: Cli,
+    clients: &AwsClients,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
+    match cli.command {
+        Command::Domains(command) => content::run_domains(command, clients, out).await,
+        Command::Templates(command) => content::run_templates(command, clients, out).await,
+        command => run_with_sqs(Cli { command }, &clients.dynamodb, Some(&clients.sqs), out).await,
     }
 }
 
@@ -428,7 +469,11 @@ fn now_ms() -> UnixMillis {
 }
 
 /// Prints rows as left-aligned columns under `header`.
-fn print_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+pub(crate) fn print_table(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> std::io::Result<()> {
     let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
