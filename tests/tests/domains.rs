@@ -481,3 +481,107 @@ async fn sending_from_an_unverified_domain_through_ses_alone_is_422_before_any_p
         .await;
     assert_eq!(sent.status(), StatusCode::ACCEPTED, "{}", json_body(&sent));
 }
+
+async fn admin(t: &TestStack, args: &[&str]) -> Result<String, mailgate_admin::AdminError> {
+    use clap::Parser;
+    let cli = mailgate_admin::Cli::try_parse_from(
+        std::iter::once("mailgate-admin").chain(args.iter().copied()),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    mailgate_admin::run_with_clients(cli, &t.clients, &mut out).await?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+#[tokio::test]
+async fn the_admin_adds_lists_and_checks_domains_and_lists_and_renders_templates() {
+    let t = TestStack::new().await;
+    let domain = unique_domain();
+    let dns = dns_server(vec![txt(&domain, "v=spf1 mx -all")]).await;
+
+    let added = admin(&t, &["domains", "add", &domain]).await.unwrap();
+    assert!(added.contains("publish these DNS records"), "{added}");
+    assert!(added.contains(&format!("_dmarc.{domain}")), "{added}");
+    assert!(
+        added.contains("v=spf1 include:amazonses.com ~all"),
+        "{added}"
+    );
+    assert!(added.contains("no Easy DKIM tokens"), "{added}");
+
+    let listed = admin(&t, &["domains", "list"]).await.unwrap();
+    assert!(listed.lines().any(|l| l.starts_with(&domain)), "{listed}");
+
+    let resolver = dns.to_string();
+    let checked = admin(
+        &t,
+        &["domains", "check", &domain, "--dns-resolver", &resolver],
+    )
+    .await
+    .unwrap();
+    assert!(checked.contains("not ready:"), "{checked}");
+    assert!(
+        checked.contains(&format!(
+            "the SPF record at {domain} does not include amazonses.com"
+        )),
+        "{checked}"
+    );
+    assert!(checked.contains("there is no DMARC record"), "{checked}");
+
+    let invalid = admin(&t, &["domains", "add", "not a domain"])
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.exit_code(), mailgate_admin::EXIT_USAGE);
+    let unknown = admin(&t, &["domains", "check", &unique_domain()])
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.exit_code(), mailgate_admin::EXIT_UNKNOWN_KEY);
+
+    // Templates: one created through the API, listed and rendered by the admin.
+    let api = api(&t, None);
+    let writer = bearer(&t, "read,templates:write").await;
+    let created = api
+        .handle(request(
+            &writer,
+            "POST",
+            "/v1/templates",
+            Some(json!({"name": "Welcome", "subject": "Hi {{ name }}", "html": "<p>{{ name }}</p>", "text": "Hello {{ name }}"})),
+        ))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let id = json_body(&created)["id"].as_str().unwrap().to_owned();
+    let table = t.table("TemplatesTable");
+    let listed = admin(&t, &["templates", "list", "--table", &table])
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("Welcome")),
+        "{listed}"
+    );
+    let rendered = admin(
+        &t,
+        &[
+            "templates",
+            "render",
+            &id,
+            "--data",
+            r#"{"name": "<Jane>"}"#,
+            "--table",
+            &table,
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(rendered.contains("subject:  Hi <Jane>"), "{rendered}");
+    assert!(rendered.contains("Hello <Jane>"), "{rendered}");
+    assert!(rendered.contains("<p>&lt;Jane&gt;</p>"), "{rendered}");
+    let missing = admin(&t, &["templates", "render", &id, "--table", &table])
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("name"), "{missing}");
+    assert!(
+        missing.to_string().contains("template_render_failed"),
+        "{missing}"
+    );
+}
