@@ -31,6 +31,8 @@ use serde_json::{Value, json};
 
 /// How long the send check trusts what SES said about a sender's identity.
 pub const IDENTITY_CACHE_TTL: Duration = Duration::from_secs(300);
+/// How many verdicts one instance keeps before starting afresh.
+const MAX_CACHED_VERDICTS: usize = 10_000;
 
 /// A refused domain request: status, machine-readable code, message and the field at fault.
 #[derive(Debug, Clone, PartialEq)]
@@ -383,6 +385,10 @@ impl SenderDomainGate {
             .as_ref()
             .map_or(true, |s| s.as_ref().is_some_and(|s| s.can_send()));
         if let Ok(mut verdicts) = self.verdicts.lock() {
+            // Bounded: senders at many different domains cannot grow it without limit.
+            if verdicts.len() >= MAX_CACHED_VERDICTS {
+                verdicts.clear();
+            }
             verdicts.insert(identity.to_owned(), (now, ok));
         }
         answer.map(|_| ok)
