@@ -246,6 +246,7 @@ fn api(t: &TestStack) -> SendApi {
 fn concrete(path: &str) -> String {
     path.replace("{id}", "msg_0123456789abcdefghjkmnpqrs")
         .replace("{address}", "jane%40example.org")
+        .replace("{domain}", "mail.example.org")
 }
 
 // ------------------------------------------------------------------------------------ routes
@@ -366,6 +367,7 @@ fn codes_in_the_code() -> BTreeSet<String> {
         "shared/lambda/src/http.rs",
         "shared/services/src/accept.rs",
         "shared/services/src/templates.rs",
+        "shared/services/src/domains.rs",
     ] {
         sources.push((
             file.to_owned(),
@@ -375,7 +377,11 @@ fn codes_in_the_code() -> BTreeSet<String> {
     for (_, source) in &sources {
         // `ApiError::new(status, "code", …)` and `TemplateFailure::new(status, "code", …)`: the
         // literal after the first argument.
-        for constructor in ["ApiError::new(", "TemplateFailure::new("] {
+        for constructor in [
+            "ApiError::new(",
+            "TemplateFailure::new(",
+            "DomainFailure::new(",
+        ] {
             for (at, pattern) in source.match_indices(constructor) {
                 let args = &source[at + pattern.len()..];
                 if let Some(code) = args.find(',').and_then(|c| leading_literal(&args[c + 1..])) {
@@ -421,6 +427,17 @@ fn codes_in_the_code() -> BTreeSet<String> {
         .nth(1)
         .and_then(|m| m.split("\n}").next())
         .expect("stats.rs has `pub mod code`");
+    for (at, pattern) in module.match_indices("&str = ") {
+        codes.extend(leading_literal(&module[at + pattern.len()..]));
+    }
+    // The sender-domain codes (mailgate_core::sender_domain::code).
+    let sender_domain =
+        production_source(&workspace_root().join("shared/core/src/sender_domain.rs"));
+    let module = sender_domain
+        .split("pub mod code {")
+        .nth(1)
+        .and_then(|m| m.split("\n}").next())
+        .expect("sender_domain.rs has `pub mod code`");
     for (at, pattern) in module.match_indices("&str = ") {
         codes.extend(leading_literal(&module[at + pattern.len()..]));
     }

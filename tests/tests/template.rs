@@ -186,6 +186,8 @@ const STAR_ALLOWLIST: &[&str] = &[
     // X-Ray trace upload (Tracing: Active) has no resource-level permissions.
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
+    // Listing SES identities (GET /v1/domains) has no resource-level permissions either.
+    "ses:ListEmailIdentities",
 ];
 
 #[test]

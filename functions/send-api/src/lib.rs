@@ -3,13 +3,14 @@
 //! `GET /v1/keys/self` (any valid API key), `POST /v1/messages` and `POST /v1/messages/batch`
 //! (scope `send`), `GET|DELETE /v1/messages/{id}`, `GET /v1/messages` (search) and
 //! `GET /v1/recipients/{address}`, the suppression routes, the template
-//! routes (`/v1/templates…`) and `GET /v1/stats` (scope `read`).
+//! routes (`/v1/templates…`) `GET /v1/stats` (scope `read`) and the sender-domain routes (`/v1/domains…`).
 //!
 //! Each route module only decodes the request, calls one service of `mailgate-services`
 //! (authentication, accept, message reads, suppression administration, templates) and encodes
 //! its answer; [`SendApi::new`] picks the DynamoDB and SQS adapters behind the services' ports.
 
 pub mod auth;
+mod domains;
 mod messages;
 pub mod search;
 pub mod send;
@@ -31,6 +32,7 @@ use mailgate_lambda::wiring::{WiringError, message_delivery, message_intake};
 use mailgate_providers::config::{ProvidersConfig, SECRET_VARIABLES};
 use mailgate_services::accept::{AcceptSettings, MessageIntake};
 use mailgate_services::auth::Authentication;
+use mailgate_services::domains::{SenderDomainGate, SenderDomains};
 use mailgate_services::messages::MessageReads;
 use mailgate_services::suppressions::SuppressionAdministration;
 
@@ -64,6 +66,8 @@ pub struct SendApiConfig {
     pub idempotency_retention: Duration,
     /// One-click unsubscribe links, when configured.
     pub unsubscribe: Option<UnsubscribeLinks>,
+    /// The DNS server the domain check asks (`DNS_RESOLVER`); `None`: the system's.
+    pub dns_resolver: Option<std::net::SocketAddr>,
 }
 
 impl SendApiConfig {
@@ -100,12 +104,18 @@ impl SendApiConfig {
             .map_err(|e| problems.push(e))
             .ok()
             .flatten();
+        let dns_resolver =
+            mailgate_aws::parse_resolver(lookup(mailgate_aws::DNS_RESOLVER_VAR).as_deref())
+                .map_err(|e| problems.push(e.to_string()))
+                .ok()
+                .flatten();
         match (names, providers) {
             (Some(names), Some(providers)) if problems.is_empty() => Ok(Self {
                 names,
                 providers,
                 idempotency_retention,
                 unsubscribe,
+                dns_resolver,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -147,6 +157,7 @@ pub struct SendApi {
     auth: Authentication,
     intake: Arc<MessageIntake>,
     templates: mailgate_services::templates::Templates,
+    domains: SenderDomains,
     messages: MessageReads,
     finder: mailgate_services::search::MessageFinder,
     suppressions: SuppressionAdministration,
@@ -168,7 +179,21 @@ impl SendApi {
             limits: mailgate_core::SendLimits::default(),
             unsubscribe: config.unsubscribe.clone(),
         };
-        let intake = message_intake(&clients, &config.names, Arc::new(delivery), settings);
+        let identities = Arc::new(mailgate_aws::SesIdentities::new(clients.ses.clone()));
+        let gate = SenderDomainGate::new(
+            identities.clone(),
+            config.providers.order.providers(),
+            Arc::new(mailgate_core::SystemClock),
+        );
+        let intake = message_intake(&clients, &config.names, Arc::new(delivery), settings)
+            .with_sender_gate(Arc::new(gate));
+        let dns = mailgate_aws::HickoryDns::new(config.dns_resolver);
+        let region = clients
+            .ses
+            .config()
+            .region()
+            .map_or_else(|| "us-east-1".to_owned(), |r| r.to_string());
+        let domains = SenderDomains::new(identities, Arc::new(dns), region);
         let health = Arc::new(HealthCheck::new(clients.clone(), config.names.clone()));
         let templates = mailgate_services::templates::Templates::new(
             Arc::new(mailgate_aws::DynamoDbTemplates::new(
@@ -206,6 +231,7 @@ impl SendApi {
             auth,
             intake: Arc::new(intake),
             templates,
+            domains,
             messages,
             finder,
             suppressions,
@@ -260,6 +286,7 @@ impl SendApi {
             (_, stats::PATH) => self.stats(&request).await,
             (_, p) if suppressions::is_suppressions_path(p) => self.suppressions(&request, p).await,
             (_, p) if templates::is_templates_path(p) => self.templates(&request, p).await,
+            (_, p) if domains::is_domains_path(p) => self.domains(&request, p).await,
             (_, p) if messages::is_message_path(p) => self.message(&request, p).await,
             (_, p) if search::is_recipient_path(p) => self.recipient(&request, p).await,
             _ => ApiError::new(

@@ -13,13 +13,16 @@
 //! mailgate-admin classify < bounces.jsonl
 //! mailgate-admin messages find --recipient A | --correlation-id C | --tag T | --state S … [--json]
 //! mailgate-admin normalise --provider P < body.json
+//! mailgate-admin domains add D [--mail-from-subdomain bounce] | check D [--dns-resolver IP[:port]] | list
+//! mailgate-admin templates list [--environment live|test] | render tpl_… [--version N] [--data JSON]
 //! ```
 //!
 //! Every command works against the AWS endpoint of the standard SDK chain (`AWS_ENDPOINT_URL`
 //! for the local emulator). Tables and queues come from flags or the functions' variables:
 //! `keys` use `--table` or `API_KEYS_TABLE`; `sends` use `--table` or `CONTROL_TABLE` (and, for
 //! `status`'s counts, `--messages-table` or `MESSAGES_TABLE`); `endpoints` use `--table` or
-//! `ENDPOINTS_TABLE`; `dlq replay` uses `--queue-url` or the queue's `*_QUEUE_URL`. Exit codes: 0
+//! `ENDPOINTS_TABLE`; `dlq replay` uses `--queue-url` or the queue's `*_QUEUE_URL`; `templates`
+//! use `--table` or `TEMPLATES_TABLE`; `domains` use SES (and `DNS_RESOLVER` for `check`). Exit codes: 0
 //! success, 1 AWS failed, 2 usage (unknown scope or environment, malformed id or key, no table
 //! given), 3 no such key or endpoint, 4 the table does not exist.
 
@@ -27,6 +30,7 @@ use std::io::Write;
 
 pub mod search;
 pub use search::{FindArgs, MessagesCommand, NormaliseArgs};
+pub mod content;
 
 use aws_sdk_dynamodb::Client;
 use clap::{Args, Parser, Subcommand};
@@ -34,7 +38,7 @@ use mailgate_aws::{
     ApiKeyStoreError, ControlsError, DynamoDbApiKeys, DynamoDbMessages, DynamoDbSendControls,
     MessageStoreError, Revocation, Seeded,
 };
-use mailgate_aws::{DynamoDbEndpoints, EndpointStoreError, Queue};
+use mailgate_aws::{AwsClients, DynamoDbEndpoints, EndpointStoreError, Queue};
 use mailgate_core::{
     ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, BounceEvidence, EndpointFilter, EndpointId,
     EnhancedStatus, InvalidEndpointUrl, KeyEnvironment, ReleaseQueue, Scopes, ScopesError,
@@ -93,6 +97,12 @@ pub enum Command {
     /// or the EventBridge event), from stdin: one JSON event per line, through the event
     /// processor's own code. Needs no AWS.
     Normalise(NormaliseArgs),
+    /// Sender domains: SES identities and their DNS records.
+    #[command(subcommand)]
+    Domains(content::DomainsCommand),
+    /// Message templates.
+    #[command(subcommand)]
+    Templates(content::TemplatesCommand),
 }
 
 /// `mailgate-admin sends …`.
@@ -246,7 +256,7 @@ pub enum KeysCommand {
         /// A name for the key, e.g. "billing service".
         #[arg(long, value_parser = parse_label)]
         label: ApiKeyLabel,
-        /// Comma-separated scopes: send, read, suppressions:write, templates:write (or `all`).
+        /// Comma-separated scopes: send, read, suppressions:write, templates:write, domains:write (or `all`).
         #[arg(long, value_parser = parse_scopes)]
         scopes: Scopes,
         /// `test` or `live`; it is also the key's prefix (`mg_live_…`).
@@ -276,7 +286,7 @@ pub enum KeysCommand {
         /// A name for the key.
         #[arg(long, value_parser = parse_label)]
         label: ApiKeyLabel,
-        /// Comma-separated scopes: send, read, suppressions:write, templates:write (or `all`).
+        /// Comma-separated scopes: send, read, suppressions:write, templates:write, domains:write (or `all`).
         #[arg(long, value_parser = parse_scopes)]
         scopes: Scopes,
         /// `test` or `live`.
@@ -381,6 +391,19 @@ pub enum AdminError {
     /// Standard output could not be written.
     #[error("could not write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// This command needs every AWS client and was run with DynamoDB (and SQS) only.
+    #[error("this command needs SES and DynamoDB (run it through `run_with_clients`)")]
+    NoClients,
+    /// The service refused the request (as the API would: status and code).
+    #[error("{message} ({code})")]
+    Refused {
+        /// The HTTP status the API would answer.
+        status: u16,
+        /// The error code.
+        code: &'static str,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl From<ApiKeyStoreError> for AdminError {
@@ -426,6 +449,9 @@ impl AdminError {
             | AdminError::InvalidFilter(_)
             | AdminError::Normalise(_) => EXIT_USAGE,
             AdminError::InvalidStatsQuery(_) => EXIT_USAGE,
+            AdminError::Refused { status: 404, .. } => EXIT_UNKNOWN_KEY,
+            AdminError::Refused { status, .. } if *status < 500 => EXIT_USAGE,
+            AdminError::Refused { .. } | AdminError::NoClients => EXIT_FAILURE,
             AdminError::Store(_)
             | AdminError::Controls(_)
             | AdminError::Messages(_)
@@ -484,6 +510,20 @@ pub async fn run_with_sqs(
         Command::Classify => classify_lines(std::io::stdin().lock(), out),
         Command::Messages(command) => search::run_messages(command, dynamodb, out).await,
         Command::Normalise(args) => search::run_normalise(&args, std::io::stdin().lock(), out),
+        Command::Domains(_) | Command::Templates(_) => Err(AdminError::NoClients),
+    }
+}
+
+/// Runs any command with every client (`domains` needs SES, `templates` DynamoDB).
+pub async fn run_with_clients(
+    cli: Cli,
+    clients: &AwsClients,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
+    match cli.command {
+        Command::Domains(command) => content::run_domains(command, clients, out).await,
+        Command::Templates(command) => content::run_templates(command, clients, out).await,
+        command => run_with_sqs(Cli { command }, &clients.dynamodb, Some(&clients.sqs), out).await,
     }
 }
 
@@ -555,7 +595,11 @@ fn now_ms() -> UnixMillis {
 }
 
 /// Prints rows as left-aligned columns under `header`.
-fn print_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+pub(crate) fn print_table(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> std::io::Result<()> {
     let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {

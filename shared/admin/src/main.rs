@@ -9,9 +9,8 @@ use mailgate_admin::Cli;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let sdk = mailgate_aws::load_sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    match mailgate_admin::run_with_sqs(cli, &dynamodb, Some(&sqs), &mut std::io::stdout()).await {
+    let clients = mailgate_aws::AwsClients::new(&sdk);
+    match mailgate_admin::run_with_clients(cli, &clients, &mut std::io::stdout()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");

@@ -65,3 +65,7 @@ pub mod inbound;
 pub use inbound::{DynamoDbInboundRecords, INBOUND_FEED, S3InboundObjects};
 pub mod dead_letters;
 pub use dead_letters::{POISON_REASON_ATTRIBUTE, SqsDeadLetterQueue};
+pub mod identities;
+pub use identities::SesIdentities;
+pub mod dns;
+pub use dns::{DNS_RESOLVER_VAR, HickoryDns, parse_resolver};

@@ -59,24 +59,29 @@ pub enum Scope {
     SuppressionsWrite,
     /// Create, version and delete message templates.
     TemplatesWrite,
+    /// Add and delete sender domains (SES identities).
+    DomainsWrite,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::Send,
         Scope::Read,
         Scope::SuppressionsWrite,
         Scope::TemplatesWrite,
+        Scope::DomainsWrite,
     ];
 
-    /// The scope's name: `send`, `read`, `suppressions:write`, `templates:write`.
+    /// The scope's name: `send`, `read`, `suppressions:write`, `templates:write`,
+    /// `domains:write`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Send => "send",
             Scope::Read => "read",
             Scope::SuppressionsWrite => "suppressions:write",
             Scope::TemplatesWrite => "templates:write",
+            Scope::DomainsWrite => "domains:write",
         }
     }
 }
@@ -89,7 +94,9 @@ impl fmt::Display for Scope {
 
 /// A scope name that is not one of [`Scope::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scope {0:?}; the scopes are send, read, suppressions:write, templates:write")]
+#[error(
+    "unknown scope {0:?}; the scopes are send, read, suppressions:write, templates:write, domains:write"
+)]
 pub struct UnknownScope(pub String);
 
 impl FromStr for Scope {
@@ -659,7 +666,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_string(&Scopes::all()).unwrap(),
-            r#"["send","read","suppressions:write","templates:write"]"#
+            r#"["send","read","suppressions:write","templates:write","domains:write"]"#
         );
     }
 

@@ -141,6 +141,8 @@ pub use inbound::{
 pub mod ports;
 
 // Message templates: versions, rendering with data.
+/// Sender domains: validation, the DNS records SES needs, and the DNS check's verdict.
+pub mod sender_domain;
 pub mod template;
 
 pub use ports::{BoxFuture, StoreError, StoreErrorKind};

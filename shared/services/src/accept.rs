@@ -374,6 +374,7 @@ pub struct AcceptPorts {
 /// Accepts messages and delivers them.
 pub struct MessageIntake {
     templates: crate::templates::Templates,
+    sender_gate: Option<Arc<crate::domains::SenderDomainGate>>,
     ports: AcceptPorts,
     delivery: Arc<MessageDelivery>,
     settings: AcceptSettings,
@@ -399,9 +400,25 @@ impl MessageIntake {
                 ports.templates.clone(),
                 ports.clock.clone(),
             ),
+            sender_gate: None,
             ports,
             delivery,
             settings,
+        }
+    }
+
+    /// The same, refusing up front (422 `sender_domain_unverified`) a message whose sender SES
+    /// has not verified when SES is the only provider that could carry it.
+    pub fn with_sender_gate(mut self, gate: Arc<crate::domains::SenderDomainGate>) -> Self {
+        self.sender_gate = Some(gate);
+        self
+    }
+
+    /// The sender check of one validated message (nothing without a gate).
+    async fn check_sender(&self, valid: &ValidatedSend) -> Result<(), FieldError> {
+        match &self.sender_gate {
+            Some(gate) => gate.check(&valid.email.from.address, valid.provider).await,
+            None => Ok(()),
         }
     }
 
@@ -759,6 +776,9 @@ impl MessageIntake {
         {
             return (AcceptOutcome::Invalid(vec![error]), false);
         }
+        if let Err(error) = self.check_sender(&valid).await {
+            return (AcceptOutcome::Invalid(vec![error]), false);
+        }
         let now_ms = UnixMillis::from(now);
         let state = self.start_state(&valid, now_ms).await;
         let ValidatedSend {
@@ -1083,7 +1103,15 @@ impl MessageIntake {
                 Ok(v)
             });
             let valid = match item {
-                Ok(v) => v,
+                Ok(v) => match self.check_sender(&v).await {
+                    Ok(()) => v,
+                    Err(e) => {
+                        let mut result = invalid_json(&[e.prefixed(&format!("messages[{index}]"))]);
+                        result["index"] = json!(index);
+                        results.push(result);
+                        continue;
+                    }
+                },
                 Err(errors) => {
                     let mut result = invalid_json(&errors);
                     result["index"] = json!(index);

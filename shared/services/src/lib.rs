@@ -26,6 +26,7 @@ pub mod accept;
 pub mod app_delivery;
 pub mod auth;
 pub mod delivery;
+pub mod domains;
 pub mod events;
 pub mod fan_out;
 pub mod inbound;

@@ -7,6 +7,7 @@
 //! caller makes: retry, park, or report) and the adapter's own error as its source.
 
 pub mod api;
+pub mod domains;
 pub mod events;
 pub mod inbound;
 pub mod search;
@@ -19,6 +20,7 @@ pub mod webhooks;
 pub use api::{
     ApiKeys, Cancellation, MessageDesk, SuppressionAdmin, SuppressionListError, SuppressionPage,
 };
+pub use domains::{DnsLookup, IdentityStatus, IdentitySummary, MailFromError, SenderIdentities};
 pub use events::{
     AppWebhookSender, DeadLetterQueue, DecodeError, EndpointDirectory, EventClaim, EventDecoder,
     EventForwarder, EventHistory, EventRecorded, MalformedOutboundMessage, MessageLookup,
