@@ -63,19 +63,20 @@ impl DynamoDbMessages {
             summary_item.insert("requested_provider".to_owned(), s(provider.as_str()));
         }
         let summary = Put::builder()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_item(Some(summary_item))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(build)?;
         let content = Put::builder()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_item(Some(content_item))
             .build()
             .map_err(build)?;
         let offset = usize::from(linked.is_some());
         let result = self
-            .client
+            .table
+            .client()
             .transact_write_items()
             .set_transact_items(Some(
                 linked
@@ -112,7 +113,7 @@ impl DynamoDbMessages {
                 {
                     Err(MessageStoreError::AlreadyExists(record.id.clone()))
                 } else {
-                    Err(MessageStoreError::sdk("TransactWriteItems", err))
+                    Err(MessageStoreError::transaction(err))
                 }
             }
         }
@@ -133,9 +134,10 @@ impl DynamoDbMessages {
             .collect();
         for batch in requests.chunks(PARTS_PER_BATCH) {
             if let Err(e) = self
-                .client
+                .table
+                .client()
                 .batch_write_item()
-                .request_items(&self.table, batch.to_vec())
+                .request_items(self.table.name(), batch.to_vec())
                 .send()
                 .await
             {
@@ -174,15 +176,16 @@ impl DynamoDbMessages {
             let mut pending = batch.to_vec();
             for attempt in 0..5u32 {
                 let out = self
-                    .client
+                    .table
+                    .client()
                     .batch_write_item()
-                    .request_items(&self.table, pending)
+                    .request_items(self.table.name(), pending)
                     .send()
                     .await
                     .map_err(|e| MessageStoreError::sdk("BatchWriteItem", e))?;
                 pending = out
                     .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
+                    .and_then(|mut m| m.remove(self.table.name()))
                     .unwrap_or_default();
                 if pending.is_empty() {
                     break;

@@ -110,7 +110,7 @@ impl DynamoDbMessages {
             let mut item = attempt_item(id, attempt);
             item.insert("expires_at".to_owned(), self.expires_at(attempt.at));
             let put = Put::builder()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .set_item(Some(item))
                 .build()
                 .map_err(build)?;
@@ -118,7 +118,7 @@ impl DynamoDbMessages {
         }
         let mut set = vec!["updated_at = :now"];
         let mut update = Update::builder()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .expression_attribute_values(":now", n(now.as_i64()));
@@ -189,7 +189,8 @@ impl DynamoDbMessages {
         let has_linked = linked.is_some();
         items.extend(linked.map(|l| l.0));
         let result = self
-            .client
+            .table
+            .client()
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
@@ -210,7 +211,7 @@ impl DynamoDbMessages {
                 {
                     Err(MessageStoreError::LinkedRefused)
                 } else {
-                    Err(MessageStoreError::sdk("TransactWriteItems", err))
+                    Err(MessageStoreError::transaction(err))
                 }
             }
         }
@@ -228,9 +229,10 @@ impl DynamoDbMessages {
         lease_until: UnixMillis,
     ) -> Result<SendingClaim, MessageStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .update_expression(
@@ -282,9 +284,10 @@ impl DynamoDbMessages {
         now: UnixMillis,
     ) -> Result<bool, MessageStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .update_expression(
