@@ -1,8 +1,15 @@
 //! Helpers for the integration tests: a private, uniquely named stack provisioned from
-//! `infra/template.yaml` into the emulator that `make test` starts, plus fixtures.
+//! `infra/template.yaml` into the emulator that `make test` starts, plus fixtures, and the setup
+//! the test files share: the send API and its keys ([`api`]), the team's app endpoint
+//! ([`app_endpoint`]), provider APIs as local servers ([`providers`]), queue consumers' batches
+//! and dead-letter queues ([`queues`]), signed provider webhooks ([`webhooks`]).
 
+pub mod api;
+pub mod app_endpoint;
 pub mod bounce_corpus;
 pub mod calls;
+pub mod providers;
+pub mod queues;
 pub mod webhooks;
 
 use std::collections::BTreeMap;

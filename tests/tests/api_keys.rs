@@ -5,64 +5,31 @@
 //! real `send-api` handler from the API Gateway fixtures.
 
 use clap::Parser;
-use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use mailgate_admin::{Cli, EXIT_TABLE_NOT_FOUND, EXIT_UNKNOWN_KEY};
-use mailgate_aws::{ApiKeyStoreError, DynamoDbApiKeys, Revocation, Seeded};
+use mailgate_aws::{ApiKeyStoreError, Revocation, Seeded};
 use mailgate_core::{
     ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Requirement, Scope, Scopes,
 };
+use mailgate_tests::api::{ApiRequest, api_keys, bearer_of, json_body, seed_key, send_api};
 use mailgate_tests::{TestStack, fixture};
-use send_api::{SendApi, SendApiConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
-
-fn json_body(r: &Response<Body>) -> Value {
-    match r.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        other => panic!("expected a text body, got {other:?}"),
-    }
-}
-
-fn api(t: &TestStack) -> SendApi {
-    let config = SendApiConfig::from_lookup(t.function_env("send-api"))
-        .expect("the template configures send-api");
-    SendApi::new(config, t.clients.clone()).unwrap()
-}
-
-fn keys(t: &TestStack) -> DynamoDbApiKeys {
-    DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
-}
 
 /// `GET /v1/keys/self` from the fixture, with `authorization` as the header (none when `None`).
 fn keys_self(authorization: Option<&str>) -> Request {
-    let mut request = lambda_http::request::from_str(&fixture("send-api/get-keys-self.json"))
-        .expect("the fixture is an API Gateway v2 request");
-    request.headers_mut().remove(header::AUTHORIZATION);
-    if let Some(value) = authorization {
-        request
-            .headers_mut()
-            .insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+    let request = ApiRequest::fixture("send-api/get-keys-self.json");
+    match authorization {
+        Some(value) => request.authorization(value),
+        None => request,
     }
-    request
+    .build()
 }
 
-fn bearer(secret: &ApiKeySecret) -> String {
-    format!("Bearer {}", secret.expose())
-}
-
-/// Stores a new key with `scopes` and returns it with its record.
+/// Stores a new test key with `scopes`; it and its record.
 async fn create_key(t: &TestStack, scopes: &str) -> (ApiKeySecret, ApiKeyRecord) {
-    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
-    let record = ApiKeyRecord::new(
-        &secret,
-        ApiKeyLabel::parse("integration test").unwrap(),
-        KeyEnvironment::Test,
-        Scopes::parse_list(scopes).unwrap(),
-        OffsetDateTime::now_utc(),
-    );
-    keys(t).create(&record).await.unwrap();
-    (secret, record)
+    seed_key(t, KeyEnvironment::Test, scopes, "integration test").await
 }
 
 fn assert_refused(r: &Response<Body>, status: StatusCode, code: &str) {
@@ -98,7 +65,9 @@ async fn a_stored_key_authenticates_keys_self_and_learns_its_identity() {
     let t = TestStack::new().await;
     let (secret, record) = create_key(&t, "send,read").await;
 
-    let response = api(&t).handle(keys_self(Some(&bearer(&secret)))).await;
+    let response = send_api(&t)
+        .handle(keys_self(Some(&bearer_of(&secret))))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         json_body(&response),
@@ -134,7 +103,7 @@ async fn only_the_hash_of_a_key_is_stored() {
     );
     assert_eq!(items[0]["key_id"].as_s().unwrap(), record.id.as_str());
     assert_eq!(
-        keys(&t).create(&record).await.unwrap_err().to_string(),
+        api_keys(&t).create(&record).await.unwrap_err().to_string(),
         ApiKeyStoreError::AlreadyExists.to_string()
     );
 }
@@ -142,7 +111,7 @@ async fn only_the_hash_of_a_key_is_stored() {
 #[tokio::test]
 async fn a_request_without_a_key_is_401_missing_api_key_and_health_stays_open() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let response = api.handle(keys_self(None)).await;
     assert_refused(&response, StatusCode::UNAUTHORIZED, "missing_api_key");
     assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
@@ -154,7 +123,9 @@ async fn a_request_without_a_key_is_401_missing_api_key_and_health_stays_open() 
 #[tokio::test]
 async fn a_header_that_is_not_a_bearer_key_is_401_malformed() {
     let t = TestStack::new().await;
-    let response = api(&t).handle(keys_self(Some("Basic dXNlcjpwYXNz"))).await;
+    let response = send_api(&t)
+        .handle(keys_self(Some("Basic dXNlcjpwYXNz")))
+        .await;
     assert_refused(&response, StatusCode::UNAUTHORIZED, "malformed_api_key");
 }
 
@@ -165,36 +136,38 @@ async fn an_unknown_key_is_401_invalid_api_key() {
     // The fixture's development key is not stored in a fresh stack.
     let fixture_request =
         lambda_http::request::from_str(&fixture("send-api/get-keys-self.json")).unwrap();
-    let response = api(&t).handle(fixture_request).await;
+    let response = send_api(&t).handle(fixture_request).await;
     assert_refused(&response, StatusCode::UNAUTHORIZED, "invalid_api_key");
 }
 
 #[tokio::test]
 async fn a_revoked_key_is_401_from_the_next_request() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let (secret, record) = create_key(&t, "send").await;
     assert_eq!(
-        api.handle(keys_self(Some(&bearer(&secret)))).await.status(),
+        api.handle(keys_self(Some(&bearer_of(&secret))))
+            .await
+            .status(),
         StatusCode::OK
     );
 
-    let revoked = keys(&t)
+    let revoked = api_keys(&t)
         .revoke(&record.id, OffsetDateTime::now_utc())
         .await
         .unwrap();
     assert!(matches!(revoked, Revocation::Revoked(ref r) if r.is_revoked()));
 
-    let response = api.handle(keys_self(Some(&bearer(&secret)))).await;
+    let response = api.handle(keys_self(Some(&bearer_of(&secret)))).await;
     assert_refused(&response, StatusCode::UNAUTHORIZED, "invalid_api_key");
 }
 
 #[tokio::test]
 async fn a_key_without_the_needed_scope_is_403_naming_it() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let (secret, record) = create_key(&t, "read").await;
-    let request = keys_self(Some(&bearer(&secret)));
+    let request = keys_self(Some(&bearer_of(&secret)));
 
     let refused = api
         .authenticate(&request, Requirement::Scope(Scope::Send))
@@ -219,7 +192,7 @@ async fn a_key_without_the_needed_scope_is_403_naming_it() {
 #[tokio::test]
 async fn admin_create_list_and_revoke_drive_authentication() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
 
     let created = admin(
         &t,
@@ -299,7 +272,7 @@ async fn admin_reports_an_unknown_id_and_a_missing_table_with_their_exit_codes()
 #[tokio::test]
 async fn admin_seed_is_idempotent_and_restores_the_requested_key() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let seed = [
         "keys",
         "seed",
@@ -339,7 +312,7 @@ async fn admin_seed_is_idempotent_and_restores_the_requested_key() {
     let id = ApiKeyId::parse(body["id"].as_str().unwrap()).unwrap();
 
     // A revoked or narrowed development key is put back as requested, keeping its id.
-    keys(&t)
+    api_keys(&t)
         .revoke(&id, OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -348,7 +321,7 @@ async fn admin_seed_is_idempotent_and_restores_the_requested_key() {
         .unwrap();
     assert!(narrowed.starts_with(&format!("updated {id}")), "{narrowed}");
     let dev = ApiKeySecret::parse("mg_dev_local_key").unwrap();
-    match keys(&t)
+    match api_keys(&t)
         .seed(
             &dev,
             ApiKeyLabel::parse("local development").unwrap(),
@@ -373,5 +346,5 @@ async fn admin_seed_is_idempotent_and_restores_the_requested_key() {
             .status(),
         StatusCode::FORBIDDEN
     );
-    assert_eq!(keys(&t).list().await.unwrap().len(), 1);
+    assert_eq!(api_keys(&t).list().await.unwrap().len(), 1);
 }

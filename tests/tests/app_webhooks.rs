@@ -7,15 +7,10 @@
 //! retries after `503` + `Retry-After` and after a redirect, `410` disabling the endpoint, and
 //! `mailgate-admin dlq replay`.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::Response;
 use clap::Parser;
 use mailgate_aws::{DynamoDbEndpoints, EndpointStoreError, OutboundDelivery, SqsOutboundQueue};
 use mailgate_core::{
@@ -24,6 +19,7 @@ use mailgate_core::{
 };
 use mailgate_services::fan_out::AppWebhookFanOut;
 use mailgate_tests::TestStack;
+use mailgate_tests::app_endpoint::AppEndpoint;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -157,91 +153,6 @@ async fn queue_depth(t: &TestStack, logical_id: &str) -> (i64, i64) {
         n(QueueAttributeName::ApproximateNumberOfMessages),
         n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
     )
-}
-
-/// One request the app received, with what the independent verifier said of it.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: HeaderMap,
-    body: Bytes,
-    /// Per configured secret, in order: did `standardwebhooks` verify the request with it?
-    verified: Vec<bool>,
-}
-
-/// A scripted answer: status and extra headers.
-type Answer = (u16, Vec<(&'static str, String)>);
-
-/// The team's app: answers with the scripted responses (then 204) and verifies every request
-/// with the `standardwebhooks` crate against each of `secrets`.
-#[derive(Default)]
-struct App {
-    secrets: Mutex<Vec<String>>,
-    script: Mutex<VecDeque<Answer>>,
-    received: Mutex<Vec<Received>>,
-}
-
-impl App {
-    fn verify_with(&self, secrets: &[String]) {
-        *self.secrets.lock().unwrap() = secrets.to_vec();
-    }
-
-    fn answer(&self, status: u16, headers: &[(&'static str, &str)]) {
-        self.script.lock().unwrap().push_back((
-            status,
-            headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
-        ));
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-}
-
-async fn hook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let verified = app
-        .secrets
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|secret| {
-            standardwebhooks::Webhook::new(secret)
-                .unwrap()
-                .verify(&body, &headers)
-                .is_ok()
-        })
-        .collect();
-    app.received.lock().unwrap().push(Received {
-        headers,
-        body,
-        verified,
-    });
-    let (status, extra) = app
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or((204, Vec::new()));
-    let mut response = Response::builder().status(status);
-    for (k, v) in extra {
-        response = response.header(k, v);
-    }
-    response.body(axum::body::Body::empty()).unwrap()
-}
-
-/// Starts the app on 127.0.0.1 and returns it with its hook URL.
-async fn start_app() -> (Arc<App>, String) {
-    let app = Arc::new(App::default());
-    let router = axum::Router::new()
-        .route("/hooks/mailgate", axum::routing::post(hook))
-        .with_state(Arc::clone(&app));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks/mailgate", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (app, url)
-}
-
-fn header<'a>(r: &'a Received, name: &str) -> &'a str {
-    r.headers.get(name).unwrap().to_str().unwrap()
 }
 
 /// Runs `mailgate-admin` with `args` against the stack, returning its output.
@@ -478,7 +389,7 @@ async fn one_delivery(t: &TestStack, url: &str) -> (mailgate_core::EndpointId, S
 #[tokio::test]
 async fn the_dispatcher_delivers_a_webhook_that_the_standard_webhooks_library_verifies() {
     let t = TestStack::new().await;
-    let (app, url) = start_app().await;
+    let (app, url) = AppEndpoint::start().await;
     let (_, secret, webhook_id) = one_delivery(&t, &url).await;
     app.verify_with(std::slice::from_ref(&secret));
 
@@ -490,9 +401,9 @@ async fn the_dispatcher_delivers_a_webhook_that_the_standard_webhooks_library_ve
     let got = app.received();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].verified, vec![true], "standardwebhooks verifies it");
-    assert_eq!(header(&got[0], "webhook-id"), webhook_id);
-    assert_eq!(header(&got[0], "content-type"), "application/json");
-    let sent_at: i64 = header(&got[0], "webhook-timestamp").parse().unwrap();
+    assert_eq!(got[0].header("webhook-id"), webhook_id);
+    assert_eq!(got[0].header("content-type"), "application/json");
+    let sent_at: i64 = got[0].header("webhook-timestamp").parse().unwrap();
     assert!((sent_at - OffsetDateTime::now_utc().unix_timestamp()).abs() < 60);
     let body: Value = serde_json::from_slice(&got[0].body).unwrap();
     assert_eq!(body["type"], "email.delivered");
@@ -509,7 +420,7 @@ async fn the_dispatcher_delivers_a_webhook_that_the_standard_webhooks_library_ve
 #[tokio::test]
 async fn during_a_rotation_the_old_and_the_new_secret_both_verify() {
     let t = TestStack::new().await;
-    let (app, url) = start_app().await;
+    let (app, url) = AppEndpoint::start().await;
     let (id, old, _) = one_delivery(&t, &url).await;
     let new = endpoints(&t)
         .rotate_secret(&id, now())
@@ -529,13 +440,13 @@ async fn during_a_rotation_the_old_and_the_new_secret_both_verify() {
         vec![true, true, false],
         "verifies with the old and the new secret, not with another"
     );
-    assert_eq!(header(&got[0], "webhook-signature").split(' ').count(), 2);
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 2);
 }
 
 #[tokio::test]
 async fn a_503_with_retry_after_is_retried_after_that_delay_with_the_same_webhook_id() {
     let t = TestStack::new().await;
-    let (app, url) = start_app().await;
+    let (app, url) = AppEndpoint::start().await;
     let (_, secret, webhook_id) = one_delivery(&t, &url).await;
     app.verify_with(&[secret]);
     app.answer(503, &[("retry-after", "2")]);
@@ -569,14 +480,14 @@ async fn a_503_with_retry_after_is_retried_after_that_delay_with_the_same_webhoo
     let got = app.received();
     assert_eq!(got.len(), 2);
     assert!(got.iter().all(|r| r.verified == vec![true]));
-    assert!(got.iter().all(|r| header(r, "webhook-id") == webhook_id));
+    assert!(got.iter().all(|r| r.header("webhook-id") == webhook_id));
     assert_eq!(got[0].body, got[1].body);
 }
 
 #[tokio::test]
 async fn a_redirect_is_a_failure_retried_with_backoff() {
     let t = TestStack::new().await;
-    let (app, url) = start_app().await;
+    let (app, url) = AppEndpoint::start().await;
     let (_, secret, _) = one_delivery(&t, &url).await;
     app.verify_with(&[secret]);
     app.answer(302, &[("location", "http://127.0.0.1:9/elsewhere")]);
@@ -600,7 +511,7 @@ async fn a_redirect_is_a_failure_retried_with_backoff() {
 #[tokio::test]
 async fn a_410_disables_the_endpoint_and_later_deliveries_are_dropped() {
     let t = TestStack::new().await;
-    let (app, url) = start_app().await;
+    let (app, url) = AppEndpoint::start().await;
     let (id, secret, _) = one_delivery(&t, &url).await;
     app.verify_with(&[secret]);
     app.answer(410, &[]);

@@ -17,26 +17,22 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
-use axum::extract::Request as AxumRequest;
-use axum::http::{HeaderValue as AxumHeaderValue, StatusCode as AxumStatus};
-use axum::response::IntoResponse;
-use lambda_http::http::{HeaderValue, header};
-use lambda_http::{Body, Request, Response};
-use mailgate_aws::{AwsClients, DynamoDbApiKeys};
-use mailgate_core::{
-    ApiKeyLabel, ApiKeyRecord, ApiKeySecret, FixedClock, KeyEnvironment, ProviderId, Scopes,
-    SystemClock,
-};
+use axum::http::StatusCode;
+use lambda_http::Request;
+use mailgate_aws::AwsClients;
+use mailgate_core::{FixedClock, ProviderId, SystemClock};
 use mailgate_fault_proxy::{Fault, FaultProxy, Service, When};
 use mailgate_lambda::webhook::WebhookFunction;
+use mailgate_tests::TestStack;
+use mailgate_tests::api::{ApiRequest, bearer, json_or_null, send_api_on};
+use mailgate_tests::providers::{FakeProvider, sendgrid};
 use mailgate_tests::webhooks::{post, sendgrid_headers, sendgrid_key, webhook_config};
-use mailgate_tests::{TestStack, fixture};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use send_api::{SendApi, SendApiConfig};
+use send_api::SendApi;
 use serde_json::{Value, json};
 use sweeper::{ScheduledTick, Sweeper};
 use time::OffsetDateTime;
@@ -56,61 +52,33 @@ fn seed() -> u64 {
 
 /// A local SendGrid failing `fail_percent` of its calls (500 or 429), counting the accepted
 /// calls per mailgate message id.
-#[derive(Clone, Default)]
 struct Sendgrid {
-    base_url: String,
-    calls: Arc<Mutex<u64>>,
+    api: FakeProvider,
     accepted: Arc<Mutex<BTreeMap<String, u32>>>,
 }
 
 impl Sendgrid {
     async fn start(seed: u64, fail_percent: u32) -> Self {
-        let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed ^ 0x5e9d)));
-        let calls = Arc::new(Mutex::new(0u64));
+        let rng = Mutex::new(StdRng::seed_from_u64(seed ^ 0x5e9d));
         let accepted: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
-        let (r, c, a) = (rng.clone(), calls.clone(), accepted.clone());
-        let app = axum::Router::new().fallback(move |request: AxumRequest| {
-            let (r, c, a) = (r.clone(), c.clone(), a.clone());
-            async move {
-                let body = axum::body::to_bytes(request.into_body(), usize::MAX)
-                    .await
-                    .unwrap();
-                let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let id = json["custom_args"]["mailgate_message_id"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_owned();
-                *c.lock().unwrap() += 1;
-                let draw: u32 = r.lock().unwrap().random_range(0..100);
-                if draw < fail_percent / 2 {
-                    let body = r#"{"errors":[{"field":null,"message":"Internal server error","help":null}]}"#;
-                    return (AxumStatus::INTERNAL_SERVER_ERROR, body).into_response();
-                }
-                if draw < fail_percent {
-                    let body = r#"{"errors":[{"field":null,"message":"too many requests","help":null}]}"#;
-                    let mut response = (AxumStatus::TOO_MANY_REQUESTS, body).into_response();
-                    response
-                        .headers_mut()
-                        .insert("retry-after", AxumHeaderValue::from_static("1"));
-                    return response;
-                }
-                *a.lock().unwrap().entry(id.clone()).or_default() += 1;
-                let mut response = AxumStatus::ACCEPTED.into_response();
-                response.headers_mut().insert(
-                    "x-message-id",
-                    AxumHeaderValue::from_str(&format!("sg-{id}")).unwrap(),
-                );
-                response
+        let counted = accepted.clone();
+        let api = FakeProvider::serve(move |call| {
+            let id = call.json()["custom_args"]["mailgate_message_id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let draw: u32 = rng.lock().unwrap().random_range(0..100);
+            if draw < fail_percent / 2 {
+                return sendgrid::server_error(StatusCode::INTERNAL_SERVER_ERROR);
             }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            base_url: format!("http://{addr}"),
-            calls,
-            accepted,
-        }
+            if draw < fail_percent {
+                return sendgrid::throttled(1);
+            }
+            *counted.lock().unwrap().entry(id.clone()).or_default() += 1;
+            sendgrid::accepted(&format!("sg-{id}"))
+        })
+        .await;
+        Self { api, accepted }
     }
 }
 
@@ -129,7 +97,7 @@ impl World {
         let vars: HashMap<&'static str, String> = HashMap::from([
             ("MAILGATE_PROVIDERS", "sendgrid".to_owned()),
             ("SENDGRID_API_KEY", SENDGRID_KEY.to_owned()),
-            ("SENDGRID_BASE_URL", self.sendgrid.base_url.clone()),
+            ("SENDGRID_BASE_URL", self.sendgrid.api.base_url.clone()),
             ("SEND_TIMEOUT_MS", "1000".to_owned()),
             ("SEND_BUDGET_MS", "1500".to_owned()),
         ]);
@@ -137,8 +105,7 @@ impl World {
     }
 
     fn api(&self, clients: &AwsClients) -> SendApi {
-        let config = SendApiConfig::from_lookup(self.env("send-api")).unwrap();
-        SendApi::new(config, clients.clone()).unwrap()
+        send_api_on(&self.t, clients, self.env("send-api"))
     }
 
     fn worker(&self) -> send_worker::Function {
@@ -243,22 +210,6 @@ fn sqs_payload(messages: &[aws_sdk_sqs::types::Message]) -> Value {
     })).collect::<Vec<_>>()})
 }
 
-async fn key(t: &TestStack) -> String {
-    let secret = ApiKeySecret::generate(KeyEnvironment::Live);
-    let record = ApiKeyRecord::new(
-        &secret,
-        ApiKeyLabel::parse("chaos").unwrap(),
-        KeyEnvironment::Live,
-        Scopes::parse_list("send,read").unwrap(),
-        OffsetDateTime::now_utc(),
-    );
-    DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
-        .create(&record)
-        .await
-        .unwrap();
-    format!("Bearer {}", secret.expose())
-}
-
 fn request(
     key: &str,
     method: &str,
@@ -266,31 +217,14 @@ fn request(
     body: Option<String>,
     idem: Option<&str>,
 ) -> Request {
-    let mut event: Value = serde_json::from_str(&fixture("send-api/post-message.json")).unwrap();
-    event["requestContext"]["http"]["method"] = json!(method);
-    event["rawPath"] = json!(path);
-    event["requestContext"]["http"]["path"] = json!(path);
-    event["body"] = body.map_or(Value::Null, Value::String);
-    let headers = event["headers"].as_object_mut().unwrap();
-    headers.remove("idempotency-key");
-    headers.remove("content-length");
-    let mut request = lambda_http::request::from_str(&event.to_string()).unwrap();
-    request
-        .headers_mut()
-        .insert(header::AUTHORIZATION, HeaderValue::from_str(key).unwrap());
-    if let Some(k) = idem {
-        request
-            .headers_mut()
-            .insert("idempotency-key", HeaderValue::from_str(k).unwrap());
+    let mut request = ApiRequest::new(method, path).authorization(key);
+    if let Some(body) = body {
+        request = request.body(body);
     }
-    request
-}
-
-fn json_body(r: &Response<Body>) -> Value {
-    match r.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
-        _ => Value::Null,
+    if let Some(key) = idem {
+        request = request.idempotency_key(key);
     }
+    request.build()
 }
 
 fn message(to: &str, send_at: Option<&str>) -> Value {
@@ -333,7 +267,7 @@ async fn chaos_nothing_lost_nothing_sent_twice_nothing_wrongly_suppressed() {
         .build();
     let clients = AwsClients::new(&sdk);
     let sendgrid = Sendgrid::start(seed, 10).await;
-    let key = key(&t).await;
+    let key = bearer(&t, "send,read").await;
     let w = World {
         t,
         proxy,
@@ -366,6 +300,14 @@ async fn chaos_nothing_lost_nothing_sent_twice_nothing_wrongly_suppressed() {
     let api = w.api(&w.clients);
     // Reads for the checks go around the proxy.
     let reader = w.api(&w.t.clients);
+
+    // Seconds spent per phase, printed with the figures (where the test's time goes).
+    let mut phases: Vec<(&str, f64)> = Vec::new();
+    let mut phase_started = Instant::now();
+    let mut phase = |name: &'static str| {
+        phases.push((name, phase_started.elapsed().as_secs_f64()));
+        phase_started = Instant::now();
+    };
 
     // --- Sends -------------------------------------------------------------------------------
     let mut accepted: BTreeSet<String> = BTreeSet::new();
@@ -407,7 +349,7 @@ async fn chaos_nothing_lost_nothing_sent_twice_nothing_wrongly_suppressed() {
                 ))
                 .await;
             let status = response.status().as_u16();
-            let answer = json_body(&response);
+            let answer = json_or_null(&response);
             if status == 202 {
                 let ids = accepted_ids(&answer);
                 for (id, to) in ids.iter().zip(&recipients) {
@@ -429,6 +371,8 @@ async fn chaos_nothing_lost_nothing_sent_twice_nothing_wrongly_suppressed() {
             break;
         }
     }
+
+    phase("sends");
 
     // --- Work the queues and tick the sweeper until nothing is in flight ----------------------
     let worker = w.worker();
@@ -476,7 +420,7 @@ async fn chaos_nothing_lost_nothing_sent_twice_nothing_wrongly_suppressed() {
         }
         let mut in_flight = 0;
         for id in &accepted {
-            let got = json_body(
+            let got = json_or_null(
                 &reader
                     .handle(request(
                         &w.key,
@@ -503,11 +447,13 @@ async fn chaos_nothing_lost_nothing_sent_twice_nothing_wrongly_suppressed() {
         );
     }
 
+    phase("send queue");
+
     // --- Webhook events for what was sent ------------------------------------------------------
     faults();
     let mut states: BTreeMap<String, Value> = BTreeMap::new();
     for id in &accepted {
-        let got = json_body(
+        let got = json_or_null(
             &reader
                 .handle(request(
                     &w.key,
@@ -598,6 +544,7 @@ async fn chaos_nothing_lost_nothing_sent_twice_nothing_wrongly_suppressed() {
             redeliveries += 1;
         }
     }
+    phase("webhooks");
     let clock = Arc::new(FixedClock::new(OffsetDateTime::now_utc()));
     let processor = w.processor(clock.clone());
     let mut rounds = 0;
@@ -647,12 +594,14 @@ async fn chaos_nothing_lost_nothing_sent_twice_nothing_wrongly_suppressed() {
         assert!(rounds < 600, "the events queue does not drain");
     }
 
+    phase("events queue");
+
     // --- The promises --------------------------------------------------------------------------
     let mut lost = 0;
     let mut unknown = 0;
     let mut wrong_history = 0;
     for id in &accepted {
-        let got = json_body(
+        let got = json_or_null(
             &reader
                 .handle(request(
                     &w.key,
@@ -717,11 +666,17 @@ async fn chaos_nothing_lost_nothing_sent_twice_nothing_wrongly_suppressed() {
     println!(
         "chaos seed {seed}: operations {operations}, faults injected {injected}, send operations {SEND_OPERATIONS} (client retries {client_retries}, given up {refused}), messages {}, provider calls {} (accepted {}), unknown {unknown}, events {WEBHOOK_EVENTS} (deliveries {deliveries}, redeliveries {redeliveries}), suppressed {}, lost {lost}, duplicate provider calls {duplicates}, wrong histories {wrong_history}, events DLQ {events_dlq}, wrong suppressions {}",
         accepted.len(),
-        *w.sendgrid.calls.lock().unwrap(),
+        w.sendgrid.api.calls(),
         w.sendgrid.accepted.lock().unwrap().values().sum::<u32>(),
         suppressed.len(),
         wrong_suppressions.len(),
     );
+    drop(phase);
+    let phases: Vec<String> = phases
+        .iter()
+        .map(|(name, secs)| format!("{name} {secs:.1}s"))
+        .collect();
+    println!("chaos phases: {}", phases.join(", "));
     assert!(injected > 0, "the proxy injected faults");
     assert_eq!(lost, 0, "accepted messages left in flight");
     assert_eq!(

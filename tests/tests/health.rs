@@ -3,59 +3,24 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use lambda_http::http::{HeaderValue, StatusCode, header};
-use lambda_http::{Body, Response};
-use mailgate_aws::DynamoDbApiKeys;
-use mailgate_core::{ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Scopes};
-use mailgate_tests::{TestStack, fixture};
-use send_api::{SendApi, SendApiConfig};
-
-fn json(r: &Response<Body>) -> serde_json::Value {
-    match r.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        other => panic!("expected a text body, got {other:?}"),
-    }
-}
-
-fn request(name: &str) -> lambda_http::Request {
-    lambda_http::request::from_str(&fixture(name))
-        .expect("the fixture is an API Gateway v2 request")
-}
+use lambda_http::http::StatusCode;
+use mailgate_tests::TestStack;
+use mailgate_tests::api::{ApiRequest, bearer, json_body, send_api, send_api_on, text_body};
+use send_api::SendApiConfig;
 
 /// The health request with `Authorization: Bearer <a new key with scopes>`.
 async fn with_key(t: &TestStack, scopes: &str) -> lambda_http::Request {
-    let secret = ApiKeySecret::generate(KeyEnvironment::Test);
-    let record = ApiKeyRecord::new(
-        &secret,
-        ApiKeyLabel::parse("health test").unwrap(),
-        KeyEnvironment::Test,
-        Scopes::parse_list(scopes).unwrap(),
-        time::OffsetDateTime::now_utc(),
-    );
-    DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
-        .create(&record)
-        .await
-        .unwrap();
-    let mut r = request("send-api/get-health.json");
-    r.headers_mut().insert(
-        header::AUTHORIZATION,
-        HeaderValue::from_str(&format!("Bearer {}", secret.expose())).unwrap(),
-    );
-    r
-}
-
-async fn api(t: &TestStack) -> SendApi {
-    let config = SendApiConfig::from_lookup(t.function_env("send-api"))
-        .expect("the template configures send-api");
-    SendApi::new(config, t.clients.clone()).unwrap()
+    ApiRequest::fixture("send-api/get-health.json")
+        .authorization(&bearer(t, scopes).await)
+        .build()
 }
 
 #[tokio::test]
 async fn health_is_200_when_every_table_and_queue_exists() {
     let t = TestStack::new().await;
-    let response = api(&t).await.handle(with_key(&t, "read").await).await;
+    let response = send_api(&t).handle(with_key(&t, "read").await).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let body = json(&response);
+    let body = json_body(&response);
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["healthy"], true);
     assert_eq!(body["function"], "send-api");
@@ -90,7 +55,7 @@ async fn health_is_200_when_every_table_and_queue_exists() {
 #[tokio::test]
 async fn health_is_503_naming_a_missing_table() {
     let t = TestStack::new().await;
-    let api = api(&t).await;
+    let api = send_api(&t);
     let read = with_key(&t, "read").await;
     let missing = t.table("IdempotencyTable");
     t.clients
@@ -103,7 +68,7 @@ async fn health_is_503_naming_a_missing_table() {
 
     let response = api.handle(read).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body = json(&response);
+    let body = json_body(&response);
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["error"]["code"], "dependencies_unavailable");
     let message = body["error"]["message"].as_str().unwrap();
@@ -127,7 +92,7 @@ async fn health_is_503_naming_a_missing_table() {
 #[tokio::test]
 async fn health_is_503_naming_a_missing_queue() {
     let t = TestStack::new().await;
-    let api = api(&t).await;
+    let api = send_api(&t);
     let read = with_key(&t, "read").await;
     t.clients
         .sqs
@@ -139,7 +104,7 @@ async fn health_is_503_naming_a_missing_queue() {
 
     let response = api.handle(read).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(json(&response)["queues"][0]["state"], "missing");
+    assert_eq!(json_body(&response)["queues"][0]["state"], "missing");
 }
 
 #[tokio::test]
@@ -147,12 +112,13 @@ async fn health_is_503_when_the_emulator_cannot_be_reached() {
     let t = TestStack::new().await;
     // A loopback port nobody listens on: every check is unreachable, none is "missing".
     let dead = mailgate_tests::sdk_config("http://127.0.0.1:9").await;
-    let config = SendApiConfig::from_lookup(t.function_env("send-api")).unwrap();
-    let api = SendApi::new(config, mailgate_aws::AwsClients::new(&dead)).unwrap();
+    let api = send_api_on(&t, &mailgate_aws::AwsClients::new(&dead), |_| None);
     // Without a key: the verdict alone (the key cannot be checked with AWS unreachable).
-    let response = api.handle(request("send-api/get-health.json")).await;
+    let response = api
+        .handle(ApiRequest::fixture("send-api/get-health.json").build())
+        .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body = json(&response);
+    let body = json_body(&response);
     assert_eq!(body["status"], "unhealthy");
     assert!(body.get("tables").is_none(), "{body}");
     // The report behind it: every check unreachable, none missing.
@@ -175,21 +141,25 @@ async fn health_is_503_when_the_emulator_cannot_be_reached() {
 #[tokio::test]
 async fn unknown_routes_are_404_with_the_error_shape() {
     let t = TestStack::new().await;
-    let response = api(&t)
-        .await
-        .handle(request("send-api/get-unknown-route.json"))
+    let response = send_api(&t)
+        .handle(ApiRequest::fixture("send-api/get-unknown-route.json").build())
         .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert_eq!(json(&response)["error"]["code"], "not_found");
+    assert_eq!(json_body(&response)["error"]["code"], "not_found");
 }
 
 #[tokio::test]
 async fn an_anonymous_caller_gets_the_verdict_and_nothing_that_names_a_resource() {
     let t = TestStack::new().await;
-    let api = api(&t).await;
-    let response = api.handle(request("send-api/get-health.json")).await;
+    let api = send_api(&t);
+    let response = api
+        .handle(ApiRequest::fixture("send-api/get-health.json").build())
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(json(&response), serde_json::json!({"status": "healthy"}));
+    assert_eq!(
+        json_body(&response),
+        serde_json::json!({"status": "healthy"})
+    );
 
     // Unhealthy: still nothing that names a table, a queue URL or the account.
     let missing = t.table("IdempotencyTable");
@@ -200,13 +170,12 @@ async fn an_anonymous_caller_gets_the_verdict_and_nothing_that_names_a_resource(
         .send()
         .await
         .unwrap();
-    let api = self::api(&t).await;
-    let response = api.handle(request("send-api/get-health.json")).await;
+    let api = send_api(&t);
+    let response = api
+        .handle(ApiRequest::fixture("send-api/get-health.json").build())
+        .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let text = match response.body() {
-        Body::Text(t) => t.clone(),
-        other => panic!("{other:?}"),
-    };
+    let text = text_body(&response);
     assert!(!text.contains(&missing), "{text}");
     // No queue URL (they carry the account id), no SDK error text.
     assert!(
@@ -221,15 +190,13 @@ async fn an_anonymous_caller_gets_the_verdict_and_nothing_that_names_a_resource(
 #[tokio::test]
 async fn the_full_report_needs_a_key_with_the_read_scope() {
     let t = TestStack::new().await;
-    let api = api(&t).await;
+    let api = send_api(&t);
     let response = api.handle(with_key(&t, "send").await).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert_eq!(json(&response)["error"]["code"], "insufficient_scope");
-    let mut forged = request("send-api/get-health.json");
-    forged.headers_mut().insert(
-        header::AUTHORIZATION,
-        HeaderValue::from_static("Bearer mg_test_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
-    );
+    assert_eq!(json_body(&response)["error"]["code"], "insufficient_scope");
+    let forged = ApiRequest::fixture("send-api/get-health.json")
+        .authorization("Bearer mg_test_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        .build();
     assert_eq!(api.handle(forged).await.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -237,10 +204,11 @@ async fn the_full_report_needs_a_key_with_the_read_scope() {
 async fn anonymous_health_checks_reuse_one_check_of_the_resources_for_a_while() {
     let t = TestStack::new().await;
     let (clients, log) = mailgate_tests::calls::counted_clients(&t.sdk);
-    let config = SendApiConfig::from_lookup(t.function_env("send-api")).unwrap();
-    let api = SendApi::new(config, clients).unwrap();
+    let api = send_api_on(&t, &clients, |_| None);
     for _ in 0..5 {
-        let response = api.handle(request("send-api/get-health.json")).await;
+        let response = api
+            .handle(ApiRequest::fixture("send-api/get-health.json").build())
+            .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
     let calls = log.take();

@@ -6,70 +6,14 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use mailgate_aws::POISON_REASON_ATTRIBUTE;
 use mailgate_core::{
     ApiKeyId, EmailAddress, EndpointFilter, KeyEnvironment, Mailbox, MessageId, MessageRecord,
     MessageState, OutboundEmail, UnixMillis,
 };
 use mailgate_tests::TestStack;
-use serde_json::{Value, json};
+use mailgate_tests::queues::{parked, retried, sqs_batch, sqs_records};
+use serde_json::json;
 use time::OffsetDateTime;
-
-fn records(bodies: &[&str]) -> Value {
-    let records: Vec<Value> = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            json!({
-                "messageId": format!("m-{i}"),
-                "receiptHandle": format!("h-{i}"),
-                "body": b,
-                "eventSource": "aws:sqs",
-                "attributes": {"ApproximateReceiveCount": "1"},
-            })
-        })
-        .collect();
-    json!({ "Records": records })
-}
-
-fn batch(bodies: &[&str]) -> SqsEvent {
-    serde_json::from_value(records(bodies)).unwrap()
-}
-
-fn failures(response: &SqsBatchResponse) -> Vec<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect()
-}
-
-/// Everything on the dead-letter queue `dlq`: (body, poison reason).
-async fn parked(t: &TestStack, dlq: &str) -> Vec<(String, Option<String>)> {
-    let out = t
-        .clients
-        .sqs
-        .receive_message()
-        .queue_url(t.queue_url(dlq))
-        .max_number_of_messages(10)
-        .visibility_timeout(0)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .unwrap();
-    out.messages()
-        .iter()
-        .map(|m| {
-            let reason = m
-                .message_attributes()
-                .and_then(|a| a.get(POISON_REASON_ATTRIBUTE))
-                .and_then(|v| v.string_value())
-                .map(str::to_owned);
-            (m.body().unwrap_or_default().to_owned(), reason)
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn the_event_processor_parks_an_unreadable_envelope_and_retries_a_missing_receipt() {
@@ -84,13 +28,13 @@ async fn the_event_processor_parks_an_unreadable_envelope_and_retries_a_missing_
         "index": 0, "count": 1, "received_at": 1_795_000_000_000i64, "event": null, "oversize": true})
     .to_string();
     let response = p
-        .handle(records(&[not_json, &future, &missing_receipt]))
+        .handle(sqs_records(&[not_json, &future, &missing_receipt]))
         .await
         .unwrap();
     let event_processor::ProcessorResponse::Batch(response) = response else {
         panic!("expected a batch response");
     };
-    assert_eq!(failures(&response), vec!["m-2".to_owned()]);
+    assert_eq!(retried(&response), vec!["m-2".to_owned()]);
     // Parked or retried, every failure still counts toward `ProcessingFailures`.
     let tally = p.tally().snapshot();
     assert_eq!(
@@ -160,8 +104,8 @@ async fn the_dispatcher_parks_a_malformed_delivery_and_retries_a_refused_connect
     let v2 = good.replace("\"v\":1", "\"v\":2");
     let config = dispatcher::Config::from_lookup(t.function_env("dispatcher")).unwrap();
     let dispatcher = dispatcher::Function::new(config, t.clients.clone()).unwrap();
-    let response = dispatcher.handle(batch(&[&v2, &good])).await;
-    assert_eq!(failures(&response), vec!["m-1".to_owned()]);
+    let response = dispatcher.handle(sqs_batch(&[&v2, &good])).await;
+    assert_eq!(retried(&response), vec!["m-1".to_owned()]);
     assert_eq!(
         parked(&t, "OutboundDeadLetterQueue").await,
         vec![(
@@ -198,8 +142,8 @@ async fn the_send_worker_parks_a_malformed_pointer_and_retries_a_message_not_yet
     let garbage = "not a pointer";
     let config = send_worker::Config::from_lookup(t.function_env("send-worker")).unwrap();
     let worker = send_worker::Function::new(config, t.clients.clone()).unwrap();
-    let response = worker.handle(batch(&[garbage, &pointer])).await;
-    assert_eq!(failures(&response), vec!["m-1".to_owned()]);
+    let response = worker.handle(sqs_batch(&[garbage, &pointer])).await;
+    assert_eq!(retried(&response), vec!["m-1".to_owned()]);
     let dlq = parked(&t, "SendDeadLetterQueue").await;
     assert_eq!(dlq.len(), 1, "{dlq:?}");
     assert_eq!(dlq[0].0, garbage);

@@ -7,24 +7,15 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use mailgate_aws::{DynamoDbApiKeys, DynamoDbSuppressionList, SuppressionStoreError};
-use mailgate_core::{
-    ApiKeyLabel, ApiKeyRecord, ApiKeySecret, EmailAddress, KeyEnvironment, Scopes, Suppression,
-    SuppressionReason,
-};
+use mailgate_aws::{DynamoDbSuppressionList, SuppressionStoreError};
+use mailgate_core::{EmailAddress, KeyEnvironment, Suppression, SuppressionReason};
+use mailgate_tests::api::{ApiRequest, bearer, bearer_in, json_body, send_api};
 use mailgate_tests::{TestStack, fixture};
-use send_api::{SendApi, SendApiConfig};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::datetime;
-
-fn api(t: &TestStack) -> SendApi {
-    let config = SendApiConfig::from_lookup(t.function_env("send-api"))
-        .expect("the template configures send-api");
-    SendApi::new(config, t.clients.clone()).unwrap()
-}
 
 fn list(t: &TestStack) -> DynamoDbSuppressionList {
     DynamoDbSuppressionList::new(t.clients.dynamodb.clone(), t.table("SuppressionsTable"))
@@ -34,115 +25,35 @@ fn addr(s: &str) -> EmailAddress {
     EmailAddress::parse(s).unwrap()
 }
 
-fn json_body(r: &Response<Body>) -> Value {
-    match r.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        other => panic!("expected a text body, got {other:?}"),
-    }
-}
-
-/// Stores a new test key with `scopes` and returns its `Authorization` header value.
-async fn bearer(t: &TestStack, scopes: &str) -> String {
-    bearer_of(t, KeyEnvironment::Test, scopes).await
-}
-
-/// Stores a new key of `environment` with `scopes`; its `Authorization` header value.
-async fn bearer_of(t: &TestStack, environment: KeyEnvironment, scopes: &str) -> String {
-    let secret = ApiKeySecret::generate(environment);
-    let record = ApiKeyRecord::new(
-        &secret,
-        ApiKeyLabel::parse("suppressions test").unwrap(),
-        environment,
-        Scopes::parse_list(scopes).unwrap(),
-        OffsetDateTime::now_utc(),
-    );
-    DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
-        .create(&record)
-        .await
-        .unwrap();
-    format!("Bearer {}", secret.expose())
-}
-
-/// A request from a fixture, with the method, path, query and body replaced when given.
-fn request(
-    fixture_name: &str,
-    authorization: Option<&str>,
-    method: Option<&str>,
-    path: Option<&str>,
-    query: Option<&str>,
-    body: Option<Value>,
-) -> Request {
-    let mut event: Value = serde_json::from_str(&fixture(fixture_name)).unwrap();
-    if let Some(method) = method {
-        event["requestContext"]["http"]["method"] = json!(method);
-    }
-    if let Some(path) = path {
-        event["rawPath"] = json!(path);
-        event["requestContext"]["http"]["path"] = json!(path);
-    }
-    if let Some(query) = query {
-        event["rawQueryString"] = json!(query);
-        event
-            .as_object_mut()
-            .unwrap()
-            .remove("queryStringParameters");
-    }
-    if let Some(body) = body {
-        event["body"] = json!(body.to_string());
-    }
-    let mut request = lambda_http::request::from_str(&event.to_string())
-        .expect("the fixture is an API Gateway v2 request");
-    request.headers_mut().remove(header::AUTHORIZATION);
-    if let Some(value) = authorization {
-        request
-            .headers_mut()
-            .insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-    }
-    request
-}
-
 fn get_one(auth: &str, path: &str) -> Request {
-    request(
-        "send-api/get-suppressions.json",
-        Some(auth),
-        None,
-        Some(path),
-        Some(""),
-        None,
-    )
+    ApiRequest::fixture("send-api/get-suppressions.json")
+        .authorization(auth)
+        .path(path)
+        .query("")
+        .build()
 }
 
 fn get_page(auth: &str, query: &str) -> Request {
-    request(
-        "send-api/get-suppressions.json",
-        Some(auth),
-        None,
-        None,
-        Some(query),
-        None,
-    )
+    ApiRequest::fixture("send-api/get-suppressions.json")
+        .authorization(auth)
+        .query(query)
+        .build()
 }
 
 fn put(auth: &str, path: &str, body: Value) -> Request {
-    request(
-        "send-api/put-suppression.json",
-        Some(auth),
-        None,
-        Some(path),
-        None,
-        Some(body),
-    )
+    ApiRequest::fixture("send-api/put-suppression.json")
+        .authorization(auth)
+        .path(path)
+        .json(&body)
+        .build()
 }
 
 fn delete(auth: &str, path: &str) -> Request {
-    request(
-        "send-api/put-suppression.json",
-        Some(auth),
-        Some("DELETE"),
-        Some(path),
-        None,
-        None,
-    )
+    ApiRequest::fixture("send-api/put-suppression.json")
+        .authorization(auth)
+        .method("DELETE")
+        .path(path)
+        .build()
 }
 
 fn assert_error(r: &Response<Body>, status: StatusCode, code: &str, field: Option<&str>) {
@@ -169,7 +80,7 @@ fn entry(
 #[tokio::test]
 async fn a_suppression_put_from_the_fixture_is_read_back_case_insensitively() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let auth = bearer(&t, "read,suppressions:write").await;
 
     let mut fixture_request: Value =
@@ -213,7 +124,7 @@ async fn a_suppression_put_from_the_fixture_is_read_back_case_insensitively() {
 #[tokio::test]
 async fn a_suppression_screens_every_spelling_of_the_same_mailbox() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let store = list(&t);
     let auth = bearer(&t, "read,suppressions:write").await;
     let now = OffsetDateTime::now_utc();
@@ -298,7 +209,7 @@ async fn a_suppression_screens_every_spelling_of_the_same_mailbox() {
 #[tokio::test]
 async fn a_put_replaces_the_previous_entry() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let auth = bearer(&t, "read,suppressions:write").await;
     let path = "/v1/suppressions/a%2Btag%40example.com";
     let first = api
@@ -319,7 +230,7 @@ async fn a_put_replaces_the_previous_entry() {
 #[tokio::test]
 async fn an_absent_or_expired_address_is_404_not_found() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let auth = bearer(&t, "read,suppressions:write").await;
     list(&t)
         .put(&entry(
@@ -345,7 +256,7 @@ async fn an_absent_or_expired_address_is_404_not_found() {
 #[tokio::test]
 async fn delete_removes_a_suppression() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let auth = bearer(&t, "read,suppressions:write").await;
     let path = "/v1/suppressions/gone%40example.com";
     let r = api
@@ -365,7 +276,7 @@ async fn delete_removes_a_suppression() {
 #[tokio::test]
 async fn bad_reasons_past_expiries_and_bad_addresses_are_422_with_the_field() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let auth = bearer(&t, "read,suppressions:write").await;
     let good = "/v1/suppressions/x%40example.com";
     let cases = [
@@ -411,7 +322,7 @@ async fn bad_reasons_past_expiries_and_bad_addresses_are_422_with_the_field() {
 #[tokio::test]
 async fn reading_needs_read_and_writing_needs_suppressions_write() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let reader = bearer(&t, "read").await;
     let sender = bearer(&t, "send").await;
     let path = "/v1/suppressions/x%40example.com";
@@ -427,14 +338,7 @@ async fn reading_needs_read_and_writing_needs_suppressions_write() {
     let r = api.handle(get_one(&sender, path)).await;
     assert_error(&r, StatusCode::FORBIDDEN, "insufficient_scope", None);
 
-    let anonymous = request(
-        "send-api/get-suppressions.json",
-        None,
-        None,
-        None,
-        None,
-        None,
-    );
+    let anonymous = ApiRequest::fixture("send-api/get-suppressions.json").build();
     let r = api.handle(anonymous).await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "missing_api_key", None);
 
@@ -445,7 +349,7 @@ async fn reading_needs_read_and_writing_needs_suppressions_write() {
 #[tokio::test]
 async fn listing_by_reason_pages_newest_first_with_an_opaque_cursor() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let auth = bearer(&t, "read").await;
     let store = list(&t);
     let base = datetime!(2026-01-01 0:00 UTC);
@@ -554,14 +458,11 @@ async fn listing_by_reason_pages_newest_first_with_an_opaque_cursor() {
 
     // The fixture as committed (no cursor) answers the first page.
     let r = api
-        .handle(request(
-            "send-api/get-suppressions.json",
-            Some(&auth),
-            None,
-            None,
-            None,
-            None,
-        ))
+        .handle(
+            ApiRequest::fixture("send-api/get-suppressions.json")
+                .authorization(&auth)
+                .build(),
+        )
         .await;
     assert_eq!(json_body(&r)["data"].as_array().unwrap().len(), 2);
 }
@@ -569,7 +470,7 @@ async fn listing_by_reason_pages_newest_first_with_an_opaque_cursor() {
 #[tokio::test]
 async fn bad_listing_parameters_are_422_with_the_field() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let auth = bearer(&t, "read").await;
     for (query, code, field) in [
         ("reason=bounced", "invalid_reason", "reason"),
@@ -699,9 +600,9 @@ async fn an_entry_expiring_after_a_duration_is_stored_with_its_ttl() {
 #[tokio::test]
 async fn only_a_live_key_may_lift_or_replace_a_suppression_that_delivery_events_wrote() {
     let t = TestStack::new().await;
-    let api = api(&t);
+    let api = send_api(&t);
     let test_key = bearer(&t, "suppressions:write,read").await;
-    let live_key = bearer_of(&t, KeyEnvironment::Live, "suppressions:write,read").await;
+    let live_key = bearer_in(&t, KeyEnvironment::Live, "suppressions:write,read").await;
     let now = OffsetDateTime::now_utc();
     for (address, reason) in [
         ("complained@example.com", SuppressionReason::Complaint),

@@ -6,15 +6,12 @@
 //! `unsubscribe` suppression through the event path, and a repeat is 200 again. Real HMAC keys,
 //! the real handlers, the emulator's tables.
 
-use lambda_http::http::{HeaderValue, StatusCode, header};
-use lambda_http::{Body, Request, Response};
-use mailgate_aws::{DynamoDbApiKeys, DynamoDbSuppressionList};
-use mailgate_core::{
-    ApiKeyLabel, ApiKeyRecord, ApiKeySecret, EmailAddress, KeyEnvironment, Scopes,
-    SuppressionReason,
-};
-use mailgate_tests::{TestStack, fixture};
-use send_api::{SendApi, SendApiConfig};
+use lambda_http::Request;
+use lambda_http::http::{StatusCode, header};
+use mailgate_aws::DynamoDbSuppressionList;
+use mailgate_core::{EmailAddress, KeyEnvironment, SuppressionReason};
+use mailgate_tests::TestStack;
+use mailgate_tests::api::{ApiRequest, bearer, bearer_in, send_api_on, text_body};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use unsubscribe::{Config, UnsubscribeFunction};
@@ -33,61 +30,16 @@ fn with_keys(
     }
 }
 
-async fn key(t: &TestStack) -> String {
-    key_of(t, KeyEnvironment::Live, "send,read").await
-}
-
-async fn key_of(t: &TestStack, environment: KeyEnvironment, scopes: &str) -> String {
-    let secret = ApiKeySecret::generate(environment);
-    let record = ApiKeyRecord::new(
-        &secret,
-        ApiKeyLabel::parse("unsubscribe test").unwrap(),
-        environment,
-        Scopes::parse_list(scopes).unwrap(),
-        OffsetDateTime::now_utc(),
-    );
-    DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
-        .create(&record)
-        .await
-        .unwrap();
-    format!("Bearer {}", secret.expose())
-}
-
-/// A function-URL style request (the HTTP API v2 payload both use).
+/// A function-URL style request (the HTTP API v2 payload both functions take).
 fn request(method: &str, path: &str, body: Option<String>, authorization: Option<&str>) -> Request {
-    let mut event: Value = serde_json::from_str(&fixture("send-api/post-message.json")).unwrap();
-    event["requestContext"]["http"]["method"] = json!(method);
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    event["rawPath"] = json!(path);
-    event["requestContext"]["http"]["path"] = json!(path);
-    event["rawQueryString"] = json!(query);
-    event["queryStringParameters"] = json!(
-        query
-            .split('&')
-            .filter_map(|p| p.split_once('='))
-            .collect::<std::collections::BTreeMap<_, _>>()
-    );
-    event["body"] = body.map_or(Value::Null, Value::String);
-    let headers = event["headers"].as_object_mut().unwrap();
-    headers.remove("idempotency-key");
-    headers.remove("content-length");
-    let mut request = lambda_http::request::from_str(&event.to_string()).unwrap();
-    request.headers_mut().remove(header::AUTHORIZATION);
-    if let Some(a) = authorization {
-        request
-            .headers_mut()
-            .insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+    let mut request = ApiRequest::new(method, path);
+    if let Some(body) = body {
+        request = request.body(body);
     }
-    request
-}
-
-fn text(r: &Response<Body>) -> String {
-    match r.body() {
-        Body::Text(t) => t.clone(),
-        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-        Body::Empty => String::new(),
-        _ => String::new(),
+    if let Some(authorization) = authorization {
+        request = request.authorization(authorization);
     }
+    request.build()
 }
 
 /// The raw MIME moto's SES stored for the message whose id header is `message_id`.
@@ -136,16 +88,12 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
         send_env("UNSUBSCRIBE_BASE_URL").as_deref(),
         Some("http://127.0.0.1:9000/lambda-url/unsubscribe/")
     );
-    let api = SendApi::new(
-        SendApiConfig::from_lookup(with_keys(send_env)).unwrap(),
-        t.clients.clone(),
-    )
-    .unwrap();
+    let api = send_api_on(&t, &t.clients, with_keys(|_| None));
     let unsubscribe = UnsubscribeFunction::new(
         Config::from_lookup(with_keys(t.function_env("unsubscribe"))).unwrap(),
         t.clients.clone(),
     );
-    let auth = key(&t).await;
+    let auth = bearer(&t, "send,read").await;
 
     let bulk = json!({
         "from": "news@example.com",
@@ -163,8 +111,8 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
             Some(&auth),
         ))
         .await;
-    assert_eq!(sent.status(), StatusCode::ACCEPTED, "{}", text(&sent));
-    let body: Value = serde_json::from_str(&text(&sent)).unwrap();
+    assert_eq!(sent.status(), StatusCode::ACCEPTED, "{}", text_body(&sent));
+    let body: Value = serde_json::from_str(&text_body(&sent)).unwrap();
     assert_eq!(body["status"], "sent", "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
 
@@ -188,7 +136,7 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
         .handle(request("GET", &format!("/{token}"), None, None))
         .await;
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(text(&page).contains("method=\"post\""));
+    assert!(text_body(&page).contains("method=\"post\""));
     let mut tampered = token.clone().into_bytes();
     let i = tampered.len() - 3;
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
@@ -234,7 +182,7 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
                 None,
             ))
             .await;
-        assert_eq!(done.status(), StatusCode::OK, "{}", text(&done));
+        assert_eq!(done.status(), StatusCode::OK, "{}", text_body(&done));
         assert!(done.headers().get(header::SET_COOKIE).is_none());
         assert!(done.headers().get(header::LOCATION).is_none());
     }
@@ -258,12 +206,12 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
         other_topic.status(),
         StatusCode::ACCEPTED,
         "{}",
-        text(&other_topic)
+        text_body(&other_topic)
     );
     assert!(
-        text(&other_topic).contains("\"sent\""),
+        text_body(&other_topic).contains("\"sent\""),
         "{}",
-        text(&other_topic)
+        text_body(&other_topic)
     );
     let again = api
         .handle(request(
@@ -277,9 +225,9 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
         again.status(),
         StatusCode::UNPROCESSABLE_ENTITY,
         "{}",
-        text(&again)
+        text_body(&again)
     );
-    assert!(text(&again).contains("all_recipients_suppressed"));
+    assert!(text_body(&again).contains("all_recipients_suppressed"));
     let receipt = json!({
         "from": "shop@example.com",
         "to": ["jane@example.org"],
@@ -294,8 +242,17 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
             Some(&auth),
         ))
         .await;
-    assert_eq!(receipt.status(), StatusCode::ACCEPTED, "{}", text(&receipt));
-    assert!(text(&receipt).contains("\"sent\""), "{}", text(&receipt));
+    assert_eq!(
+        receipt.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        text_body(&receipt)
+    );
+    assert!(
+        text_body(&receipt).contains("\"sent\""),
+        "{}",
+        text_body(&receipt)
+    );
 
     // The unsubscribe is in the message's history, from the one-click source.
     let read = api
@@ -306,7 +263,7 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
             Some(&auth),
         ))
         .await;
-    let message: Value = serde_json::from_str(&text(&read)).unwrap();
+    let message: Value = serde_json::from_str(&text_body(&read)).unwrap();
     assert_eq!(message["topic"], "weekly", "{message}");
     let events = message["events"].as_array().unwrap();
     assert!(
@@ -325,11 +282,11 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
             Some(&auth),
         ))
         .await;
-    assert_eq!(shown.status(), StatusCode::OK, "{}", text(&shown));
+    assert_eq!(shown.status(), StatusCode::OK, "{}", text_body(&shown));
     assert!(
-        text(&shown).contains("\"topic\":\"weekly\""),
+        text_body(&shown).contains("\"topic\":\"weekly\""),
         "{}",
-        text(&shown)
+        text_body(&shown)
     );
     let unscoped = api
         .handle(request(
@@ -340,7 +297,7 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
         ))
         .await;
     assert_eq!(unscoped.status(), StatusCode::NOT_FOUND);
-    let live = key_of(&t, KeyEnvironment::Live, "suppressions:write").await;
+    let live = bearer_in(&t, KeyEnvironment::Live, "suppressions:write").await;
     let lifted = api
         .handle(request(
             "DELETE",
@@ -349,7 +306,12 @@ async fn a_bulk_message_carries_one_click_headers_and_its_link_unsubscribes_once
             Some(&live),
         ))
         .await;
-    assert_eq!(lifted.status(), StatusCode::NO_CONTENT, "{}", text(&lifted));
+    assert_eq!(
+        lifted.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        text_body(&lifted)
+    );
     assert!(check().await.is_empty());
 
     // Counted once (the repeat is a duplicate), with the event path's metrics.

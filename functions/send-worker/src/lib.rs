@@ -15,8 +15,11 @@
 //!   provider) → marked `unknown` and acknowledged: it is never sent again blindly;
 //! - the message is still `scheduled`/`paused` (the sweeper enqueues before it marks the
 //!   release) → left on the queue until the mark lands;
-//! - DynamoDB unreachable before any provider call, or a deferral that could not be enqueued →
-//!   left on the queue (retried, then the dead-letter queue);
+//! - DynamoDB throttled or unreachable before any provider call, or a deferral that could not
+//!   be enqueued → left on the queue (retried, then the dead-letter queue);
+//! - the message cannot be loaded for a reason a retry cannot fix (its stored item is
+//!   unreadable, the call is refused) → moved to the send DLQ at once with the reason and
+//!   acknowledged, as the event processor does with the same store failure;
 //! - the outcome could not be recorded after a provider was called → logged and acknowledged
 //!   (sending again could deliver twice).
 
@@ -122,16 +125,30 @@ impl Function {
     async fn process(&self, record: SqsMessage) -> Verdict {
         let body = record.body.as_deref().unwrap_or_default();
         match SendQueueMessage::parse(body) {
-            Ok(message) => self.deliver(&message).await.into(),
+            Ok(message) => self.deliver(&message).await,
             Err(err) => Verdict::Poison(err.to_string()),
         }
     }
 
     /// Delivers the message a record points to.
-    async fn deliver(&self, message: &SendQueueMessage) -> RecordOutcome {
+    async fn deliver(&self, message: &SendQueueMessage) -> Verdict {
+        let id = &message.message_id;
+        match self.attempt(message).await {
+            // Nothing was sent and a retry cannot fix the store's answer: park it now.
+            Err(DeliveryError::Load(err)) if !err.is_retryable() => {
+                tracing::error!(message_id = %id, error = %err, "message cannot be loaded; parked");
+                Verdict::Poison(format!("message {id} cannot be loaded: {err}"))
+            }
+            Err(err) => Verdict::Retry(err.to_string()),
+            Ok(outcome) => outcome.into(),
+        }
+    }
+
+    /// Delivers the message a record points to; the failures [`Self::deliver`] decides on.
+    async fn attempt(&self, message: &SendQueueMessage) -> Result<RecordOutcome, DeliveryError> {
         let id = &message.message_id;
         let budget = self.config.providers.send_budget;
-        match self.delivery.deliver_stored(id, budget).await {
+        Ok(match self.delivery.deliver_stored(id, budget).await {
             Ok(StoredDelivery::Delivered(d)) => {
                 count_send(&d.report);
                 tracing::info!(message_id = %id, state = d.state.as_str(), provider = d.provider.map_or("-", |p| p.as_str()), "message delivered");
@@ -167,8 +184,8 @@ impl Function {
                 tracing::error!(message_id = %id, error = %source, "provider called but the outcome was not recorded; not retried to avoid a second send");
                 RecordOutcome::Done
             }
-            Err(err) => RecordOutcome::Retry(err.to_string()),
-        }
+            Err(err) => return Err(err),
+        })
     }
 }
 

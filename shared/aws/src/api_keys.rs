@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use mailgate_core::{
@@ -17,7 +18,7 @@ use mailgate_core::{
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::receipts::StoreError;
+use mailgate_core::StoreError;
 
 /// The index that finds a key by its id.
 pub const BY_KEY_ID_INDEX: &str = "by-key-id";
@@ -183,42 +184,43 @@ pub(crate) fn key_valid_check(
 /// API keys on DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoDbApiKeys {
-    client: Client,
-    table: String,
+    table: crate::dynamodb::TableHandle,
 }
 
 impl DynamoDbApiKeys {
     /// Keys in `table` (the `API_KEYS_TABLE`).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self::on(crate::TableHandle::new(client, table))
+    }
+
+    /// The same adapter on a table handle of the function's DynamoDB foundation.
+    pub fn on(table: crate::TableHandle) -> Self {
+        Self { table }
     }
 
     /// The table name.
     pub fn table(&self) -> &str {
-        &self.table
+        self.table.name()
     }
 
     /// Classifies an SDK error: a missing table is named, anything else is `Unavailable`.
-    fn failed<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> ApiKeyStoreError
+    fn failed<E>(&self, operation: &'static str, err: SdkError<E, HttpResponse>) -> ApiKeyStoreError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        match crate::receipts::unless_table_missing(operation, err) {
+        match crate::sdk::unless_table_missing(operation, err) {
             Some(e) => e.into(),
-            None => ApiKeyStoreError::TableNotFound(self.table.clone()),
+            None => ApiKeyStoreError::TableNotFound(self.table.name().to_owned()),
         }
     }
 
     /// Stores a new key; fails with `AlreadyExists` when its hash is stored already.
     pub async fn create(&self, record: &ApiKeyRecord) -> Result<(), ApiKeyStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .put_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_item(Some(item_of(record)?))
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -240,9 +242,10 @@ impl DynamoDbApiKeys {
     /// strongly consistent read, so a revocation is seen by the next request.
     pub async fn find(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, ApiKeyStoreError> {
         let output = self
-            .client
+            .table
+            .client()
             .get_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(api_key_pk(hash)))
             .consistent_read(true)
             .send()
@@ -265,9 +268,10 @@ impl DynamoDbApiKeys {
         id: &ApiKeyId,
     ) -> Result<Option<ApiKeyRecord>, ApiKeyStoreError> {
         let output = self
-            .client
+            .table
+            .client()
             .query()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .index_name(BY_KEY_ID_INDEX)
             .key_condition_expression("key_id = :id")
             .expression_attribute_values(":id", s(id.as_str()))
@@ -283,9 +287,10 @@ impl DynamoDbApiKeys {
         let mut start = None;
         loop {
             let output = self
-                .client
+                .table
+                .client()
                 .scan()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -316,9 +321,10 @@ impl DynamoDbApiKeys {
             return Ok(Revocation::AlreadyRevoked(found));
         }
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(api_key_pk(&found.hash)))
             .update_expression("SET revoked_at = :now")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
@@ -376,9 +382,10 @@ impl DynamoDbApiKeys {
             if desired == existing {
                 return Ok(Seeded::Unchanged(existing));
             }
-            self.client
+            self.table
+                .client()
                 .update_item()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .key("pk", s(api_key_pk(&desired.hash)))
                 .update_expression(
                     "SET #label = :label, environment = :environment, scopes = :scopes \

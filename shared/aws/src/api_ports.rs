@@ -60,12 +60,8 @@ impl SuppressionAdmin for DynamoDbSuppressionList {
 impl From<ApiKeyStoreError> for StoreError {
     fn from(e: ApiKeyStoreError) -> Self {
         match e {
-            // The adapter reports DynamoDB's failures as text: the call did not complete, so it
-            // is worth retrying (as the send flow's ports classify it).
-            ApiKeyStoreError::Unavailable(ref inner) => {
-                let operation = inner.operation;
-                StoreError::new(StoreErrorKind::Transient, operation, e)
-            }
+            // Classified by the adapter when the call failed.
+            ApiKeyStoreError::Unavailable(inner) => inner,
             ApiKeyStoreError::TableNotFound(_) => {
                 StoreError::new(StoreErrorKind::MissingResource, "api_keys", e)
             }

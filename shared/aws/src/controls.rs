@@ -12,12 +12,13 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use mailgate_core::UnixMillis;
 use time::OffsetDateTime;
 
-use crate::receipts::StoreError;
+use mailgate_core::StoreError;
 
 /// The item key of the bulk pause switch.
 pub const BULK_PAUSED_PK: &str = "setting#bulk_paused";
@@ -94,41 +95,42 @@ fn bulk_pause_item(paused: bool, now: UnixMillis) -> Item {
 /// Sending switches on DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoDbSendControls {
-    client: Client,
-    table: String,
+    table: crate::dynamodb::TableHandle,
 }
 
 impl DynamoDbSendControls {
     /// Switches in `control_table` (the `CONTROL_TABLE`).
     pub fn new(client: Client, control_table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: control_table.into(),
-        }
+        Self::on(crate::TableHandle::new(client, control_table))
+    }
+
+    /// The same adapter on a table handle of the function's DynamoDB foundation.
+    pub fn on(table: crate::TableHandle) -> Self {
+        Self { table }
     }
 
     /// The table name.
     pub fn table(&self) -> &str {
-        &self.table
+        self.table.name()
     }
 
-    fn failed<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> ControlsError
+    fn failed<E>(&self, operation: &'static str, err: SdkError<E, HttpResponse>) -> ControlsError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        match crate::receipts::unless_table_missing(operation, err) {
+        match crate::sdk::unless_table_missing(operation, err) {
             Some(e) => e.into(),
-            None => ControlsError::TableNotFound(self.table.clone()),
+            None => ControlsError::TableNotFound(self.table.name().to_owned()),
         }
     }
 
     /// The bulk pause switch as stored (one consistent `GetItem`).
     pub async fn bulk_pause(&self) -> Result<BulkPause, ControlsError> {
         let output = self
-            .client
+            .table
+            .client()
             .get_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", AttributeValue::S(BULK_PAUSED_PK.to_owned()))
             .consistent_read(true)
             .send()
@@ -157,9 +159,10 @@ impl DynamoDbSendControls {
     ) -> Result<(), ControlsError> {
         let now = UnixMillis::from(now);
         let result = self
-            .client
+            .table
+            .client()
             .put_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_item(Some(bulk_pause_item(paused, now)))
             .condition_expression("attribute_not_exists(updated_at_ms) OR updated_at_ms <= :now")
             .expression_attribute_values(":now", AttributeValue::N(now.as_i64().to_string()))

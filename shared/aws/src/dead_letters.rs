@@ -3,7 +3,6 @@
 //! fail until the redrive count, with the reason as a message attribute so an operator (and
 //! `mailgate-admin dlq replay`) sees why it is there.
 
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use mailgate_core::ports::{BoxFuture, DeadLetterQueue};
 use mailgate_core::queue::sqs_safe;
@@ -49,13 +48,12 @@ fn attribute_value(reason: &str) -> String {
 impl DeadLetterQueue for SqsDeadLetterQueue {
     fn park<'a>(&'a self, body: &'a str, reason: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let failed =
-                |detail: String| StoreError::new(StoreErrorKind::Transient, "SendMessage", detail);
             let attribute = MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value(attribute_value(reason))
                 .build()
-                .map_err(|e| failed(e.to_string()))?;
+                // An attribute we cannot build is a bug: retrying cannot fix it.
+                .map_err(|e| StoreError::new(StoreErrorKind::Other, "SendMessage", e))?;
             self.client
                 .send_message()
                 .queue_url(&self.queue_url)
@@ -68,7 +66,7 @@ impl DeadLetterQueue for SqsDeadLetterQueue {
                 .message_attributes(POISON_REASON_ATTRIBUTE, attribute)
                 .send()
                 .await
-                .map_err(|e| failed(DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| crate::sdk::store_error("SendMessage", e))?;
             Ok(())
         })
     }

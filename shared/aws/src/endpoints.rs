@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use mailgate_core::{
@@ -19,7 +20,7 @@ use mailgate_core::{
     UnixMillis, WebhookSecret,
 };
 
-use crate::receipts::StoreError;
+use mailgate_core::StoreError;
 
 /// Why an endpoint operation did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -201,32 +202,36 @@ fn endpoint_of(
 /// Webhook endpoints on DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoDbEndpoints {
-    client: Client,
-    table: String,
+    table: crate::dynamodb::TableHandle,
 }
 
 impl DynamoDbEndpoints {
     /// Endpoints in `table` (the `ENDPOINTS_TABLE`).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self::on(crate::TableHandle::new(client, table))
+    }
+
+    /// The same adapter on a table handle of the function's DynamoDB foundation.
+    pub fn on(table: crate::TableHandle) -> Self {
+        Self { table }
     }
 
     /// The table name.
     pub fn table(&self) -> &str {
-        &self.table
+        self.table.name()
     }
 
-    fn failed<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> EndpointStoreError
+    fn failed<E>(
+        &self,
+        operation: &'static str,
+        err: SdkError<E, HttpResponse>,
+    ) -> EndpointStoreError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        match crate::receipts::unless_table_missing(operation, err) {
+        match crate::sdk::unless_table_missing(operation, err) {
             Some(e) => e.into(),
-            None => EndpointStoreError::TableNotFound(self.table.clone()),
+            None => EndpointStoreError::TableNotFound(self.table.name().to_owned()),
         }
     }
 
@@ -240,9 +245,10 @@ impl DynamoDbEndpoints {
     ) -> Result<(Endpoint, WebhookSecret), EndpointStoreError> {
         let url = EndpointUrl::parse(url)?;
         let (endpoint, secret) = Endpoint::new(url, filter, now);
-        self.client
+        self.table
+            .client()
             .put_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_item(Some(item_of(&endpoint)))
             // A random 128-bit id never collides; the condition only guards against a bug.
             .condition_expression("attribute_not_exists(pk)")
@@ -257,9 +263,10 @@ impl DynamoDbEndpoints {
         id: &EndpointId,
     ) -> Result<Option<(Endpoint, i64)>, EndpointStoreError> {
         let output = self
-            .client
+            .table
+            .client()
             .get_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(endpoint_pk(id)))
             .consistent_read(true)
             .send()
@@ -287,9 +294,10 @@ impl DynamoDbEndpoints {
         let mut start = None;
         loop {
             let output = self
-                .client
+                .table
+                .client()
                 .scan()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -316,9 +324,10 @@ impl DynamoDbEndpoints {
     /// Deletes the endpoint; deliveries already queued for it are dropped by the dispatcher.
     pub async fn remove(&self, id: &EndpointId) -> Result<(), EndpointStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .delete_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(endpoint_pk(id)))
             .condition_expression("attribute_exists(pk)")
             .send()
@@ -351,9 +360,10 @@ impl DynamoDbEndpoints {
         let secret = WebhookSecret::generate();
         let rotated = current.rotated(secret.clone(), now);
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(endpoint_pk(id)))
             .update_expression("SET secrets = :secrets, version = :next")
             .condition_expression("attribute_exists(pk) AND version = :version")
@@ -383,9 +393,10 @@ impl DynamoDbEndpoints {
         now: UnixMillis,
     ) -> Result<(), EndpointStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(endpoint_pk(id)))
             .update_expression("SET enabled = :off, disabled_reason = :reason, disabled_at = :now")
             .condition_expression("attribute_exists(pk)")

@@ -34,9 +34,7 @@ pub fn visibility_seconds(delay: Duration) -> i32 {
 impl From<HistoryError> for StoreError {
     fn from(e: HistoryError) -> Self {
         match &e {
-            HistoryError::Sdk { operation, .. } => {
-                StoreError::new(StoreErrorKind::Transient, operation, e.to_string())
-            }
+            HistoryError::Unavailable(inner) => inner.clone(),
             HistoryError::Corrupt { .. } => {
                 StoreError::new(StoreErrorKind::Corrupt, "history", e.to_string())
             }
@@ -47,7 +45,7 @@ impl From<HistoryError> for StoreError {
 impl From<EndpointStoreError> for StoreError {
     fn from(e: EndpointStoreError) -> Self {
         let kind = match &e {
-            EndpointStoreError::Unavailable(_) => StoreErrorKind::Transient,
+            EndpointStoreError::Unavailable(inner) => return inner.clone(),
             EndpointStoreError::TableNotFound(_) => StoreErrorKind::MissingResource,
             EndpointStoreError::UnknownId(_) | EndpointStoreError::Conflict(_) => {
                 StoreErrorKind::ConditionFailed
@@ -55,17 +53,13 @@ impl From<EndpointStoreError> for StoreError {
             EndpointStoreError::Corrupt { .. } => StoreErrorKind::Corrupt,
             EndpointStoreError::InvalidUrl(_) => StoreErrorKind::Other,
         };
-        let operation = match &e {
-            EndpointStoreError::Unavailable(inner) => inner.operation,
-            _ => "endpoints",
-        };
-        StoreError::new(kind, operation, e.to_string())
+        StoreError::new(kind, "endpoints", e.to_string())
     }
 }
 
-/// An outbound-queue call that failed: the call did not complete, so it is worth retrying.
+/// An outbound-queue call that failed, as the adapter classified it.
 fn outbound(e: OutboundQueueError) -> StoreError {
-    StoreError::new(StoreErrorKind::Transient, e.operation, e.to_string())
+    e
 }
 
 impl EventHistory for DynamoDbEventHistory {

@@ -20,12 +20,16 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use mailgate_core::{DeliveryEvent, MessageRecord, ProviderId, UnixMillis, suppression_key};
+use mailgate_core::{
+    DeliveryEvent, MessageRecord, ProviderId, StoreError, StoreErrorKind, UnixMillis,
+    suppression_key,
+};
 
 use crate::messages::{SUMMARY, cancellation_codes, message_pk};
 
@@ -46,14 +50,9 @@ const DONE: &str = "done";
 /// A failure of the history store.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    /// A DynamoDB call failed.
-    #[error("DynamoDB {operation} on the event history failed: {detail}")]
-    Sdk {
-        /// The operation.
-        operation: &'static str,
-        /// The SDK's description.
-        detail: String,
-    },
+    /// A DynamoDB call failed (classified when it was made).
+    #[error("the event history: {0}")]
+    Unavailable(#[from] StoreError),
     /// A stored history entry is not readable.
     #[error("history entry {sk} of {pk} is not readable: {detail}")]
     Corrupt {
@@ -67,15 +66,11 @@ pub enum HistoryError {
 }
 
 impl HistoryError {
-    fn sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    fn sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
     where
-        E: std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        HistoryError::Sdk {
-            operation,
-            detail: DisplayErrorContext(&err).to_string(),
-        }
+        HistoryError::Unavailable(crate::sdk::store_error(operation, err))
     }
 }
 
@@ -86,9 +81,8 @@ pub use mailgate_core::HistoryEntry;
 /// The event history and dedupe claims on DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoDbEventHistory {
-    client: Client,
-    messages_table: String,
-    dedupe_table: String,
+    messages: crate::TableHandle,
+    dedupe: crate::TableHandle,
     retention_ms: i64,
 }
 
@@ -184,10 +178,16 @@ pub(crate) fn history_entry(pk: &str, item: &Item) -> Result<HistoryEntry, Histo
 impl DynamoDbEventHistory {
     /// The history over the messages table and claims over the dedupe table.
     pub fn new(client: Client, messages_table: String, dedupe_table: String) -> Self {
+        let messages = crate::TableHandle::new(client, messages_table);
+        let dedupe = messages.sibling(dedupe_table);
+        Self::on(messages, dedupe)
+    }
+
+    /// The same history on table handles of the function's DynamoDB foundation (one client).
+    pub fn on(messages: crate::TableHandle, dedupe: crate::TableHandle) -> Self {
         Self {
-            client,
-            messages_table,
-            dedupe_table,
+            messages,
+            dedupe,
             retention_ms: i64::try_from(crate::config::DEFAULT_MESSAGE_RETENTION_DAYS)
                 .unwrap_or(90)
                 * 86_400_000,
@@ -209,9 +209,10 @@ impl DynamoDbEventHistory {
         now: UnixMillis,
     ) -> Result<EventClaim, HistoryError> {
         let result = self
-            .client
+            .messages
+            .client()
             .put_item()
-            .table_name(&self.dedupe_table)
+            .table_name(self.dedupe.name())
             .item("pk", s(claim_key(event)))
             .item("status", s(PROCESSING))
             .item("lease_until", n(now.as_i64() + CLAIM_LEASE_MS))
@@ -262,9 +263,13 @@ impl DynamoDbEventHistory {
         message: Option<&MessageRecord>,
         now: UnixMillis,
     ) -> Result<EventRecorded, HistoryError> {
-        let build = |e| HistoryError::Sdk {
-            operation: "TransactWriteItems",
-            detail: DisplayErrorContext(&e).to_string(),
+        // A request we cannot build is a bug: retrying cannot fix it.
+        let build = |e| {
+            HistoryError::Unavailable(StoreError::new(
+                StoreErrorKind::Other,
+                "TransactWriteItems",
+                e,
+            ))
         };
         let mut items = Vec::with_capacity(3);
         let (pk, expires_at) = match message {
@@ -285,7 +290,7 @@ impl DynamoDbEventHistory {
             TransactWriteItem::builder()
                 .put(
                     Put::builder()
-                        .table_name(&self.messages_table)
+                        .table_name(self.messages.name())
                         .set_item(Some(history_item(pk, event, expires_at)))
                         .build()
                         .map_err(build)?,
@@ -298,7 +303,7 @@ impl DynamoDbEventHistory {
             let before = record.state;
             let mut after = before;
             let mut update = Update::builder()
-                .table_name(&self.messages_table)
+                .table_name(self.messages.name())
                 .key("pk", s(message_pk(&record.id)))
                 .key("sk", s(SUMMARY))
                 .expression_attribute_names("#state", "state")
@@ -348,7 +353,7 @@ impl DynamoDbEventHistory {
         }
 
         let mut done = Update::builder()
-            .table_name(&self.dedupe_table)
+            .table_name(self.dedupe.name())
             .key("pk", s(claim_key(event)))
             .update_expression("SET #status = :done, done_at = :now REMOVE lease_until")
             .condition_expression("#status = :processing")
@@ -380,7 +385,7 @@ impl DynamoDbEventHistory {
                     .collect();
             items.extend(
                 crate::stats::counter_writes(
-                    &self.messages_table,
+                    self.messages.name(),
                     &crate::stats::StatsScope::of(record, Some(event.provider)),
                     event.at(),
                     &counters,
@@ -390,7 +395,8 @@ impl DynamoDbEventHistory {
         }
 
         let result = self
-            .client
+            .messages
+            .client()
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
@@ -414,7 +420,9 @@ impl DynamoDbEventHistory {
                 {
                     Ok(EventRecorded::Conflict)
                 } else {
-                    Err(HistoryError::sdk("TransactWriteItems", err))
+                    Err(HistoryError::Unavailable(crate::sdk::transaction_error(
+                        err,
+                    )))
                 }
             }
         }
@@ -431,9 +439,10 @@ impl DynamoDbEventHistory {
         let mut start = None;
         loop {
             let out = self
-                .client
+                .messages
+                .client()
                 .query()
-                .table_name(&self.messages_table)
+                .table_name(self.messages.name())
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(&pk))
                 .set_exclusive_start_key(start)

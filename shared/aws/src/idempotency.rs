@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
@@ -39,7 +40,7 @@ use mailgate_core::{
 };
 use time::OffsetDateTime;
 
-use crate::receipts::StoreError;
+use mailgate_core::StoreError;
 
 /// A conditional write on another table, made in the same DynamoDB transaction as a message
 /// write (see `DynamoDbMessages::create_linked` and `record_outcome`): either both happen or
@@ -130,33 +131,37 @@ fn record_of(item: &Item) -> Result<IdempotencyRecord, IdempotencyStoreError> {
 /// Idempotency records on DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoDbIdempotencyStore {
-    client: Client,
-    table: String,
+    table: crate::dynamodb::TableHandle,
 }
 
 impl DynamoDbIdempotencyStore {
     /// Records in `table` (the `IDEMPOTENCY_TABLE`).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self::on(crate::TableHandle::new(client, table))
+    }
+
+    /// The same adapter on a table handle of the function's DynamoDB foundation.
+    pub fn on(table: crate::TableHandle) -> Self {
+        Self { table }
     }
 
     /// The table name.
     pub fn table(&self) -> &str {
-        &self.table
+        self.table.name()
     }
 
     /// Classifies an SDK error: a missing table is named, anything else is `Unavailable`.
-    fn failed<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> IdempotencyStoreError
+    fn failed<E>(
+        &self,
+        operation: &'static str,
+        err: SdkError<E, HttpResponse>,
+    ) -> IdempotencyStoreError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        match crate::receipts::unless_table_missing(operation, err) {
+        match crate::sdk::unless_table_missing(operation, err) {
             Some(e) => e.into(),
-            None => IdempotencyStoreError::TableNotFound(self.table.clone()),
+            None => IdempotencyStoreError::TableNotFound(self.table.name().to_owned()),
         }
     }
 
@@ -196,7 +201,7 @@ impl DynamoDbIdempotencyStore {
             item.insert("expires_at".to_owned(), n(expires_at.unix_seconds_ceil()));
         }
         let put = Put::builder()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk) OR expires_at_ms <= :now")
             .expression_attribute_values(":now", n(now_ms.as_i64()))
@@ -228,7 +233,7 @@ impl DynamoDbIdempotencyStore {
         let expires_at = now_ms.saturating_add(retention);
         let body = self.response_json(&claim.scoped_key, response)?;
         let update = Update::builder()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(&claim.scoped_key))
             .update_expression(
                 "SET #state = :completed, #response = :response, completed_at_ms = :now, \
@@ -313,9 +318,10 @@ impl DynamoDbIdempotencyStore {
                 ("expires_at".to_owned(), n(lease_ends.unix_seconds_ceil())),
             ]);
             let result = self
-                .client
+                .table
+                .client()
                 .put_item()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(pk) OR expires_at_ms <= :now")
                 .expression_attribute_values(":now", n(now_ms.as_i64()))
@@ -374,9 +380,10 @@ impl DynamoDbIdempotencyStore {
             reason: format!("the response cannot be stored: {e}"),
         })?;
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(&claim.scoped_key))
             .update_expression(
                 "SET #state = :completed, #response = :response, completed_at_ms = :now, \
@@ -411,9 +418,10 @@ impl DynamoDbIdempotencyStore {
     /// Returns whether it was still held (a lapsed and reclaimed claim is left alone).
     pub async fn release(&self, claim: &Claim) -> Result<bool, IdempotencyStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .delete_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(&claim.scoped_key))
             .condition_expression("claim_id = :claim AND #state = :in_progress")
             .expression_attribute_names("#state", "state")
@@ -439,9 +447,10 @@ impl DynamoDbIdempotencyStore {
     /// this request's.
     pub async fn discard(&self, claim: &Claim) -> Result<bool, IdempotencyStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .delete_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(&claim.scoped_key))
             .condition_expression("claim_id = :claim")
             .expression_attribute_values(":claim", s(&claim.claim_id))
@@ -466,9 +475,10 @@ impl DynamoDbIdempotencyStore {
         scoped_key: &str,
     ) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {
         let output = self
-            .client
+            .table
+            .client()
             .get_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(scoped_key))
             .consistent_read(true)
             .send()

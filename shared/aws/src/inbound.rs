@@ -127,8 +127,7 @@ impl InboundObjects for S3InboundObjects {
 /// Records of received messages in the inbound table.
 #[derive(Debug, Clone)]
 pub struct DynamoDbInboundRecords {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
+    table: crate::dynamodb::TableHandle,
     retention_secs: i64,
 }
 
@@ -139,9 +138,13 @@ impl DynamoDbInboundRecords {
         table: impl Into<String>,
         retention_secs: i64,
     ) -> Self {
+        Self::on(crate::TableHandle::new(client, table), retention_secs)
+    }
+
+    /// The same adapter on a table handle of the function's DynamoDB foundation.
+    pub fn on(table: crate::TableHandle, retention_secs: i64) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table,
             retention_secs,
         }
     }
@@ -180,9 +183,10 @@ impl DynamoDbInboundRecords {
 
     async fn holder(&self, key: &str) -> Result<Option<InboundId>, StoreError> {
         let out = self
-            .client
+            .table
+            .client()
             .get_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(key))
             .consistent_read(true)
             .send()
@@ -245,17 +249,18 @@ impl InboundRecords for DynamoDbInboundRecords {
     ) -> BoxFuture<'a, Result<InboundRecorded, StoreError>> {
         Box::pin(async move {
             let expires_at = n(self.expires_at(message));
-            let mut items = vec![put(&self.table, self.item(message)?)?];
+            let mut items = vec![put(self.table.name(), self.item(message)?)?];
             for key in dedupe_keys {
                 let item = HashMap::from([
                     ("pk".to_owned(), s(key)),
                     ("inbound_id".to_owned(), s(message.id.as_str())),
                     ("expires_at".to_owned(), expires_at.clone()),
                 ]);
-                items.push(put(&self.table, item)?);
+                items.push(put(self.table.name(), item)?);
             }
             let result = self
-                .client
+                .table
+                .client()
                 .transact_write_items()
                 .set_transact_items(Some(items))
                 .send()
@@ -275,18 +280,19 @@ impl InboundRecords for DynamoDbInboundRecords {
             match taken {
                 Some(i) => match self.holder(&dedupe_keys[i]).await? {
                     Some(holder) => Ok(InboundRecorded::Duplicate(holder)),
-                    None => Err(store_error("TransactWriteItems", err)),
+                    None => Err(crate::sdk::transaction_error(err)),
                 },
-                None => Err(store_error("TransactWriteItems", err)),
+                None => Err(crate::sdk::transaction_error(err)),
             }
         })
     }
 
     fn update<'a>(&'a self, message: &'a InboundMessage) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.client
+            self.table
+                .client()
                 .put_item()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .set_item(Some(self.item(message)?))
                 .condition_expression("attribute_exists(pk)")
                 .send()
@@ -302,9 +308,10 @@ impl InboundRecords for DynamoDbInboundRecords {
     ) -> BoxFuture<'a, Result<Option<InboundMessage>, StoreError>> {
         Box::pin(async move {
             let out = self
-                .client
+                .table
+                .client()
                 .get_item()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .key("pk", s(id.as_str()))
                 .consistent_read(true)
                 .send()

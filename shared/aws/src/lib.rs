@@ -3,6 +3,7 @@
 //! sender for all of them), and the core's ports implemented on them.
 
 pub mod config;
+pub mod dynamodb;
 pub mod events_queue;
 pub mod health;
 pub mod receipts;
@@ -11,11 +12,13 @@ pub mod secrets;
 pub mod sqs_batch;
 
 pub use config::{ConfigError, Queue, ResourceNames, Table};
+pub use dynamodb::{DynamoDb, TableHandle};
 pub use events_queue::{EnqueueError, EnqueueStats, SqsEventQueue};
 pub use health::{HealthReport, ResourceCheck, ResourceState, check_resources};
+pub use mailgate_core::{StoreError, StoreErrorKind};
 pub use receipts::{
     DynamoDbWebhookReceipts, ExistingReceipt, NewReceipt, RecordError, Recorded, ReplayGuard,
-    StoreError, StoredReceipt, receipt_key,
+    StoredReceipt, receipt_key,
 };
 pub use sdk::{AwsClients, load_sdk_config};
 pub use secrets::{

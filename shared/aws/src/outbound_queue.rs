@@ -9,23 +9,17 @@
 //! the dispatcher reads them at send time, so a rotation, disable or removal applies at once.
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
+use mailgate_core::{StoreError, StoreErrorKind};
 
+use crate::sdk::store_error;
 use crate::sqs_batch::{BatchEntry, send_batches};
 
 pub use mailgate_core::ports::{
     MalformedOutboundMessage, OUTBOUND_MESSAGE_VERSION, OutboundDelivery,
 };
 
-/// The outbound queue could not take a delivery.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("SQS {operation} failed: {detail}")]
-pub struct OutboundQueueError {
-    /// The API operation.
-    pub operation: &'static str,
-    /// What went wrong.
-    pub detail: String,
-}
+/// The outbound queue could not take a delivery (classified when it was made).
+pub type OutboundQueueError = StoreError;
 
 /// The outbound queue on SQS.
 #[derive(Debug, Clone)]
@@ -56,15 +50,11 @@ impl SqsOutboundQueue {
             .iter()
             .map(|d| BatchEntry::new(d.to_body()))
             .collect();
-        let failed = |detail: String| OutboundQueueError {
-            operation: "SendMessageBatch",
-            detail,
-        };
+        // A delivery over SQS's size limit stays over it: retrying cannot fix it.
         let sent = send_batches(&self.client, &self.queue_url, &entries)
             .await
-            .map_err(|e| failed(e.to_string()))?;
-        sent.all_sent(entries.len())
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, "SendMessageBatch", e))?;
+        sent.all_sent(entries.len())?;
         Ok(())
     }
 
@@ -82,10 +72,7 @@ impl SqsOutboundQueue {
             .visibility_timeout(seconds)
             .send()
             .await
-            .map_err(|e| OutboundQueueError {
-                operation: "ChangeMessageVisibility",
-                detail: DisplayErrorContext(e).to_string(),
-            })?;
+            .map_err(|e| store_error("ChangeMessageVisibility", e))?;
         Ok(())
     }
 }

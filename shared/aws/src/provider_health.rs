@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use mailgate_core::{
@@ -32,7 +33,7 @@ use mailgate_core::{
 };
 use time::OffsetDateTime;
 
-use crate::receipts::StoreError;
+use mailgate_core::StoreError;
 
 /// Configuration of the shared provider health.
 #[derive(Debug, Clone)]
@@ -227,8 +228,7 @@ enum Read {
 /// Shared provider health on DynamoDB. Clones share one cache (one per Lambda instance).
 #[derive(Debug, Clone)]
 pub struct DynamoDbProviderHealth {
-    client: Client,
-    table: String,
+    table: crate::dynamodb::TableHandle,
     config: Arc<ProviderHealthConfig>,
     breakers: Cache<BreakerState>,
     buckets: Cache<TokenBucket>,
@@ -237,9 +237,13 @@ pub struct DynamoDbProviderHealth {
 impl DynamoDbProviderHealth {
     /// Provider health in `table` (the `CONTROL_TABLE`).
     pub fn new(client: Client, table: impl Into<String>, config: ProviderHealthConfig) -> Self {
+        Self::on(crate::TableHandle::new(client, table), config)
+    }
+
+    /// The same adapter on a table handle of the function's DynamoDB foundation.
+    pub fn on(table: crate::TableHandle, config: ProviderHealthConfig) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table,
             config: Arc::new(config),
             breakers: Arc::default(),
             buckets: Arc::default(),
@@ -248,7 +252,7 @@ impl DynamoDbProviderHealth {
 
     /// The table name.
     pub fn table(&self) -> &str {
-        &self.table
+        self.table.name()
     }
 
     /// The configuration.
@@ -257,14 +261,17 @@ impl DynamoDbProviderHealth {
     }
 
     /// Classifies an SDK error: a missing table is named, anything else is `Unavailable`.
-    fn failed<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> ProviderHealthError
+    fn failed<E>(
+        &self,
+        operation: &'static str,
+        err: SdkError<E, HttpResponse>,
+    ) -> ProviderHealthError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        match crate::receipts::unless_table_missing(operation, err) {
+        match crate::sdk::unless_table_missing(operation, err) {
             Some(e) => e.into(),
-            None => ProviderHealthError::TableNotFound(self.table.clone()),
+            None => ProviderHealthError::TableNotFound(self.table.name().to_owned()),
         }
     }
 
@@ -293,9 +300,10 @@ impl DynamoDbProviderHealth {
 
     async fn get_item(&self, pk: &str) -> Result<Option<Item>, ProviderHealthError> {
         let output = self
-            .client
+            .table
+            .client()
             .get_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(pk))
             .consistent_read(true)
             .send()
@@ -313,9 +321,10 @@ impl DynamoDbProviderHealth {
             "#version = :expected"
         };
         let result = self
-            .client
+            .table
+            .client()
             .put_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_item(Some(item))
             .condition_expression(condition)
             .expression_attribute_names("#version", "version")

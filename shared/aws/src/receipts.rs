@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
@@ -20,52 +19,13 @@ use aws_sdk_dynamodb::types::{
 pub use mailgate_core::receipt::{
     ExistingReceipt, NewReceipt, RecordError, Recorded, ReplayGuard, StoredReceipt, receipt_key,
 };
-use mailgate_core::{ProviderId, ReceiptStatus, StoreErrorKind};
+use mailgate_core::{ProviderId, ReceiptStatus, StoreError, StoreErrorKind};
 
 use crate::sdk::store_error;
-
-/// The classified failure the receipts adapter reports (the core's, unlike the text-only
-/// [`StoreError`] the older adapters still use).
-type Failure = mailgate_core::StoreError;
 
 /// Bodies up to this size are stored inside the receipt item (DynamoDB items are at most 400 KB,
 /// and the receipt's other attributes need room).
 pub const INLINE_BODY_LIMIT: usize = 350 * 1024;
-
-/// A DynamoDB call that failed: the operation and the SDK's full error context (for logs).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("DynamoDB {operation} failed: {detail}")]
-pub struct StoreError {
-    /// The API operation, e.g. `PutItem`.
-    pub operation: &'static str,
-    /// The SDK error with its context.
-    pub detail: String,
-}
-
-impl StoreError {
-    fn new(operation: &'static str, err: impl std::error::Error) -> Self {
-        Self {
-            operation,
-            detail: DisplayErrorContext(err).to_string(),
-        }
-    }
-}
-
-/// An SDK error as a `StoreError`, or `None` when it says the table does not exist (the modelled
-/// code every operation that names a table shares), which adapters report by name.
-pub(crate) fn unless_table_missing<E, R>(
-    operation: &'static str,
-    err: aws_sdk_dynamodb::error::SdkError<E, R>,
-) -> Option<StoreError>
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    if err.as_service_error().and_then(|e| e.code()) == Some("ResourceNotFoundException") {
-        return None;
-    }
-    Some(StoreError::new(operation, err))
-}
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -86,19 +46,21 @@ fn read_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
 /// Webhook receipts on DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoDbWebhookReceipts {
-    client: Client,
-    receipts_table: String,
-    dedupe_table: String,
+    receipts: crate::TableHandle,
+    dedupe: crate::TableHandle,
 }
 
 impl DynamoDbWebhookReceipts {
     /// Receipts in `receipts_table`, Mailgun tokens in `dedupe_table`.
     pub fn new(client: Client, receipts_table: String, dedupe_table: String) -> Self {
-        Self {
-            client,
-            receipts_table,
-            dedupe_table,
-        }
+        let receipts = crate::TableHandle::new(client, receipts_table);
+        let dedupe = receipts.sibling(dedupe_table);
+        Self::on(receipts, dedupe)
+    }
+
+    /// The same adapter on table handles of the function's DynamoDB foundation (one client).
+    pub fn on(receipts: crate::TableHandle, dedupe: crate::TableHandle) -> Self {
+        Self { receipts, dedupe }
     }
 
     /// Records a receipt unless one with the same key exists (then reports it). A Mailgun token
@@ -130,9 +92,10 @@ impl DynamoDbWebhookReceipts {
         item: HashMap<String, AttributeValue>,
     ) -> Result<Recorded, RecordError> {
         let result = self
-            .client
+            .receipts
+            .client()
             .put_item()
-            .table_name(&self.receipts_table)
+            .table_name(self.receipts.name())
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -169,20 +132,21 @@ impl DynamoDbWebhookReceipts {
             ("expires_at".to_owned(), n(guard.expires_at)),
         ]);
         let token_put = Put::builder()
-            .table_name(&self.dedupe_table)
+            .table_name(self.dedupe.name())
             .set_item(Some(token_item))
             .condition_expression("attribute_not_exists(pk) OR receipt = :receipt")
             .expression_attribute_values(":receipt", s(key))
             .build()
-            .map_err(|e| Failure::new(StoreErrorKind::Other, "TransactWriteItems", e))?;
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, "TransactWriteItems", e))?;
         let receipt_put = Put::builder()
-            .table_name(&self.receipts_table)
+            .table_name(self.receipts.name())
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| Failure::new(StoreErrorKind::Other, "TransactWriteItems", e))?;
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, "TransactWriteItems", e))?;
         let result = self
-            .client
+            .receipts
+            .client()
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(token_put).build())
             .transact_items(TransactWriteItem::builder().put(receipt_put).build())
@@ -198,7 +162,7 @@ impl DynamoDbWebhookReceipts {
                 .iter()
                 .map(|r| r.code().map(str::to_owned))
                 .collect(),
-            _ => return Err(store_error("TransactWriteItems", err).into()),
+            _ => return Err(crate::sdk::transaction_error(err).into()),
         };
         let failed = |i: usize| {
             reasons
@@ -211,37 +175,23 @@ impl DynamoDbWebhookReceipts {
         } else if failed(1) {
             self.existing(key).await.map_err(RecordError::from)
         } else {
-            // A cancellation names its cause per item: throttling and conflicting
-            // transactions pass, anything else is not worth a retry.
-            let cause = |codes: &[&str]| {
-                reasons
-                    .iter()
-                    .flatten()
-                    .any(|c| codes.contains(&c.as_str()))
-            };
-            let kind = if cause(&["ThrottlingError", "ProvisionedThroughputExceeded"]) {
-                StoreErrorKind::Throttled
-            } else if cause(&["TransactionConflict"]) {
-                StoreErrorKind::Transient
-            } else {
-                crate::sdk::error_kind(&err)
-            };
-            Err(crate::sdk::store_error_as(kind, "TransactWriteItems", err).into())
+            Err(crate::sdk::transaction_error(err).into())
         }
     }
 
-    async fn existing(&self, key: &str) -> Result<Recorded, Failure> {
+    async fn existing(&self, key: &str) -> Result<Recorded, StoreError> {
         let item = self.get(key).await?;
         // The item existed a moment ago; receipts are never deleted before their TTL.
         let item = item.unwrap_or_default();
         Ok(Recorded::Duplicate(existing_from(&item)))
     }
 
-    async fn get(&self, key: &str) -> Result<Option<HashMap<String, AttributeValue>>, Failure> {
+    async fn get(&self, key: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
-            .client
+            .receipts
+            .client()
             .get_item()
-            .table_name(&self.receipts_table)
+            .table_name(self.receipts.name())
             .key("pk", s(key))
             .consistent_read(true)
             .send()
@@ -250,7 +200,7 @@ impl DynamoDbWebhookReceipts {
         Ok(out.item)
     }
 
-    async fn write_parts(&self, key: &str, body: &[u8], expires_at: i64) -> Result<(), Failure> {
+    async fn write_parts(&self, key: &str, body: &[u8], expires_at: i64) -> Result<(), StoreError> {
         let requests: Vec<WriteRequest> = body
             .chunks(INLINE_BODY_LIMIT)
             .enumerate()
@@ -264,7 +214,7 @@ impl DynamoDbWebhookReceipts {
                     .set_item(Some(item))
                     .build()
                     .map(|p| WriteRequest::builder().put_request(p).build())
-                    .map_err(|e| Failure::new(StoreErrorKind::Other, "BatchWriteItem", e))
+                    .map_err(|e| StoreError::new(StoreErrorKind::Other, "BatchWriteItem", e))
             })
             .collect::<Result<_, _>>()?;
         // Parts are written one request at a time: each is up to 350 KB and a batch call is
@@ -273,15 +223,16 @@ impl DynamoDbWebhookReceipts {
             let mut pending = vec![request];
             for attempt in 0..5 {
                 let out = self
-                    .client
+                    .receipts
+                    .client()
                     .batch_write_item()
-                    .request_items(&self.receipts_table, pending.clone())
+                    .request_items(self.receipts.name(), pending.clone())
                     .send()
                     .await
                     .map_err(|e| store_error("BatchWriteItem", e))?;
                 pending = out
                     .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.receipts_table))
+                    .and_then(|mut m| m.remove(self.receipts.name()))
                     .unwrap_or_default();
                 if pending.is_empty() {
                     break;
@@ -290,7 +241,7 @@ impl DynamoDbWebhookReceipts {
             }
             if !pending.is_empty() {
                 // DynamoDB leaves items unprocessed when the table's throughput is exceeded.
-                return Err(Failure::new(
+                return Err(StoreError::new(
                     StoreErrorKind::Throttled,
                     "BatchWriteItem",
                     "body parts stayed unprocessed after 5 attempts",
@@ -307,11 +258,12 @@ impl DynamoDbWebhookReceipts {
         key: &str,
         now_ms: i64,
         lease_until_ms: i64,
-    ) -> Result<bool, Failure> {
+    ) -> Result<bool, StoreError> {
         let result = self
-            .client
+            .receipts
+            .client()
             .update_item()
-            .table_name(&self.receipts_table)
+            .table_name(self.receipts.name())
             .key("pk", s(key))
             .update_expression(
                 "SET lease_until = :until, attempts = if_not_exists(attempts, :zero) + :one",
@@ -341,11 +293,12 @@ impl DynamoDbWebhookReceipts {
 
     /// Moves a `received` receipt to `queued` and out of the sweeper's index. A receipt already
     /// past `received` is left as it is.
-    pub async fn mark_queued(&self, key: &str, now_ms: i64) -> Result<(), Failure> {
+    pub async fn mark_queued(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
         let result = self
-            .client
+            .receipts
+            .client()
             .update_item()
-            .table_name(&self.receipts_table)
+            .table_name(self.receipts.name())
             .key("pk", s(key))
             .update_expression(
                 "SET #status = :queued, queued_at = :now REMOVE pending, lease_until",
@@ -376,11 +329,12 @@ impl DynamoDbWebhookReceipts {
         provider: ProviderId,
         before_ms: i64,
         limit: i32,
-    ) -> Result<Vec<String>, Failure> {
+    ) -> Result<Vec<String>, StoreError> {
         let out = self
-            .client
+            .receipts
+            .client()
             .query()
-            .table_name(&self.receipts_table)
+            .table_name(self.receipts.name())
             .index_name("by-pending")
             .key_condition_expression("pending = :provider AND received_at < :before")
             .expression_attribute_values(":provider", s(provider.as_str()))
@@ -397,12 +351,12 @@ impl DynamoDbWebhookReceipts {
     }
 
     /// Reads a receipt and reassembles its body.
-    pub async fn load(&self, key: &str) -> Result<Option<StoredReceipt>, Failure> {
+    pub async fn load(&self, key: &str) -> Result<Option<StoredReceipt>, StoreError> {
         let Some(item) = self.get(key).await? else {
             return Ok(None);
         };
         let corrupt = |what: &str| {
-            Failure::new(
+            StoreError::new(
                 StoreErrorKind::Corrupt,
                 "GetItem",
                 format!("receipt {key} has no readable {what}"),
@@ -450,11 +404,12 @@ impl DynamoDbWebhookReceipts {
     }
 
     /// Leaves a `received` receipt alone until `retry_at_ms` (its lease becomes the backoff).
-    pub async fn retry_later(&self, key: &str, retry_at_ms: i64) -> Result<(), Failure> {
+    pub async fn retry_later(&self, key: &str, retry_at_ms: i64) -> Result<(), StoreError> {
         let result = self
-            .client
+            .receipts
+            .client()
             .update_item()
-            .table_name(&self.receipts_table)
+            .table_name(self.receipts.name())
             .key("pk", s(key))
             .update_expression("SET lease_until = :until")
             .condition_expression("#status = :received")
@@ -477,11 +432,17 @@ impl DynamoDbWebhookReceipts {
 
     /// Gives up on a `received` receipt: `failed` with `reason` and `failed_at`, out of the
     /// `by-pending` index. `false` when it had moved on.
-    pub async fn mark_failed(&self, key: &str, now_ms: i64, reason: &str) -> Result<bool, Failure> {
+    pub async fn mark_failed(
+        &self,
+        key: &str,
+        now_ms: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
         let result = self
-            .client
+            .receipts
+            .client()
             .update_item()
-            .table_name(&self.receipts_table)
+            .table_name(self.receipts.name())
             .key("pk", s(key))
             .update_expression(
                 "SET #status = :failed, #error = :reason, failed_at = :now REMOVE pending, lease_until",

@@ -2,6 +2,7 @@
 //! SDK error into a classified [`StoreError`].
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use mailgate_core::{StoreError, StoreErrorKind};
@@ -36,6 +37,11 @@ impl AwsClients {
             ses: aws_sdk_sesv2::Client::new(config),
             s3: crate::inbound::S3InboundObjects::client(config),
         }
+    }
+
+    /// The DynamoDB foundation of a function: the one client and the tables in `names`.
+    pub fn dynamodb_tables(&self, names: &crate::ResourceNames) -> crate::DynamoDb {
+        crate::DynamoDb::new(self.dynamodb.clone(), names.clone())
     }
 
     /// Loads the configuration from the environment and builds every client.
@@ -124,6 +130,55 @@ where
     store_error_as(kind, operation, err)
 }
 
+/// What kind of failure a `TransactWriteItems` error is. A cancelled transaction names its
+/// cause per item: throttling and conflicting transactions pass (retry), a failed condition is
+/// a condition, anything else is classified as any other SDK error.
+pub fn transaction_error_kind(
+    err: &SdkError<TransactWriteItemsError, HttpResponse>,
+) -> StoreErrorKind {
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        err.as_service_error()
+    else {
+        return error_kind(err);
+    };
+    let cause = |codes: &[&str]| {
+        cancelled
+            .cancellation_reasons()
+            .iter()
+            .filter_map(|r| r.code())
+            .any(|c| codes.contains(&c))
+    };
+    if cause(&["ThrottlingError", "ProvisionedThroughputExceeded"]) {
+        StoreErrorKind::Throttled
+    } else if cause(&["TransactionConflict"]) {
+        StoreErrorKind::Transient
+    } else if cause(&["ConditionalCheckFailed"]) {
+        StoreErrorKind::ConditionFailed
+    } else {
+        error_kind(err)
+    }
+}
+
+/// A `TransactWriteItems` error as a classified [`StoreError`] (see [`transaction_error_kind`]).
+pub fn transaction_error(err: SdkError<TransactWriteItemsError, HttpResponse>) -> StoreError {
+    store_error_as(transaction_error_kind(&err), "TransactWriteItems", err)
+}
+
+/// An SDK error of `operation` as a classified [`StoreError`], or `None` when it says the table
+/// or queue does not exist, which the adapters report by name (their `TableNotFound`).
+pub(crate) fn unless_table_missing<E>(
+    operation: &'static str,
+    err: SdkError<E, HttpResponse>,
+) -> Option<StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match error_kind(&err) {
+        StoreErrorKind::MissingResource => None,
+        kind => Some(store_error_as(kind, operation, err)),
+    }
+}
+
 /// An SDK error of `operation` as a [`StoreError`] of `kind`, for callers that know better than
 /// the error's code (e.g. a cancelled transaction's per-item reasons).
 pub fn store_error_as<E>(
@@ -207,6 +262,84 @@ mod tests {
         let built: SdkError<SendMessageBatchError, HttpResponse> =
             SdkError::construction_failure("missing queue url");
         assert_eq!(error_kind(&built), StoreErrorKind::Other);
+    }
+
+    fn cancelled(codes: &[&str]) -> SdkError<TransactWriteItemsError, HttpResponse> {
+        use aws_sdk_dynamodb::types::CancellationReason;
+        use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+        let reasons = codes
+            .iter()
+            .map(|c| CancellationReason::builder().code(*c).build())
+            .collect();
+        let err = TransactionCanceledException::builder()
+            .set_cancellation_reasons(Some(reasons))
+            .meta(
+                ErrorMetadata::builder()
+                    .code("TransactionCanceledException")
+                    .build(),
+            )
+            .build();
+        let raw = HttpResponse::new(400.try_into().unwrap(), "".into());
+        SdkError::service_error(
+            TransactWriteItemsError::TransactionCanceledException(err),
+            raw,
+        )
+    }
+
+    #[test]
+    fn a_cancelled_transaction_is_classified_by_its_items_reasons() {
+        for (codes, kind) in [
+            (&["None", "ThrottlingError"][..], StoreErrorKind::Throttled),
+            (
+                &["ProvisionedThroughputExceeded", "None"][..],
+                StoreErrorKind::Throttled,
+            ),
+            (
+                &["TransactionConflict", "None"][..],
+                StoreErrorKind::Transient,
+            ),
+            (
+                &["None", "ConditionalCheckFailed"][..],
+                StoreErrorKind::ConditionFailed,
+            ),
+            (&["ValidationError", "None"][..], StoreErrorKind::Other),
+        ] {
+            let err = transaction_error(cancelled(codes));
+            assert_eq!(err.kind(), kind, "{codes:?}");
+            assert_eq!(err.operation(), "TransactWriteItems");
+        }
+        let throttled: SdkError<TransactWriteItemsError, HttpResponse> = SdkError::service_error(
+            TransactWriteItemsError::generic(
+                ErrorMetadata::builder()
+                    .code("ProvisionedThroughputExceededException")
+                    .build(),
+            ),
+            HttpResponse::new(400.try_into().unwrap(), "".into()),
+        );
+        assert_eq!(
+            transaction_error_kind(&throttled),
+            StoreErrorKind::Throttled
+        );
+    }
+
+    #[test]
+    fn a_missing_table_is_left_for_the_adapter_to_name_and_anything_else_is_classified() {
+        assert!(
+            unless_table_missing(
+                "SendMessageBatch",
+                service("ResourceNotFoundException", 400)
+            )
+            .is_none()
+        );
+        for (code, status, kind) in [
+            ("ThrottlingException", 400, StoreErrorKind::Throttled),
+            ("InternalServerError", 500, StoreErrorKind::Transient),
+            ("ValidationException", 400, StoreErrorKind::Other),
+        ] {
+            let err = unless_table_missing("PutItem", service(code, status)).unwrap();
+            assert_eq!(err.kind(), kind, "{code}");
+            assert_eq!(err.is_retryable(), kind != StoreErrorKind::Other, "{code}");
+        }
     }
 
     #[test]

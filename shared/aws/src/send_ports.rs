@@ -22,10 +22,9 @@ use crate::{
     ProviderHealthError, SqsSendQueue, SuppressionStoreError,
 };
 
-/// The kind of a DynamoDB failure the adapters reported as text: reachable or not, the call
-/// did not complete, so it is worth retrying.
-fn unavailable(e: &crate::StoreError) -> StoreError {
-    StoreError::new(StoreErrorKind::Transient, e.operation, e.detail.clone())
+/// A DynamoDB failure as the adapter classified it when the call failed.
+fn unavailable(e: &StoreError) -> StoreError {
+    e.clone()
 }
 
 impl From<MessageStoreError> for StoreError {

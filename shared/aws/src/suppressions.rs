@@ -18,18 +18,20 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mailgate_core::{
-    EmailAddress, Suppression, SuppressionOrigin, SuppressionReason, UnixMillis, suppression_key,
+    EmailAddress, StoreErrorKind, Suppression, SuppressionOrigin, SuppressionReason, UnixMillis,
+    suppression_key,
 };
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::receipts::StoreError;
+use mailgate_core::StoreError;
 
 /// The sort key of a suppression item.
 pub const SUPPRESSION_SK: &str = "SUPPRESSION";
@@ -274,41 +276,46 @@ fn decode_cursor(
 /// The suppression list on DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoDbSuppressionList {
-    client: Client,
-    table: String,
+    table: crate::dynamodb::TableHandle,
 }
 
 impl DynamoDbSuppressionList {
     /// Suppressions in `table` (the `SUPPRESSIONS_TABLE`).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self::on(crate::TableHandle::new(client, table))
+    }
+
+    /// The same adapter on a table handle of the function's DynamoDB foundation.
+    pub fn on(table: crate::TableHandle) -> Self {
+        Self { table }
     }
 
     /// The table name.
     pub fn table(&self) -> &str {
-        &self.table
+        self.table.name()
     }
 
     /// Classifies an SDK error: a missing table is named, anything else is `Unavailable`.
-    fn failed<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> SuppressionStoreError
+    fn failed<E>(
+        &self,
+        operation: &'static str,
+        err: SdkError<E, HttpResponse>,
+    ) -> SuppressionStoreError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        match crate::receipts::unless_table_missing(operation, err) {
+        match crate::sdk::unless_table_missing(operation, err) {
             Some(e) => e.into(),
-            None => SuppressionStoreError::TableNotFound(self.table.clone()),
+            None => SuppressionStoreError::TableNotFound(self.table.name().to_owned()),
         }
     }
 
     /// Stores `entry`, replacing any suppression of the same address (upsert).
     pub async fn put(&self, entry: &Suppression) -> Result<(), SuppressionStoreError> {
-        self.client
+        self.table
+            .client()
             .put_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_item(Some(item_of(entry)?))
             .send()
             .await
@@ -331,9 +338,10 @@ impl DynamoDbSuppressionList {
             ..entry.clone()
         };
         let result = self
-            .client
+            .table
+            .client()
             .put_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_item(Some(item_of(&entry)?))
             .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
             .expression_attribute_values(
@@ -361,9 +369,10 @@ impl DynamoDbSuppressionList {
         topic: Option<&str>,
     ) -> Result<bool, SuppressionStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .delete_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_key(Some(key_in(address, topic)))
             .condition_expression("reason = :reason AND origin = :event")
             .expression_attribute_values(":reason", s(reason.as_str()))
@@ -399,9 +408,10 @@ impl DynamoDbSuppressionList {
         ]);
         let entry = format!("{:015}#{event_digest}", at.as_i64().max(0));
         let out = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_key(Some(key.clone()))
             .update_expression("ADD bounces :entry SET expires_at = :expires")
             .expression_attribute_values(":entry", AttributeValue::Ss(vec![entry]))
@@ -430,9 +440,10 @@ impl DynamoDbSuppressionList {
             }
         }
         if !stale.is_empty() {
-            self.client
+            self.table
+                .client()
                 .update_item()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .set_key(Some(key))
                 .update_expression("DELETE bounces :stale")
                 .expression_attribute_values(":stale", AttributeValue::Ss(stale))
@@ -460,9 +471,10 @@ impl DynamoDbSuppressionList {
         topic: Option<&str>,
     ) -> Result<Option<Suppression>, SuppressionStoreError> {
         let output = self
-            .client
+            .table
+            .client()
             .get_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_key(Some(key_in(address, topic)))
             .consistent_read(true)
             .send()
@@ -478,9 +490,10 @@ impl DynamoDbSuppressionList {
         address: &EmailAddress,
     ) -> Result<Vec<Suppression>, SuppressionStoreError> {
         let output = self
-            .client
+            .table
+            .client()
             .query()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(suppression_key(address)))
             .expression_attribute_values(":prefix", s(SUPPRESSION_SK))
@@ -505,9 +518,10 @@ impl DynamoDbSuppressionList {
         topic: Option<&str>,
     ) -> Result<Option<Suppression>, SuppressionStoreError> {
         let output = self
-            .client
+            .table
+            .client()
             .delete_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_key(Some(key_in(address, topic)))
             .return_values(ReturnValue::AllOld)
             .send()
@@ -571,10 +585,12 @@ impl DynamoDbSuppressionList {
                 .consistent_read(true)
                 .build()
                 .map_err(|e| {
-                    SuppressionStoreError::Unavailable(StoreError {
-                        operation: "BatchGetItem",
-                        detail: e.to_string(),
-                    })
+                    // A request we cannot build is a bug: retrying cannot fix it.
+                    SuppressionStoreError::Unavailable(StoreError::new(
+                        StoreErrorKind::Other,
+                        "BatchGetItem",
+                        e,
+                    ))
                 })
         };
         let mut pending = request(
@@ -586,33 +602,40 @@ impl DynamoDbSuppressionList {
         let mut attempt = 0;
         loop {
             let output = self
-                .client
+                .table
+                .client()
                 .batch_get_item()
-                .request_items(&self.table, pending)
+                .request_items(self.table.name(), pending)
                 .send()
                 .await
                 .map_err(|e| self.failed("BatchGetItem", e))?;
-            if let Some(items) = output.responses.as_ref().and_then(|r| r.get(&self.table)) {
+            if let Some(items) = output
+                .responses
+                .as_ref()
+                .and_then(|r| r.get(self.table.name()))
+            {
                 for item in items {
                     entries.push(suppression_of(item)?);
                 }
             }
             let unprocessed = output
                 .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
+                .and_then(|mut u| u.remove(self.table.name()))
                 .filter(|k| !k.keys().is_empty());
             let Some(unprocessed) = unprocessed else {
                 return Ok(entries);
             };
             attempt += 1;
             if attempt > UNPROCESSED_RETRIES {
-                return Err(StoreError {
-                    operation: "BatchGetItem",
-                    detail: format!(
+                // Unprocessed keys are DynamoDB throttling the read.
+                return Err(StoreError::new(
+                    StoreErrorKind::Throttled,
+                    "BatchGetItem",
+                    format!(
                         "{} keys still unprocessed after {UNPROCESSED_RETRIES} retries",
                         unprocessed.keys().len()
                     ),
-                }
+                )
                 .into());
             }
             // Unprocessed keys mean throttling: back off before asking again.
@@ -641,9 +664,10 @@ impl DynamoDbSuppressionList {
             let (page, last) = match reason {
                 Some(reason) => {
                     let output = self
-                        .client
+                        .table
+                        .client()
                         .query()
-                        .table_name(&self.table)
+                        .table_name(self.table.name())
                         .index_name(BY_REASON_INDEX)
                         .key_condition_expression("reason = :reason")
                         .filter_expression("attribute_not_exists(expires_at) OR expires_at > :now")
@@ -659,9 +683,10 @@ impl DynamoDbSuppressionList {
                 }
                 None => {
                     let output = self
-                        .client
+                        .table
+                        .client()
                         .scan()
-                        .table_name(&self.table)
+                        .table_name(self.table.name())
                         .filter_expression(
                             "begins_with(sk, :sk) AND (attribute_not_exists(expires_at) OR expires_at > :now)",
                         )

@@ -139,24 +139,26 @@ fn version_from(item: &Item) -> Result<TemplateVersion, StoreError> {
 /// Templates in DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoDbTemplates {
-    client: Client,
-    table: String,
+    table: crate::dynamodb::TableHandle,
 }
 
 impl DynamoDbTemplates {
     /// The templates in `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self::on(crate::TableHandle::new(client, table))
+    }
+
+    /// The same adapter on a table handle of the function's DynamoDB foundation.
+    pub fn on(table: crate::TableHandle) -> Self {
+        Self { table }
     }
 
     async fn item(&self, pk_value: String, sk: String) -> Result<Option<Item>, StoreError> {
         let out = self
-            .client
+            .table
+            .client()
             .get_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(pk_value))
             .key("sk", s(sk))
             .consistent_read(true)
@@ -168,7 +170,8 @@ impl DynamoDbTemplates {
 
     async fn put_both(&self, record: Put, version: Put) -> Result<Result<(), ()>, StoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(record).build())
             .transact_items(TransactWriteItem::builder().put(version).build())
@@ -183,7 +186,7 @@ impl DynamoDbTemplates {
             {
                 Ok(Err(()))
             }
-            Err(err) => Err(store_error("TransactWriteItems", err)),
+            Err(err) => Err(crate::sdk::transaction_error(err)),
         }
     }
 }
@@ -196,13 +199,13 @@ impl TemplateStore for DynamoDbTemplates {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let meta = Put::builder()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .set_item(Some(record_item(record)))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
                 .map_err(built)?;
             let version = Put::builder()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .set_item(Some(version_item(&record.id, first)))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
@@ -250,7 +253,7 @@ impl TemplateStore for DynamoDbTemplates {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let update = Update::builder()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .key("pk", s(pk(&record.id)))
                 .key("sk", s(META))
                 .update_expression(
@@ -270,13 +273,14 @@ impl TemplateStore for DynamoDbTemplates {
                 .build()
                 .map_err(built)?;
             let put = Put::builder()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .set_item(Some(version_item(&record.id, version)))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
                 .map_err(built)?;
             let result = self
-                .client
+                .table
+                .client()
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().update(update).build())
                 .transact_items(TransactWriteItem::builder().put(put).build())
@@ -291,7 +295,7 @@ impl TemplateStore for DynamoDbTemplates {
                 {
                     Ok(false)
                 }
-                Err(err) => Err(store_error("TransactWriteItems", err)),
+                Err(err) => Err(crate::sdk::transaction_error(err)),
             }
         })
     }
@@ -299,9 +303,10 @@ impl TemplateStore for DynamoDbTemplates {
     fn delete<'a>(&'a self, id: &'a TemplateId) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let out = self
-                .client
+                .table
+                .client()
                 .delete_item()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .key("pk", s(pk(id)))
                 .key("sk", s(META))
                 .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
@@ -320,9 +325,10 @@ impl TemplateStore for DynamoDbTemplates {
     ) -> BoxFuture<'a, Result<TemplatePage, StoreError>> {
         Box::pin(async move {
             let mut query = self
-                .client
+                .table
+                .client()
                 .query()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .index_name("by-environment")
                 .key_condition_expression("environment = :env")
                 .expression_attribute_values(":env", s(environment.as_str()))

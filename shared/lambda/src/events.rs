@@ -99,9 +99,8 @@ impl EventDecoder for ProviderEventDecoder {
 /// The app-webhook fan-out on the endpoints table and the outbound queue.
 pub fn app_webhook_fan_out(clients: &AwsClients, names: &ResourceNames) -> AppWebhookFanOut {
     AppWebhookFanOut::new(
-        Arc::new(DynamoDbEndpoints::new(
-            clients.dynamodb.clone(),
-            names.table(Table::Endpoints),
+        Arc::new(DynamoDbEndpoints::on(
+            clients.dynamodb_tables(names).table(Table::Endpoints),
         )),
         Arc::new(SqsOutboundQueue::new(
             clients.sqs.clone(),
@@ -118,28 +117,22 @@ pub fn event_applier(
     soft_bounce: SoftBounceRule,
     clock: Arc<dyn Clock>,
 ) -> EventApplier {
-    let dynamodb = &clients.dynamodb;
+    let tables = clients.dynamodb_tables(names);
     let ports = EventPorts {
         history: Arc::new(
-            DynamoDbEventHistory::new(
-                dynamodb.clone(),
-                names.table(Table::Messages).to_owned(),
-                names.table(Table::Dedupe).to_owned(),
-            )
-            .with_retention(names.message_retention()),
-        ),
-        messages: Arc::new(
-            DynamoDbMessages::new(dynamodb.clone(), names.table(Table::Messages).to_owned())
+            DynamoDbEventHistory::on(tables.table(Table::Messages), tables.table(Table::Dedupe))
                 .with_retention(names.message_retention()),
         ),
-        suppressions: Arc::new(DynamoDbSuppressionList::new(
-            dynamodb.clone(),
-            names.table(Table::Suppressions),
+        messages: Arc::new(
+            DynamoDbMessages::on(tables.table(Table::Messages))
+                .with_retention(names.message_retention()),
+        ),
+        suppressions: Arc::new(DynamoDbSuppressionList::on(
+            tables.table(Table::Suppressions),
         )),
-        receipts: Arc::new(DynamoDbWebhookReceipts::new(
-            dynamodb.clone(),
-            names.table(Table::Receipts).to_owned(),
-            names.table(Table::Dedupe).to_owned(),
+        receipts: Arc::new(DynamoDbWebhookReceipts::on(
+            tables.table(Table::Receipts),
+            tables.table(Table::Dedupe),
         )),
         decoder: Arc::new(ProviderEventDecoder),
         events_queue: Arc::new(SqsEventForwarder::new(

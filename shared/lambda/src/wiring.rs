@@ -45,17 +45,15 @@ pub fn provider_health_config(config: &ProvidersConfig) -> ProviderHealthConfig 
 /// The message store of the send path: the messages table, claiming and completing
 /// `Idempotency-Key`s in the idempotency table when `names` has one.
 pub fn message_store(clients: &AwsClients, names: &ResourceNames) -> DynamoDbMessages {
-    let messages = DynamoDbMessages::new(
-        clients.dynamodb.clone(),
-        names.table(Table::Messages).to_owned(),
-    )
-    .with_retention(names.message_retention());
-    match names.tables().find(|(t, _)| *t == Table::Idempotency) {
-        Some((_, table)) => messages.with_idempotency(DynamoDbIdempotencyStore::new(
-            clients.dynamodb.clone(),
-            table,
-        )),
-        None => messages,
+    let tables = clients.dynamodb_tables(names);
+    let messages = DynamoDbMessages::on(tables.table(Table::Messages))
+        .with_retention(names.message_retention());
+    if names.tables().any(|(t, _)| t == Table::Idempotency) {
+        messages.with_idempotency(DynamoDbIdempotencyStore::on(
+            tables.table(Table::Idempotency),
+        ))
+    } else {
+        messages
     }
 }
 
@@ -68,9 +66,8 @@ pub fn message_delivery(
     names: &ResourceNames,
     providers: &ProvidersConfig,
 ) -> Result<MessageDelivery, WiringError> {
-    let health = DynamoDbProviderHealth::new(
-        clients.dynamodb.clone(),
-        names.table(Table::Control),
+    let health = DynamoDbProviderHealth::on(
+        clients.dynamodb_tables(names).table(Table::Control),
         provider_health_config(providers),
     );
     let service = SendService::new(
@@ -127,7 +124,7 @@ pub fn message_intake(
     delivery: Arc<MessageDelivery>,
     settings: AcceptSettings,
 ) -> MessageIntake {
-    let dynamodb = &clients.dynamodb;
+    let tables = clients.dynamodb_tables(names);
     // The accept path checks the API key and the recipients' suppressions inside the write
     // that records the message (one round trip before the provider on the warm path).
     let messages = message_store(clients, names).with_guards(
@@ -136,25 +133,19 @@ pub fn message_intake(
     );
     let ports = AcceptPorts {
         messages: Arc::new(messages),
-        idempotency: Arc::new(DynamoDbIdempotencyStore::new(
-            dynamodb.clone(),
-            names.table(Table::Idempotency),
+        idempotency: Arc::new(DynamoDbIdempotencyStore::on(
+            tables.table(Table::Idempotency),
         )),
-        suppressions: Arc::new(DynamoDbSuppressionList::new(
-            dynamodb.clone(),
-            names.table(Table::Suppressions),
+        suppressions: Arc::new(DynamoDbSuppressionList::on(
+            tables.table(Table::Suppressions),
         )),
-        controls: Arc::new(DynamoDbSendControls::new(
-            dynamodb.clone(),
-            names.table(Table::Control),
-        )),
+        controls: Arc::new(DynamoDbSendControls::on(tables.table(Table::Control))),
         queue: Arc::new(SqsSendQueue::new(
             clients.sqs.clone(),
             names.queue_url(Queue::Send),
         )),
-        templates: Arc::new(mailgate_aws::DynamoDbTemplates::new(
-            dynamodb.clone(),
-            names.table(Table::Templates),
+        templates: Arc::new(mailgate_aws::DynamoDbTemplates::on(
+            tables.table(Table::Templates),
         )),
         clock: Arc::new(SystemClock),
         sleeper: Arc::new(TokioSleeper),
@@ -187,11 +178,9 @@ pub fn ingestion(
     retention_secs: i64,
     replay_window_secs: i64,
 ) -> Ingestion {
-    let receipts = DynamoDbWebhookReceipts::new(
-        clients.dynamodb.clone(),
-        names.table(Table::Receipts).to_owned(),
-        names.table(Table::Dedupe).to_owned(),
-    );
+    let tables = clients.dynamodb_tables(names);
+    let receipts =
+        DynamoDbWebhookReceipts::on(tables.table(Table::Receipts), tables.table(Table::Dedupe));
     let queue = SqsEventQueue::new(
         clients.sqs.clone(),
         names.queue_url(Queue::Events).to_owned(),
@@ -231,16 +220,11 @@ pub fn delivery<'a>(
 /// Wires the release jobs of the sweeper: held messages in the messages table, the pause switch
 /// in the control table, pointers onto the send queue.
 pub fn release(clients: &AwsClients, names: &ResourceNames) -> Release {
-    let messages = Arc::new(DynamoDbMessages::new(
-        clients.dynamodb.clone(),
-        names.table(Table::Messages).to_owned(),
-    ));
+    let tables = clients.dynamodb_tables(names);
+    let messages = Arc::new(DynamoDbMessages::on(tables.table(Table::Messages)));
     Release::new(
         messages.clone(),
-        Arc::new(DynamoDbSendControls::new(
-            clients.dynamodb.clone(),
-            names.table(Table::Control),
-        )),
+        Arc::new(DynamoDbSendControls::on(tables.table(Table::Control))),
         Arc::new(SqsSendQueue::new(
             clients.sqs.clone(),
             names.queue_url(Queue::Send),

@@ -39,6 +39,8 @@ pub enum EventError {
         receipt: String,
         /// Why.
         detail: String,
+        /// The receipt store's failure, when that is why (its kind decides retry or park).
+        store: Option<StoreError>,
     },
     /// Another invocation is processing the same event.
     #[error("event is being processed by another invocation")]
@@ -55,10 +57,17 @@ pub enum EventError {
 }
 
 impl EventError {
-    /// Whether retrying can never succeed (the queue message is not one this build reads): the
-    /// record belongs on the dead-letter queue at once.
+    /// Whether retrying can never succeed (the queue message is not one this build reads, or a
+    /// store answered with a failure that is not worth a retry, e.g. an unreadable item): the
+    /// record belongs on the dead-letter queue at once. Throttling and transient store faults
+    /// are retried.
     pub fn is_poison(&self) -> bool {
-        matches!(self, Self::Decode(DecodeError::Envelope(_)))
+        match self {
+            Self::Decode(DecodeError::Envelope(_)) => true,
+            Self::Store(e) | Self::Receipt { store: Some(e), .. } => !e.is_retryable(),
+            Self::FanOut(FanOutError::Endpoints(e) | FanOutError::Queue(e)) => !e.is_retryable(),
+            _ => false,
+        }
     }
 }
 
@@ -255,20 +264,21 @@ impl EventApplier {
         &self,
         oversize: &OversizeEvent,
     ) -> Result<Vec<DeliveryEvent>, EventError> {
-        let failed = |detail: String| EventError::Receipt {
+        let failed = |detail: String, store: Option<StoreError>| EventError::Receipt {
             receipt: oversize.receipt.clone(),
             detail,
+            store,
         };
         let receipt = self
             .ports
             .receipts
             .load(&oversize.receipt)
             .await
-            .map_err(|e| failed(e.to_string()))?
-            .ok_or_else(|| failed("no such receipt".to_owned()))?;
+            .map_err(|e| failed(e.to_string(), Some(e)))?
+            .ok_or_else(|| failed("no such receipt".to_owned(), None))?;
         match self.ports.decoder.decode_stored(&receipt, oversize) {
             Ok(events) => Ok(events),
-            Err(DecodeError::Receipt(detail)) => Err(failed(detail)),
+            Err(DecodeError::Receipt(detail)) => Err(failed(detail, None)),
             Err(err) => Err(err.into()),
         }
     }
@@ -996,6 +1006,42 @@ mod tests {
             .apply_event(&bounce(&h, "f-2", "4.2.2", "452 4.2.2 mailbox full"))
             .await;
         assert!(matches!(result, Err(EventError::Store(e)) if e.is_retryable()));
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_a_retry_cannot_fix_is_poison_and_a_throttled_or_transient_one_is_not()
+    {
+        for (kind, poison) in [
+            (StoreErrorKind::Throttled, false),
+            (StoreErrorKind::Transient, false),
+            (StoreErrorKind::Corrupt, true),
+            (StoreErrorKind::Other, true),
+        ] {
+            // At the claim, at the fan-out, and reading an oversize event's receipt.
+            let h = default_harness();
+            ours(&h, MessageCategory::Transactional);
+            endpoint(&h, "");
+            h.history.faults.fail_next("claim", kind);
+            let e = bounce(&h, "p-1", "5.1.1", "550 5.1.1 user unknown");
+            let err = h.applier.apply_event(&e).await.1.unwrap_err();
+            assert_eq!(err.is_poison(), poison, "claim {kind:?}");
+            h.outbound.faults.fail_next("enqueue", kind);
+            let err = h.applier.apply_event(&e).await.1.unwrap_err();
+            assert!(matches!(err, EventError::FanOut(_)), "{err}");
+            assert_eq!(err.is_poison(), poison, "fan-out {kind:?}");
+            let oversize = OversizeEvent {
+                provider: ProviderId::Sendgrid,
+                receipt: "sendgrid#big".into(),
+                index: 0,
+                received_at: now(&h),
+            };
+            h.decoder
+                .script("big", Ok(QueuedEvents::Oversize(oversize)));
+            h.receipts.faults.fail_next("load", kind);
+            let err = h.applier.apply_message("big").await.failure.unwrap();
+            assert!(matches!(err, EventError::Receipt { .. }), "{err}");
+            assert_eq!(err.is_poison(), poison, "receipt {kind:?}");
+        }
     }
 
     #[tokio::test]

@@ -91,13 +91,13 @@ impl DynamoDbMessages {
             summary_item.insert("requested_provider".to_owned(), s(provider.as_str()));
         }
         let summary = Put::builder()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_item(Some(summary_item))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(build)?;
         let content = Put::builder()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .set_item(Some(content_item))
             .build()
             .map_err(build)?;
@@ -109,7 +109,7 @@ impl DynamoDbMessages {
                 TransactWriteItem::builder()
                     .put(
                         Put::builder()
-                            .table_name(&self.table)
+                            .table_name(self.table.name())
                             .set_item(Some(entry))
                             .build()
                             .map_err(build)?,
@@ -119,7 +119,7 @@ impl DynamoDbMessages {
         }
         // The `accepted` counters, in the same transaction: counted once, with the message.
         let counters = crate::stats::counter_writes(
-            &self.table,
+            self.table.name(),
             &crate::stats::StatsScope::of(record, None),
             record.created_at,
             &[(mailgate_core::stats::Counter::Accepted, 1)],
@@ -127,7 +127,8 @@ impl DynamoDbMessages {
         .map_err(build)?;
         let offset = usize::from(linked.is_some());
         let result = self
-            .client
+            .table
+            .client()
             .transact_write_items()
             .set_transact_items(Some(
                 linked
@@ -173,7 +174,7 @@ impl DynamoDbMessages {
                 {
                     Err(MessageStoreError::CheckRefused)
                 } else {
-                    Err(MessageStoreError::sdk("TransactWriteItems", err))
+                    Err(MessageStoreError::transaction(err))
                 }
             }
         }
@@ -235,9 +236,10 @@ impl DynamoDbMessages {
             .collect();
         for batch in requests.chunks(PARTS_PER_BATCH) {
             if let Err(e) = self
-                .client
+                .table
+                .client()
                 .batch_write_item()
-                .request_items(&self.table, batch.to_vec())
+                .request_items(self.table.name(), batch.to_vec())
                 .send()
                 .await
             {
@@ -276,15 +278,16 @@ impl DynamoDbMessages {
             let mut pending = batch.to_vec();
             for attempt in 0..5u32 {
                 let out = self
-                    .client
+                    .table
+                    .client()
                     .batch_write_item()
-                    .request_items(&self.table, pending)
+                    .request_items(self.table.name(), pending)
                     .send()
                     .await
                     .map_err(|e| MessageStoreError::sdk("BatchWriteItem", e))?;
                 pending = out
                     .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
+                    .and_then(|mut m| m.remove(self.table.name()))
                     .unwrap_or_default();
                 if pending.is_empty() {
                     break;

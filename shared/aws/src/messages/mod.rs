@@ -126,6 +126,20 @@ impl MessageStoreError {
         }
     }
 
+    /// A failed `TransactWriteItems` (see [`crate::sdk::transaction_error_kind`]).
+    fn transaction(
+        err: aws_sdk_dynamodb::error::SdkError<
+            TransactWriteItemsError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >,
+    ) -> Self {
+        Self::Unavailable {
+            operation: "TransactWriteItems",
+            kind: crate::sdk::transaction_error_kind(&err),
+            detail: DisplayErrorContext(err).to_string(),
+        }
+    }
+
     /// A request that could not even be built: a bug, not worth a retry.
     fn built(operation: &'static str, err: aws_sdk_dynamodb::error::BuildError) -> Self {
         Self::Unavailable {
@@ -452,8 +466,7 @@ fn attempt_from(id: &MessageId, item: &Item) -> Result<SendAttempt, MessageStore
 /// Messages on DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoDbMessages {
-    client: Client,
-    table: String,
+    table: crate::dynamodb::TableHandle,
     idempotency: Option<crate::DynamoDbIdempotencyStore>,
     guard_tables: Option<GuardTables>,
     retention_secs: i64,
@@ -469,8 +482,12 @@ struct GuardTables {
 impl DynamoDbMessages {
     /// Messages in `table`, kept [`DEFAULT_MESSAGE_RETENTION_DAYS`](crate::config::DEFAULT_MESSAGE_RETENTION_DAYS).
     pub fn new(client: Client, table: String) -> Self {
+        Self::on(crate::TableHandle::new(client, table))
+    }
+
+    /// The same store on a table handle of the function's DynamoDB foundation.
+    pub fn on(table: crate::TableHandle) -> Self {
         Self {
-            client,
             table,
             idempotency: None,
             guard_tables: None,

@@ -156,7 +156,7 @@ impl DynamoDbMessages {
             let mut item = attempt_item(id, attempt);
             item.insert("expires_at".to_owned(), self.expires_at(attempt.at));
             let put = Put::builder()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .set_item(Some(item))
                 .build()
                 .map_err(build)?;
@@ -164,7 +164,7 @@ impl DynamoDbMessages {
         }
         let mut set = vec!["updated_at = :now"];
         let mut update = Update::builder()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .expression_attribute_values(":now", n(now.as_i64()));
@@ -254,12 +254,13 @@ impl DynamoDbMessages {
         items.extend(linked.map(|l| l.0));
         if let Some(c) = count {
             items.extend(
-                crate::stats::counter_writes(&self.table, &c.scope, now, &c.counters)
+                crate::stats::counter_writes(self.table.name(), &c.scope, now, &c.counters)
                     .map_err(build)?,
             );
         }
         let result = self
-            .client
+            .table
+            .client()
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
@@ -280,7 +281,7 @@ impl DynamoDbMessages {
                 {
                     Err(MessageStoreError::LinkedRefused)
                 } else {
-                    Err(MessageStoreError::sdk("TransactWriteItems", err))
+                    Err(MessageStoreError::transaction(err))
                 }
             }
         }
@@ -298,9 +299,10 @@ impl DynamoDbMessages {
         lease_until: UnixMillis,
     ) -> Result<SendingClaim, MessageStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .update_expression(
@@ -352,9 +354,10 @@ impl DynamoDbMessages {
         now: UnixMillis,
     ) -> Result<bool, MessageStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .update_expression(

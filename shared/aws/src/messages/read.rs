@@ -11,9 +11,10 @@ impl DynamoDbMessages {
         let mut start: Option<Item> = None;
         loop {
             let out = self
-                .client
+                .table
+                .client()
                 .query()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(&pk))
                 .consistent_read(true)
@@ -35,9 +36,10 @@ impl DynamoDbMessages {
         id: &MessageId,
     ) -> Result<Option<MessageRecord>, MessageStoreError> {
         let out = self
-            .client
+            .table
+            .client()
             .get_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .consistent_read(true)
@@ -130,9 +132,10 @@ impl DynamoDbMessages {
         provider_message_id: &str,
     ) -> Result<Option<MessageId>, MessageStoreError> {
         let out = self
-            .client
+            .table
+            .client()
             .query()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .index_name("by-provider-message-id")
             .key_condition_expression("provider_message_key = :key")
             .expression_attribute_values(

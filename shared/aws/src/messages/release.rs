@@ -12,9 +12,10 @@ impl DynamoDbMessages {
         now: UnixMillis,
     ) -> Result<Cancellation, MessageStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .update_expression(
@@ -66,9 +67,10 @@ impl DynamoDbMessages {
         limit: i32,
     ) -> Result<Vec<MessageId>, MessageStoreError> {
         let out = self
-            .client
+            .table
+            .client()
             .query()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .index_name("by-release")
             .key_condition_expression("release_queue = :queue AND release_at <= :now")
             .expression_attribute_values(":queue", s(queue.as_str()))
@@ -94,9 +96,10 @@ impl DynamoDbMessages {
         now: UnixMillis,
     ) -> Result<bool, MessageStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .update_expression(
@@ -132,9 +135,10 @@ impl DynamoDbMessages {
         now: UnixMillis,
     ) -> Result<bool, MessageStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .update_expression("SET #state = :paused, release_queue = :queue, updated_at = :now")
@@ -160,9 +164,10 @@ impl DynamoDbMessages {
         let mut start: Option<Item> = None;
         loop {
             let out = self
-                .client
+                .table
+                .client()
                 .query()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .index_name("by-release")
                 .key_condition_expression("release_queue = :queue")
                 .expression_attribute_values(":queue", s(queue.as_str()))
@@ -189,9 +194,10 @@ impl DynamoDbMessages {
         next_check: UnixMillis,
     ) -> Result<Option<u32>, MessageStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .update_expression(
@@ -240,9 +246,10 @@ impl DynamoDbMessages {
                 .push_str(" AND (attribute_not_exists(sending_until) OR sending_until <= :now)");
         }
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .update_expression(
@@ -296,9 +303,10 @@ impl DynamoDbMessages {
     /// Takes a message that is neither `queued` nor `sending` off the watch queue.
     pub async fn unwatch(&self, id: &MessageId) -> Result<bool, MessageStoreError> {
         let result = self
-            .client
+            .table
+            .client()
             .update_item()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
             .update_expression("REMOVE release_queue, release_at")

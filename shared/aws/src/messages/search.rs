@@ -336,9 +336,10 @@ impl DynamoDbMessages {
                 i32::try_from(want).unwrap_or(i32::MAX)
             };
             let mut request = self
-                .client
+                .table
+                .client()
                 .query()
-                .table_name(&self.table)
+                .table_name(self.table.name())
                 .index_name(index_name)
                 .key_condition_expression("#h = :h AND #c BETWEEN :low AND :high")
                 .expression_attribute_names("#h", hash_attr)
@@ -433,16 +434,17 @@ impl DynamoDbMessages {
             let mut tries = 0;
             while let Some(request) = pending.take() {
                 let out = self
-                    .client
+                    .table
+                    .client()
                     .batch_get_item()
-                    .request_items(&self.table, request)
+                    .request_items(self.table.name(), request)
                     .send()
                     .await
                     .map_err(|e| StoreError::from(MessageStoreError::sdk("BatchGetItem", e)))?;
                 for item in out
                     .responses
                     .unwrap_or_default()
-                    .remove(&self.table)
+                    .remove(self.table.name())
                     .unwrap_or_default()
                 {
                     let record = record_from(&item)?;
@@ -451,7 +453,7 @@ impl DynamoDbMessages {
                 pending = out
                     .unprocessed_keys
                     .unwrap_or_default()
-                    .remove(&self.table)
+                    .remove(self.table.name())
                     .filter(|k| !k.keys().is_empty());
                 tries += 1;
                 if pending.is_some() && tries > UNPROCESSED_RETRIES {
@@ -473,9 +475,10 @@ impl DynamoDbMessages {
     pub async fn last_event(&self, id: &MessageId) -> Result<Option<LastEvent>, StoreError> {
         let pk = message_pk(id);
         let out = self
-            .client
+            .table
+            .client()
             .query()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(&pk))
             .expression_attribute_values(":prefix", s(crate::history::EVENT_PREFIX))
