@@ -5,7 +5,9 @@
 # Ctrl-C; then stops everything it started.
 #
 # Settings: MAILGATE_AWS_PORT (4566), MAILGATE_WATCH_PORT (9000), MAILGATE_ENVIRONMENT (local),
-# MAILGATE_SES_IDENTITY (example.com), MAILGATE_DEV_API_KEY (mg_dev_local_key; seeded with all scopes).
+# MAILGATE_SES_IDENTITY (example.com), MAILGATE_DEV_API_KEY (mg_dev_local_key; a live key with all
+# scopes: it sends through SES in moto), MAILGATE_DEV_TEST_KEY (mg_dev_test_key; a test key with all
+# scopes: its messages go to the event simulator, never a provider), SIMULATOR_EVENT_DELAY_SECONDS (5).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -48,11 +50,15 @@ fi
 source "$root/scripts/aws-env.sh" "http://127.0.0.1:$aws_port"
 
 dev_key="${MAILGATE_DEV_API_KEY:-mg_dev_local_key}"
+test_key="${MAILGATE_DEV_TEST_KEY:-mg_dev_test_key}"
+[[ "$dev_key" != "$test_key" ]] || { echo "error: MAILGATE_DEV_API_KEY and MAILGATE_DEV_TEST_KEY must differ" >&2; exit 1; }
 api_keys_table="$(sed -n 's/^API_KEYS_TABLE=//p' "$state/functions.env")"
 [[ -n "$api_keys_table" ]] || { echo "error: no API_KEYS_TABLE in $state/functions.env" >&2; exit 1; }
-echo "==> seeding the local API key (MAILGATE_DEV_API_KEY) into $api_keys_table"
+echo "==> seeding the local API keys (MAILGATE_DEV_API_KEY: live, MAILGATE_DEV_TEST_KEY: test) into $api_keys_table"
 cargo run --quiet --locked -p mailgate-admin -- keys seed --key "$dev_key" \
-  --label "local development" --scopes all --environment test --table "$api_keys_table"
+  --label "local development" --scopes all --environment live --table "$api_keys_table"
+cargo run --quiet --locked -p mailgate-admin -- keys seed --key "$test_key" \
+  --label "local development (test)" --scopes all --environment test --table "$api_keys_table"
 
 echo "==> building the functions"
 cargo build --quiet --locked --workspace --bins
@@ -83,6 +89,9 @@ base="http://127.0.0.1:$watch_port/lambda-url"
 cat <<TXT
 
 mailgate is running locally (AWS emulator on http://127.0.0.1:$aws_port):
+  API keys          live (sends through SES in moto): $dev_key
+                    test (event simulator, never a provider): $test_key
+                    e.g. to=bounced+1@simulator.mailgate.invalid with the test key (docs/sandbox.md)
   send-api          $base/send-api/v1/health
                     curl -s -H "Authorization: Bearer $dev_key" $base/send-api/v1/keys/self
   webhook-ses       $base/webhook-ses/

@@ -54,7 +54,8 @@ start() {
   # emulator's Parameter Store like the webhook secrets.
   cargo run --quiet --locked -p mailgate-local -- provision --env-file "$state/functions.env" \
     --param "UnsubscribeSigningKeys=ssm:/mailgate/${MAILGATE_ENVIRONMENT:-local}/unsubscribe-signing-keys" \
-    --param "LocalFunctionUrlBase=http://127.0.0.1:${MAILGATE_WATCH_PORT:-9000}/lambda-url"
+    --param "LocalFunctionUrlBase=http://127.0.0.1:${MAILGATE_WATCH_PORT:-9000}/lambda-url" \
+    --param "SimulatorEventDelaySeconds=${SIMULATOR_EVENT_DELAY_SECONDS:-5}"
 }
 
 stop() {

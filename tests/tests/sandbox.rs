@@ -423,6 +423,7 @@ async fn a_test_key_gets_every_outcome_through_the_real_pipeline_and_nothing_rea
 
     // soft-bounced@: a soft bounce, counted, not suppressed.
     let soft = get(&api, &auth, &id("soft-bounced")).await;
+    assert_eq!(soft["state"], "bounced", "{soft}");
     assert_eq!(soft["events"][0]["bounce"]["kind"], "soft", "{soft}");
     assert_eq!(suppression(&t, &at("soft-bounced")).await, None);
 
@@ -443,6 +444,7 @@ async fn a_test_key_gets_every_outcome_through_the_real_pipeline_and_nothing_rea
     // unsubscribed@ (through the worker): delivered, then unsubscribed.
     let unsub = get(&api, &auth, &unsubscribed).await;
     assert_eq!(unsub["provider"], "simulator", "{unsub}");
+    assert_eq!(unsub["state"], "delivered", "{unsub}");
     assert_eq!(event_types(&unsub), vec!["delivered", "unsubscribed"]);
     assert_eq!(
         suppression(&t, &at("unsubscribed")).await,

@@ -532,8 +532,10 @@ mod tests {
             ("SEND_TIMEOUT_MS", "1500"),
             ("SEND_BUDGET_MS", "8000"),
             ("ALLOW_FAILOVER_ON_AMBIGUOUS", "true"),
+            ("SIMULATOR_EVENT_DELAY_SECONDS", "12"),
         ])
         .unwrap();
+        assert_eq!(c.simulator_event_delay, Duration::from_secs(12));
         assert_eq!(
             c.rate_limits[&ProviderId::Ses],
             RateLimit::new(14.0, 28).unwrap()
@@ -555,12 +557,14 @@ mod tests {
             ("SEND_TIMEOUT_MS", "0"),
             ("SEND_BUDGET_MS", "-5"),
             ("ALLOW_FAILOVER_ON_AMBIGUOUS", "maybe"),
+            ("SIMULATOR_EVENT_DELAY_SECONDS", "900"),
         ]);
         for name in [
             "SES_RATE_PER_SECOND",
             "SEND_TIMEOUT_MS",
             "SEND_BUDGET_MS",
             "ALLOW_FAILOVER_ON_AMBIGUOUS",
+            "SIMULATOR_EVENT_DELAY_SECONDS",
         ] {
             assert!(p.iter().any(|line| line.starts_with(name)), "{name}: {p:?}");
         }
