@@ -63,9 +63,10 @@ pub fn bearer_of(secret: &ApiKeySecret) -> String {
     format!("Bearer {}", secret.expose())
 }
 
-/// Stores a new test key with `scopes`; its `Authorization` header value.
+/// Stores a new live key with `scopes`; its `Authorization` header value. (A test key's mail
+/// goes to the sandbox simulator, never to a provider: see `bearer_in`.)
 pub async fn bearer(t: &TestStack, scopes: &str) -> String {
-    bearer_in(t, KeyEnvironment::Test, scopes).await
+    bearer_in(t, KeyEnvironment::Live, scopes).await
 }
 
 /// Stores a new key of `environment` with `scopes`; its `Authorization` header value.

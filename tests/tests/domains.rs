@@ -480,6 +480,23 @@ async fn sending_from_an_unverified_domain_through_ses_alone_is_422_before_any_p
         ))
         .await;
     assert_eq!(sent.status(), StatusCode::ACCEPTED, "{}", json_body(&sent));
+
+    // A test key's mail goes to the sandbox simulator, never to SES: no identity is needed.
+    let test_key = mailgate_tests::api::bearer_in(&t, KeyEnvironment::Test, "send").await;
+    let sandboxed = api
+        .handle(request(
+            &test_key,
+            "POST",
+            "/v1/messages",
+            Some(message(&format!("shop@{domain}"))),
+        ))
+        .await;
+    assert_eq!(
+        sandboxed.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        json_body(&sandboxed)
+    );
 }
 
 async fn admin(t: &TestStack, args: &[&str]) -> Result<String, mailgate_admin::AdminError> {
