@@ -38,10 +38,12 @@ use sweeper::{ScheduledTick, Sweeper};
 use time::OffsetDateTime;
 
 const SENDGRID_KEY: &str = "SG.test-key";
-/// Send operations (single, batch, scheduled; with and without keys).
-const SEND_OPERATIONS: usize = 200;
+/// Send operations (single, batch, scheduled; with and without keys). With the fault rates
+/// below this still meets a few hundred injected faults on every path (measured: ~450 at 120
+/// operations and 250 events, against ~870 at 200 and 500, for about half the time).
+const SEND_OPERATIONS: usize = 120;
 /// Webhook events posted (before SendGrid's redeliveries).
-const WEBHOOK_EVENTS: usize = 500;
+const WEBHOOK_EVENTS: usize = 250;
 
 fn seed() -> u64 {
     std::env::var("MAILGATE_CHAOS_SEED")
@@ -466,6 +468,13 @@ async fn chaos_nothing_lost_nothing_sent_twice_nothing_wrongly_suppressed() {
         );
         states.insert(id.clone(), got);
     }
+    let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
+    for m in states.values() {
+        *by_state
+            .entry(m["state"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    println!("chaos states after sending: {by_state:?}");
     let sent: Vec<&String> = states
         .iter()
         .filter(|(_, m)| m["provider_message_id"].is_string())
@@ -671,7 +680,6 @@ async fn chaos_nothing_lost_nothing_sent_twice_nothing_wrongly_suppressed() {
         suppressed.len(),
         wrong_suppressions.len(),
     );
-    drop(phase);
     let phases: Vec<String> = phases
         .iter()
         .map(|(name, secs)| format!("{name} {secs:.1}s"))
