@@ -21,6 +21,9 @@
 #   D  tests/benches/processor.rs       the event processor on the same private moto: DynamoDB
 #      writes and reads per event (correlated by our id, by the provider's id, and a hard
 #      bounce that suppresses) and events per second for a 10-record SQS batch.
+#   G  tests/benches/search.rs          message search on the same private moto: p50 of
+#      GET /v1/messages by recipient (a page of 20 of 100) and by correlation_id, DynamoDB calls
+#      per page and per created message.
 #   E  tests/benches/cold_start.rs      cold start of every function's release bootstrap and of a
 #      `lambda_runtime` hello-world (benches/hello-world): process start to the first
 #      `invocation/next` against a Runtime API played on loopback, configuration and `ssm:`
@@ -36,7 +39,7 @@ cd "$root"
 out="$root/target/bench"
 mkdir -p "$out"
 benches=(--bench sendgrid_batch --bench webhook_requests --bench classifier --bench inbound_parse
-  --bench ack_path --bench processor --bench cold_start)
+  --bench ack_path --bench processor --bench search --bench cold_start)
 
 echo "==> building the benchmarks (release profile; the first build takes a while)"
 cargo bench --locked -p mailgate-tests "${benches[@]}" --no-run
@@ -130,12 +133,15 @@ run ack_path
 echo "==> D: event processor, DynamoDB calls per event and 10-record batches against moto"
 run processor
 
+echo "==> G: message search, query p50 and DynamoDB calls against moto"
+run search
+
 echo "==> E: cold start of every function and of a hello-world, median of several runs (about 1 min)"
 MAILGATE_COLD_START_BIN_DIR="$target_dir/release" MAILGATE_COLD_START_ENV_FILE="$state/functions.env" \
   run cold_start
 
-echo "==> figures (logs: target/bench/{sendgrid_batch,webhook_requests,classifier,inbound_parse,ack_path,processor,cold_start}.log)"
+echo "==> figures (logs: target/bench/{sendgrid_batch,webhook_requests,classifier,inbound_parse,ack_path,processor,search,cold_start}.log)"
 cat "$out/sendgrid_batch.log" "$out/webhook_requests.log" "$out/classifier.log" "$out/inbound_parse.log" \
-  "$out/ack_path.log" "$out/processor.log" "$out/cold_start.log" >"$out/all.log"
+  "$out/ack_path.log" "$out/processor.log" "$out/search.log" "$out/cold_start.log" >"$out/all.log"
 grep -h '^# ' "$out/all.log" || true
 grep -h '^bench ' "$out/all.log" | tee "$out/figures.txt"

@@ -31,7 +31,9 @@ impl DynamoDbMessages {
     /// in the same transaction: nothing is written unless every condition holds. A refused
     /// linked write is `LinkedRefused`; an existing message is `AlreadyExists`. Content parts
     /// (content over [`INLINE_CONTENT_LIMIT`]) are written before, outside the transaction, as
-    /// for `create`; the transaction holds at most three items (linked, summary, content head).
+    /// for `create`; the transaction holds the linked write, the summary, the content head and
+    /// one search entry per distinct recipient and per tag (see `search`: at most 63 items with
+    /// the default limits of 50 recipients and 10 tags, under TransactWriteItems' 100).
     pub async fn create_linked(
         &self,
         record: &MessageRecord,
