@@ -24,6 +24,9 @@
 #   G  tests/benches/accept_path.rs     the synchronous accept path (`POST /v1/messages`) on the
 #      same private moto, before (API key, suppression and create reads in turn) and after (one
 #      guarded transaction): p50 wall time and DynamoDB calls per request, interleaved;
+#   H  tests/benches/search.rs          message search on the same private moto: p50 of
+#      GET /v1/messages by recipient (a page of 20 of 100) and by correlation_id, DynamoDB calls
+#      per page and per created message.
 #   E  tests/benches/cold_start.rs      cold start of every function's release bootstrap and of a
 #      `lambda_runtime` hello-world (benches/hello-world): process start to the first
 #      `invocation/next` against a Runtime API played on loopback, configuration and `ssm:`
@@ -39,7 +42,7 @@ cd "$root"
 out="$root/target/bench"
 mkdir -p "$out"
 benches=(--bench sendgrid_batch --bench webhook_requests --bench classifier --bench inbound_parse
-  --bench ack_path --bench processor --bench accept_path --bench cold_start)
+  --bench ack_path --bench processor --bench accept_path --bench search --bench cold_start)
 
 echo "==> building the benchmarks (release profile; the first build takes a while)"
 cargo bench --locked -p mailgate-tests "${benches[@]}" --no-run
@@ -135,13 +138,15 @@ run processor
 
 echo "==> G: send accept path, reads before the write vs one guarded write, against moto"
 run accept_path
+echo "==> H: message search, query p50 and DynamoDB calls against moto"
+run search
 
 echo "==> E: cold start of every function and of a hello-world, median of several runs (about 1 min)"
 MAILGATE_COLD_START_BIN_DIR="$target_dir/release" MAILGATE_COLD_START_ENV_FILE="$state/functions.env" \
   run cold_start
 
-echo "==> figures (logs: target/bench/{sendgrid_batch,webhook_requests,classifier,inbound_parse,ack_path,processor,accept_path,cold_start}.log)"
+echo "==> figures (logs: target/bench/{sendgrid_batch,webhook_requests,classifier,inbound_parse,ack_path,processor,accept_path,search,cold_start}.log)"
 cat "$out/sendgrid_batch.log" "$out/webhook_requests.log" "$out/classifier.log" "$out/inbound_parse.log" \
-  "$out/ack_path.log" "$out/processor.log" "$out/accept_path.log" "$out/cold_start.log" >"$out/all.log"
+  "$out/ack_path.log" "$out/processor.log" "$out/accept_path.log" "$out/search.log" "$out/cold_start.log" >"$out/all.log"
 grep -h '^# ' "$out/all.log" || true
 grep -h '^bench ' "$out/all.log" | tee "$out/figures.txt"

@@ -473,3 +473,129 @@ async fn a_test_keys_messages_are_never_listed_for_a_live_key() {
         .collect();
     assert_eq!(listed, HashSet::from([live_msg.id.as_str().to_owned()]));
 }
+
+#[tokio::test]
+async fn a_page_cut_short_by_the_read_budget_says_so_and_its_cursor_reaches_the_match() {
+    let t = TestStack::new().await;
+    let api = api(&t);
+    let (key_id, auth) = key(&t, KeyEnvironment::Test).await;
+    // One old message tagged `rare` under 320 newer ones tagged `common`, all to one address:
+    // a recipient+tag query evaluates 10, 20, 40, 80, 160 entries in its 5 reads (310), so the
+    // first page ends before the match.
+    let rare = stored(
+        &t,
+        &key_id,
+        KeyEnvironment::Test,
+        "budget@example.org",
+        &["rare"],
+        900_000,
+    )
+    .await;
+    for i in 0..320 {
+        stored(
+            &t,
+            &key_id,
+            KeyEnvironment::Test,
+            "budget@example.org",
+            &["common"],
+            800_000 - i,
+        )
+        .await;
+    }
+    let query = [
+        ("recipient", "budget@example.org"),
+        ("tag", "rare"),
+        ("limit", "1"),
+    ];
+    let first = list(&api, &auth, &query).await;
+    assert_eq!(ids(&first), Vec::<String>::new(), "{first}");
+    assert_eq!(first["truncated"], true);
+    let mut cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let mut found = Vec::new();
+    for _ in 0..5 {
+        let mut next = query.to_vec();
+        next.push(("cursor", &cursor));
+        let page = list(&api, &auth, &next).await;
+        found.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(found, vec![rare.id.as_str().to_owned()]);
+}
+
+#[tokio::test]
+async fn mailgate_admin_messages_find_prints_the_apis_page_and_a_table() {
+    use clap::Parser;
+    let t = TestStack::new().await;
+    let api = api(&t);
+    let (key_id, auth) = key(&t, KeyEnvironment::Test).await;
+    let made = stored(
+        &t,
+        &key_id,
+        KeyEnvironment::Test,
+        "admin@example.org",
+        &["x"],
+        1_000,
+    )
+    .await;
+    let table = t.table("MessagesTable");
+    let run = |args: Vec<&str>| {
+        let cli = mailgate_admin::Cli::try_parse_from(args).unwrap();
+        let dynamodb = t.clients.dynamodb.clone();
+        async move {
+            let mut out = Vec::new();
+            mailgate_admin::run(cli, &dynamodb, &mut out).await.unwrap();
+            String::from_utf8(out).unwrap()
+        }
+    };
+    let json_out = run(vec![
+        "mailgate-admin",
+        "messages",
+        "find",
+        "--recipient",
+        "ADMIN@example.org",
+        "--environment",
+        "test",
+        "--json",
+        "--table",
+        &table,
+    ])
+    .await;
+    let printed: Value = serde_json::from_str(json_out.trim()).unwrap();
+    let from_api = list(&api, &auth, &[("recipient", "admin@example.org")]).await;
+    assert_eq!(printed, from_api);
+    assert_eq!(ids(&printed), vec![made.id.as_str().to_owned()]);
+    let table_out = run(vec![
+        "mailgate-admin",
+        "messages",
+        "find",
+        "--tag",
+        "x",
+        "--environment",
+        "test",
+        "--table",
+        &table,
+    ])
+    .await;
+    assert!(table_out.contains(made.id.as_str()), "{table_out}");
+    assert!(
+        table_out.contains("admin@example.org (sent)"),
+        "{table_out}"
+    );
+    // The live environment (the default) has none of them.
+    let live = run(vec![
+        "mailgate-admin",
+        "messages",
+        "find",
+        "--json",
+        "--table",
+        &table,
+    ])
+    .await;
+    assert_eq!(
+        ids(&serde_json::from_str(live.trim()).unwrap()),
+        Vec::<String>::new()
+    );
+}

@@ -33,7 +33,9 @@ impl DynamoDbMessages {
     /// linked write is `LinkedRefused`; an existing message is `AlreadyExists`. Content parts
     /// (content over [`INLINE_CONTENT_LIMIT`]) are written before, outside the transaction, as
     /// for `create`; the transaction holds the linked write, the summary, the content head and
-    /// the `accepted` counters (2 + tags items, see `crate::stats`).
+    /// the `accepted` counters (2 + tags items, see `crate::stats`) and one search entry per
+    /// distinct recipient and per tag (see `search`): at most 75 items with the default limits
+    /// of 50 recipients and 10 tags, under TransactWriteItems' 100.
     pub async fn create_linked(
         &self,
         record: &MessageRecord,

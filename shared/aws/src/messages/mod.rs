@@ -19,12 +19,15 @@
 //!   that the `content` item counts. Content lives in a partition of its own so that reading a
 //!   message's status never reads (or pays for) its bodies.
 //!
+//! - `pk = msg#<id>#search`, `sk = rcpt#<hash>` / `tag#<tag>`: the message's search entries, and
+//!   on the summary `created_key` and `recipient_keys` (see [`search`]).
+//!
 //! Every item of a message carries `expires_at` (epoch seconds, the table's TTL attribute): the
 //! message's acceptance time plus its retention (`MESSAGE_RETENTION_DAYS`, default 90) on the
 //! summary, the content and its parts; the call's time plus the retention on each attempt (and,
 //! through `DynamoDbEventHistory`, on each history entry).
 //!
-//! Round trips: `create` is one TransactWriteItems (summary + content) when the content fits,
+//! Round trips: `create` is one TransactWriteItems (summary + content + search entries) when the content fits,
 //! plus one BatchWriteItem per 25 parts (written first) when it does not, and `create_linked`
 //! adds a linked write (the idempotency claim) to that transaction, and `create_checked` its
 //! guards (a `ConditionCheck` per recipient's suppression item and one on the API key); `record_outcome` (every

@@ -329,11 +329,15 @@ impl DynamoDbMessages {
         loop {
             let want = query.limit - ids.len();
             // Without a filter every evaluated entry is a match: read exactly what is wanted.
-            // With one, read up to the budget left and keep the first `want` matches.
+            // With one, read twice as far on each round trip (a filter that matches most
+            // entries costs little more than the page; a rare match reaches the budget in a
+            // few reads), never past the budget, and keep the first `want` matches.
+            let want_i32 = i32::try_from(want).unwrap_or(i32::MAX);
             let read = if filter.is_some() {
-                (READ_BUDGET_ITEMS - evaluated).max(1)
+                let growing = want_i32.max(10).saturating_mul(1 << round_trips.min(8));
+                growing.min(READ_BUDGET_ITEMS - evaluated).max(1)
             } else {
-                i32::try_from(want).unwrap_or(i32::MAX)
+                want_i32
             };
             let mut request = self
                 .table
