@@ -327,7 +327,13 @@ async fn admin_seed_is_idempotent_and_restores_the_requested_key() {
     let body = json_body(&response);
     assert_eq!(
         body["scopes"],
-        json!(["send", "read", "suppressions:write", "templates:write"])
+        json!([
+            "send",
+            "read",
+            "suppressions:write",
+            "templates:write",
+            "inbound:read"
+        ])
     );
     assert_eq!(body["label"], "local development");
     let id = ApiKeyId::parse(body["id"].as_str().unwrap()).unwrap();

@@ -1,14 +1,16 @@
 //! `send-api`: the HTTP API behind API Gateway: `GET /v1/health` (the verdict for anyone, the
 //! full report for a key with the `read` scope),
 //! `GET /v1/keys/self` (any valid API key), `POST /v1/messages` and `POST /v1/messages/batch`
-//! (scope `send`), `GET|DELETE /v1/messages/{id}`, the suppression routes and the template
-//! routes (`/v1/templates…`).
+//! (scope `send`), `GET|DELETE /v1/messages/{id}`, the suppression routes, the template
+//! routes (`/v1/templates…`) and the read API of received email (`/v1/inbound…`, scope
+//! `inbound:read`).
 //!
 //! Each route module only decodes the request, calls one service of `mailgate-services`
 //! (authentication, accept, message reads, suppression administration, templates) and encodes
 //! its answer; [`SendApi::new`] picks the DynamoDB and SQS adapters behind the services' ports.
 
 pub mod auth;
+mod inbound;
 mod messages;
 pub mod send;
 mod suppressions;
@@ -61,6 +63,11 @@ pub struct SendApiConfig {
     pub idempotency_retention: Duration,
     /// One-click unsubscribe links, when configured.
     pub unsubscribe: Option<UnsubscribeLinks>,
+    /// Where received mail is stored (`INBOUND_TABLE`, `INBOUND_BUCKET`).
+    pub inbound: mailgate_lambda::inbound::InboundSettings,
+    /// Reply addresses for `"track_replies": true` (`INBOUND_DOMAIN`, signed with
+    /// `UNSUBSCRIBE_SIGNING_KEYS`), when both are set.
+    pub replies: Option<mailgate_core::ReplyAddresses>,
 }
 
 impl SendApiConfig {
@@ -97,12 +104,20 @@ impl SendApiConfig {
             .map_err(|e| problems.push(e))
             .ok()
             .flatten();
-        match (names, providers) {
-            (Some(names), Some(providers)) if problems.is_empty() => Ok(Self {
+        let inbound =
+            mailgate_lambda::inbound::InboundSettings::from_lookup(&lookup, &mut problems);
+        let replies = unsubscribe::reply_addresses_from_lookup(&lookup)
+            .map_err(|e| problems.push(e))
+            .ok()
+            .flatten();
+        match (names, providers, inbound) {
+            (Some(names), Some(providers), Some(inbound)) if problems.is_empty() => Ok(Self {
                 names,
                 providers,
                 idempotency_retention,
                 unsubscribe,
+                inbound,
+                replies,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -146,6 +161,7 @@ pub struct SendApi {
     templates: mailgate_services::templates::Templates,
     messages: MessageReads,
     suppressions: SuppressionAdministration,
+    inbound: mailgate_services::inbound::InboundReads,
     health: Arc<HealthCheck>,
 }
 
@@ -162,6 +178,7 @@ impl SendApi {
             idempotency_retention: config.idempotency_retention,
             limits: mailgate_core::SendLimits::default(),
             unsubscribe: config.unsubscribe.clone(),
+            replies: config.replies.clone(),
         };
         let intake = message_intake(&clients, &config.names, Arc::new(delivery), settings);
         let health = Arc::new(HealthCheck::new(clients.clone(), config.names.clone()));
@@ -181,12 +198,14 @@ impl SendApi {
             clients.dynamodb.clone(),
             config.names.table(Table::Messages).to_owned(),
         )));
+        let inbound = mailgate_lambda::inbound::inbound_reads(&clients, &config.inbound);
         Ok(Self {
             auth,
             intake: Arc::new(intake),
             templates,
             messages,
             suppressions,
+            inbound,
             health,
         })
     }
@@ -236,6 +255,7 @@ impl SendApi {
             (_, p) if suppressions::is_suppressions_path(p) => self.suppressions(&request, p).await,
             (_, p) if templates::is_templates_path(p) => self.templates(&request, p).await,
             (_, p) if messages::is_message_path(p) => self.message(&request, p).await,
+            (_, p) if inbound::is_inbound_path(p) => self.inbound(&request, p).await,
             _ => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",

@@ -187,6 +187,11 @@ pub mod code {
     /// 422: a message needs a one-click unsubscribe link (bulk, or `"unsubscribe": true`) and
     /// this deployment has no signing keys (checked by the accept service, not here).
     pub const UNSUBSCRIBE_NOT_CONFIGURED: &str = "unsubscribe_not_configured";
+    /// 422: `"track_replies": true` and this deployment sets no `INBOUND_DOMAIN` (or no
+    /// `UNSUBSCRIBE_SIGNING_KEYS` to sign reply addresses; checked by the accept service).
+    pub const TRACK_REPLIES_NOT_CONFIGURED: &str = "track_replies_not_configured";
+    /// 422: `"track_replies": true` with a `reply_to`: the reply address is the `Reply-To`.
+    pub const TRACK_REPLIES_WITH_REPLY_TO: &str = "track_replies_with_reply_to";
 }
 
 /// The codes answered with 400; every other code is 422.
@@ -345,6 +350,8 @@ pub struct ValidatedSend {
     pub send_at: Option<OffsetDateTime>,
     /// The only provider to send through (never fall back), if the caller chose one.
     pub provider: Option<ProviderId>,
+    /// `"track_replies": true`: the accept service sets a signed reply address as `Reply-To`.
+    pub track_replies: bool,
 }
 
 /// The outcome of validating one message.
@@ -503,6 +510,7 @@ pub struct SendRequest {
     template: Option<crate::template::TemplateUse>,
     topic: Option<String>,
     unsubscribe: Option<bool>,
+    track_replies: Option<bool>,
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
 }
@@ -536,13 +544,15 @@ impl fmt::Debug for SendRequest {
             .field("category", &self.category)
             .field("topic", &self.topic)
             .field("unsubscribe", &self.unsubscribe)
+            .field("track_replies", &self.track_replies)
             .field("unknown_fields", &self.unknown.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
 const SEND_REQUEST_FIELDS: &str = "from, to, cc, bcc, reply_to, subject, html, text, headers, \
-     attachments, tags, metadata, send_at, provider, category, template, topic, unsubscribe";
+     attachments, tags, metadata, send_at, provider, category, template, topic, unsubscribe, \
+     track_replies";
 
 impl SendRequest {
     /// Deserializes a `POST /v1/messages` body; a shape error is one 400 [`FieldError`].
@@ -771,6 +781,7 @@ struct Parts {
     category: MessageCategory,
     topic: Option<String>,
     one_click: bool,
+    track_replies: bool,
 }
 
 impl Parts {
@@ -783,6 +794,7 @@ impl Parts {
     ) -> Option<Self> {
         let from = check_from(request.from, errors);
         let (to, cc, bcc) = check_recipients(request.to, request.cc, request.bcc, limits, errors);
+        let reply_to_given = request.reply_to.is_some();
         let reply_to = match request.reply_to {
             None => Some(None),
             Some(input) => check_bare_address(input, "reply_to".into(), errors).map(Some),
@@ -798,6 +810,15 @@ impl Parts {
         let provider = check_provider(request.provider, errors);
         let category = check_category(request.category, errors);
         let topic = check_topic(request.topic, errors);
+        let track_replies = request.track_replies.unwrap_or(false);
+        if track_replies && reply_to_given {
+            errors.push(
+                code::TRACK_REPLIES_WITH_REPLY_TO,
+                "track_replies".into(),
+                "`track_replies` sets the Reply-To to a reply address of this message; leave \
+                 `reply_to` out",
+            );
+        }
         let one_click = check_unsubscribe(
             request.unsubscribe,
             category,
@@ -826,6 +847,7 @@ impl Parts {
             category: category?,
             topic: topic?,
             one_click: one_click?,
+            track_replies,
         })
     }
 
@@ -851,6 +873,7 @@ impl Parts {
             },
             send_at: self.send_at,
             provider: self.provider,
+            track_replies: self.track_replies,
         }
     }
 }
