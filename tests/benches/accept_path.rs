@@ -202,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
         idempotency_retention: config.idempotency_retention,
         limits: mailgate_core::SendLimits::default(),
         unsubscribe: None,
+        replies: None,
     };
     let wire = |clients: &AwsClients| -> anyhow::Result<_> {
         let delivery = Arc::new(message_delivery(clients, names, &config.providers)?);

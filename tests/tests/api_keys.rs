@@ -305,7 +305,8 @@ async fn admin_seed_is_idempotent_and_restores_the_requested_key() {
             "read",
             "suppressions:write",
             "templates:write",
-            "domains:write"
+            "domains:write",
+            "inbound:read"
         ])
     );
     assert_eq!(body["label"], "local development");

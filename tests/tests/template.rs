@@ -468,6 +468,8 @@ fn emitted_dimensions(metric: &str) -> Option<BTreeSet<&'static str>> {
         | "ProcessingFailures" | "UnmatchedEffects" => set(&["Provider", "Category"]),
         // functions/sweeper/src/lib.rs, count_stalled
         "StalledMessagesRequeued" | "StalledMessagesFailed" | "LapsedSendsUnknown" => set(&[]),
+        // functions/event-processor/src/lib.rs, process_inbound
+        "InboundParseFailures" => set(&[]),
         _ => None,
     }
 }
@@ -492,9 +494,14 @@ fn every_failure_metric_of_the_webhook_path_has_an_alarm_on_the_alarm_topic() {
 }
 
 #[test]
-fn messages_the_sweeper_gives_up_on_raise_an_alarm_on_the_alarm_topic() {
+fn messages_the_sweeper_gives_up_on_and_unreadable_inbound_mail_raise_an_alarm_on_the_alarm_topic()
+{
     let t = template();
-    for metric in ["StalledMessagesFailed", "LapsedSendsUnknown"] {
+    for metric in [
+        "StalledMessagesFailed",
+        "LapsedSendsUnknown",
+        "InboundParseFailures",
+    ] {
         let alarmed = t.resources_of("AWS::CloudWatch::Alarm").any(|a| {
             a.properties["MetricName"] == metric
                 && list(&a.properties["AlarmActions"]).contains(&&json!({"Ref": "AlarmTopic"}))

@@ -9,7 +9,9 @@
 //!
 //! The events queue also carries parse requests for received (inbound) email
 //! (`{"v":1,"inbound":"inb_…"}`, queued by the webhook functions' `/inbound`): those go to
-//! [`mailgate_services::inbound::Inbound::process`] with the same retry and poison rules.
+//! [`mailgate_services::inbound::Inbound::process`] with the same retry and poison rules; each
+//! processed message goes to the app endpoints as `email.received`, and each one kept as
+//! `parse_failed` counts toward `InboundParseFailures` (no dimensions; alarmed in the template).
 //!
 //! Per record: a message that can never be read (not JSON, not our envelope, an unknown
 //! version) is moved to the events DLQ at once with the reason (`mailgate_poison_reason`) and
@@ -37,6 +39,9 @@ pub const FUNCTION_NAME: &str = "event-processor";
 /// The variable holding the events queue's dead-letter queue URL.
 pub const DLQ_VAR: &str = "EVENTS_DLQ_URL";
 
+/// The metric counting received messages kept as `parse_failed` (no dimensions).
+pub const INBOUND_PARSE_FAILURES: &str = "InboundParseFailures";
+
 /// Whether orphan events (about mail we did not send) still suppress (default `false`).
 pub const SUPPRESS_UNMATCHED_VAR: &str = "SUPPRESS_UNMATCHED_EVENTS";
 
@@ -57,6 +62,9 @@ pub struct Config {
     /// Where received mail is stored (`INBOUND_TABLE`, `INBOUND_BUCKET`,
     /// `INBOUND_RETENTION_DAYS`).
     pub inbound: mailgate_lambda::inbound::InboundSettings,
+    /// Reply addresses that thread what they receive (`INBOUND_DOMAIN`, verified with
+    /// `UNSUBSCRIBE_SIGNING_KEYS`), when both are set.
+    pub replies: Option<mailgate_core::ReplyAddresses>,
 }
 
 impl Config {
@@ -106,6 +114,10 @@ impl Config {
         }
         let inbound =
             mailgate_lambda::inbound::InboundSettings::from_lookup(&lookup, &mut problems);
+        let replies = mailgate_core::unsubscribe::reply_addresses_from_lookup(&lookup)
+            .map_err(|e| problems.push(e))
+            .ok()
+            .flatten();
         match (names, dlq_url, inbound) {
             (Some(names), Some(dlq_url), Some(inbound)) if problems.is_empty() => Ok(Self {
                 names,
@@ -116,6 +128,7 @@ impl Config {
                 dlq_url,
                 suppress_unmatched,
                 inbound,
+                replies,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -194,13 +207,21 @@ impl EventProcessor {
             &clients,
             &config.names,
             config.soft_bounce,
-            clock,
+            clock.clone(),
         )
         .with_effects_for_unmatched(config.suppress_unmatched);
         let inbound = mailgate_lambda::inbound::inbound_service(
             &clients,
             &config.inbound,
             config.names.queue_url(Queue::Events),
+        )
+        .with_reply_addresses(config.replies.clone())
+        .with_hand_off(
+            Arc::new(mailgate_lambda::events::app_webhook_fan_out(
+                &clients,
+                &config.names,
+            )),
+            clock,
         );
         Self {
             applier,
@@ -266,7 +287,10 @@ impl EventProcessor {
                 let events = match &processed {
                     InboundProcessed::Parsed { events, .. }
                     | InboundProcessed::AlreadyDone { events, .. } => events.as_slice(),
-                    InboundProcessed::ParseFailed(_) => &[],
+                    InboundProcessed::ParseFailed(_) => {
+                        mailgate_lambda::metrics::count(INBOUND_PARSE_FAILURES, 1, &[]);
+                        &[]
+                    }
                 };
                 // A DSN about our message bounces it, through the same pipeline as provider
                 // bounces (dedupe by key, state, suppression, app webhooks).

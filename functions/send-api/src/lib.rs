@@ -2,8 +2,9 @@
 //! full report for a key with the `read` scope),
 //! `GET /v1/keys/self` (any valid API key), `POST /v1/messages` and `POST /v1/messages/batch`
 //! (scope `send`), `GET|DELETE /v1/messages/{id}`, `GET /v1/messages` (search) and
-//! `GET /v1/recipients/{address}`, the suppression routes, the template
-//! routes (`/v1/templates…`) `GET /v1/stats` (scope `read`) and the sender-domain routes (`/v1/domains…`).
+//! `GET /v1/recipients/{address}`, the suppression routes, the template routes
+//! (`/v1/templates…`), `GET /v1/stats` (scope `read`), the sender-domain routes
+//! (`/v1/domains…`) and the read API of received email (`/v1/inbound…`, scope `inbound:read`).
 //!
 //! Each route module only decodes the request, calls one service of `mailgate-services`
 //! (authentication, accept, message reads, suppression administration, templates) and encodes
@@ -11,6 +12,7 @@
 
 pub mod auth;
 mod domains;
+mod inbound;
 mod messages;
 pub mod search;
 pub mod send;
@@ -68,6 +70,11 @@ pub struct SendApiConfig {
     pub unsubscribe: Option<UnsubscribeLinks>,
     /// The DNS server the domain check asks (`DNS_RESOLVER`); `None`: the system's.
     pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Where received mail is stored (`INBOUND_TABLE`, `INBOUND_BUCKET`).
+    pub inbound: mailgate_lambda::inbound::InboundSettings,
+    /// Reply addresses for `"track_replies": true` (`INBOUND_DOMAIN`, signed with
+    /// `UNSUBSCRIBE_SIGNING_KEYS`), when both are set.
+    pub replies: Option<mailgate_core::ReplyAddresses>,
 }
 
 impl SendApiConfig {
@@ -109,13 +116,21 @@ impl SendApiConfig {
                 .map_err(|e| problems.push(e.to_string()))
                 .ok()
                 .flatten();
-        match (names, providers) {
-            (Some(names), Some(providers)) if problems.is_empty() => Ok(Self {
+        let inbound =
+            mailgate_lambda::inbound::InboundSettings::from_lookup(&lookup, &mut problems);
+        let replies = unsubscribe::reply_addresses_from_lookup(&lookup)
+            .map_err(|e| problems.push(e))
+            .ok()
+            .flatten();
+        match (names, providers, inbound) {
+            (Some(names), Some(providers), Some(inbound)) if problems.is_empty() => Ok(Self {
                 names,
                 providers,
                 idempotency_retention,
                 unsubscribe,
                 dns_resolver,
+                inbound,
+                replies,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -162,6 +177,7 @@ pub struct SendApi {
     finder: mailgate_services::search::MessageFinder,
     suppressions: SuppressionAdministration,
     stats: mailgate_services::stats::DeliveryStatistics,
+    inbound: mailgate_services::inbound::InboundReads,
     health: Arc<HealthCheck>,
 }
 
@@ -178,6 +194,7 @@ impl SendApi {
             idempotency_retention: config.idempotency_retention,
             limits: mailgate_core::SendLimits::default(),
             unsubscribe: config.unsubscribe.clone(),
+            replies: config.replies.clone(),
         };
         let identities = Arc::new(mailgate_aws::SesIdentities::new(clients.ses.clone()));
         let gate = SenderDomainGate::new(
@@ -227,6 +244,7 @@ impl SendApi {
                 config.names.table(Table::Messages),
             ),
         ));
+        let inbound = mailgate_lambda::inbound::inbound_reads(&clients, &config.inbound);
         Ok(Self {
             auth,
             intake: Arc::new(intake),
@@ -236,6 +254,7 @@ impl SendApi {
             finder,
             suppressions,
             stats,
+            inbound,
             health,
         })
     }
@@ -289,6 +308,7 @@ impl SendApi {
             (_, p) if domains::is_domains_path(p) => self.domains(&request, p).await,
             (_, p) if messages::is_message_path(p) => self.message(&request, p).await,
             (_, p) if search::is_recipient_path(p) => self.recipient(&request, p).await,
+            (_, p) if inbound::is_inbound_path(p) => self.inbound(&request, p).await,
             _ => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",

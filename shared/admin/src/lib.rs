@@ -256,7 +256,8 @@ pub enum KeysCommand {
         /// A name for the key, e.g. "billing service".
         #[arg(long, value_parser = parse_label)]
         label: ApiKeyLabel,
-        /// Comma-separated scopes: send, read, suppressions:write, templates:write, domains:write (or `all`).
+        /// Comma-separated scopes: send, read, suppressions:write, templates:write, domains:write,
+        /// inbound:read (or `all`).
         #[arg(long, value_parser = parse_scopes)]
         scopes: Scopes,
         /// `test` or `live`; it is also the key's prefix (`mg_live_…`).
@@ -286,7 +287,8 @@ pub enum KeysCommand {
         /// A name for the key.
         #[arg(long, value_parser = parse_label)]
         label: ApiKeyLabel,
-        /// Comma-separated scopes: send, read, suppressions:write, templates:write, domains:write (or `all`).
+        /// Comma-separated scopes: send, read, suppressions:write, templates:write, domains:write,
+        /// inbound:read (or `all`).
         #[arg(long, value_parser = parse_scopes)]
         scopes: Scopes,
         /// `test` or `live`.

@@ -22,8 +22,9 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
+use mailgate_core::inbound::{InboundCursor, InboundListing, InboundPage, InboundQuery};
 use mailgate_core::ports::{BoxFuture, InboundObjects, InboundRecorded, InboundRecords};
-use mailgate_core::{InboundId, InboundMessage, StoreError, StoreErrorKind};
+use mailgate_core::{InboundId, InboundMessage, StoreError, StoreErrorKind, UnixMillis};
 
 use crate::sdk::store_error;
 
@@ -201,6 +202,24 @@ impl DynamoDbInboundRecords {
     }
 }
 
+/// The record in an item's `record` attribute.
+fn record_of(item: &HashMap<String, AttributeValue>) -> Result<InboundMessage, StoreError> {
+    let json = item
+        .get("record")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| corrupt("no record attribute"))?;
+    serde_json::from_str(json).map_err(|e| corrupt(&e.to_string()))
+}
+
+/// The index, its partition attribute and value for a listing.
+fn index_of(listing: &InboundListing) -> (&'static str, &'static str, String) {
+    match listing {
+        InboundListing::All => ("by-received", "feed", INBOUND_FEED.to_owned()),
+        InboundListing::Recipient(to) => ("by-recipient", "recipient_key", to.clone()),
+        InboundListing::Thread { thread, .. } => ("by-thread", "thread", thread.to_string()),
+    }
+}
+
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }
@@ -317,16 +336,76 @@ impl InboundRecords for DynamoDbInboundRecords {
                 .send()
                 .await
                 .map_err(|e| store_error("GetItem", e))?;
-            let Some(item) = out.item else {
-                return Ok(None);
+            out.item.as_ref().map(record_of).transpose()
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        query: &'a InboundQuery,
+    ) -> BoxFuture<'a, Result<InboundPage, StoreError>> {
+        Box::pin(async move {
+            let (index, hash, value) = index_of(&query.listing);
+            let mut request = self
+                .table
+                .client()
+                .query()
+                .table_name(self.table.name())
+                .index_name(index)
+                .scan_index_forward(false)
+                .limit(i32::try_from(query.limit).unwrap_or(i32::MAX))
+                .expression_attribute_names("#h", hash)
+                .expression_attribute_values(":h", s(&value));
+            // Both bounds are exclusive; BETWEEN is inclusive, hence the millisecond steps.
+            let condition = match (query.after, query.before) {
+                (None, None) => "#h = :h",
+                (Some(after), None) => {
+                    request = request.expression_attribute_values(":a", n(after.as_i64()));
+                    "#h = :h AND received_at > :a"
+                }
+                (None, Some(before)) => {
+                    request = request.expression_attribute_values(":b", n(before.as_i64()));
+                    "#h = :h AND received_at < :b"
+                }
+                (Some(after), Some(before)) => {
+                    request = request
+                        .expression_attribute_values(":a", n(after.as_i64().saturating_add(1)))
+                        .expression_attribute_values(":b", n(before.as_i64().saturating_sub(1)));
+                    "#h = :h AND received_at BETWEEN :a AND :b"
+                }
             };
-            let json = item
-                .get("record")
-                .and_then(|v| v.as_s().ok())
-                .ok_or_else(|| corrupt("no record attribute"))?;
-            serde_json::from_str(json)
-                .map(Some)
-                .map_err(|e| corrupt(&e.to_string()))
+            request = request.key_condition_expression(condition);
+            if let InboundListing::Thread {
+                recipient: Some(to),
+                ..
+            } = &query.listing
+            {
+                request = request
+                    .filter_expression("recipient_key = :r")
+                    .expression_attribute_values(":r", s(to));
+            }
+            if let Some(cursor) = &query.cursor {
+                request = request.set_exclusive_start_key(Some(HashMap::from([
+                    ("pk".to_owned(), s(cursor.id.as_str())),
+                    ("received_at".to_owned(), n(cursor.received_at.as_i64())),
+                    (hash.to_owned(), s(&value)),
+                ])));
+            }
+            let out = request.send().await.map_err(|e| store_error("Query", e))?;
+            let items = out
+                .items()
+                .iter()
+                .map(record_of)
+                .collect::<Result<Vec<_>, _>>()?;
+            let next_cursor = out.last_evaluated_key().and_then(|key| {
+                let id = key.get("pk")?.as_s().ok()?;
+                let at = key.get("received_at")?.as_n().ok()?.parse().ok()?;
+                Some(InboundCursor {
+                    received_at: UnixMillis(at),
+                    id: InboundId::parse(id).ok()?,
+                })
+            });
+            Ok(InboundPage { items, next_cursor })
         })
     }
 }

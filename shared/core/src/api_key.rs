@@ -22,7 +22,7 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 /// Lower-case Crockford base32 of `bytes`, five bits per character (`bytes.len() * 8` must be a
 /// multiple of 5 for every bit to be used).
-fn base32(bytes: &[u8]) -> String {
+pub(crate) fn base32(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
     let mut buffer: u32 = 0;
     let mut bits = 0;
@@ -61,20 +61,23 @@ pub enum Scope {
     TemplatesWrite,
     /// Add and delete sender domains (SES identities).
     DomainsWrite,
+    /// Read received (inbound) email: `GET /v1/inbound…`, raw messages and attachments.
+    InboundRead,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::Send,
         Scope::Read,
         Scope::SuppressionsWrite,
         Scope::TemplatesWrite,
         Scope::DomainsWrite,
+        Scope::InboundRead,
     ];
 
     /// The scope's name: `send`, `read`, `suppressions:write`, `templates:write`,
-    /// `domains:write`.
+    /// `domains:write`, `inbound:read`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Send => "send",
@@ -82,6 +85,7 @@ impl Scope {
             Scope::SuppressionsWrite => "suppressions:write",
             Scope::TemplatesWrite => "templates:write",
             Scope::DomainsWrite => "domains:write",
+            Scope::InboundRead => "inbound:read",
         }
     }
 }
@@ -95,7 +99,7 @@ impl fmt::Display for Scope {
 /// A scope name that is not one of [`Scope::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown scope {0:?}; the scopes are send, read, suppressions:write, templates:write, domains:write"
+    "unknown scope {0:?}; the scopes are send, read, suppressions:write, templates:write, domains:write, inbound:read"
 )]
 pub struct UnknownScope(pub String);
 
@@ -666,7 +670,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_string(&Scopes::all()).unwrap(),
-            r#"["send","read","suppressions:write","templates:write","domains:write"]"#
+            r#"["send","read","suppressions:write","templates:write","domains:write","inbound:read"]"#
         );
     }
 

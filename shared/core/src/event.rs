@@ -48,6 +48,9 @@ pub enum EventKind {
     /// A recipient answered (a received message threaded to ours that is not an auto-reply):
     /// recorded in the history, no change of state.
     Replied,
+    /// An email was received (inbound): sent to app endpoints as `email.received` with the
+    /// parsed summary; never applied to a message's state or history.
+    Received,
     /// A documented event that is not about one message (account status, list uploads, stored
     /// inbound mail): kept for audit, never applied to a message.
     AccountNotice,
@@ -70,6 +73,7 @@ impl EventKind {
         EventKind::Clicked,
         EventKind::RenderingFailed,
         EventKind::Replied,
+        EventKind::Received,
         EventKind::AccountNotice,
         EventKind::Unknown,
     ];
@@ -89,6 +93,7 @@ impl EventKind {
             EventKind::Clicked => "clicked",
             EventKind::RenderingFailed => "rendering_failed",
             EventKind::Replied => "replied",
+            EventKind::Received => "received",
             EventKind::AccountNotice => "account_notice",
             EventKind::Unknown => "unknown",
         }
@@ -115,6 +120,7 @@ impl EventKind {
             EventKind::Unsubscribed
             | EventKind::Resubscribed
             | EventKind::Replied
+            | EventKind::Received
             | EventKind::AccountNotice
             | EventKind::Unknown => return None,
         })

@@ -89,7 +89,7 @@ pub mod sandbox;
 // One-click unsubscribe (RFC 8058): signed tokens, the headers that carry them, topics.
 pub mod unsubscribe;
 
-pub use unsubscribe::{UnsubscribeKeys, UnsubscribeLinks, UnsubscribeToken};
+pub use unsubscribe::{ReplyAddresses, UnsubscribeKeys, UnsubscribeLinks, UnsubscribeToken};
 
 // The message record: states, recipient statuses, send attempts and their precedence rules.
 pub mod message;

@@ -221,6 +221,12 @@ impl OutboundEmail {
         self.to.iter().chain(&self.cc).chain(&self.bcc)
     }
 
+    /// The `Message-ID` we give the message, `<msg_…@sender-domain>`: a reply names it in
+    /// `In-Reply-To`/`References`, and its local part threads the reply to this message.
+    pub fn rfc_message_id(&self) -> String {
+        format!("<{}@{}>", self.message_id, self.from.address.domain())
+    }
+
     /// The custom headers followed by our [`MESSAGE_ID_HEADER`], as every provider sends them.
     pub fn headers_with_message_id(&self) -> Vec<(&str, &str)> {
         self.headers
@@ -329,5 +335,26 @@ mod tests {
             "\"bulk\""
         );
         assert_eq!(MessageCategory::default().as_str(), "transactional");
+    }
+
+    #[test]
+    fn a_reply_naming_our_message_id_threads_to_the_message() {
+        let id = MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap();
+        let email = OutboundEmail::new(
+            id.clone(),
+            Mailbox::new(addr("news@example.com")),
+            addr("ana@example.org"),
+            "Hello",
+        );
+        assert_eq!(
+            email.rfc_message_id(),
+            "<msg_0123456789abcdefghjkmnpqrs@example.com>"
+        );
+        let reply = format!(
+            "From: ana@example.org\r\nIn-Reply-To: {}\r\nSubject: Re: Hello\r\n\r\nthanks\r\n",
+            email.rfc_message_id()
+        );
+        let parsed = crate::parse_mime(reply.as_bytes()).unwrap();
+        assert_eq!(parsed.our_message_ids(), vec![id]);
     }
 }

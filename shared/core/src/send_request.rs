@@ -192,6 +192,11 @@ pub mod code {
     /// 422: `correlation_id` is empty or has a character outside printable ASCII
     /// (`!` to `~` and space).
     pub const INVALID_CORRELATION_ID: &str = "invalid_correlation_id";
+    /// 422: `"track_replies": true` and this deployment sets no `INBOUND_DOMAIN` (or no
+    /// `UNSUBSCRIBE_SIGNING_KEYS` to sign reply addresses; checked by the accept service).
+    pub const TRACK_REPLIES_NOT_CONFIGURED: &str = "track_replies_not_configured";
+    /// 422: `"track_replies": true` with a `reply_to`: the reply address is the `Reply-To`.
+    pub const TRACK_REPLIES_WITH_REPLY_TO: &str = "track_replies_with_reply_to";
 }
 
 /// The codes answered with 400; every other code is 422.
@@ -350,6 +355,8 @@ pub struct ValidatedSend {
     pub send_at: Option<OffsetDateTime>,
     /// The only provider to send through (never fall back), if the caller chose one.
     pub provider: Option<ProviderId>,
+    /// `"track_replies": true`: the accept service sets a signed reply address as `Reply-To`.
+    pub track_replies: bool,
 }
 
 /// The outcome of validating one message.
@@ -509,6 +516,7 @@ pub struct SendRequest {
     topic: Option<String>,
     unsubscribe: Option<bool>,
     correlation_id: Option<String>,
+    track_replies: Option<bool>,
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
 }
@@ -543,6 +551,7 @@ impl fmt::Debug for SendRequest {
             .field("topic", &self.topic)
             .field("unsubscribe", &self.unsubscribe)
             .field("correlation_id", &self.correlation_id)
+            .field("track_replies", &self.track_replies)
             .field("unknown_fields", &self.unknown.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -550,7 +559,7 @@ impl fmt::Debug for SendRequest {
 
 const SEND_REQUEST_FIELDS: &str = "from, to, cc, bcc, reply_to, subject, html, text, headers, \
      attachments, tags, metadata, send_at, provider, category, template, topic, unsubscribe, \
-     correlation_id";
+     correlation_id, track_replies";
 
 impl SendRequest {
     /// Deserializes a `POST /v1/messages` body; a shape error is one 400 [`FieldError`].
@@ -780,6 +789,7 @@ struct Parts {
     topic: Option<String>,
     one_click: bool,
     correlation_id: Option<String>,
+    track_replies: bool,
 }
 
 impl Parts {
@@ -792,6 +802,7 @@ impl Parts {
     ) -> Option<Self> {
         let from = check_from(request.from, errors);
         let (to, cc, bcc) = check_recipients(request.to, request.cc, request.bcc, limits, errors);
+        let reply_to_given = request.reply_to.is_some();
         let reply_to = match request.reply_to {
             None => Some(None),
             Some(input) => check_bare_address(input, "reply_to".into(), errors).map(Some),
@@ -807,6 +818,15 @@ impl Parts {
         let provider = check_provider(request.provider, errors);
         let category = check_category(request.category, errors);
         let topic = check_topic(request.topic, errors);
+        let track_replies = request.track_replies.unwrap_or(false);
+        if track_replies && reply_to_given {
+            errors.push(
+                code::TRACK_REPLIES_WITH_REPLY_TO,
+                "track_replies".into(),
+                "`track_replies` sets the Reply-To to a reply address of this message; leave \
+                 `reply_to` out",
+            );
+        }
         let one_click = check_unsubscribe(
             request.unsubscribe,
             category,
@@ -837,6 +857,7 @@ impl Parts {
             topic: topic?,
             one_click: one_click?,
             correlation_id: correlation_id?,
+            track_replies,
         })
     }
 
@@ -863,6 +884,7 @@ impl Parts {
             },
             send_at: self.send_at,
             provider: self.provider,
+            track_replies: self.track_replies,
         }
     }
 }

@@ -270,6 +270,115 @@ impl UnsubscribeLinks {
     }
 }
 
+// ------------------------------------------------------------------------------ reply addresses
+
+/// The local-part prefix of a reply address: `reply+<token>@<INBOUND_DOMAIN>`.
+pub const REPLY_PREFIX: &str = "reply+";
+/// The HMAC domain of reply tokens: the same keys sign unsubscribe and reply tokens, and the
+/// different domain keeps a token of one kind from ever verifying as the other.
+const REPLY_DOMAIN: &[u8] = b"mailgate-reply-v1";
+/// Characters of a reply token: our id's 26-character body, then 32 base32 characters of key
+/// id and MAC (20 bytes). With `reply+` the local part is 64 characters, RFC 5321's limit.
+const REPLY_TOKEN_CHARS: usize = 26 + 32;
+
+impl UnsubscribeKeys {
+    fn reply_tag(key: &SigningKey, message_id: &MessageId) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key.secret)
+            .expect("HMAC-SHA256 takes keys of any length");
+        mac.update(REPLY_DOMAIN);
+        mac.update(message_id.as_str().as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let mut bytes = Vec::with_capacity(KEY_ID_LEN + MAC_LEN);
+        bytes.extend_from_slice(&key.id);
+        bytes.extend_from_slice(&tag[..MAC_LEN]);
+        crate::api_key::base32(&bytes)
+    }
+
+    /// The reply token of `message_id`, signed with the first key: lower-case base32 only (it
+    /// survives MTAs that fold the case of local parts), no address, nothing but our id.
+    pub fn sign_reply(&self, message_id: &MessageId) -> String {
+        let body = &message_id.as_str()[MessageId::PREFIX.len()..];
+        format!("{body}{}", Self::reply_tag(&self.keys[0], message_id))
+    }
+
+    /// The message a reply token names, if one of the keys signed it (compared in constant time).
+    pub fn verify_reply(&self, token: &str) -> Result<MessageId, TokenError> {
+        let token = token.to_ascii_lowercase();
+        if token.len() != REPLY_TOKEN_CHARS || !token.is_ascii() {
+            return Err(TokenError::Malformed);
+        }
+        let (body, tag) = token.split_at(26);
+        let message_id = MessageId::parse(&format!("{}{body}", MessageId::PREFIX))
+            .map_err(|_| TokenError::Malformed)?;
+        let matched = self.keys.iter().fold(subtle::Choice::from(0), |acc, key| {
+            let expected = Self::reply_tag(key, &message_id);
+            acc | subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), tag.as_bytes())
+        });
+        if bool::from(matched) {
+            Ok(message_id)
+        } else {
+            Err(TokenError::BadSignature)
+        }
+    }
+}
+
+/// How reply addresses are made and read: `reply+<token>@<INBOUND_DOMAIN>`, signed with the
+/// unsubscribe keys (`UNSUBSCRIBE_SIGNING_KEYS`) under their own HMAC domain.
+#[derive(Debug, Clone)]
+pub struct ReplyAddresses {
+    domain: String,
+    keys: UnsubscribeKeys,
+}
+
+/// The variable naming the domain whose mail mailgate receives for reply addresses.
+pub const INBOUND_DOMAIN_VAR: &str = "INBOUND_DOMAIN";
+
+impl ReplyAddresses {
+    /// Reply addresses at `domain` (lower-cased) signed with `keys`.
+    pub fn new(domain: &str, keys: UnsubscribeKeys) -> Self {
+        Self {
+            domain: domain.trim().trim_start_matches('@').to_ascii_lowercase(),
+            keys,
+        }
+    }
+
+    /// The reply address of `message_id`.
+    pub fn address(&self, message_id: &MessageId) -> String {
+        format!(
+            "{REPLY_PREFIX}{}@{}",
+            self.keys.sign_reply(message_id),
+            self.domain
+        )
+    }
+
+    /// The message `address` is the reply address of, when it is one of ours at our domain and
+    /// its token verifies.
+    pub fn message_of(&self, address: &str) -> Option<MessageId> {
+        let (local, domain) = address.trim().rsplit_once('@')?;
+        if !domain.eq_ignore_ascii_case(&self.domain) {
+            return None;
+        }
+        let token = local
+            .get(..REPLY_PREFIX.len())
+            .filter(|p| p.eq_ignore_ascii_case(REPLY_PREFIX))
+            .and_then(|_| local.get(REPLY_PREFIX.len()..))?;
+        self.keys.verify_reply(token).ok()
+    }
+}
+
+/// Reads `INBOUND_DOMAIN` and `UNSUBSCRIBE_SIGNING_KEYS` through `lookup`: `Ok(None)` unless
+/// both are set (then `"track_replies": true` is refused).
+pub fn reply_addresses_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<ReplyAddresses>, String> {
+    let domain = lookup(INBOUND_DOMAIN_VAR).filter(|v| !v.trim().is_empty());
+    let keys = keys_from_lookup(&lookup)?;
+    Ok(match (domain, keys) {
+        (Some(domain), Some(keys)) => Some(ReplyAddresses::new(&domain, keys)),
+        _ => None,
+    })
+}
+
 /// The base URL of the unsubscribe endpoint (the `unsubscribe` function's URL).
 pub const BASE_URL_VAR: &str = "UNSUBSCRIBE_BASE_URL";
 /// The signing keys, comma-separated; the first signs (a secret: `ssm:`/`secretsmanager:`
@@ -474,5 +583,45 @@ mod tests {
         assert_eq!(token_from_path("/abc"), Some("abc"));
         assert_eq!(token_from_path("/lambda-url/unsubscribe/abc/"), Some("abc"));
         assert_eq!(token_from_path("/"), None);
+    }
+
+    #[test]
+    fn reply_addresses_round_trip_fit_a_local_part_and_refuse_forgeries() {
+        let keys = UnsubscribeKeys::parse("reply-test-key-0123456789abcdefghijklmnop").unwrap();
+        let replies = ReplyAddresses::new("Inbound.Example.com", keys.clone());
+        let id = MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap();
+        let address = replies.address(&id);
+        let local = address.split('@').next().unwrap();
+        assert_eq!(local.len(), 64, "RFC 5321 caps a local part at 64");
+        assert!(address.ends_with("@inbound.example.com"));
+        assert!(!address.contains(|c: char| c.is_ascii_uppercase()));
+        assert_eq!(replies.message_of(&address), Some(id.clone()));
+        // Case folded by a relay, still ours.
+        assert_eq!(
+            replies.message_of(&address.to_ascii_uppercase()),
+            Some(id.clone())
+        );
+        // Another message's body with this tag, a changed tag, another domain: refused.
+        let other = MessageId::parse("msg_zzzzzzzzzzzzzzzzzzzzzzzzzz").unwrap();
+        let forged = address.replace(&id.as_str()[4..], &other.as_str()[4..]);
+        assert_eq!(replies.message_of(&forged), None);
+        let mut tampered = address.clone();
+        tampered.replace_range(40..41, if &address[40..41] == "a" { "b" } else { "a" });
+        assert_eq!(replies.message_of(&tampered), None);
+        assert_eq!(
+            replies.message_of(&address.replace("inbound.example.com", "example.org")),
+            None
+        );
+        // A token signed with a retired key verifies while that key is listed.
+        let rotated = ReplyAddresses::new(
+            "inbound.example.com",
+            UnsubscribeKeys::parse(
+                "a-newer-reply-test-key-0123456789abcdefghij,reply-test-key-0123456789abcdefghijklmnop",
+            )
+            .unwrap(),
+        );
+        assert_eq!(rotated.message_of(&address), Some(id.clone()));
+        // An unsubscribe token never passes as a reply token.
+        assert!(keys.verify_reply(&keys.sign(&id, 0)).is_err());
     }
 }

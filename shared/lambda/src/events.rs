@@ -225,7 +225,10 @@ fn kind_metric(kind: EventKind) -> Option<&'static str> {
         EventKind::RenderingFailed => "RenderingFailures",
         EventKind::Unknown => "UnknownEvents",
         EventKind::Replied => "Replies",
-        EventKind::Bounced | EventKind::Resubscribed | EventKind::AccountNotice => return None,
+        EventKind::Bounced
+        | EventKind::Resubscribed
+        | EventKind::AccountNotice
+        | EventKind::Received => return None,
     })
 }
 

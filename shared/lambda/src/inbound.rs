@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use mailgate_aws::{AwsClients, DynamoDbInboundRecords, S3InboundObjects, SqsEventQueue};
-use mailgate_services::inbound::{Inbound, InboundPorts};
+use mailgate_services::inbound::{Inbound, InboundPorts, InboundReads};
 
 /// Days received mail is kept when `INBOUND_RETENTION_DAYS` is not set (the template default).
 pub const DEFAULT_INBOUND_RETENTION_DAYS: i64 = 30;
@@ -72,6 +72,22 @@ pub fn inbound_service(
             events_queue_url.to_owned(),
         )),
     })
+}
+
+/// The read side of received mail (send-api's `/v1/inbound…`) on S3 and the inbound table.
+pub fn inbound_reads(clients: &AwsClients, settings: &InboundSettings) -> InboundReads {
+    InboundReads::new(
+        Arc::new(S3InboundObjects::new(
+            clients.s3.clone(),
+            settings.bucket.clone(),
+        )),
+        Arc::new(DynamoDbInboundRecords::new(
+            clients.dynamodb.clone(),
+            settings.table.clone(),
+            settings.retention_secs,
+        )),
+        Arc::new(mailgate_core::SystemClock),
+    )
 }
 
 #[cfg(test)]

@@ -101,6 +101,10 @@ pub struct AcceptSettings {
     /// `UNSUBSCRIBE_SIGNING_KEYS`, `UNSUBSCRIBE_MAILTO`); without them, messages that need one
     /// (bulk, or `"unsubscribe": true`) are refused with `unsubscribe_not_configured`.
     pub unsubscribe: Option<UnsubscribeLinks>,
+    /// How reply addresses are made for `"track_replies": true` (`INBOUND_DOMAIN`, signed with
+    /// `UNSUBSCRIBE_SIGNING_KEYS`); without them such messages are refused with
+    /// `track_replies_not_configured`.
+    pub replies: Option<mailgate_core::ReplyAddresses>,
 }
 
 /// 422: a message needs a one-click unsubscribe link and this deployment has none configured.
@@ -124,6 +128,34 @@ fn attach_unsubscribe(
         ));
     };
     email.headers.extend(links.headers(&email.message_id, 0));
+    Ok(())
+}
+
+/// 422: `"track_replies": true` and this deployment has no reply addresses configured.
+pub use mailgate_core::send_request::code::TRACK_REPLIES_NOT_CONFIGURED;
+
+/// Sets the signed reply address `reply+<token>@<INBOUND_DOMAIN>` as the `Reply-To` of a
+/// message that asks for `"track_replies": true`, so a reply threads to it whatever the
+/// provider does to its `Message-ID`.
+fn attach_reply_address(
+    replies: Option<&mailgate_core::ReplyAddresses>,
+    valid: &mut mailgate_core::send_request::ValidatedSend,
+) -> Result<(), FieldError> {
+    if !valid.track_replies {
+        return Ok(());
+    }
+    let not_configured = || {
+        FieldError::new(
+            TRACK_REPLIES_NOT_CONFIGURED,
+            "track_replies",
+            "`track_replies` needs a domain whose mail mailgate receives; this deployment sets \
+             no INBOUND_DOMAIN (and UNSUBSCRIBE_SIGNING_KEYS to sign reply addresses)",
+        )
+    };
+    let replies = replies.ok_or_else(not_configured)?;
+    let address = mailgate_core::EmailAddress::parse(&replies.address(&valid.email.message_id))
+        .map_err(|_| not_configured())?;
+    valid.email.reply_to = Some(address);
     Ok(())
 }
 
@@ -786,12 +818,16 @@ impl MessageIntake {
         if let Err(error) = self.check_sender(key.environment, &valid).await {
             return (AcceptOutcome::Invalid(vec![error]), false);
         }
+        if let Err(error) = attach_reply_address(self.settings.replies.as_ref(), &mut valid) {
+            return (AcceptOutcome::Invalid(vec![error]), false);
+        }
         let now_ms = UnixMillis::from(now);
         let state = self.start_state(&valid, now_ms).await;
         let ValidatedSend {
             email,
             send_at,
             provider,
+            ..
         } = valid;
         // The warm path reads nothing before the write that records the message: that write
         // checks the cached API key and every recipient's suppression items itself. When a
@@ -1107,6 +1143,8 @@ impl MessageIntake {
                 attach_unsubscribe(self.settings.unsubscribe.as_ref(), &mut v.email)
                     .and_then(|()| check_environment(key.environment, &v.email))
                     .map_err(|e| vec![e.prefixed(&format!("messages[{index}]"))])?;
+                attach_reply_address(self.settings.replies.as_ref(), &mut v)
+                    .map_err(|e| vec![e.prefixed(&format!("messages[{index}]"))])?;
                 Ok(v)
             });
             let valid = match item {
@@ -1131,6 +1169,7 @@ impl MessageIntake {
                 email,
                 send_at,
                 provider,
+                ..
             } = valid;
             let on_topic = email
                 .topic
@@ -1315,6 +1354,10 @@ mod tests_support {
                 )
                 .unwrap(),
             ),
+            replies: Some(mailgate_core::ReplyAddresses::new(
+                "inbound.example.test",
+                UnsubscribeKeys::parse(TEST_UNSUBSCRIBE_KEY).unwrap(),
+            )),
         };
         Harness {
             intake: MessageIntake::new(ports, delivery, settings),

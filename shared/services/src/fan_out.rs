@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mailgate_core::ports::{EndpointDirectory, OutboundDelivery, OutboundQueue};
 use mailgate_core::{
-    CorrelatedMessage, DeliveryEvent, Endpoint, StoreError, UnixMillis, app_event_key,
+    CorrelatedMessage, DeliveryEvent, Endpoint, EventKind, StoreError, UnixMillis, app_event_key,
     app_webhook_body, webhook_message_id,
 };
 
@@ -100,6 +100,35 @@ impl AppWebhookFanOut {
         if let Ok(mut cache) = self.cache.lock() {
             *cache = None;
         }
+    }
+
+    /// Enqueues `body`, a prepared app-webhook body of `kind` (one not built from a delivery
+    /// event, such as `email.received`), to every enabled endpoint that accepts `kind`; the
+    /// `webhook-id` derives from `event_key`, so a repeat keeps its id. Returns how many.
+    pub async fn fan_out_body(
+        &self,
+        kind: EventKind,
+        event_key: &str,
+        body: &str,
+    ) -> Result<usize, FanOutError> {
+        let endpoints = self.enabled().await.map_err(FanOutError::Endpoints)?;
+        let deliveries: Vec<OutboundDelivery> = endpoints
+            .iter()
+            .filter(|e| e.accepts(kind))
+            .map(|e| OutboundDelivery {
+                endpoint_id: e.id.clone(),
+                webhook_id: webhook_message_id(&e.id, event_key),
+                body: body.to_owned(),
+            })
+            .collect();
+        if deliveries.is_empty() {
+            return Ok(0);
+        }
+        self.queue
+            .enqueue(&deliveries)
+            .await
+            .map_err(FanOutError::Queue)?;
+        Ok(deliveries.len())
     }
 
     /// Enqueues one delivery per (matching enabled endpoint, event) and returns how many.

@@ -13,18 +13,33 @@
 //! | process  | already past `received`                   | done (a redelivered queue message)         |
 //! | process  | no record, or no raw object               | poison: parked, never retried              |
 //! | process  | a store failed                            | retried by the queue                       |
+//! | process  | parsed or `parse_failed`, hand-off wired  | `email.received` to the app endpoints (again on a redelivery: same `webhook-id`) |
+//!
+//! [`InboundReads`] serves the read API: listings through the table's indexes, one record, and
+//! presigned links to the raw message and attachments ([`DOWNLOAD_LINK_TTL`]).
 //!
 //! A record left `received` because its parse request was never queued is parsed when the
 //! source retries (the retry finds the record as a duplicate and queues the request again).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use mailgate_core::inbound::{attachment_key, inbound_queue_message, thread_events};
+use mailgate_core::inbound::{
+    DownloadLink, InboundPage, InboundQuery, ReceivedLinks, attachment_key, inbound_queue_message,
+    received_event_key, received_webhook_body, thread_events,
+};
 use mailgate_core::ports::{EventsQueue, InboundObjects, InboundRecorded, InboundRecords};
 use mailgate_core::{
-    Clock, DeliveryEvent, InboundId, InboundKind, InboundMessage, InboundSource, InboundStatus,
-    MessageId, StoreError, UnixMillis, parse_mime,
+    Clock, DeliveryEvent, EventKind, InboundAttachment, InboundId, InboundKind, InboundMessage,
+    InboundSource, InboundStatus, MessageId, StoreError, UnixMillis, parse_mime,
 };
+
+use crate::fan_out::{AppWebhookFanOut, FanOutError};
+
+/// How long a download link (raw message, attachment) works: long enough for an app to fetch
+/// what a webhook announced, short enough that a leaked link soon stops working. A fresh link
+/// is one `GET /v1/inbound/{id}/raw` away.
+pub const DOWNLOAD_LINK_TTL: Duration = Duration::from_secs(3600);
 
 /// The ports inbound email is written against.
 #[derive(Clone)]
@@ -86,6 +101,9 @@ pub enum InboundError {
     /// The record's raw message is gone (expired): nothing to retry.
     #[error("the raw message of {0} is missing")]
     RawMissing(InboundId),
+    /// The `email.received` deliveries could not be enqueued.
+    #[error(transparent)]
+    HandOff(#[from] FanOutError),
 }
 
 impl InboundError {
@@ -94,14 +112,24 @@ impl InboundError {
         match self {
             Self::Store(e) => !e.is_retryable(),
             Self::UnknownRecord(_) | Self::RawMissing(_) => true,
+            Self::HandOff(FanOutError::Endpoints(e) | FanOutError::Queue(e)) => !e.is_retryable(),
         }
     }
+}
+
+/// Where parsed messages are handed to the team's app (`email.received`).
+#[derive(Clone)]
+struct HandOff {
+    fan_out: Arc<AppWebhookFanOut>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Receiving and parsing inbound email.
 #[derive(Clone)]
 pub struct Inbound {
     ports: InboundPorts,
+    hand_off: Option<HandOff>,
+    replies: Option<mailgate_core::ReplyAddresses>,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -113,7 +141,56 @@ impl std::fmt::Debug for Inbound {
 impl Inbound {
     /// The service on `ports`.
     pub fn new(ports: InboundPorts) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            hand_off: None,
+            replies: None,
+        }
+    }
+
+    /// The same service threading a message sent to one of our reply addresses
+    /// (`reply+<token>@<INBOUND_DOMAIN>`, `"track_replies": true`) to the message it names.
+    pub fn with_reply_addresses(mut self, replies: Option<mailgate_core::ReplyAddresses>) -> Self {
+        self.replies = replies;
+        self
+    }
+
+    /// The message of ours a reply address among the envelope recipient, `To` and `Cc` names:
+    /// signed by us, so it wins over the `In-Reply-To`/`References` a sender can write freely.
+    fn reply_address_thread(
+        &self,
+        record: &InboundMessage,
+        mail: &mailgate_core::ParsedMail,
+    ) -> Option<MessageId> {
+        let replies = self.replies.as_ref()?;
+        std::iter::once(record.recipient.as_str())
+            .chain(mail.to.iter().chain(&mail.cc).map(|a| a.address.as_str()))
+            .find_map(|address| replies.message_of(address))
+    }
+
+    /// The same service announcing every processed message to the app endpoints through
+    /// `fan_out` as `email.received`, its links signed at `clock`'s time.
+    pub fn with_hand_off(mut self, fan_out: Arc<AppWebhookFanOut>, clock: Arc<dyn Clock>) -> Self {
+        self.hand_off = Some(HandOff { fan_out, clock });
+        self
+    }
+
+    /// Sends `email.received` for a processed record, when a hand-off is wired.
+    async fn announce(&self, record: &InboundMessage) -> Result<(), InboundError> {
+        let Some(hand_off) = &self.hand_off else {
+            return Ok(());
+        };
+        let now = UnixMillis::from_datetime(hand_off.clock.now());
+        let links = received_links(self.ports.objects.as_ref(), record, now).await?;
+        hand_off
+            .fan_out
+            .fan_out_body(
+                EventKind::Received,
+                &received_event_key(record),
+                &received_webhook_body(record, &links),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Stores a verified message's raw MIME, records it once and queues its parsing. Only an
@@ -192,6 +269,8 @@ impl Inbound {
             .await?
             .ok_or_else(|| InboundError::UnknownRecord(id.clone()))?;
         if record.status != InboundStatus::Received {
+            // The announcement may not have gone out before the redelivery: again, same id.
+            self.announce(&record).await?;
             return Ok(InboundProcessed::AlreadyDone {
                 id: id.clone(),
                 events: thread_events(&record),
@@ -210,10 +289,9 @@ impl Inbound {
             Ok(mail) => mail,
             Err(malformed) => {
                 tracing::warn!(inbound = %id, reason = malformed.code(), "inbound message is not readable MIME; kept as parse_failed");
-                self.ports
-                    .records
-                    .update(&record.parse_failed(&malformed))
-                    .await?;
+                let failed = record.parse_failed(&malformed);
+                self.ports.records.update(&failed).await?;
+                self.announce(&failed).await?;
                 return Ok(InboundProcessed::ParseFailed(id.clone()));
             }
         };
@@ -230,17 +308,126 @@ impl Inbound {
         // A DSN is about the message it returns; anything else threads by its ancestors.
         let thread = match (&mail.kind, &mail.dsn) {
             (InboundKind::Dsn, Some(dsn)) => dsn.original.clone(),
-            _ => mail.our_message_ids().into_iter().next(),
+            _ => self
+                .reply_address_thread(&record, &mail)
+                .or_else(|| mail.our_message_ids().into_iter().next()),
         };
         let kind = mail.kind;
         let parsed = record.parsed(&mail, thread.clone());
         self.ports.records.update(&parsed).await?;
+        self.announce(&parsed).await?;
         Ok(InboundProcessed::Parsed {
             id: id.clone(),
             kind,
             thread,
             events: thread_events(&parsed),
         })
+    }
+}
+
+/// A presigned link to `key`, valid for [`DOWNLOAD_LINK_TTL`] from `now`.
+async fn link(
+    objects: &dyn InboundObjects,
+    key: &str,
+    now: UnixMillis,
+) -> Result<DownloadLink, StoreError> {
+    Ok(DownloadLink {
+        url: objects.download_link(key, DOWNLOAD_LINK_TTL).await?,
+        expires_at: now.saturating_add(DOWNLOAD_LINK_TTL),
+    })
+}
+
+/// The links of a record: its raw message and each attachment.
+async fn received_links(
+    objects: &dyn InboundObjects,
+    record: &InboundMessage,
+    now: UnixMillis,
+) -> Result<ReceivedLinks, StoreError> {
+    let raw = link(objects, &record.raw_key, now).await?;
+    let mut attachments = Vec::new();
+    for a in record.summary.iter().flat_map(|s| &s.attachments) {
+        attachments.push(link(objects, &attachment_key(&record.id, a.index), now).await?);
+    }
+    Ok(ReceivedLinks { raw, attachments })
+}
+
+/// Reading received mail for the API: listings, records and download links.
+#[derive(Clone)]
+pub struct InboundReads {
+    objects: Arc<dyn InboundObjects>,
+    records: Arc<dyn InboundRecords>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for InboundReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundReads").finish_non_exhaustive()
+    }
+}
+
+impl InboundReads {
+    /// Reads over `records`, links to `objects`, expiry times from `clock`.
+    pub fn new(
+        objects: Arc<dyn InboundObjects>,
+        records: Arc<dyn InboundRecords>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            objects,
+            records,
+            clock,
+        }
+    }
+
+    fn now(&self) -> UnixMillis {
+        UnixMillis::from_datetime(self.clock.now())
+    }
+
+    /// One page of a listing.
+    pub async fn list(&self, query: &InboundQuery) -> Result<InboundPage, StoreError> {
+        self.records.list(query).await
+    }
+
+    /// One record.
+    pub async fn get(&self, id: &InboundId) -> Result<Option<InboundMessage>, StoreError> {
+        self.records.get(id).await
+    }
+
+    /// A link to the raw message of `id`, if there is such a record.
+    pub async fn raw_link(&self, id: &InboundId) -> Result<Option<DownloadLink>, StoreError> {
+        let Some(record) = self.records.get(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            link(self.objects.as_ref(), &record.raw_key, self.now()).await?,
+        ))
+    }
+
+    /// Attachment `index` of `id` with a link to its bytes, if both exist.
+    pub async fn attachment_link(
+        &self,
+        id: &InboundId,
+        index: u32,
+    ) -> Result<Option<(InboundAttachment, DownloadLink)>, StoreError> {
+        let Some(record) = self.records.get(id).await? else {
+            return Ok(None);
+        };
+        let Some(attachment) = record
+            .summary
+            .iter()
+            .flat_map(|s| &s.attachments)
+            .find(|a| a.index == index)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let link = link(
+            self.objects.as_ref(),
+            &attachment_key(id, index),
+            self.now(),
+        )
+        .await?;
+        Ok(Some((attachment, link)))
     }
 }
 
@@ -534,5 +721,194 @@ mod tests {
         let err = h.inbound.process(&orphan.id).await.unwrap_err();
         assert!(matches!(err, InboundError::RawMissing(_)));
         assert!(err.is_poison());
+    }
+
+    #[tokio::test]
+    async fn a_processed_message_is_announced_as_email_received_once_per_id_even_when_redelivered()
+    {
+        use crate::testing::{MemoryEndpoints, MemoryOutbound};
+        use mailgate_core::{Endpoint, EndpointFilter, EndpointUrl};
+        let h = harness();
+        let endpoints = Arc::new(MemoryEndpoints::default());
+        let (wants_received, _) = Endpoint::new(
+            EndpointUrl::parse("https://app.example.com/hook").unwrap(),
+            EndpointFilter::parse_list("email.received").unwrap(),
+            UnixMillis(0),
+        );
+        let (bounces_only, _) = Endpoint::new(
+            EndpointUrl::parse("https://app.example.com/bounces").unwrap(),
+            EndpointFilter::parse_list("email.bounced").unwrap(),
+            UnixMillis(0),
+        );
+        endpoints
+            .endpoints
+            .lock()
+            .unwrap()
+            .extend([wants_received.clone(), bounces_only]);
+        let outbound = Arc::new(MemoryOutbound::default());
+        let inbound = h.inbound.clone().with_hand_off(
+            Arc::new(AppWebhookFanOut::new(endpoints, outbound.clone())),
+            Arc::new(FixedClock::new(datetime!(2026-12-04 10:00 UTC))),
+        );
+        let InboundReceived::Queued(id) = inbound
+            .receive(REPLY, &source("pm-1"), &h.clock)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new message")
+        };
+        inbound.process(&id).await.unwrap();
+        let deliveries = outbound.deliveries.lock().unwrap().clone();
+        assert_eq!(deliveries.len(), 1);
+        assert_eq!(deliveries[0].endpoint_id, wants_received.id);
+        let body: serde_json::Value = serde_json::from_str(&deliveries[0].body).unwrap();
+        assert_eq!(body["type"], "email.received");
+        assert_eq!(body["data"]["id"], id.as_str());
+        assert_eq!(body["data"]["thread"], "msg_0123456789abcdefghjkmnpqrs");
+        assert_eq!(body["data"]["text"].as_str().map(str::trim), Some("thanks"));
+        assert!(
+            body["data"]["raw_url"]
+                .as_str()
+                .unwrap()
+                .contains(&raw_key(&id))
+        );
+        assert!(
+            body["data"]["attachments"][0]["url"]
+                .as_str()
+                .unwrap()
+                .contains(&attachment_key(&id, 0))
+        );
+        assert_eq!(body["data"]["links_expire_at"], "2026-12-04T11:00:00Z");
+
+        // A redelivered parse request announces again under the same webhook-id.
+        inbound.process(&id).await.unwrap();
+        let deliveries = outbound.deliveries.lock().unwrap().clone();
+        assert_eq!(deliveries.len(), 2);
+        assert_eq!(deliveries[0].webhook_id, deliveries[1].webhook_id);
+
+        // A failed enqueue leaves the request for a retry (not poison).
+        outbound
+            .faults
+            .fail_next("enqueue", StoreErrorKind::Transient);
+        let err = inbound.process(&id).await.unwrap_err();
+        assert!(matches!(err, InboundError::HandOff(_)));
+        assert!(!err.is_poison());
+    }
+
+    #[tokio::test]
+    async fn reads_list_by_thread_and_recipient_page_by_cursor_and_link_raw_and_attachments() {
+        use mailgate_core::inbound::{InboundListing, InboundQuery};
+        let h = harness();
+        let mut ids = Vec::new();
+        for (n, at) in [(1, 10), (2, 20), (3, 30)] {
+            let clock =
+                FixedClock::new(datetime!(2026-12-04 10:00 UTC) + time::Duration::minutes(at));
+            let InboundReceived::Queued(id) = h
+                .inbound
+                .receive(
+                    REPLY,
+                    &{
+                        let mut s = source(&format!("pm-{n}"));
+                        s.message_id = None;
+                        s
+                    },
+                    &clock,
+                )
+                .await
+                .unwrap()
+            else {
+                panic!("expected a new message")
+            };
+            h.inbound.process(&id).await.unwrap();
+            ids.push(id);
+        }
+        let reads = InboundReads::new(
+            h.objects.clone(),
+            h.records.clone(),
+            Arc::new(FixedClock::new(datetime!(2026-12-04 10:00 UTC))),
+        );
+        let thread = MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap();
+        let mut query = InboundQuery {
+            listing: InboundListing::Thread {
+                thread,
+                recipient: Some("support@example.com".into()),
+            },
+            after: None,
+            before: None,
+            limit: 2,
+            cursor: None,
+        };
+        let first = reads.list(&query).await.unwrap();
+        assert_eq!(
+            first.items.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            [ids[2].clone(), ids[1].clone()]
+        );
+        query.cursor = first.next_cursor;
+        let second = reads.list(&query).await.unwrap();
+        assert_eq!(second.items.len(), 1);
+        assert_eq!(second.items[0].id, ids[0]);
+        assert_eq!(second.next_cursor, None);
+
+        let raw = reads.raw_link(&ids[0]).await.unwrap().unwrap();
+        assert!(raw.url.contains(&raw_key(&ids[0])));
+        let (attachment, link) = reads.attachment_link(&ids[0], 0).await.unwrap().unwrap();
+        assert_eq!(attachment.content_type, "application/pdf");
+        assert!(link.url.contains(&attachment_key(&ids[0], 0)));
+        assert_eq!(reads.attachment_link(&ids[0], 7).await.unwrap(), None);
+        assert_eq!(reads.raw_link(&InboundId::generate()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_reply_to_a_signed_reply_address_threads_to_its_message_and_a_forged_one_does_not() {
+        let keys =
+            mailgate_core::UnsubscribeKeys::parse("reply-test-key-0123456789abcdefghijklmnop")
+                .unwrap();
+        let replies = mailgate_core::ReplyAddresses::new("in.example.com", keys);
+        let h = harness();
+        let inbound = h
+            .inbound
+            .clone()
+            .with_reply_addresses(Some(replies.clone()));
+        let ours = MessageId::parse("msg_zzzzzzzzzzzzzzzzzzzzzzzzzz").unwrap();
+        let address = replies.address(&ours);
+        // No In-Reply-To at all: the address alone threads it.
+        let raw = format!(
+            "From: ana@example.org\r\nTo: {address}\r\nSubject: Re: hi\r\nMessage-ID: <r1@example.org>\r\n\r\nthanks\r\n"
+        );
+        let mut src = source("pm-reply-addr");
+        src.recipient = address.clone();
+        let InboundReceived::Queued(id) = inbound
+            .receive(raw.as_bytes(), &src, &h.clock)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new message")
+        };
+        let InboundProcessed::Parsed { thread, events, .. } = inbound.process(&id).await.unwrap()
+        else {
+            panic!("expected a parsed message")
+        };
+        assert_eq!(thread, Some(ours.clone()));
+        assert_eq!(events[0].message_id, Some(ours.clone()));
+
+        // A token edited to name another message threads nowhere.
+        let other = MessageId::parse("msg_0123456789abcdefghjkmnpqrs").unwrap();
+        let forged = address.replace(&ours.as_str()[4..], &other.as_str()[4..]);
+        let raw =
+            format!("From: eve@example.org\r\nTo: {forged}\r\nSubject: Re: hi\r\n\r\nhello\r\n");
+        let mut src = source("pm-forged");
+        src.recipient = forged;
+        src.message_id = None;
+        let InboundReceived::Queued(id) = inbound
+            .receive(raw.as_bytes(), &src, &h.clock)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new message")
+        };
+        let InboundProcessed::Parsed { thread, .. } = inbound.process(&id).await.unwrap() else {
+            panic!("expected a parsed message")
+        };
+        assert_eq!(thread, None);
     }
 }

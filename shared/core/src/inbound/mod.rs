@@ -15,6 +15,7 @@
 mod dsn;
 mod parse;
 mod record;
+mod view;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,10 @@ pub use parse::parse_mime;
 pub use record::{
     InboundMessage, InboundSource, InboundStatus, InboundSummary, MAX_STORED_BODY_BYTES,
     attachment_key, dsn_bounce_events, raw_key, thread_events,
+};
+pub use view::{
+    DownloadLink, InboundCursor, InboundListing, InboundPage, InboundQuery, InvalidInboundCursor,
+    MAX_WEBHOOK_BODY_BYTES, ReceivedLinks, inbound_json, received_event_key, received_webhook_body,
 };
 
 /// One mailbox of a header (`Name <local@domain>`), as written by the sender (not validated:

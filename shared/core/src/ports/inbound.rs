@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{BoxFuture, StoreError};
+use crate::inbound::{InboundPage, InboundQuery};
 use crate::{InboundId, InboundMessage};
 
 /// Object storage for received mail: raw MIME and attachment bytes, encrypted at rest, expiring
@@ -56,4 +57,10 @@ pub trait InboundRecords: Send + Sync {
         &'a self,
         id: &'a InboundId,
     ) -> BoxFuture<'a, Result<Option<InboundMessage>, StoreError>>;
+
+    /// One page of records, newest first, read through the index `query` names (never a scan).
+    fn list<'a>(
+        &'a self,
+        query: &'a InboundQuery,
+    ) -> BoxFuture<'a, Result<InboundPage, StoreError>>;
 }

@@ -158,6 +158,8 @@ pub fn form_fields(email: &OutboundEmail) -> Vec<(String, String)> {
     for (name, value) in email.headers_with_message_id() {
         fields.push((format!("h:{name}"), value.to_owned()));
     }
+    // Mailgun honours `h:Message-Id` (its FAQ on tracking replies): replies thread by it.
+    fields.push(("h:Message-Id".into(), email.rfc_message_id()));
     fields.extend(
         email
             .tags
@@ -282,6 +284,7 @@ mod tests {
         e.metadata.insert("order".into(), "42".into());
         e.correlation_id = Some("order 42".into());
         let fields = form_fields(&e);
+        let message_id_header = format!("<{id}@example.com>");
         let expected: Vec<(String, String)> = [
             ("from", "\"Example, Inc.\" <news@example.com>"),
             ("to", "a@example.org"),
@@ -292,6 +295,7 @@ mod tests {
             ("h:Reply-To", "support@example.com"),
             ("h:X-Campaign", "spring"),
             ("h:X-Mailgate-Message-Id", id.as_str()),
+            ("h:Message-Id", message_id_header.as_str()),
             ("o:tag", "a"),
             ("o:tag", "b"),
             ("o:tag", "c"),

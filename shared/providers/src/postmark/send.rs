@@ -3,7 +3,9 @@
 //! The body is PascalCase JSON authenticated by `X-Postmark-Server-Token`. Our id travels in
 //! `Metadata.mailgate_message_id` (echoed in every webhook) and as the `X-Mailgate-Message-Id`
 //! header. Success is `200 {"MessageID": …, "ErrorCode": 0, "Message": "OK"}`; every answer is
-//! checked for a non-zero `ErrorCode`, whatever its status.
+//! checked for a non-zero `ErrorCode`, whatever its status. No `Message-ID` of ours is sent:
+//! Postmark generates its own and ignores a caller's, so replies to Postmark sends thread by
+//! `track_replies` reply addresses (docs/inbound.md).
 //!
 //! | `ErrorCode` (any status) | meaning | category | outcome |
 //! |---|---|---|---|

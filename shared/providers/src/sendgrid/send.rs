@@ -133,11 +133,13 @@ pub fn request_body(email: &OutboundEmail) -> Value {
         content.push(json!({ "type": "text/html", "value": html }));
     }
 
-    let headers: Map<String, Value> = email
+    let mut headers: Map<String, Value> = email
         .headers_with_message_id()
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.into()))
         .collect();
+    // SendGrid keeps a caller's Message-ID in the delivered mail: replies thread by it.
+    headers.insert("Message-ID".into(), email.rfc_message_id().into());
 
     // Caller metadata first, so our id wins a clash.
     let mut custom_args: Map<String, Value> = email
@@ -321,7 +323,11 @@ mod tests {
         );
         assert_eq!(
             body["headers"],
-            json!({"X-Campaign": "spring", "X-Mailgate-Message-Id": id})
+            json!({
+                "X-Campaign": "spring",
+                "X-Mailgate-Message-Id": id,
+                "Message-ID": format!("<{id}@example.com>"),
+            })
         );
         assert_eq!(
             body["custom_args"],

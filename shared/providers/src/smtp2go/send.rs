@@ -131,6 +131,11 @@ pub fn request_body(email: &OutboundEmail) -> Value {
                 .into_iter()
                 .map(|(name, value)| json!({ "header": name, "value": value })),
         )
+        // Our Message-ID, for replies to thread by (SMTP2GO documents custom headers but not
+        // whether it keeps this one: `track_replies` threads regardless).
+        .chain(std::iter::once(
+            json!({ "header": "Message-ID", "value": email.rfc_message_id() }),
+        ))
         .collect();
     body.insert("custom_headers".into(), Value::Array(custom_headers));
     if !email.attachments.is_empty() {
@@ -237,6 +242,7 @@ mod tests {
                     {"header": "Reply-To", "value": "support@example.com"},
                     {"header": "X-Campaign", "value": "spring"},
                     {"header": "X-Mailgate-Message-Id", "value": id.as_str()},
+                    {"header": "Message-ID", "value": format!("<{id}@example.com>")},
                 ],
                 "attachments": [{"filename": "a.txt", "fileblob": "aGVsbG8=", "mimetype": "text/plain"}],
             })

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use mailgate_core::inbound::{InboundCursor, InboundListing, InboundPage, InboundQuery};
 use mailgate_core::ports::{BoxFuture, InboundObjects, InboundRecorded, InboundRecords};
 use mailgate_core::{InboundId, InboundMessage, StoreError, StoreErrorKind};
 
@@ -137,6 +138,53 @@ impl InboundRecords for MemoryInboundRecords {
             .faults
             .take("get")
             .map(|()| lock(&self.records).get(id).cloned());
+        Box::pin(async move { result })
+    }
+
+    fn list<'a>(
+        &'a self,
+        query: &'a InboundQuery,
+    ) -> BoxFuture<'a, Result<InboundPage, StoreError>> {
+        let result = self.faults.take("list").map(|()| {
+            let lower = |s: &str| s.trim().to_ascii_lowercase();
+            let mut matching: Vec<InboundMessage> = lock(&self.records)
+                .values()
+                .filter(|r| match &query.listing {
+                    InboundListing::All => true,
+                    InboundListing::Recipient(to) => lower(&r.recipient) == *to,
+                    InboundListing::Thread { thread, recipient } => {
+                        r.thread.as_ref() == Some(thread)
+                            && recipient
+                                .as_ref()
+                                .is_none_or(|to| lower(&r.recipient) == *to)
+                    }
+                })
+                .filter(|r| query.after.is_none_or(|a| r.received_at > a))
+                .filter(|r| query.before.is_none_or(|b| r.received_at < b))
+                .cloned()
+                .collect();
+            // Newest first, ties by id, as the indexes order them.
+            matching.sort_by(|a, b| {
+                (b.received_at, b.id.as_str()).cmp(&(a.received_at, a.id.as_str()))
+            });
+            if let Some(c) = &query.cursor {
+                matching
+                    .retain(|r| (r.received_at, r.id.as_str()) < (c.received_at, c.id.as_str()));
+            }
+            let more = matching.len() > query.limit;
+            matching.truncate(query.limit);
+            let next_cursor = more.then(|| {
+                let last = &matching[matching.len() - 1];
+                InboundCursor {
+                    received_at: last.received_at,
+                    id: last.id.clone(),
+                }
+            });
+            InboundPage {
+                items: matching,
+                next_cursor,
+            }
+        });
         Box::pin(async move { result })
     }
 }
