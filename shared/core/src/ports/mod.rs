@@ -31,7 +31,7 @@ pub use send::{
     ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Sleeper, StoredMessage,
     SuppressionCheck,
 };
-pub use stats::DeliveryStats;
+pub use stats::{DeliveryStats, ReputationGuard, RouteGuard};
 pub use sweep::{HeldMessages, ReleaseSendQueue, StalledMessages};
 pub use templates::{TemplatePage, TemplateRecord, TemplateStore, TemplateVersion};
 pub use webhooks::{Enqueued, EventsQueue, ReceiptEvents, WebhookReceipts};
