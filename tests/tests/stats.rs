@@ -447,3 +447,54 @@ async fn stats_parameters_are_validated_and_need_the_read_scope() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn a_lapsed_sending_lease_counts_unknown_once_whoever_finds_it() {
+    use mailgate_aws::DynamoDbMessages;
+    use mailgate_core::{
+        ApiKeyId, EmailAddress, Mailbox, MessageId, MessageRecord, MessageState, OutboundEmail,
+        UnixMillis,
+    };
+    let t = TestStack::new().await;
+    let api = api(&t);
+    let auth = key(&t, KeyEnvironment::Test, "read").await;
+    let store = DynamoDbMessages::new(t.clients.dynamodb.clone(), t.table("MessagesTable"));
+    let now = UnixMillis::from(OffsetDateTime::now_utc());
+    let lapsed = || async {
+        let email = OutboundEmail::new(
+            MessageId::generate(),
+            Mailbox::new(EmailAddress::parse("hello@example.com").unwrap()),
+            EmailAddress::parse("jane@example.org").unwrap(),
+            "Hello",
+        );
+        let mut record = MessageRecord::new(
+            &email,
+            ApiKeyId::generate(),
+            KeyEnvironment::Test,
+            MessageState::Sending,
+            now,
+            None,
+            &[],
+        );
+        record.sending_until = Some(UnixMillis(now.as_i64() - 1_000));
+        store.create(&record, &email).await.unwrap();
+        record.id
+    };
+    // The sweeper finds one (twice: the second finds it moved on), a worker the other.
+    let swept = lapsed().await;
+    assert!(store.abandon_lapsed(&swept, now, "lapsed").await.unwrap());
+    assert!(!store.abandon_lapsed(&swept, now, "lapsed").await.unwrap());
+    let taken = lapsed().await;
+    let later = UnixMillis(now.as_i64() + 1);
+    assert!(matches!(
+        store.start_sending(&taken, later, later).await.unwrap(),
+        mailgate_aws::messages::SendingClaim::Abandoned
+    ));
+    assert!(matches!(
+        store.start_sending(&taken, later, later).await.unwrap(),
+        mailgate_aws::messages::SendingClaim::Elsewhere(MessageState::Unknown)
+    ));
+    let totals = stats_ok(&api, &auth, "").await["series"][0]["totals"].clone();
+    assert_eq!(totals["unknown"], 2, "{totals}");
+    assert_eq!(totals["accepted"], 2, "{totals}");
+}

@@ -32,6 +32,7 @@ use mailgate_services::inbound::{Inbound, InboundProcessed};
 use serde::Serialize;
 use serde_json::Value;
 
+use mailgate_core::GuardrailPolicy;
 pub use mailgate_services::events::{EventError, EventOutcome};
 
 /// The Lambda function name.
@@ -65,6 +66,35 @@ pub struct Config {
     /// Reply addresses that thread what they receive (`INBOUND_DOMAIN`, verified with
     /// `UNSUBSCRIBE_SIGNING_KEYS`), when both are set.
     pub replies: Option<mailgate_core::ReplyAddresses>,
+    /// The reputation guardrails (`GUARDRAIL_WINDOW_SENDS`, default 10000;
+    /// `GUARDRAIL_MIN_SENDS`, default 1000; `GUARDRAIL_COMPLAINT_RATE`, default 0.001;
+    /// `GUARDRAIL_HARD_BOUNCE_RATE`, default 0.04), over the counters in `MESSAGES_TABLE` and
+    /// the switch in `CONTROL_TABLE`.
+    pub guardrails: GuardrailPolicy,
+}
+
+/// Reads a rate setting: a number in (0, 1].
+fn rate_setting(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: f64,
+    problems: &mut Vec<String>,
+) -> f64 {
+    match lookup(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+    {
+        None => default,
+        Some(v) => match v.parse::<f64>() {
+            Ok(rate) if rate > 0.0 && rate <= 1.0 => rate,
+            _ => {
+                problems.push(format!(
+                    "{name} must be a rate above 0 and at most 1 (0.001 is 0.1 %), got {v:?}"
+                ));
+                default
+            }
+        },
+    }
 }
 
 impl Config {
@@ -82,6 +112,7 @@ impl Config {
             Table::Dedupe,
             Table::Suppressions,
             Table::Endpoints,
+            Table::Control,
         ];
         let names = ResourceNames::from_lookup(&tables, &[Queue::Events, Queue::Outbound], &lookup)
             .map_err(|e| problems.extend(e.problems))
@@ -95,6 +126,34 @@ impl Config {
             setting("SOFT_BOUNCE_THRESHOLD", 5),
             setting("SOFT_BOUNCE_WINDOW_DAYS", 30),
         );
+        let defaults = GuardrailPolicy::default();
+        let window_sends = setting(
+            "GUARDRAIL_WINDOW_SENDS",
+            i64::try_from(defaults.window_sends).unwrap_or(i64::MAX),
+        );
+        let min_sends = setting(
+            "GUARDRAIL_MIN_SENDS",
+            i64::try_from(defaults.min_sends).unwrap_or(i64::MAX),
+        );
+        let complaint_rate = rate_setting(
+            &lookup,
+            "GUARDRAIL_COMPLAINT_RATE",
+            defaults.complaint_rate,
+            &mut problems,
+        );
+        let hard_bounce_rate = rate_setting(
+            &lookup,
+            "GUARDRAIL_HARD_BOUNCE_RATE",
+            defaults.hard_bounce_rate,
+            &mut problems,
+        );
+        let guardrails = GuardrailPolicy {
+            window_sends: u64::try_from(window_sends).unwrap_or(u64::MAX),
+            min_sends: u64::try_from(min_sends).unwrap_or(u64::MAX),
+            complaint_rate,
+            hard_bounce_rate,
+            ..defaults
+        };
         let suppress_unmatched = match lookup(SUPPRESS_UNMATCHED_VAR)
             .map(|v| v.trim().to_ascii_lowercase())
             .as_deref()
@@ -129,6 +188,7 @@ impl Config {
                 suppress_unmatched,
                 inbound,
                 replies,
+                guardrails,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -209,7 +269,11 @@ impl EventProcessor {
             config.soft_bounce,
             clock.clone(),
         )
-        .with_effects_for_unmatched(config.suppress_unmatched);
+        .with_effects_for_unmatched(config.suppress_unmatched)
+        .with_guardrails(
+            mailgate_lambda::events::reputation_guard(&clients, &config.names),
+            config.guardrails,
+        );
         let inbound = mailgate_lambda::inbound::inbound_service(
             &clients,
             &config.inbound,
@@ -368,6 +432,7 @@ mod tests {
                 if let Some((_, v)) = extra.iter().find(|(name, _)| *name == k) {
                     Some((*v).to_owned())
                 } else if k.starts_with("SOFT_BOUNCE")
+                    || k.starts_with("GUARDRAIL_")
                     || k == SUPPRESS_UNMATCHED_VAR
                     || k == "INBOUND_RETENTION_DAYS"
                 {

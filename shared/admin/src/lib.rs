@@ -41,8 +41,8 @@ use mailgate_aws::{
 use mailgate_aws::{AwsClients, DynamoDbEndpoints, EndpointStoreError, Queue};
 use mailgate_core::{
     ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, BounceEvidence, EndpointFilter, EndpointId,
-    EnhancedStatus, InvalidEndpointUrl, KeyEnvironment, ReleaseQueue, Scopes, ScopesError,
-    UnixMillis, UnknownEventType, classify_bounce,
+    EnhancedStatus, InvalidEndpointUrl, KeyEnvironment, ProviderId, ReleaseQueue, Scopes,
+    ScopesError, UnixMillis, UnknownEventType, classify_bounce,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -113,10 +113,18 @@ pub enum SendsCommand {
         #[command(flatten)]
         table: ControlTableArg,
     },
-    /// Lets bulk messages go again; the sweeper releases the paused ones on its next tick.
+    /// Lets bulk messages go again: the switch off and every reputation-guardrail pause lifted
+    /// (with `--domain`, only that domain's guardrail pauses, of `--provider` when given); the
+    /// sweeper releases the paused messages on its next tick.
     Resume {
         #[command(flatten)]
         table: ControlTableArg,
+        /// Only lift the guardrail pauses of this sending domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// With `--domain`: only this provider's.
+        #[arg(long, requires = "domain")]
+        provider: Option<ProviderId>,
     },
     /// Shows the switch and, given the messages table, how many messages are held.
     Status {
@@ -963,18 +971,52 @@ async fn run_sends(
                 "bulk sends: paused (new bulk messages are held; transactional mail is not)"
             )?;
         }
-        SendsCommand::Resume { table } => {
-            controls(table).set_bulk_paused(false, now()).await?;
-            writeln!(
-                out,
-                "bulk sends: running (the sweeper releases paused messages on its next tick)"
-            )?;
+        SendsCommand::Resume {
+            table,
+            domain,
+            provider,
+        } => {
+            let controls = controls(table);
+            if domain.is_none() {
+                controls.set_bulk_paused(false, now()).await?;
+            }
+            let mut lifted = 0;
+            for pause in controls.guardrail_pauses().await? {
+                let wanted = domain
+                    .as_deref()
+                    .is_none_or(|d| d.eq_ignore_ascii_case(&pause.sending_domain))
+                    && provider.is_none_or(|p| p == pause.provider);
+                if wanted
+                    && controls
+                        .resume_guardrail(pause.provider, &pause.sending_domain, now_ms())
+                        .await?
+                {
+                    writeln!(
+                        out,
+                        "guardrail lifted: bulk via {} from {} (its window starts afresh)",
+                        pause.provider, pause.sending_domain
+                    )?;
+                    lifted += 1;
+                }
+            }
+            if domain.is_some() {
+                writeln!(
+                    out,
+                    "{lifted} guardrail pause(s) lifted; the sweeper releases their paused messages on its next tick"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "bulk sends: running (the sweeper releases paused messages on its next tick)"
+                )?;
+            }
         }
         SendsCommand::Status {
             table,
             messages_table,
         } => {
-            let pause = controls(table).bulk_pause().await?;
+            let controls = controls(table);
+            let pause = controls.bulk_pause().await?;
             let state = if pause.paused { "paused" } else { "running" };
             match pause.updated_at {
                 Some(at) => writeln!(
@@ -983,6 +1025,38 @@ async fn run_sends(
                     timestamp(at.to_datetime())
                 )?,
                 None => writeln!(out, "bulk sends: {state}")?,
+            }
+            for g in controls.guardrail_pauses().await? {
+                let r = &g.reason;
+                let percent = |v: &serde_json::Value| {
+                    v.as_f64()
+                        .map_or_else(|| "?".to_owned(), |v| format!("{:.3}%", v * 100.0))
+                };
+                let hour = |v: &serde_json::Value| {
+                    v.as_i64()
+                        .and_then(|h| {
+                            OffsetDateTime::from_unix_timestamp(h.saturating_mul(3600)).ok()
+                        })
+                        .map_or_else(|| "?".to_owned(), timestamp)
+                };
+                let since = r["tripped_at_ms"].as_i64().map_or_else(
+                    || "?".to_owned(),
+                    |ms| timestamp(UnixMillis(ms).to_datetime()),
+                );
+                writeln!(
+                    out,
+                    "guardrail: bulk via {} from {} paused since {since}: {} rate {} >= {} ({} of {} recipients sent, window of the last {} sends from {} to {})",
+                    g.provider,
+                    g.sending_domain,
+                    r["rate"].as_str().unwrap_or("?"),
+                    percent(&r["value"]),
+                    percent(&r["threshold"]),
+                    r["events"],
+                    r["volume"],
+                    r["window_sends"],
+                    hour(&r["window_from_hour"]),
+                    hour(&r["window_to_hour"]),
+                )?;
             }
             if let Some(table) = messages_table {
                 let messages = DynamoDbMessages::new(dynamodb.clone(), table);

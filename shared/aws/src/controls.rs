@@ -3,6 +3,12 @@
 //! Item (`pk`):
 //! - `setting#bulk_paused`: `paused` (BOOL), `updated_at_ms` (Unix ms of the last change) — the
 //!   pause switch of bulk sends. A missing item means not paused.
+//! - `setting#guardrail#<sending domain>`: the reputation guardrails' scoped pauses of bulk
+//!   mail from that domain, one pair of attributes per provider: `paused_<provider>` (S, the
+//!   trip as JSON: rate, value, threshold, volume, events, window; present while paused) and
+//!   `resumed_<provider>` (N, Unix ms of the last resume). Tripped by the event processor with a
+//!   conditional `UpdateItem` (`attribute_not_exists(paused_<provider>)`: the first trip wins and
+//!   alone fires the webhook); lifted by `mailgate-admin sends resume`.
 //!
 //! Reads are strongly consistent, so a switch turned by `mailgate-admin` is seen by the next
 //! request of every instance. A write is conditioned on the stored `updated_at_ms` not being
@@ -22,6 +28,33 @@ use mailgate_core::StoreError;
 
 /// The item key of the bulk pause switch.
 pub const BULK_PAUSED_PK: &str = "setting#bulk_paused";
+/// The key prefix of the guardrails' scoped pauses (`setting#guardrail#<sending domain>`).
+pub const GUARDRAIL_PREFIX: &str = "setting#guardrail#";
+
+/// The item key of a sending domain's guardrail pauses.
+pub fn guardrail_pk(sending_domain: &str) -> String {
+    format!("{GUARDRAIL_PREFIX}{}", sending_domain.to_lowercase())
+}
+
+/// One route paused by a guardrail, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardrailPause {
+    /// The sending domain.
+    pub sending_domain: String,
+    /// The provider.
+    pub provider: mailgate_core::ProviderId,
+    /// The trip that paused it (JSON: `rate`, `value`, `threshold`, `volume`, `events`,
+    /// `window_sends`, `window_from_hour`, `window_to_hour`, `tripped_at`).
+    pub reason: serde_json::Value,
+}
+
+fn paused_attribute(provider: mailgate_core::ProviderId) -> String {
+    format!("paused_{provider}")
+}
+
+fn resumed_attribute(provider: mailgate_core::ProviderId) -> String {
+    format!("resumed_{provider}")
+}
 
 /// Why a control could not be read or written.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -178,6 +211,185 @@ impl DynamoDbSendControls {
                 Err(ControlsError::Superseded(BULK_PAUSED_PK.to_owned()))
             }
             Err(err) => Err(self.failed("PutItem", err)),
+        }
+    }
+}
+
+impl DynamoDbSendControls {
+    async fn guardrail_item(&self, sending_domain: &str) -> Result<Option<Item>, ControlsError> {
+        Ok(self
+            .table
+            .client()
+            .get_item()
+            .table_name(self.table.name())
+            .key("pk", AttributeValue::S(guardrail_pk(sending_domain)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.failed("GetItem", e))?
+            .item)
+    }
+
+    /// Whether a guardrail holds bulk mail from `sending_domain` through `provider` (any
+    /// provider when `None`): one consistent `GetItem`.
+    pub async fn guardrail_paused(
+        &self,
+        sending_domain: &str,
+        provider: Option<mailgate_core::ProviderId>,
+    ) -> Result<bool, ControlsError> {
+        let Some(item) = self.guardrail_item(sending_domain).await? else {
+            return Ok(false);
+        };
+        Ok(match provider {
+            Some(p) => item.contains_key(&paused_attribute(p)),
+            None => item.keys().any(|k| k.starts_with("paused_")),
+        })
+    }
+
+    /// The route's switch: paused or not, and when it was last resumed.
+    pub async fn route_guard(
+        &self,
+        provider: mailgate_core::ProviderId,
+        sending_domain: &str,
+    ) -> Result<mailgate_core::ports::RouteGuard, ControlsError> {
+        let item = self
+            .guardrail_item(sending_domain)
+            .await?
+            .unwrap_or_default();
+        Ok(mailgate_core::ports::RouteGuard {
+            paused: item.contains_key(&paused_attribute(provider)),
+            resumed_at: item
+                .get(&resumed_attribute(provider))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .map(UnixMillis),
+        })
+    }
+
+    /// Pauses bulk through the trip's route (one conditional `UpdateItem`); `false` when it was
+    /// paused already.
+    pub async fn trip_guardrail(
+        &self,
+        trip: &mailgate_core::GuardrailTrip,
+        now: UnixMillis,
+    ) -> Result<bool, ControlsError> {
+        let mut reason = serde_json::to_value(trip).unwrap_or_default();
+        reason["tripped_at_ms"] = serde_json::json!(now.as_i64());
+        let result = self
+            .table
+            .client()
+            .update_item()
+            .table_name(self.table.name())
+            .key("pk", AttributeValue::S(guardrail_pk(&trip.sending_domain)))
+            .update_expression("SET #paused = :reason, updated_at_ms = :now")
+            .condition_expression("attribute_not_exists(#paused)")
+            .expression_attribute_names("#paused", paused_attribute(trip.provider))
+            .expression_attribute_values(":reason", AttributeValue::S(reason.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.as_i64().to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(self.failed("UpdateItem", err)),
+        }
+    }
+
+    /// Every route a guardrail holds paused (one `Scan` of the small control table).
+    pub async fn guardrail_pauses(&self) -> Result<Vec<GuardrailPause>, ControlsError> {
+        let mut pauses = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .table
+                .client()
+                .scan()
+                .table_name(self.table.name())
+                .filter_expression("begins_with(pk, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S(GUARDRAIL_PREFIX.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.failed("Scan", e))?;
+            for item in out.items() {
+                let Some(domain) = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix(GUARDRAIL_PREFIX))
+                else {
+                    continue;
+                };
+                for (name, value) in item {
+                    let Some(provider) = name
+                        .strip_prefix("paused_")
+                        .and_then(|p| p.parse::<mailgate_core::ProviderId>().ok())
+                    else {
+                        continue;
+                    };
+                    let reason = value
+                        .as_s()
+                        .ok()
+                        .and_then(|text| serde_json::from_str(text).ok())
+                        .ok_or_else(|| ControlsError::Corrupt {
+                            pk: guardrail_pk(domain),
+                            reason: format!("{name} is not a JSON string"),
+                        })?;
+                    pauses.push(GuardrailPause {
+                        sending_domain: domain.to_owned(),
+                        provider,
+                        reason,
+                    });
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        pauses.sort_by(|a, b| {
+            (&a.sending_domain, a.provider.as_str()).cmp(&(&b.sending_domain, b.provider.as_str()))
+        });
+        Ok(pauses)
+    }
+
+    /// Lifts the guardrail pause of one route at `now` (the route's window starts afresh);
+    /// `false` when it was not paused.
+    pub async fn resume_guardrail(
+        &self,
+        provider: mailgate_core::ProviderId,
+        sending_domain: &str,
+        now: UnixMillis,
+    ) -> Result<bool, ControlsError> {
+        let result = self
+            .table
+            .client()
+            .update_item()
+            .table_name(self.table.name())
+            .key("pk", AttributeValue::S(guardrail_pk(sending_domain)))
+            .update_expression("SET #resumed = :now, updated_at_ms = :now REMOVE #paused")
+            .condition_expression("attribute_exists(#paused)")
+            .expression_attribute_names("#paused", paused_attribute(provider))
+            .expression_attribute_names("#resumed", resumed_attribute(provider))
+            .expression_attribute_values(":now", AttributeValue::N(now.as_i64().to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(self.failed("UpdateItem", err)),
         }
     }
 }

@@ -47,11 +47,13 @@ pub use messages::{
     MessageStoreError, SendingClaim, StoredMessage, message_pk, provider_message_key,
 };
 pub mod controls;
-pub use controls::{BULK_PAUSED_PK, BulkPause, ControlsError, DynamoDbSendControls};
+pub use controls::{
+    BULK_PAUSED_PK, BulkPause, ControlsError, DynamoDbSendControls, GuardrailPause, guardrail_pk,
+};
 pub mod send_queue;
 pub use send_queue::{MalformedSendMessage, SendQueueMessage, SqsSendQueue};
 pub mod stats;
-pub use stats::{DynamoDbDeliveryStats, StatsScope};
+pub use stats::{DynamoDbDeliveryStats, DynamoDbReputationGuard, StatsScope};
 pub mod history;
 pub use history::{DynamoDbEventHistory, EventClaim, EventRecorded, HistoryEntry, HistoryError};
 pub mod templates;

@@ -339,6 +339,16 @@ impl SendControls for DynamoDbSendControls {
     fn bulk_paused(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move { Ok(DynamoDbSendControls::bulk_paused(self).await?) })
     }
+
+    fn bulk_paused_for<'a>(
+        &'a self,
+        sending_domain: &'a str,
+        provider: Option<ProviderId>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            Ok(DynamoDbSendControls::guardrail_paused(self, sending_domain, provider).await?)
+        })
+    }
 }
 
 impl SendQueue for SqsSendQueue {

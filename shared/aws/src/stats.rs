@@ -284,6 +284,53 @@ impl DeliveryStats for DynamoDbDeliveryStats {
     }
 }
 
+/// The reputation guardrails' port: route counters from the messages table, the switch in the
+/// control table.
+#[derive(Debug, Clone)]
+pub struct DynamoDbReputationGuard {
+    stats: DynamoDbDeliveryStats,
+    controls: crate::DynamoDbSendControls,
+}
+
+impl DynamoDbReputationGuard {
+    /// Counters from `stats`, the switch in `controls`.
+    pub fn new(stats: DynamoDbDeliveryStats, controls: crate::DynamoDbSendControls) -> Self {
+        Self { stats, controls }
+    }
+}
+
+impl mailgate_core::ports::ReputationGuard for DynamoDbReputationGuard {
+    fn route_hours<'a>(
+        &'a self,
+        environment: KeyEnvironment,
+        provider: ProviderId,
+        sending_domain: &'a str,
+        hours: Range<i64>,
+    ) -> BoxFuture<'a, Result<Vec<HourCounts>, StoreError>> {
+        Box::pin(async move {
+            self.stats
+                .route_hours(environment, &route_value(provider, sending_domain), hours)
+                .await
+        })
+    }
+
+    fn route_guard<'a>(
+        &'a self,
+        provider: ProviderId,
+        sending_domain: &'a str,
+    ) -> BoxFuture<'a, Result<mailgate_core::ports::RouteGuard, StoreError>> {
+        Box::pin(async move { Ok(self.controls.route_guard(provider, sending_domain).await?) })
+    }
+
+    fn trip<'a>(
+        &'a self,
+        trip: &'a mailgate_core::GuardrailTrip,
+        now: UnixMillis,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(self.controls.trip_guardrail(trip, now).await?) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

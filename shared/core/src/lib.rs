@@ -151,3 +151,8 @@ pub use ports::{BoxFuture, StoreError, StoreErrorKind};
 pub mod stats;
 
 pub use stats::{DeliveryCounts, Granularity, GroupBy, StatsQuery, StatsQueryError};
+
+// Reputation guardrails: rolling rates per provider and sending domain from the counters.
+pub mod guardrail;
+
+pub use guardrail::{GuardrailPolicy, GuardrailRate, GuardrailTrip};

@@ -145,6 +145,24 @@ pub fn event_applier(
     EventApplier::new(ports, soft_bounce)
 }
 
+/// The reputation guardrails' port: route counters in the messages table, the switch in the
+/// control table.
+pub fn reputation_guard(
+    clients: &AwsClients,
+    names: &ResourceNames,
+) -> Arc<dyn mailgate_core::ports::ReputationGuard> {
+    Arc::new(mailgate_aws::DynamoDbReputationGuard::new(
+        mailgate_aws::DynamoDbDeliveryStats::new(
+            clients.dynamodb.clone(),
+            names.table(Table::Messages),
+        ),
+        mailgate_aws::DynamoDbSendControls::new(
+            clients.dynamodb.clone(),
+            names.table(Table::Control),
+        ),
+    ))
+}
+
 /// Counts per (metric, provider, category), emitted once per batch as EMF lines.
 #[derive(Debug, Default)]
 pub struct Tally(Mutex<BTreeMap<(&'static str, String, String), u64>>);
@@ -190,6 +208,9 @@ impl Tally {
                 BounceClass::Soft => "SoftBounces",
             };
             self.add(metric, provider, category);
+        }
+        if e.guardrail_tripped {
+            self.add("GuardrailTripped", provider, category);
         }
         match e.outcome {
             Some(EventOutcome::Applied) => {
@@ -279,6 +300,7 @@ mod tests {
             outcome,
             lag_ms: None,
             unmatched: false,
+            guardrail_tripped: false,
         };
         let ours = EventCategory::Message(MessageCategory::Transactional);
         tally.count(&report(

@@ -522,12 +522,31 @@ impl MessageIntake {
         }
     }
 
-    /// The state a valid message starts in (the pause switch is read for bulk mail only).
+    /// Whether a reputation guardrail holds bulk mail from the message's sending domain (through
+    /// its requested provider, else through any); an unreadable switch holds it (fails safe).
+    async fn guardrail_paused(&self, valid: &ValidatedSend) -> bool {
+        let domain = valid.email.from.address.domain().to_lowercase();
+        match self
+            .ports
+            .controls
+            .bulk_paused_for(&domain, valid.provider)
+            .await
+        {
+            Ok(paused) => paused,
+            Err(err) => {
+                tracing::error!(error = %err, "could not read the guardrail switch; holding bulk mail");
+                true
+            }
+        }
+    }
+
+    /// The state a valid message starts in (the pause switch and the guardrails are read for
+    /// bulk mail only).
     async fn start_state(&self, valid: &ValidatedSend, now: UnixMillis) -> MessageState {
         let send_at = valid.send_at.map(UnixMillis::from);
         let bulk_now =
             valid.email.category == MessageCategory::Bulk && send_at.is_none_or(|at| at <= now);
-        let paused = bulk_now && self.bulk_paused().await;
+        let paused = bulk_now && (self.bulk_paused().await || self.guardrail_paused(valid).await);
         initial_state(valid.email.category, send_at, now, paused)
     }
 

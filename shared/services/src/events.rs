@@ -11,10 +11,12 @@
 
 use std::sync::Arc;
 
+use mailgate_core::guardrail::{self, GuardrailPolicy, GuardrailTrip};
 use mailgate_core::ports::{
     DecodeError, EventClaim, EventDecoder, EventForwarder, EventHistory, EventRecorded,
-    MessageLookup, OversizeEvent, QueuedEvents, ReceiptReader, SuppressionWrites,
+    MessageLookup, OversizeEvent, QueuedEvents, ReceiptReader, ReputationGuard, SuppressionWrites,
 };
+use mailgate_core::stats::hour_of;
 use mailgate_core::{
     BounceKind, Clock, CorrelatedMessage, DeliveryEvent, EmailAddress, EventEffect, EventKind,
     MessageCategory, MessageRecord, ProviderId, SoftBounceRule, StoreError, Suppression,
@@ -135,6 +137,8 @@ pub struct EventReport {
     pub lag_ms: Option<i64>,
     /// Its suppression effect was withheld: it names no recipient of a message we sent.
     pub unmatched: bool,
+    /// It tripped a reputation guardrail: bulk through its provider and sending domain paused.
+    pub guardrail_tripped: bool,
 }
 
 /// What became of one events-queue message.
@@ -183,6 +187,7 @@ pub struct EventApplier {
     ports: EventPorts,
     soft_bounce: SoftBounceRule,
     effects_for_unmatched: bool,
+    guardrails: Option<(Arc<dyn ReputationGuard>, GuardrailPolicy)>,
 }
 
 impl std::fmt::Debug for EventApplier {
@@ -200,7 +205,20 @@ impl EventApplier {
             ports,
             soft_bounce,
             effects_for_unmatched: false,
+            guardrails: None,
         }
+    }
+
+    /// The same pipeline, evaluating the reputation guardrails of `policy` through `guard`
+    /// after each applied complaint or hard bounce of one of our messages (see
+    /// [`Self::check_guardrail`]).
+    pub fn with_guardrails(
+        mut self,
+        guard: Arc<dyn ReputationGuard>,
+        policy: GuardrailPolicy,
+    ) -> Self {
+        self.guardrails = Some((guard, policy));
+        self
     }
 
     /// The same pipeline, applying suppression effects also to orphan events, which match none
@@ -296,6 +314,7 @@ impl EventApplier {
             outcome: None,
             lag_ms: None,
             unmatched: false,
+            guardrail_tripped: false,
         };
         let result = self.apply(event, &mut report).await;
         report.outcome = result.as_ref().ok().copied();
@@ -343,6 +362,11 @@ impl EventApplier {
                     report.lag_ms = event
                         .occurred_at
                         .map(|at| (event.received_at.as_i64() - at.as_i64()).max(0));
+                    let counted_against = event.kind == EventKind::Complained
+                        || report.bounce == Some(BounceClass::Hard);
+                    if counted_against && let Some(record) = &message {
+                        report.guardrail_tripped = self.check_guardrail(event, record).await;
+                    }
                     return Ok(EventOutcome::Applied);
                 }
                 EventRecorded::Orphaned => {
@@ -363,6 +387,65 @@ impl EventApplier {
         Err(EventError::Contended(
             message.map(|m| m.id.to_string()).unwrap_or_default(),
         ))
+    }
+
+    /// Evaluates the guardrails of the event's route (its provider and the message's sending
+    /// domain) now that its complaint or hard bounce is counted: when a rate reaches its
+    /// threshold over the window, pauses bulk through the route and fans out
+    /// `mailgate.guardrail_tripped`. Whether this call tripped it. A failure is logged and
+    /// not retried (the event is recorded; the next counted one evaluates again).
+    async fn check_guardrail(&self, event: &DeliveryEvent, record: &MessageRecord) -> bool {
+        let Some((guard, policy)) = &self.guardrails else {
+            return false;
+        };
+        let domain = record.from.address.domain().to_lowercase();
+        let now = self.now();
+        let result: Result<bool, EventError> = async {
+            let state = guard.route_guard(event.provider, &domain).await?;
+            if state.paused {
+                return Ok(false);
+            }
+            let current = hour_of(now);
+            // A resume starts a fresh window from the next whole hour.
+            let not_before = state.resumed_at.map_or(i64::MIN, |at| hour_of(at) + 1);
+            let first = (current - policy.lookback_hours + 1).max(not_before);
+            if first > current {
+                return Ok(false);
+            }
+            let rows = guard
+                .route_hours(record.environment, event.provider, &domain, first..current + 1)
+                .await?;
+            let Some(trip) =
+                guardrail::evaluate(policy, event.provider, &domain, &rows, current, not_before)
+            else {
+                return Ok(false);
+            };
+            // Notified before the switch is written: a crash in between notifies again on the
+            // next counted event, with the same `webhook-id` (the app dedupes it).
+            self.ports
+                .fan_out
+                .notify(&guardrail_key(&trip), &guardrail_body(&trip, now))
+                .await?;
+            let tripped = guard.trip(&trip, now).await?;
+            if tripped {
+                tracing::error!(
+                    provider = trip.provider.as_str(),
+                    sending_domain = %trip.sending_domain,
+                    rate = trip.rate.as_str(),
+                    value = trip.value,
+                    threshold = trip.threshold,
+                    volume = trip.volume,
+                    alert = "guardrail_tripped",
+                    "a reputation guardrail tripped: bulk mail through this provider and domain is paused"
+                );
+            }
+            Ok(tripped)
+        }
+        .await;
+        result.unwrap_or_else(|err| {
+            tracing::error!(error = %err, provider = event.provider.as_str(), "could not evaluate the reputation guardrail");
+            false
+        })
     }
 
     /// Our message the event is about: by our id when the provider echoed it, else by the
@@ -505,6 +588,46 @@ fn names_a_recipient(message: Option<&MessageRecord>, address: &EmailAddress) ->
             .iter()
             .any(|r| suppression_key(&r.address) == key)
     })
+}
+
+/// The stable identity of a trip's notice: its route and the hour its window ends.
+fn guardrail_key(trip: &GuardrailTrip) -> String {
+    format!(
+        "guardrail#{}#{}#{}",
+        trip.provider, trip.sending_domain, trip.window_to_hour
+    )
+}
+
+/// The `mailgate.guardrail_tripped` app-webhook body: `{"type", "timestamp", "data": {"provider",
+/// "sending_domain", "rate", "value", "threshold", "volume", "events", "window": {"sends",
+/// "from", "to"}, "paused": "bulk"}}`.
+pub fn guardrail_body(trip: &GuardrailTrip, now: UnixMillis) -> String {
+    let time = |at: UnixMillis| {
+        at.to_datetime()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let hour = |h: i64| time(UnixMillis(h.saturating_mul(mailgate_core::stats::HOUR_MS)));
+    serde_json::json!({
+        "type": "mailgate.guardrail_tripped",
+        "timestamp": time(now),
+        "data": {
+            "provider": trip.provider.as_str(),
+            "sending_domain": trip.sending_domain,
+            "rate": trip.rate.as_str(),
+            "value": trip.value,
+            "threshold": trip.threshold,
+            "volume": trip.volume,
+            "events": trip.events,
+            "window": {
+                "sends": trip.window_sends,
+                "from": hour(trip.window_from_hour),
+                "to": hour(trip.window_to_hour),
+            },
+            "paused": "bulk",
+        },
+    })
+    .to_string()
 }
 
 #[cfg(test)]
@@ -672,6 +795,7 @@ mod tests {
                 outcome: Some(EventOutcome::Applied),
                 lag_ms: Some(1_500),
                 unmatched: false,
+                guardrail_tripped: false,
             }
         );
         assert_eq!(

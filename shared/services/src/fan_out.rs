@@ -131,6 +131,27 @@ impl AppWebhookFanOut {
         Ok(deliveries.len())
     }
 
+    /// Enqueues one operator notice (not about a message, e.g. `mailgate.guardrail_tripped`)
+    /// to every enabled endpoint that takes every event (filter `*`: a filter names only
+    /// `email.<kind>` types); `key` is its stable identity, so a repeat keeps its
+    /// `webhook-id`. How many deliveries were enqueued.
+    pub async fn notify(&self, key: &str, body: &str) -> Result<usize, FanOutError> {
+        let endpoints = self.enabled().await.map_err(FanOutError::Endpoints)?;
+        let deliveries: Vec<OutboundDelivery> = endpoints
+            .iter()
+            .filter(|e| e.enabled && e.filter.is_all())
+            .map(|e| OutboundDelivery {
+                endpoint_id: e.id.clone(),
+                webhook_id: webhook_message_id(&e.id, key),
+                body: body.to_owned(),
+            })
+            .collect();
+        self.queue
+            .enqueue(&deliveries)
+            .await
+            .map_err(FanOutError::Queue)?;
+        Ok(deliveries.len())
+    }
     /// Enqueues one delivery per (matching enabled endpoint, event) and returns how many.
     /// `AccountNotice` and `Unknown` events go only to endpoints that name those types.
     /// Each event comes with our message (id and correlation id) when the processor correlated

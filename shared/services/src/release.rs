@@ -26,6 +26,7 @@
 //! | `sending` with its lease lapsed (the sender died, perhaps after the provider took it) | `unknown`, with the reason: it must not be sent blindly |
 //! | anything else (it moved on) | off the watch queue |
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -247,6 +248,8 @@ impl Release {
         let messages = self.messages.as_ref();
         let mut report = ReleaseReport::default();
         let horizon = now.saturating_add(LOOKAHEAD);
+        // Guardrail switches per sending domain, read once per run.
+        let mut guarded: HashMap<String, bool> = HashMap::new();
         for _ in 0..MAX_ROUNDS {
             let before = report.released + report.paused;
             let due = messages
@@ -262,9 +265,29 @@ impl Release {
                     report.skipped += 1;
                     continue;
                 };
-                if record.release_queue() != Some(queue) {
+                // A reputation guardrail on the sender's domain holds bulk mail like the switch
+                // (through any provider: the one it will use is chosen at send time).
+                let guardrail = record.category == MessageCategory::Bulk && {
+                    let domain = record.from.address.domain().to_lowercase();
+                    match guarded.get(&domain) {
+                        Some(held) => *held,
+                        None => {
+                            let held = self
+                                .controls
+                                .bulk_paused_for(&domain, None)
+                                .await
+                                .map_err(ReleaseError::Controls)?;
+                            guarded.insert(domain, held);
+                            held
+                        }
+                    }
+                };
+                // Not held here any more, or held by a guardrail that still stands.
+                if record.release_queue() != Some(queue)
+                    || (queue == ReleaseQueue::PausedBulk && guardrail)
+                {
                     report.skipped += 1;
-                } else if bulk_paused
+                } else if (bulk_paused || guardrail)
                     && queue == ReleaseQueue::Scheduled
                     && record.category == MessageCategory::Bulk
                 {
@@ -496,6 +519,36 @@ mod tests {
         assert_eq!(state(&h, &paused), MessageState::Queued);
         assert_eq!(state(&h, &bulk), MessageState::Queued);
         assert!(h.queue.entries().contains(&(bulk, Duration::from_secs(10))));
+    }
+
+    #[tokio::test]
+    async fn a_guardrail_on_the_senders_domain_holds_its_bulk_mail_until_resumed() {
+        let h = harness();
+        h.controls
+            .guardrail_paused
+            .lock()
+            .unwrap()
+            .push((mailgate_core::ProviderId::Ses, "example.com".into()));
+        let scheduled = held(&h, MessageState::Scheduled, MessageCategory::Bulk, at(10));
+        let paused = held(&h, MessageState::Paused, MessageCategory::Bulk, None);
+        let transactional = held(
+            &h,
+            MessageState::Scheduled,
+            MessageCategory::Transactional,
+            at(10),
+        );
+        let report = h.release.release_scheduled(NOW).await.unwrap();
+        assert_eq!((report.released, report.paused), (1, 1));
+        assert_eq!(state(&h, &scheduled), MessageState::Paused);
+        assert_eq!(state(&h, &transactional), MessageState::Queued);
+        let report = h.release.release_paused(NOW).await.unwrap();
+        assert_eq!(report.released, 0);
+        assert_eq!(state(&h, &paused), MessageState::Paused);
+
+        h.controls.guardrail_paused.lock().unwrap().clear();
+        let report = h.release.release_paused(NOW).await.unwrap();
+        assert_eq!(report.released, 2);
+        assert_eq!(state(&h, &paused), MessageState::Queued);
     }
 
     #[tokio::test]

@@ -331,11 +331,12 @@ impl DynamoDbMessages {
         let Some(old) = old.filter(|i| i.contains_key("pk")) else {
             return Err(MessageStoreError::NotFound(id.clone()));
         };
-        let state = record_from(&old)?.state;
+        let record = record_from(&old)?;
+        let state = record.state;
         let until = get_n(&old, "sending_until").map(UnixMillis);
         match (state, until) {
             (MessageState::Sending, Some(until)) if until <= now => {
-                if self.abandon(id, until, now).await? {
+                if self.abandon(&record, until, now).await? {
                     Ok(SendingClaim::Abandoned)
                 } else {
                     // The earlier worker recorded its outcome meanwhile.
@@ -346,17 +347,74 @@ impl DynamoDbMessages {
         }
     }
 
-    /// `sending` with the expired lease `until` → `unknown`; `false` when the lease changed.
+    /// Applies `update` (a conditional change of `record`'s summary to `state`) in one
+    /// transaction with the statistics counter of `state` (`failed`, `unknown`), marking it
+    /// counted on the summary; `false` when the update's condition was refused.
+    pub(super) async fn update_counted(
+        &self,
+        update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+        record: &MessageRecord,
+        state: MessageState,
+        now: UnixMillis,
+    ) -> Result<bool, MessageStoreError> {
+        let build = |e| MessageStoreError::built("TransactWriteItems", e);
+        let counting = Counting::of(record, &[], state);
+        let mut update = update;
+        let mut counters = Vec::new();
+        if let Some(c) = &counting {
+            // The expression gains the marker: `counted` says the outcome was counted.
+            let expression = update
+                .get_update_expression()
+                .as_ref()
+                .map(|e| format!("{e} ADD counted :counted"));
+            update = update
+                .set_update_expression(expression)
+                .expression_attribute_values(
+                    ":counted",
+                    AttributeValue::Ss(vec![c.marker.to_owned()]),
+                );
+            counters = crate::stats::counter_writes(self.table.name(), &c.scope, now, &c.counters)
+                .map_err(build)?;
+        }
+        let items: Vec<TransactWriteItem> = std::iter::once(
+            TransactWriteItem::builder()
+                .update(update.build().map_err(build)?)
+                .build(),
+        )
+        .chain(counters)
+        .collect();
+        match self
+            .table
+            .client()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) => {
+                if cancellation_codes(&err)
+                    .first()
+                    .is_some_and(|c| c == CONDITION_FAILED)
+                {
+                    Ok(false)
+                } else {
+                    Err(MessageStoreError::sdk("TransactWriteItems", err))
+                }
+            }
+        }
+    }
+
+    /// `sending` with the expired lease `until` → `unknown` (counted); `false` when the lease
+    /// changed.
     async fn abandon(
         &self,
-        id: &MessageId,
+        record: &MessageRecord,
         until: UnixMillis,
         now: UnixMillis,
     ) -> Result<bool, MessageStoreError> {
-        let result = self
-            .table
-            .client()
-            .update_item()
+        let id = &record.id;
+        let update = Update::builder()
             .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
@@ -369,14 +427,9 @@ impl DynamoDbMessages {
             .expression_attribute_values(":unknown", s(MessageState::Unknown.as_str()))
             .expression_attribute_values(":sending", s(MessageState::Sending.as_str()))
             .expression_attribute_values(":until", n(until.as_i64()))
-            .expression_attribute_values(":now", n(now.as_i64()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
-        }
+            .expression_attribute_values(":now", n(now.as_i64()));
+        self.update_counted(update, record, MessageState::Unknown, now)
+            .await
     }
 }
 

@@ -231,6 +231,8 @@ impl DynamoDbMessages {
 
     /// A watched message in `from` (and, for `sending`, with its lease lapsed by `now`) →
     /// `to` with `reason`, off the watch queue; `false` when the condition no longer holds.
+    /// The summary is read first (one consistent GetItem: the sweeper's path, not a request's)
+    /// so the outcome's statistics counter is added in the same transaction as the change.
     async fn give_up(
         &self,
         id: &MessageId,
@@ -239,16 +241,16 @@ impl DynamoDbMessages {
         now: UnixMillis,
         reason: &str,
     ) -> Result<bool, MessageStoreError> {
+        let Some(record) = self.summary(id).await? else {
+            return Ok(false);
+        };
         let mut condition = "#state = :from AND release_queue = :watch".to_owned();
         if from == MessageState::Sending {
             // A lease never written (a record from before leases) counts as lapsed.
             condition
                 .push_str(" AND (attribute_not_exists(sending_until) OR sending_until <= :now)");
         }
-        let result = self
-            .table
-            .client()
-            .update_item()
+        let update = Update::builder()
             .table_name(self.table.name())
             .key("pk", s(message_pk(id)))
             .key("sk", s(SUMMARY))
@@ -262,14 +264,8 @@ impl DynamoDbMessages {
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":watch", s(ReleaseQueue::Watch.as_str()))
             .expression_attribute_values(":reason", s(reason))
-            .expression_attribute_values(":now", n(now.as_i64()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
-        }
+            .expression_attribute_values(":now", n(now.as_i64()));
+        self.update_counted(update, &record, to, now).await
     }
 
     /// A watched `queued` message the sweeper gave up on → `failed` with `reason`.

@@ -36,7 +36,7 @@ pub use send::{
     ProviderHealth, RandomSource, SendControls, SendQueue, SendingClaim, Simulation, Sleeper,
     StoredMessage, SuppressionCheck,
 };
-pub use stats::DeliveryStats;
+pub use stats::{DeliveryStats, ReputationGuard, RouteGuard};
 pub use sweep::{HeldMessages, ReleaseSendQueue, StalledMessages};
 pub use templates::{TemplatePage, TemplateRecord, TemplateStore, TemplateVersion};
 pub use webhooks::{Enqueued, EventsQueue, ReceiptEvents, WebhookReceipts};

@@ -354,6 +354,15 @@ pub trait SuppressionCheck: Send + Sync {
 pub trait SendControls: Send + Sync {
     /// Whether bulk mail is held as `paused` now.
     fn bulk_paused(&self) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Whether a reputation guardrail holds bulk mail from `sending_domain`: through
+    /// `provider` when the message may use only that one, else through any provider (the one a
+    /// message will use is chosen at send time, with failover, so any paused route holds it).
+    fn bulk_paused_for<'a>(
+        &'a self,
+        sending_domain: &'a str,
+        provider: Option<ProviderId>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
 /// The send queue: pointers to messages for the send worker.

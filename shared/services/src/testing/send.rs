@@ -857,7 +857,9 @@ impl SuppressionCheck for MemorySuppressions {
 pub struct MemoryControls {
     /// Whether bulk mail is paused.
     pub bulk_paused: AtomicBool,
-    /// Failures to inject (`bulk_paused`).
+    /// Routes paused by a reputation guardrail: (provider, sending domain).
+    pub guardrail_paused: Mutex<Vec<(ProviderId, String)>>,
+    /// Failures to inject (`bulk_paused`, `bulk_paused_for`).
     pub faults: Faults,
 }
 
@@ -867,6 +869,19 @@ impl SendControls for MemoryControls {
             .faults
             .take("bulk_paused")
             .map(|()| self.bulk_paused.load(Ordering::SeqCst));
+        Box::pin(async move { result })
+    }
+
+    fn bulk_paused_for<'a>(
+        &'a self,
+        sending_domain: &'a str,
+        provider: Option<ProviderId>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let result = self.faults.take("bulk_paused_for").map(|()| {
+            lock(&self.guardrail_paused).iter().any(|(p, d)| {
+                d.eq_ignore_ascii_case(sending_domain) && provider.is_none_or(|want| want == *p)
+            })
+        });
         Box::pin(async move { result })
     }
 }
