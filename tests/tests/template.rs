@@ -465,7 +465,9 @@ fn emitted_dimensions(metric: &str) -> Option<BTreeSet<&'static str>> {
         "Sent" | "Delivered" | "Deferred" | "Dropped" | "Bounces" | "HardBounces"
         | "SoftBounces" | "SenderSideBounces" | "Complaints" | "Unsubscribes" | "Opens"
         | "Clicks" | "RenderingFailures" | "UnknownEvents" | "OrphanEvents" | "DedupeHits"
-        | "ProcessingFailures" | "UnmatchedEffects" => set(&["Provider", "Category"]),
+        | "ProcessingFailures" | "UnmatchedEffects" | "GuardrailTripped" => {
+            set(&["Provider", "Category"])
+        }
         // functions/sweeper/src/lib.rs, count_stalled
         "StalledMessagesRequeued" | "StalledMessagesFailed" | "LapsedSendsUnknown" => set(&[]),
         // functions/event-processor/src/lib.rs, process_inbound
