@@ -41,6 +41,15 @@ impl HeldMessages for DynamoDbMessages {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move { Ok(DynamoDbMessages::mark_paused(self, id, now).await?) })
     }
+
+    fn hold_until<'a>(
+        &'a self,
+        id: &'a MessageId,
+        queue: ReleaseQueue,
+        until: UnixMillis,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { Ok(DynamoDbMessages::hold_until(self, id, queue, until).await?) })
+    }
 }
 
 impl StalledMessages for DynamoDbMessages {

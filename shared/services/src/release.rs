@@ -43,6 +43,10 @@ pub const LOOKAHEAD: Duration = Duration::from_secs(900);
 pub const RELEASE_BATCH: i32 = 100;
 /// Queries per job and tick at most, so one tick stays well inside the function's timeout.
 pub const MAX_ROUNDS: usize = 10;
+
+/// How long a paused bulk message held by a guardrail stays out of the release queue's due
+/// messages before it is looked at again (so it is released at most this long after a resume).
+pub const GUARDRAIL_RECHECK: Duration = Duration::from_secs(300);
 /// Pointers per enqueue call (the queue's batch limit).
 const BATCH_ENTRIES: usize = 10;
 
@@ -73,6 +77,9 @@ pub struct ReleaseReport {
     pub enqueue_calls: u64,
     /// Of the released messages, how many were enqueued with a delay.
     pub delayed: u64,
+    /// Paused bulk messages a guardrail on their domain still holds, put back for
+    /// [`GUARDRAIL_RECHECK`] so the messages behind them are reached.
+    pub held: u64,
 }
 
 /// The delay (seconds) for a message to be sent at `send_at`, released at `now`: the whole
@@ -251,7 +258,7 @@ impl Release {
         // Guardrail switches per sending domain, read once per run.
         let mut guarded: HashMap<String, bool> = HashMap::new();
         for _ in 0..MAX_ROUNDS {
-            let before = report.released + report.paused;
+            let before = report.released + report.paused + report.held;
             let due = messages
                 .due(queue, horizon, RELEASE_BATCH)
                 .await
@@ -282,11 +289,23 @@ impl Release {
                         }
                     }
                 };
-                // Not held here any more, or held by a guardrail that still stands.
-                if record.release_queue() != Some(queue)
-                    || (queue == ReleaseQueue::PausedBulk && guardrail)
-                {
+                if record.release_queue() != Some(queue) {
+                    // Not held here any more.
                     report.skipped += 1;
+                } else if queue == ReleaseQueue::PausedBulk && guardrail {
+                    // Held by a guardrail that still stands: out of the due messages until its
+                    // next look (past the lookahead), so it never hides the messages behind it
+                    // (other domains' paused bulk) from this query.
+                    let until = horizon.saturating_add(GUARDRAIL_RECHECK);
+                    if messages
+                        .hold_until(id, queue, until)
+                        .await
+                        .map_err(ReleaseError::Messages)?
+                    {
+                        report.held += 1;
+                    } else {
+                        report.skipped += 1;
+                    }
                 } else if (bulk_paused || guardrail)
                     && queue == ReleaseQueue::Scheduled
                     && record.category == MessageCategory::Bulk
@@ -334,7 +353,7 @@ impl Release {
                     }
                 }
             }
-            let moved = report.released + report.paused - before;
+            let moved = report.released + report.paused + report.held - before;
             if due.len() < usize::try_from(RELEASE_BATCH).unwrap_or(usize::MAX) || moved == 0 {
                 break;
             }
@@ -461,7 +480,8 @@ mod tests {
                 paused: 0,
                 skipped: 0,
                 enqueue_calls: 1,
-                delayed: 1
+                delayed: 1,
+                held: 0
             }
         );
         let entries = h.queue.entries();
@@ -546,9 +566,55 @@ mod tests {
         assert_eq!(state(&h, &paused), MessageState::Paused);
 
         h.controls.guardrail_paused.lock().unwrap().clear();
+        // Put back for the recheck, so released on the first tick after it.
         let report = h.release.release_paused(NOW).await.unwrap();
+        assert_eq!(report.released, 0);
+        let later = NOW.saturating_add(GUARDRAIL_RECHECK);
+        let report = h.release.release_paused(later).await.unwrap();
         assert_eq!(report.released, 2);
         assert_eq!(state(&h, &paused), MessageState::Queued);
+    }
+
+    #[tokio::test]
+    async fn messages_a_guardrail_holds_never_hide_other_domains_paused_bulk() {
+        let h = harness();
+        h.controls
+            .guardrail_paused
+            .lock()
+            .unwrap()
+            .push((mailgate_core::ProviderId::Ses, "example.com".into()));
+        // More held messages than one query returns, all older than the other domain's.
+        let held_back: Vec<MessageId> = (0..RELEASE_BATCH + 20)
+            .map(|_| held(&h, MessageState::Paused, MessageCategory::Bulk, None))
+            .collect();
+        let mut email = OutboundEmail::new(
+            MessageId::generate(),
+            Mailbox::new(EmailAddress::parse("news@other.example").unwrap()),
+            EmailAddress::parse("jane@example.org").unwrap(),
+            "Hello",
+        );
+        email.category = MessageCategory::Bulk;
+        let other = MessageRecord::new(
+            &email,
+            ApiKeyId::generate(),
+            KeyEnvironment::Test,
+            MessageState::Paused,
+            UnixMillis(NOW.as_i64() - 1_000),
+            None,
+            &[],
+        );
+        let other_id = other.id.clone();
+        h.messages.put(other);
+
+        let report = h.release.release_paused(NOW).await.unwrap();
+        assert_eq!(report.released, 1, "{report:?}");
+        assert_eq!(report.held, held_back.len() as u64);
+        assert_eq!(state(&h, &other_id), MessageState::Queued);
+        assert!(
+            held_back
+                .iter()
+                .all(|id| state(&h, id) == MessageState::Paused)
+        );
     }
 
     #[tokio::test]

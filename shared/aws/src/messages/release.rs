@@ -157,6 +157,34 @@ impl DynamoDbMessages {
         }
     }
 
+    /// Moves a message of `queue` to `release_at = until` (its next look), conditionally on it
+    /// still being in `queue`: `false` when it is not.
+    pub async fn hold_until(
+        &self,
+        id: &MessageId,
+        queue: ReleaseQueue,
+        until: UnixMillis,
+    ) -> Result<bool, MessageStoreError> {
+        let result = self
+            .table
+            .client()
+            .update_item()
+            .table_name(self.table.name())
+            .key("pk", s(message_pk(id)))
+            .key("sk", s(SUMMARY))
+            .update_expression("SET release_at = :until")
+            .condition_expression("release_queue = :queue")
+            .expression_attribute_values(":queue", s(queue.as_str()))
+            .expression_attribute_values(":until", s(release_key(until)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_failure(&err) => Ok(false),
+            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
+        }
+    }
+
     /// How many messages wait in `queue`, due or not (a `Select=COUNT` Query on `by-release`,
     /// following pages: it reads the index's keys only, about 1 MB per request).
     pub async fn count_held(&self, queue: ReleaseQueue) -> Result<u64, MessageStoreError> {

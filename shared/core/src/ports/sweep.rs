@@ -39,6 +39,16 @@ pub trait HeldMessages: Send + Sync {
         id: &'a MessageId,
         now: UnixMillis,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Leaves a message in `queue` that must stay held (a guardrail on its domain) out of
+    /// [`due`](Self::due) until `until`, so the messages behind it are reached; `false` when it
+    /// is no longer in `queue`.
+    fn hold_until<'a>(
+        &'a self,
+        id: &'a MessageId,
+        queue: ReleaseQueue,
+        until: UnixMillis,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
 /// Messages on the watch queue ([`ReleaseQueue::Watch`]) that did not move on in time, as the

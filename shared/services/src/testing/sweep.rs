@@ -25,6 +25,8 @@ pub struct MemoryHeldMessages {
     /// The watch queue's next check and re-enqueue count of messages the stalled job renewed
     /// (the others are due as [`MessageRecord::release_at`] says).
     watch: Mutex<HashMap<MessageId, (UnixMillis, u32)>>,
+    /// When messages the release job held back are next due (instead of their `release_at`).
+    held_until: Mutex<HashMap<MessageId, UnixMillis>>,
     /// Why the stalled job gave up on a message.
     pub reasons: Mutex<HashMap<MessageId, String>>,
     /// Failures to inject, by operation (`due`, `record`, `mark_released`, `mark_paused`,
@@ -51,7 +53,10 @@ impl MemoryHeldMessages {
     fn due_at(&self, r: &MessageRecord) -> UnixMillis {
         match lock(&self.watch).get(&r.id) {
             Some((at, _)) if r.state == MessageState::Queued => *at,
-            _ => r.release_at(),
+            _ => lock(&self.held_until)
+                .get(&r.id)
+                .copied()
+                .unwrap_or_else(|| r.release_at()),
         }
     }
 
@@ -132,6 +137,24 @@ impl HeldMessages for MemoryHeldMessages {
             .faults
             .take("mark_paused")
             .map(|()| self.transition(id, &[MessageState::Scheduled], MessageState::Paused, now));
+        Box::pin(async move { result })
+    }
+
+    fn hold_until<'a>(
+        &'a self,
+        id: &'a MessageId,
+        queue: ReleaseQueue,
+        until: UnixMillis,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let result = self.faults.take("hold_until").map(|()| {
+            let held = self
+                .get(id)
+                .is_some_and(|r| r.release_queue() == Some(queue));
+            if held {
+                lock(&self.held_until).insert(id.clone(), until);
+            }
+            held
+        });
         Box::pin(async move { result })
     }
 }
