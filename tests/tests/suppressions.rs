@@ -601,7 +601,7 @@ async fn an_entry_expiring_after_a_duration_is_stored_with_its_ttl() {
 async fn only_a_live_key_may_lift_or_replace_a_suppression_that_delivery_events_wrote() {
     let t = TestStack::new().await;
     let api = send_api(&t);
-    let test_key = bearer(&t, "suppressions:write,read").await;
+    let test_key = bearer_in(&t, KeyEnvironment::Test, "suppressions:write,read").await;
     let live_key = bearer_in(&t, KeyEnvironment::Live, "suppressions:write,read").await;
     let now = OffsetDateTime::now_utc();
     for (address, reason) in [
