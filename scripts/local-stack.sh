@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The local AWS stack: moto's server on loopback with every table, queue and the SES identity of
+# The local AWS stack: moto's server on loopback (scripts/moto_server.py: DynamoDB requests served one
+# at a time, as moto's DynamoDB is not thread-safe) with every table, queue and the SES identity of
 # infra/template.yaml provisioned into it.
 #
 #   scripts/local-stack.sh start    start moto (if not already answering) and provision; idempotent
@@ -36,7 +37,7 @@ start() {
     echo "==> moto already answers on $endpoint"
   else
     echo "==> starting moto on $endpoint (log: $state/moto.log)"
-    setsid "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$state/moto.log" 2>&1 &
+    setsid "$root/.venv/bin/python" "$root/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$state/moto.log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
       answers && break

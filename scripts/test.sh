@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# `make test`: sets up what is missing, starts a private moto on a free loopback port, runs every
-# test of the workspace against it, and stops it again, whatever the outcome.
+# `make test`: sets up what is missing, starts private motos on free loopback ports, runs every
+# test of the workspace against them, and stops them again, whatever the outcome.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 "$root/scripts/venv.sh"
+
+# The whole suite: every test binary in parallel, each worker on its own private stack
+# (scripts/test_parallel.py). With arguments (`make test` passes none; `scripts/test.sh -p crate
+# --test name` does): one private stack and `cargo test` with those arguments, as below.
+if [[ $# -eq 0 ]]; then
+  exec "$root/.venv/bin/python" "$root/scripts/test_parallel.py"
+fi
 
 port="$("$root/.venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 state="$root/target/test-stack/$port"
