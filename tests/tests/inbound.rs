@@ -500,6 +500,71 @@ async fn a_reply_to_a_message_we_sent_adds_replied_to_its_history_without_changi
     assert_eq!(count, 1);
 }
 
+#[tokio::test]
+async fn a_reply_naming_the_message_id_ses_gave_our_send_threads_to_it() {
+    let t = TestStack::new().await;
+    let api = send_api::SendApi::new(
+        send_api::SendApiConfig::from_lookup(t.function_env("send-api")).unwrap(),
+        t.clients.clone(),
+    )
+    .unwrap();
+    let auth = bearer(&t, "send,read").await;
+    let sent = api
+        .handle(api_request(
+            &auth,
+            "POST",
+            "/v1/messages",
+            Some(
+                serde_json::json!({
+                    "from": "hello@example.com",
+                    "to": ["ana@example.org"],
+                    "subject": "Your order",
+                    "text": "Shipped."
+                })
+                .to_string(),
+            ),
+        ))
+        .await;
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let id = body_of(&sent)["id"].as_str().unwrap().to_owned();
+    let (_, message) = api_get(&api, &auth, &format!("/v1/messages/{id}")).await;
+    assert_eq!(message["provider"], "ses", "{message}");
+    let ses_id = message["provider_message_id"].as_str().unwrap().to_owned();
+    assert!(!ses_id.starts_with("msg_"), "{message}");
+
+    // SES replaced our Message-ID with `<its MessageId@email.amazonses.com>`; Ana's client
+    // answers that one, and nothing of ours is in the reply.
+    let event = fixture("webhook-postmark/inbound-reply.json").replace(
+        "msg_0123456789abcdefghjkmnpqrs@example.com",
+        &format!("{ses_id}@email.amazonses.com"),
+    );
+    assert!(!event.contains("msg_"));
+    let response = postmark(&t)
+        .handle(lambda_http::request::from_str(&event).unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let inbound_id = body_of(&response)["inbound"].as_str().unwrap().to_owned();
+    process_queue(&t).await;
+
+    let record = records(&t)
+        .get(&InboundId::parse(&inbound_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.thread.as_ref().map(MessageId::as_str),
+        Some(id.as_str())
+    );
+    let (_, after) = api_get(&api, &auth, &format!("/v1/messages/{id}")).await;
+    let replied = after["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "replied")
+        .count();
+    assert_eq!(replied, 1, "{after}");
+}
+
 /// What the app received: per POST, whether `standardwebhooks` verified it, and its body.
 type Hooks = std::sync::Arc<std::sync::Mutex<Vec<(bool, Value)>>>;
 /// The endpoint's secret, known once the endpoint (which needs the app's URL) is added.

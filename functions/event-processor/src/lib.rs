@@ -280,6 +280,10 @@ impl EventProcessor {
             config.names.queue_url(Queue::Events),
         )
         .with_reply_addresses(config.replies.clone())
+        .with_message_lookup(mailgate_lambda::events::message_lookup(
+            &clients,
+            &config.names,
+        ))
         .with_hand_off(
             Arc::new(mailgate_lambda::events::app_webhook_fan_out(
                 &clients,

@@ -134,7 +134,7 @@ pub mod inbound;
 pub use inbound::{
     AttachmentPart, AuthVerdicts, DsnRecipient, DsnReport, InboundAddress, InboundAttachment,
     InboundKind, InboundMessage, InboundSource, InboundStatus, InboundSummary, MalformedMime,
-    ParsedMail, parse_mime,
+    ParsedMail, parse_mime, provider_assigned_id,
 };
 
 // The ports the application services are written against (adapters implement them).

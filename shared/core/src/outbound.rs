@@ -222,7 +222,8 @@ impl OutboundEmail {
     }
 
     /// The `Message-ID` we give the message, `<msg_…@sender-domain>`: a reply names it in
-    /// `In-Reply-To`/`References`, and its local part threads the reply to this message.
+    /// `In-Reply-To`/`References`, and its local part threads the reply to this message. SES
+    /// and Postmark replace it with their own (see `inbound::provider_assigned_id`).
     pub fn rfc_message_id(&self) -> String {
         format!("<{}@{}>", self.message_id, self.from.address.domain())
     }

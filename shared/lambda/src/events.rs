@@ -145,6 +145,16 @@ pub fn event_applier(
     EventApplier::new(ports, soft_bounce)
 }
 
+/// Messages as inbound threading reads them: by the provider message id recorded at send time.
+pub fn message_lookup(
+    clients: &AwsClients,
+    names: &ResourceNames,
+) -> Arc<dyn mailgate_core::ports::MessageLookup> {
+    Arc::new(DynamoDbMessages::on(
+        clients.dynamodb_tables(names).table(Table::Messages),
+    ))
+}
+
 /// The reputation guardrails' port: route counters in the messages table, the switch in the
 /// control table.
 pub fn reputation_guard(

@@ -28,7 +28,9 @@ use mailgate_core::inbound::{
     DownloadLink, InboundPage, InboundQuery, ReceivedLinks, attachment_key, inbound_queue_message,
     received_event_key, received_webhook_body, thread_events,
 };
-use mailgate_core::ports::{EventsQueue, InboundObjects, InboundRecorded, InboundRecords};
+use mailgate_core::ports::{
+    EventsQueue, InboundObjects, InboundRecorded, InboundRecords, MessageLookup,
+};
 use mailgate_core::{
     Clock, DeliveryEvent, EventKind, InboundAttachment, InboundId, InboundKind, InboundMessage,
     InboundSource, InboundStatus, MessageId, StoreError, UnixMillis, parse_mime,
@@ -40,6 +42,9 @@ use crate::fan_out::{AppWebhookFanOut, FanOutError};
 /// what a webhook announced, short enough that a leaked link soon stops working. A fresh link
 /// is one `GET /v1/inbound/{id}/raw` away.
 pub const DOWNLOAD_LINK_TTL: Duration = Duration::from_secs(3600);
+
+/// How many provider-assigned ancestor ids one message may cost a lookup each.
+const MAX_PROVIDER_ANCESTORS: usize = 5;
 
 /// The ports inbound email is written against.
 #[derive(Clone)]
@@ -130,6 +135,7 @@ pub struct Inbound {
     ports: InboundPorts,
     hand_off: Option<HandOff>,
     replies: Option<mailgate_core::ReplyAddresses>,
+    messages: Option<Arc<dyn MessageLookup>>,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -145,6 +151,7 @@ impl Inbound {
             ports,
             hand_off: None,
             replies: None,
+            messages: None,
         }
     }
 
@@ -153,6 +160,35 @@ impl Inbound {
     pub fn with_reply_addresses(mut self, replies: Option<mailgate_core::ReplyAddresses>) -> Self {
         self.replies = replies;
         self
+    }
+
+    /// The same service threading a reply by a provider-assigned `Message-ID` among its
+    /// ancestors (SES replaces ours on every send): `messages` finds the message we recorded
+    /// under that provider message id.
+    pub fn with_message_lookup(mut self, messages: Arc<dyn MessageLookup>) -> Self {
+        self.messages = Some(messages);
+        self
+    }
+
+    /// The message of ours whose provider message id one of `ids` (provider-assigned
+    /// `Message-ID`s, nearest first) names; `None` without a lookup or a match.
+    async fn provider_id_thread(
+        &self,
+        ids: &[(mailgate_core::ProviderId, &str)],
+    ) -> Result<Option<MessageId>, StoreError> {
+        let Some(messages) = &self.messages else {
+            return Ok(None);
+        };
+        // A reply names at most a few ancestors from us; a long References chain is bounded.
+        for (provider, provider_message_id) in ids.iter().take(MAX_PROVIDER_ANCESTORS) {
+            if let Some(ours) = messages
+                .find_by_provider_message_id(*provider, provider_message_id)
+                .await?
+            {
+                return Ok(Some(ours));
+            }
+        }
+        Ok(None)
     }
 
     /// The message of ours a reply address among the envelope recipient, `To` and `Cc` names:
@@ -285,7 +321,7 @@ impl Inbound {
         // A source that stored the raw message itself (SES) did not say how large it is.
         let mut record = record;
         record.raw_size = raw.len() as u64;
-        let mail = match parse_mime(&raw) {
+        let mut mail = match parse_mime(&raw) {
             Ok(mail) => mail,
             Err(malformed) => {
                 tracing::warn!(inbound = %id, reason = malformed.code(), "inbound message is not readable MIME; kept as parse_failed");
@@ -305,12 +341,33 @@ impl Inbound {
                 )
                 .await?;
         }
-        // A DSN is about the message it returns; anything else threads by its ancestors.
+        // A DSN is about the message it returns; anything else threads by its ancestors: a
+        // signed reply address first, then our own `Message-ID`, then one a provider assigned.
         let thread = match (&mail.kind, &mail.dsn) {
-            (InboundKind::Dsn, Some(dsn)) => dsn.original.clone(),
-            _ => self
+            (InboundKind::Dsn, Some(dsn)) => match &dsn.original {
+                Some(ours) => Some(ours.clone()),
+                None => {
+                    let assigned: Vec<_> = dsn
+                        .original_message_id
+                        .as_deref()
+                        .and_then(mailgate_core::provider_assigned_id)
+                        .into_iter()
+                        .collect();
+                    let found = self.provider_id_thread(&assigned).await?;
+                    if let Some(dsn) = mail.dsn.as_mut() {
+                        // The report's bounce events name the original by this field.
+                        dsn.original.clone_from(&found);
+                    }
+                    found
+                }
+            },
+            _ => match self
                 .reply_address_thread(&record, &mail)
-                .or_else(|| mail.our_message_ids().into_iter().next()),
+                .or_else(|| mail.our_message_ids().into_iter().next())
+            {
+                Some(ours) => Some(ours),
+                None => self.provider_id_thread(&mail.provider_ancestors()).await?,
+            },
         };
         let kind = mail.kind;
         let parsed = record.parsed(&mail, thread.clone());
@@ -910,5 +967,150 @@ mod tests {
             panic!("expected a parsed message")
         };
         assert_eq!(thread, None);
+    }
+
+    /// The `MessageId` SES returned for a send, and so the local part of the `Message-ID` it
+    /// gave the delivered mail.
+    const SES_ID: &str = "0100019a7e4c2b1f-3d0c5a8e-1b2c-4d5e-8f90-123456789abc-000000";
+
+    /// A lookup knowing one message of ours, sent through SES as [`SES_ID`].
+    fn sent_through_ses() -> (Arc<crate::testing::MemoryMessageLookup>, MessageId) {
+        use mailgate_core::{
+            ApiKeyId, EmailAddress, KeyEnvironment, Mailbox, MessageRecord, MessageState,
+            OutboundEmail,
+        };
+        let email = OutboundEmail::new(
+            MessageId::generate(),
+            Mailbox::new(EmailAddress::parse("hello@example.com").unwrap()),
+            EmailAddress::parse("ana@example.org").unwrap(),
+            "Your order",
+        );
+        let record = MessageRecord::new(
+            &email,
+            ApiKeyId::generate(),
+            KeyEnvironment::Live,
+            MessageState::Sent,
+            datetime!(2026-12-04 09:00 UTC).into(),
+            None,
+            &[],
+        );
+        let lookup = Arc::new(crate::testing::MemoryMessageLookup::default());
+        lookup.insert(record.clone(), ProviderId::Ses, SES_ID);
+        (lookup, record.id)
+    }
+
+    async fn process_one(
+        inbound: &Inbound,
+        h: &Harness,
+        raw: &str,
+        source_id: &str,
+    ) -> InboundProcessed {
+        let mut src = source(source_id);
+        src.message_id = None;
+        let InboundReceived::Queued(id) = inbound
+            .receive(raw.as_bytes(), &src, &h.clock)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new message")
+        };
+        inbound.process(&id).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_reply_naming_the_message_id_ses_assigned_threads_to_the_message_sent_with_it() {
+        let h = harness();
+        let (lookup, ours) = sent_through_ses();
+        let inbound = h.inbound.clone().with_message_lookup(lookup.clone());
+        let reply = format!(
+            "From: ana@example.org\r\nTo: support@example.com\r\nSubject: Re: Your order\r\n\
+             In-Reply-To: <{SES_ID}@email.amazonses.com>\r\n\
+             References: <older@example.org> <{SES_ID}@email.amazonses.com>\r\n\r\nthanks\r\n"
+        );
+        let InboundProcessed::Parsed { thread, events, .. } =
+            process_one(&inbound, &h, &reply, "pm-ses-reply").await
+        else {
+            panic!("expected a parsed message")
+        };
+        assert_eq!(thread, Some(ours.clone()));
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Replied);
+        assert_eq!(events[0].message_id, Some(ours));
+
+        // An SES id we never recorded threads nowhere; so does the same reply when no lookup
+        // is wired.
+        let stranger = reply.replace(
+            SES_ID,
+            "0100019a7e4c2b1f-ffffffff-0000-0000-0000-000000000000-000000",
+        );
+        let InboundProcessed::Parsed { thread, events, .. } =
+            process_one(&inbound, &h, &stranger, "pm-ses-stranger").await
+        else {
+            panic!("expected a parsed message")
+        };
+        assert_eq!((thread, events.len()), (None, 0));
+        let InboundProcessed::Parsed { thread, .. } =
+            process_one(&h.inbound, &h, &reply, "pm-ses-unwired").await
+        else {
+            panic!("expected a parsed message")
+        };
+        assert_eq!(thread, None);
+    }
+
+    #[tokio::test]
+    async fn a_dsn_returning_an_ses_sent_original_bounces_the_message_sent_with_it() {
+        let h = harness();
+        let (lookup, ours) = sent_through_ses();
+        let inbound = h.inbound.clone().with_message_lookup(lookup);
+        // The returned headers carry only SES's Message-ID: SES replaced ours.
+        let dsn = format!(
+            "From: MAILER-DAEMON@mx.example.net\r\nTo: bounces@example.com\r\nSubject: Undelivered\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; ana@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n--r\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{SES_ID}@email.amazonses.com>\r\n\r\n--r--\r\n"
+        );
+        let InboundProcessed::Parsed {
+            kind,
+            thread,
+            events,
+            ..
+        } = process_one(&inbound, &h, &dsn, "pm-ses-dsn").await
+        else {
+            panic!("expected a parsed DSN")
+        };
+        assert_eq!(kind, InboundKind::Dsn);
+        assert_eq!(thread, Some(ours.clone()));
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, EventKind::Bounced);
+        assert_eq!(events[0].message_id, Some(ours));
+    }
+
+    #[tokio::test]
+    async fn a_failing_lookup_leaves_the_message_to_be_parsed_again_not_unthreaded() {
+        let h = harness();
+        let (lookup, ours) = sent_through_ses();
+        lookup
+            .faults
+            .fail_next("find_by_provider_message_id", StoreErrorKind::Transient);
+        let inbound = h.inbound.clone().with_message_lookup(lookup);
+        let reply = format!(
+            "From: ana@example.org\r\nTo: support@example.com\r\nSubject: Re: hi\r\nIn-Reply-To: <{SES_ID}@us-west-2.amazonses.com>\r\n\r\nthanks\r\n"
+        );
+        let mut src = source("pm-ses-retry");
+        src.message_id = None;
+        let InboundReceived::Queued(id) = inbound
+            .receive(reply.as_bytes(), &src, &h.clock)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new message")
+        };
+        let error = inbound.process(&id).await.unwrap_err();
+        assert!(!error.is_poison(), "{error}");
+        assert_eq!(
+            h.records.get(&id).await.unwrap().unwrap().status,
+            InboundStatus::Received
+        );
+        let InboundProcessed::Parsed { thread, .. } = inbound.process(&id).await.unwrap() else {
+            panic!("expected a parsed message")
+        };
+        assert_eq!(thread, Some(ours));
     }
 }

@@ -206,8 +206,8 @@ pub struct ParsedMail {
 
 impl ParsedMail {
     /// The ids of our messages this one answers: `In-Reply-To` first, then `References` newest
-    /// first, keeping each `Message-ID` whose local part is one of our `msg_…` ids (the SES path
-    /// sets `<msg_…@sender-domain>`). Ids appear once.
+    /// first, keeping each `Message-ID` whose local part is one of our `msg_…` ids (SendGrid,
+    /// Mailgun and SMTP2GO deliver the `<msg_…@sender-domain>` we set). Ids appear once.
     pub fn our_message_ids(&self) -> Vec<MessageId> {
         let mut found: Vec<MessageId> = Vec::new();
         let candidates = self.in_reply_to.iter().chain(self.references.iter().rev());
@@ -221,6 +221,15 @@ impl ParsedMail {
         found
     }
 
+    /// The provider-assigned ids among its ancestors ([`provider_assigned_id`]), nearest first,
+    /// for threading by the provider message id we recorded at send time.
+    pub fn provider_ancestors(&self) -> Vec<(crate::ProviderId, &str)> {
+        self.ancestor_ids()
+            .into_iter()
+            .filter_map(provider_assigned_id)
+            .collect()
+    }
+
     /// Every `Message-ID` this message names as its parent or ancestor (`In-Reply-To`, then
     /// `References` newest first), for matching provider-assigned ids of what we sent.
     pub fn ancestor_ids(&self) -> Vec<&str> {
@@ -232,6 +241,21 @@ impl ParsedMail {
         }
         ids
     }
+}
+
+/// The provider and its message id, if `message_id` is one a provider assigned in place of ours.
+///
+/// SES replaces the `Message-ID` of every message it sends (simple and raw alike) with
+/// `<ses-message-id@<region>.amazonses.com>` (`email.amazonses.com` in us-east-1), where the local
+/// part is the `MessageId` its send call returned: the provider message id we recorded. Postmark
+/// documents no format for the id it assigns; its sends thread by reply addresses.
+pub fn provider_assigned_id(message_id: &str) -> Option<(crate::ProviderId, &str)> {
+    let (local, domain) = message_id
+        .trim_matches(|c| c == '<' || c == '>')
+        .rsplit_once('@')?;
+    let domain = domain.to_ascii_lowercase();
+    let ses = domain == "amazonses.com" || domain.ends_with(".amazonses.com");
+    (ses && !local.is_empty()).then_some((crate::ProviderId::Ses, local))
 }
 
 /// Our message id, if `message_id` (`local@domain`, brackets already removed) has one of our
@@ -282,4 +306,36 @@ pub fn inbound_of_queue_message(body: &str) -> Option<crate::InboundId> {
         .ok()
         .filter(|e| e.v == 1)
         .map(|e| e.inbound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ProviderId;
+
+    #[test]
+    fn an_ses_assigned_message_id_names_the_ses_message_id_in_every_region() {
+        let id = "0100019a7e4c2b1f-3d0c5a8e-1b2c-4d5e-8f90-123456789abc-000000";
+        assert_eq!(
+            provider_assigned_id(&format!("<{id}@email.amazonses.com>")),
+            Some((ProviderId::Ses, id))
+        );
+        assert_eq!(
+            provider_assigned_id(&format!("{id}@eu-west-1.AmazonSES.com")),
+            Some((ProviderId::Ses, id))
+        );
+    }
+
+    #[test]
+    fn other_message_ids_name_no_provider() {
+        for id in [
+            "msg_0123456789abcdefghjkmnpqrs@example.com",
+            "abc@amazonses.com.example.org",
+            "abc@notamazonses.com",
+            "@email.amazonses.com",
+            "no-domain",
+        ] {
+            assert_eq!(provider_assigned_id(id), None, "{id}");
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //!
 //! A message without attachments or custom headers goes as `Simple` content (with our
 //! `X-Mailgate-Message-Id` in its `Headers`); anything else goes as `Raw` MIME built with
-//! `mail-builder`. Our id also travels as the `mailgate_message_id` email tag (it becomes
+//! `mail-builder`; SES replaces the raw `Message-ID` with its own (`<MessageId@….amazonses.com>`),
+//! which is how replies thread to SES sends. Our id also travels as the `mailgate_message_id` email tag (it becomes
 //! `mail.tags` in SES events when a configuration set publishes them). The SDK's own retries are
 //! turned off for this call: a retry after a timeout could send twice, and the send path owns
 //! retries and failover.
