@@ -321,24 +321,38 @@ fn api_request(
     lambda_http::request::from_str(&event.to_string()).unwrap()
 }
 
-#[tokio::test]
-async fn a_dsn_received_for_a_message_we_sent_bounces_it_and_suppresses_the_address() {
-    let t = TestStack::new().await;
+/// The message of ours the received message `inbound_id` threads to.
+async fn thread_of(t: &TestStack, inbound_id: &str) -> Option<String> {
+    let record = records(t)
+        .get(&InboundId::parse(inbound_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    record.thread.map(|id| id.as_str().to_owned())
+}
+
+/// The send API of `t` and a live key allowed to send and read.
+async fn send_api_with_key(t: &TestStack) -> (send_api::SendApi, String) {
     let api = send_api::SendApi::new(
         send_api::SendApiConfig::from_lookup(t.function_env("send-api")).unwrap(),
         t.clients.clone(),
     )
     .unwrap();
-    let auth = bearer(&t, "send,read").await;
+    let auth = bearer(t, "send,read").await;
+    (api, auth)
+}
+
+/// Sends an order notice from `hello@example.com` to `to` (through SES in the emulator); its id.
+async fn send_order(api: &send_api::SendApi, auth: &str, to: &str) -> String {
     let sent = api
         .handle(api_request(
-            &auth,
+            auth,
             "POST",
             "/v1/messages",
             Some(
                 serde_json::json!({
                     "from": "hello@example.com",
-                    "to": ["gone@example.net"],
+                    "to": [to],
                     "subject": "Your order",
                     "text": "Thanks for your order."
                 })
@@ -347,7 +361,14 @@ async fn a_dsn_received_for_a_message_we_sent_bounces_it_and_suppresses_the_addr
         ))
         .await;
     assert_eq!(sent.status(), StatusCode::ACCEPTED);
-    let id = body_of(&sent)["id"].as_str().unwrap().to_owned();
+    body_of(&sent)["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_dsn_received_for_a_message_we_sent_bounces_it_and_suppresses_the_address() {
+    let t = TestStack::new().await;
+    let (api, auth) = send_api_with_key(&t).await;
+    let id = send_order(&api, &auth, "gone@example.net").await;
 
     // The receiving server's DSN comes back to an inbound address, here through Postmark with
     // "include raw email content" on.
@@ -405,30 +426,8 @@ async fn a_dsn_received_for_a_message_we_sent_bounces_it_and_suppresses_the_addr
 #[tokio::test]
 async fn a_reply_to_a_message_we_sent_adds_replied_to_its_history_without_changing_its_state() {
     let t = TestStack::new().await;
-    let api = send_api::SendApi::new(
-        send_api::SendApiConfig::from_lookup(t.function_env("send-api")).unwrap(),
-        t.clients.clone(),
-    )
-    .unwrap();
-    let auth = bearer(&t, "send,read").await;
-    let sent = api
-        .handle(api_request(
-            &auth,
-            "POST",
-            "/v1/messages",
-            Some(
-                serde_json::json!({
-                    "from": "hello@example.com",
-                    "to": ["ana@example.org"],
-                    "subject": "Your order",
-                    "text": "Shipped."
-                })
-                .to_string(),
-            ),
-        ))
-        .await;
-    assert_eq!(sent.status(), StatusCode::ACCEPTED);
-    let id = body_of(&sent)["id"].as_str().unwrap().to_owned();
+    let (api, auth) = send_api_with_key(&t).await;
+    let id = send_order(&api, &auth, "ana@example.org").await;
     let before = body_of(
         &api.handle(api_request(
             &auth,
@@ -468,13 +467,8 @@ async fn a_reply_to_a_message_we_sent_adds_replied_to_its_history_without_changi
     assert_eq!(replied.len(), 1, "{after}");
     assert_eq!(replied[0]["provider"], "postmark");
     assert_eq!(replied[0]["recipient"], "ana@example.org");
-    let record = records(&t)
-        .get(&InboundId::parse(&inbound_id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        record.thread.as_ref().map(MessageId::as_str),
+        thread_of(&t, &inbound_id).await.as_deref(),
         Some(id.as_str())
     );
 
@@ -503,30 +497,8 @@ async fn a_reply_to_a_message_we_sent_adds_replied_to_its_history_without_changi
 #[tokio::test]
 async fn a_reply_naming_the_message_id_ses_gave_our_send_threads_to_it() {
     let t = TestStack::new().await;
-    let api = send_api::SendApi::new(
-        send_api::SendApiConfig::from_lookup(t.function_env("send-api")).unwrap(),
-        t.clients.clone(),
-    )
-    .unwrap();
-    let auth = bearer(&t, "send,read").await;
-    let sent = api
-        .handle(api_request(
-            &auth,
-            "POST",
-            "/v1/messages",
-            Some(
-                serde_json::json!({
-                    "from": "hello@example.com",
-                    "to": ["ana@example.org"],
-                    "subject": "Your order",
-                    "text": "Shipped."
-                })
-                .to_string(),
-            ),
-        ))
-        .await;
-    assert_eq!(sent.status(), StatusCode::ACCEPTED);
-    let id = body_of(&sent)["id"].as_str().unwrap().to_owned();
+    let (api, auth) = send_api_with_key(&t).await;
+    let id = send_order(&api, &auth, "ana@example.org").await;
     let (_, message) = api_get(&api, &auth, &format!("/v1/messages/{id}")).await;
     assert_eq!(message["provider"], "ses", "{message}");
     let ses_id = message["provider_message_id"].as_str().unwrap().to_owned();
@@ -546,13 +518,8 @@ async fn a_reply_naming_the_message_id_ses_gave_our_send_threads_to_it() {
     let inbound_id = body_of(&response)["inbound"].as_str().unwrap().to_owned();
     process_queue(&t).await;
 
-    let record = records(&t)
-        .get(&InboundId::parse(&inbound_id).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        record.thread.as_ref().map(MessageId::as_str),
+        thread_of(&t, &inbound_id).await.as_deref(),
         Some(id.as_str())
     );
     let (_, after) = api_get(&api, &auth, &format!("/v1/messages/{id}")).await;
