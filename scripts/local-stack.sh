@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The local AWS stack: moto's server on loopback (scripts/moto_server.py: DynamoDB requests served one
-# at a time, as moto's DynamoDB is not thread-safe) with every table, queue and the SES identity of
-# infra/template.yaml provisioned into it.
+# The local AWS stack: moto's server on loopback (scripts/moto_server.py: requests served one at a
+# time but SQS long polls, as moto's backends are not thread-safe) with every table, queue and the
+# SES identity of infra/template.yaml provisioned into it.
 #
 #   scripts/local-stack.sh start    start moto (if not already answering) and provision; idempotent
 #   scripts/local-stack.sh stop     stop the moto this script started

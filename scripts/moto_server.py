@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""moto's server, with DynamoDB requests served one at a time.
+"""moto's server, serving one request at a time (except SQS long polls).
 
-moto serves each request on its own thread, and its DynamoDB backend is not safe for that:
+moto serves each request on its own thread, and its backends are not safe for that: DynamoDB's
 TransactWriteItems snapshots every table it touches, applies its items one by one and, when a
-condition fails, puts the snapshots back, erasing whatever other threads wrote meanwhile; a read
-can also see half a transaction. Real DynamoDB isolates transactions, and our code (and the tests
-that prove "nothing lost") rely on it. Serialising DynamoDB requests restores that isolation; every
-other service (SQS long polls among them) keeps its threads.
+condition fails, puts the snapshots back, erasing whatever other threads wrote meanwhile (a read
+can also see half a transaction), and `/moto-api/data.json` walks every backend's dictionaries
+while other threads change them (a 500 under load). Real AWS isolates these, and our code (and the
+tests that prove "nothing lost") rely on it. Requests are therefore served under one lock; only
+SQS ReceiveMessage, which may wait up to 20 s for a message (long polling), runs beside them, as
+the queue it waits on must be fed by the others.
 
 Usage: moto_server.py -H 127.0.0.1 -p PORT
 """
@@ -20,12 +22,12 @@ from moto.server import MotoRequestHandler
 from werkzeug.serving import run_simple
 
 
-def serialise_dynamodb(app):
-    """A WSGI app that holds one lock while it serves a DynamoDB request."""
+def serialise(app):
+    """A WSGI app that serves each request under one lock, SQS long polls excepted."""
     lock = threading.Lock()
 
     def serve(environ, start_response):
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        if environ.get("HTTP_X_AMZ_TARGET", "") == "AmazonSQS.ReceiveMessage":
             return app(environ, start_response)
         with lock:
             body = app(environ, start_response)
@@ -45,7 +47,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(args.host, args.port, serialise_dynamodb(app), threaded=True,
+    run_simple(args.host, args.port, serialise(app), threaded=True,
                request_handler=MotoRequestHandler)
 
 
