@@ -8,6 +8,7 @@ pub mod api;
 pub mod app_endpoint;
 pub mod bounce_corpus;
 pub mod calls;
+pub mod inbound;
 pub mod providers;
 pub mod queues;
 pub mod webhooks;

@@ -84,9 +84,7 @@ pub fn sendgrid_batch(n: usize, tag: &str) -> Vec<u8> {
 
 /// A Mailgun webhook body for event `event_id`, signed with `key` at `timestamp` with `token`.
 pub fn mailgun_body(key: &str, timestamp: i64, token: &str, event_id: &str) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
-    mac.update(format!("{timestamp}{token}").as_bytes());
-    let signature = hex::encode(mac.finalize().into_bytes());
+    let [_, _, (_, signature)] = mailgun_signature(key, timestamp, token);
     serde_json::to_vec(&serde_json::json!({
         "signature": {"timestamp": timestamp.to_string(), "token": token, "signature": signature},
         "event-data": {
@@ -137,9 +135,9 @@ pub fn webhook_config(
         match k {
             "SENDGRID_WEBHOOK_PUBLIC_KEYS" => Some(sendgrid.clone()),
             "MAILGUN_WEBHOOK_SIGNING_KEYS" => Some(MAILGUN_KEY.to_owned()),
-            "POSTMARK_WEBHOOK_CREDENTIALS" | "SMTP2GO_WEBHOOK_CREDENTIALS" => {
-                Some(BASIC_PAIR.to_owned())
-            }
+            "POSTMARK_WEBHOOK_CREDENTIALS"
+            | "SMTP2GO_WEBHOOK_CREDENTIALS"
+            | "SENDGRID_INBOUND_CREDENTIALS" => Some(BASIC_PAIR.to_owned()),
             "SNS_ALLOWED_TOPIC_ARNS" => Some(TOPIC.to_owned()),
             _ => env(k),
         }
@@ -149,6 +147,33 @@ pub fn webhook_config(
         None => Arc::new(StaticSnsHttp::new()),
     };
     WebhookConfig::with_sns_http(provider, lookup, move || Ok(http)).expect("valid test config")
+}
+
+/// `provider`'s webhook function on `clock` with the template's environment and the test-only
+/// secrets of the committed `local.env` (the ones `make dev` uses and the fixtures carry).
+pub fn local_webhook_function(
+    t: &TestStack,
+    provider: ProviderId,
+    clock: Arc<dyn Clock>,
+) -> WebhookFunction {
+    let local: Vec<(String, String)> =
+        std::fs::read_to_string(crate::workspace_root().join("local.env"))
+            .expect("local.env is committed")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    let env = t.function_env(&format!("webhook-{provider}"));
+    let config = WebhookConfig::from_lookup(provider, move |k| {
+        local
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| env(k))
+    })
+    .expect("the local configuration is valid");
+    WebhookFunction::with_clock(config, t.clients.clone(), clock)
 }
 
 /// A webhook function on `clock` with the test configuration.
@@ -181,6 +206,68 @@ pub fn post(provider: ProviderId, body: &[u8], headers: &[(String, String)]) -> 
     event["isBase64Encoded"] = Value::Bool(true);
     event["body"] = Value::String(STANDARD.encode(body));
     lambda_http::request::from_str(&event.to_string()).expect("a function URL request")
+}
+
+/// A function URL POST of an inbound delivery to `provider`'s webhook under `/inbound`: `body`
+/// of `content_type`, with `headers`.
+pub fn post_inbound(
+    provider: ProviderId,
+    body: &[u8],
+    content_type: &str,
+    headers: &[(String, String)],
+) -> Request {
+    let mut all = vec![("content-type".to_owned(), content_type.to_owned())];
+    all.extend_from_slice(headers);
+    let request = post(provider, body, &all);
+    let (mut parts, body) = request.into_parts();
+    parts.uri = format!("https://{provider}.lambda-url.example/inbound")
+        .parse()
+        .expect("a URI");
+    Request::from_parts(parts, body)
+}
+
+/// A `multipart/form-data` body of text `fields` and `files` (field, file name, content type,
+/// bytes), and its content type (boundary included).
+pub fn multipart_form(
+    fields: &[(&str, &str)],
+    files: &[(&str, &str, &str, &[u8])],
+) -> (Vec<u8>, String) {
+    let boundary = format!("mailgate-test-{}", uuid::Uuid::new_v4().simple());
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    for (name, filename, content_type, content) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (body, format!("multipart/form-data; boundary={boundary}"))
+}
+
+/// The Mailgun signature fields (`timestamp`, `token`, `signature`) for `key` at `timestamp`.
+pub fn mailgun_signature(key: &str, timestamp: i64, token: &str) -> [(String, String); 3] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(format!("{timestamp}{token}").as_bytes());
+    [
+        ("timestamp".to_owned(), timestamp.to_string()),
+        ("token".to_owned(), token.to_owned()),
+        (
+            "signature".to_owned(),
+            hex::encode(mac.finalize().into_bytes()),
+        ),
+    ]
 }
 
 /// Every receipt item of the stack (body parts excluded).

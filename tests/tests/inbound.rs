@@ -9,11 +9,11 @@
 
 use lambda_http::Body;
 use lambda_http::http::StatusCode;
-use mailgate_aws::{DynamoDbInboundRecords, S3InboundObjects};
 use mailgate_core::inbound::{attachment_key, raw_key};
 use mailgate_core::ports::{InboundObjects, InboundRecords};
 use mailgate_core::{InboundId, InboundKind, InboundStatus, MessageId, ProviderId};
 use mailgate_lambda::webhook::{WebhookConfig, WebhookFunction};
+use mailgate_tests::inbound::{objects, process_queue, processor, records};
 use mailgate_tests::webhooks::drain_events;
 use mailgate_tests::{TestStack, fixture, workspace_root};
 use serde_json::Value;
@@ -28,36 +28,11 @@ fn body_of(r: &lambda_http::Response<Body>) -> Value {
 /// `webhook-postmark` with the template's environment and the credentials of `local.env` (the
 /// ones the committed fixtures carry).
 fn postmark(t: &TestStack) -> WebhookFunction {
-    let local: Vec<(String, String)> = std::fs::read_to_string(workspace_root().join("local.env"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    let env = t.function_env("webhook-postmark");
-    let config = WebhookConfig::from_lookup(ProviderId::Postmark, move |k| {
-        local
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .or_else(|| env(k))
-    })
-    .unwrap();
-    WebhookFunction::new(config, t.clients.clone())
-}
-
-fn processor(t: &TestStack) -> event_processor::EventProcessor {
-    let config = event_processor::Config::from_lookup(t.function_env("event-processor")).unwrap();
-    event_processor::EventProcessor::new(config, t.clients.clone())
-}
-
-fn records(t: &TestStack) -> DynamoDbInboundRecords {
-    DynamoDbInboundRecords::new(t.clients.dynamodb.clone(), t.table("InboundTable"), 86_400)
-}
-
-fn objects(t: &TestStack) -> S3InboundObjects {
-    S3InboundObjects::new(t.clients.s3.clone(), t.bucket("InboundBucket"))
+    mailgate_tests::webhooks::local_webhook_function(
+        t,
+        ProviderId::Postmark,
+        std::sync::Arc::new(mailgate_core::SystemClock),
+    )
 }
 
 fn inbound_request(body: Option<&str>, authorization: Option<&str>) -> lambda_http::Request {
@@ -70,26 +45,6 @@ fn inbound_request(body: Option<&str>, authorization: Option<&str>) -> lambda_ht
         event["headers"]["authorization"] = Value::String(authorization.to_owned());
     }
     lambda_http::request::from_str(&event.to_string()).unwrap()
-}
-
-/// Runs the event processor on every message of the events queue, as its SQS trigger would;
-/// returns the inbound ids whose parse requests it saw.
-async fn process_queue(t: &TestStack) -> Vec<InboundId> {
-    let processor = processor(t);
-    let template: Value =
-        serde_json::from_str(&fixture("event-processor/sqs-inbound-parse.json")).unwrap();
-    let mut seen = Vec::new();
-    for message in drain_events(t).await {
-        if let Some(id) = message.get("inbound").and_then(Value::as_str) {
-            seen.push(InboundId::parse(id).unwrap());
-        }
-        let mut batch = template.clone();
-        batch["Records"][0]["body"] = Value::String(message.to_string());
-        let out = processor.handle(batch).await.unwrap();
-        let out = serde_json::to_value(out).unwrap();
-        assert_eq!(out["batchItemFailures"], Value::Array(vec![]), "{message}");
-    }
-    seen
 }
 
 #[tokio::test]

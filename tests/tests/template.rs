@@ -255,24 +255,28 @@ fn grants<'a>(t: &'a Template, role: &str, action: &str) -> Vec<(Vec<&'a Value>,
 fn each_webhook_reads_only_its_own_secret_from_ssm() {
     let t = template();
     let r = dev();
-    for (role, path) in [
-        ("WebhookSendgridRole", "sendgrid-webhook-public-keys"),
-        ("WebhookMailgunRole", "mailgun-webhook-signing-keys"),
-        ("WebhookPostmarkRole", "postmark-webhook-credentials"),
-        ("WebhookSmtp2goRole", "smtp2go-webhook-credentials"),
+    for (role, paths) in [
+        (
+            "WebhookSendgridRole",
+            &[
+                "sendgrid-webhook-public-keys",
+                "sendgrid-inbound-credentials",
+            ][..],
+        ),
+        ("WebhookMailgunRole", &["mailgun-webhook-signing-keys"][..]),
+        ("WebhookPostmarkRole", &["postmark-webhook-credentials"][..]),
+        ("WebhookSmtp2goRole", &["smtp2go-webhook-credentials"][..]),
     ] {
         let resources: Vec<String> = grants(&t, role, "ssm:GetParameter")
             .into_iter()
             .flat_map(|(res, _)| res)
             .map(|v| r.string(v).unwrap())
             .collect();
-        assert_eq!(
-            resources,
-            [format!(
-                "arn:aws:ssm:us-east-1:123456789012:parameter/mailgate/dev/{path}"
-            )],
-            "{role}"
-        );
+        let expected: Vec<String> = paths
+            .iter()
+            .map(|path| format!("arn:aws:ssm:us-east-1:123456789012:parameter/mailgate/dev/{path}"))
+            .collect();
+        assert_eq!(resources, expected, "{role}");
         let decrypt = grants(&t, role, "kms:Decrypt");
         assert_eq!(decrypt.len(), 1, "{role}");
         let condition = decrypt[0].1;

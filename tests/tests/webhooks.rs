@@ -762,27 +762,13 @@ async fn a_webhook_function_without_its_secret_does_not_start() {
 #[tokio::test]
 async fn the_committed_postmark_and_smtp2go_fixtures_are_accepted_with_the_local_credentials() {
     let t = TestStack::new().await;
-    let local: Vec<(String, String)> =
-        std::fs::read_to_string(mailgate_tests::workspace_root().join("local.env"))
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
     for provider in [ProviderId::Postmark, ProviderId::Smtp2go] {
         let name = format!("webhook-{provider}");
-        let env = t.function_env(&name);
-        let local = local.clone();
-        let config = WebhookConfig::from_lookup(provider, move |k| {
-            local
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .or_else(|| env(k))
-        })
-        .unwrap();
-        let f = WebhookFunction::new(config, t.clients.clone());
+        let f = mailgate_tests::webhooks::local_webhook_function(
+            &t,
+            provider,
+            Arc::new(mailgate_core::SystemClock),
+        );
         let request =
             lambda_http::request::from_str(&fixture(&format!("{name}/function-url-post.json")))
                 .unwrap();

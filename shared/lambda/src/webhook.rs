@@ -67,6 +67,9 @@ pub struct WebhookConfig {
     pub names: ResourceNames,
     /// Where received mail goes, for a provider with an inbound source (`/inbound`).
     pub inbound: Option<crate::inbound::InboundSettings>,
+    /// The verification of inbound deliveries (`POST /inbound`), for a provider with an inbound
+    /// webhook.
+    pub inbound_verifier: Option<Arc<dyn WebhookVerifier>>,
 }
 
 /// The path under which a webhook function receives inbound email.
@@ -145,6 +148,23 @@ impl WebhookConfig {
             })
             .map_err(|e| problems.extend(e))
             .ok();
+        let inbound_verifier = match (
+            mailgate_providers::inbound::inbound_webhook(provider),
+            &verifier,
+        ) {
+            (Some(inbound), Some(webhooks)) => {
+                let settings = VerifierSettings {
+                    tolerance_secs,
+                    lookup: &lookup,
+                    sns_http: Box::new(|| Err("inbound deliveries fetch nothing".to_owned())),
+                };
+                inbound
+                    .verifier(&settings, webhooks)
+                    .map_err(|e| problems.extend(e))
+                    .ok()
+            }
+            _ => None,
+        };
         match (names, verifier) {
             (Some(names), Some(verifier)) if problems.is_empty() => Ok(Self {
                 provider,
@@ -154,6 +174,7 @@ impl WebhookConfig {
                 verifier,
                 names,
                 inbound,
+                inbound_verifier,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -279,6 +300,16 @@ impl WebhookFunction {
 
     /// Size-checks and verifies a delivery on its raw bytes: what passed, or the answer to give.
     async fn verified(&self, request: &Request) -> Result<Verified, Response<Body>> {
+        self.verified_by(request, self.config.verifier.as_ref())
+            .await
+    }
+
+    /// As [`Self::verified`], with `verifier`.
+    async fn verified_by(
+        &self,
+        request: &Request,
+        verifier: &dyn WebhookVerifier,
+    ) -> Result<Verified, Response<Body>> {
         let provider = self.config.provider;
         let declared = request
             .headers()
@@ -303,12 +334,7 @@ impl WebhookFunction {
             body,
             source,
         };
-        match self
-            .config
-            .verifier
-            .verify(received, self.clock.as_ref())
-            .await
-        {
+        match verifier.verify(received, self.clock.as_ref()).await {
             Ok(v) => Ok(v),
             Err(VerifyFailure::Rejected(reason)) => Err(self.reject(reason)),
             Err(VerifyFailure::Unavailable(detail)) => {
@@ -428,19 +454,24 @@ impl WebhookFunction {
             )
             .into_response()
         };
-        let Some(inbound) = &self.inbound else {
+        let (Some(inbound), Some(source), Some(verifier)) = (
+            &self.inbound,
+            mailgate_providers::inbound::inbound_webhook(provider),
+            &self.config.inbound_verifier,
+        ) else {
             return no_inbound();
         };
-        if let Err(answer) = self.verified(request).await {
+        if let Err(answer) = self.verified_by(request, verifier.as_ref()).await {
             return answer;
         }
         let body: &[u8] = request.body().as_ref();
-        let delivery = match mailgate_providers::inbound::inbound_delivery(provider, body) {
-            Some(Ok(delivery)) => delivery,
+        let content_type = header_text(request.headers(), "content-type");
+        let delivery = match source.delivery(body, content_type).await {
+            Ok(delivery) => delivery,
             // Authentic but not the documented shape: the body itself is kept as the raw
             // message (it will be `parse_failed`), never dropped, and the provider not made
             // to retry it for days.
-            Some(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(%provider, error = %e, "inbound body unreadable; kept as received");
                 InboundDelivery {
                     raw: body.to_vec(),
@@ -453,7 +484,6 @@ impl WebhookFunction {
                     },
                 }
             }
-            None => return no_inbound(),
         };
         let outcome = inbound
             .receive(&delivery.raw, &delivery.source, self.clock.as_ref())

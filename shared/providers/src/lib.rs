@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod events;
+pub mod form;
 pub mod http_client;
 pub mod inbound;
 pub mod mailgun;

@@ -19,6 +19,7 @@ use crate::webhook::{
 };
 
 pub mod events;
+pub mod inbound;
 pub mod send;
 
 /// The provider this module covers.
@@ -59,6 +60,10 @@ impl WebhookProvider for MailgunWebhooks {
         origin: &EventOrigin<'_>,
     ) -> Result<Vec<DeliveryEvent>, NormaliseError> {
         events::normalise(event, origin)
+    }
+
+    fn inbound(&self) -> Option<&'static dyn crate::inbound::InboundWebhook> {
+        Some(&inbound::MailgunInbound)
     }
 }
 

@@ -135,6 +135,10 @@ impl WebhookProvider for PostmarkWebhooks {
     ) -> Result<Vec<DeliveryEvent>, NormaliseError> {
         events::normalise(event, origin)
     }
+
+    fn inbound(&self) -> Option<&'static dyn crate::inbound::InboundWebhook> {
+        Some(&inbound::PostmarkInbound)
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::webhook::{
 };
 
 pub mod events;
+pub mod inbound;
 pub mod send;
 
 /// The provider this module covers.
@@ -43,7 +44,11 @@ impl WebhookProvider for SendgridWebhooks {
     }
 
     fn secret_variables(&self) -> &'static [&'static str] {
-        &["SENDGRID_WEBHOOK_PUBLIC_KEYS"]
+        &[
+            "SENDGRID_WEBHOOK_PUBLIC_KEYS",
+            inbound::CREDENTIALS_VARIABLE,
+            inbound::ALLOWED_IPS_VARIABLE,
+        ]
     }
 
     // SendGrid does not say whether retries are re-signed and retries for 24 h, so the window is
@@ -69,6 +74,10 @@ impl WebhookProvider for SendgridWebhooks {
         origin: &EventOrigin<'_>,
     ) -> Result<Vec<DeliveryEvent>, NormaliseError> {
         events::normalise(event, origin)
+    }
+
+    fn inbound(&self) -> Option<&'static dyn crate::inbound::InboundWebhook> {
+        Some(&inbound::SendgridInbound)
     }
 }
 

@@ -51,6 +51,11 @@ pub trait WebhookProvider: Send + Sync {
         event: &str,
         origin: &EventOrigin<'_>,
     ) -> Result<Vec<DeliveryEvent>, NormaliseError>;
+
+    /// Its inbound email webhook (`POST /inbound`), if it has one.
+    fn inbound(&self) -> Option<&'static dyn crate::inbound::InboundWebhook> {
+        None
+    }
 }
 
 /// The webhook side of `provider`: the one place a provider id picks its implementation.

@@ -13,6 +13,8 @@
 //! Postmark caps inbound messages at 35 MB (attachments included); the function URL's 6 MB
 //! request limit and `WEBHOOK_MAX_BODY_BYTES` are the tighter bound here.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use mail_builder::MessageBuilder;
@@ -22,8 +24,30 @@ use mailgate_core::{AuthVerdicts, InboundSource};
 use serde::Deserialize;
 
 use super::PROVIDER;
-use crate::inbound::InboundDelivery;
-use crate::webhook::PayloadError;
+use crate::inbound::{InboundDelivery, InboundWebhook};
+use crate::webhook::{PayloadError, VerifierSettings, WebhookVerifier};
+
+/// Postmark's inbound webhook: authenticated like its other webhooks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PostmarkInbound;
+
+impl InboundWebhook for PostmarkInbound {
+    fn verifier(
+        &self,
+        _settings: &VerifierSettings<'_>,
+        webhooks: &Arc<dyn WebhookVerifier>,
+    ) -> Result<Arc<dyn WebhookVerifier>, Vec<String>> {
+        Ok(webhooks.clone())
+    }
+
+    fn delivery<'a>(
+        &'a self,
+        body: &'a [u8],
+        _content_type: Option<&'a str>,
+    ) -> futures::future::BoxFuture<'a, Result<InboundDelivery, PayloadError>> {
+        Box::pin(async move { inbound_delivery(body) })
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
