@@ -81,7 +81,7 @@ pub fn counted_clients(sdk: &SdkConfig) -> (AwsClients, CallLog) {
                 .build(),
         ),
         ses: aws_sdk_sesv2::Client::new(sdk),
-        s3: mailgate_aws::S3InboundObjects::client(sdk),
+        sdk: sdk.clone(),
     };
     (clients, log)
 }

@@ -22,7 +22,7 @@ pub fn records(t: &TestStack) -> DynamoDbInboundRecords {
 
 /// The inbound bucket of `t`.
 pub fn objects(t: &TestStack) -> S3InboundObjects {
-    S3InboundObjects::new(t.clients.s3.clone(), t.bucket("InboundBucket"))
+    S3InboundObjects::new(S3InboundObjects::client(&t.sdk), t.bucket("InboundBucket"))
 }
 
 /// Runs the event processor on every message of the events queue, as its SQS trigger would;

@@ -10,7 +10,7 @@
 use lambda_http::Body;
 use lambda_http::http::StatusCode;
 use mailgate_core::inbound::{attachment_key, raw_key};
-use mailgate_core::ports::{InboundObjects, InboundRecords};
+use mailgate_core::ports::{InboundDownloads, InboundObjects, InboundRecords};
 use mailgate_core::{InboundId, InboundKind, InboundStatus, MessageId, ProviderId};
 use mailgate_lambda::webhook::{WebhookConfig, WebhookFunction};
 use mailgate_tests::inbound::{objects, process_queue, processor, records};

@@ -57,8 +57,7 @@ fn inbound_id(response: &lambda_http::Response<lambda_http::Body>) -> InboundId 
 
 /// How many objects the inbound bucket holds.
 async fn stored_objects(t: &TestStack) -> usize {
-    t.clients
-        .s3
+    mailgate_aws::S3InboundObjects::client(&t.sdk)
         .list_objects_v2()
         .bucket(t.bucket("InboundBucket"))
         .send()

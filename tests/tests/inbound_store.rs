@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mailgate_aws::{DynamoDbInboundRecords, S3InboundObjects};
 use mailgate_core::inbound::{attachment_key, raw_key};
-use mailgate_core::ports::{InboundObjects, InboundRecorded, InboundRecords};
+use mailgate_core::ports::{InboundDownloads, InboundObjects, InboundRecorded, InboundRecords};
 use mailgate_core::{
     AuthVerdicts, InboundId, InboundMessage, InboundSource, InboundStatus, MalformedMime,
     MessageId, ProviderId, UnixMillis, parse_mime,

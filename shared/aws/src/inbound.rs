@@ -23,7 +23,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use mailgate_core::inbound::{InboundCursor, InboundListing, InboundPage, InboundQuery};
-use mailgate_core::ports::{BoxFuture, InboundObjects, InboundRecorded, InboundRecords};
+use mailgate_core::ports::{
+    BoxFuture, InboundDownloads, InboundObjects, InboundRecorded, InboundRecords,
+};
 use mailgate_core::{InboundId, InboundMessage, StoreError, StoreErrorKind, UnixMillis};
 
 use crate::sdk::store_error;
@@ -103,7 +105,9 @@ impl InboundObjects for S3InboundObjects {
             Ok(Some(bytes.into_bytes().to_vec()))
         })
     }
+}
 
+impl InboundDownloads for S3InboundObjects {
     fn download_link<'a>(
         &'a self,
         key: &'a str,

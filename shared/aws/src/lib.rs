@@ -66,7 +66,9 @@ pub use outbound_queue::{
 };
 pub mod event_ports;
 pub use event_ports::{SqsEventForwarder, visibility_seconds};
+pub mod download_links;
 pub mod inbound;
+pub use download_links::S3DownloadLinks;
 pub use inbound::{DynamoDbInboundRecords, INBOUND_FEED, S3InboundObjects};
 pub mod dead_letters;
 pub use dead_letters::{POISON_REASON_ATTRIBUTE, SqsDeadLetterQueue};

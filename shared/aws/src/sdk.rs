@@ -24,8 +24,10 @@ pub struct AwsClients {
     pub sqs: aws_sdk_sqs::Client,
     /// SES (API v2).
     pub ses: aws_sdk_sesv2::Client,
-    /// S3 (inbound email), path-style when an endpoint override is set.
-    pub s3: aws_sdk_s3::Client,
+    /// The configuration they were built from, for the clients only some functions need (S3 for
+    /// inbound email: `S3InboundObjects::client`, or `S3DownloadLinks` to sign links without
+    /// one), so the others do not link them.
+    pub sdk: SdkConfig,
 }
 
 impl AwsClients {
@@ -35,7 +37,7 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             ses: aws_sdk_sesv2::Client::new(config),
-            s3: crate::inbound::S3InboundObjects::client(config),
+            sdk: config.clone(),
         }
     }
 

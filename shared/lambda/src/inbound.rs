@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use mailgate_aws::{AwsClients, DynamoDbInboundRecords, S3InboundObjects, SqsEventQueue};
+use mailgate_aws::{
+    AwsClients, DynamoDbInboundRecords, S3DownloadLinks, S3InboundObjects, SqsEventQueue,
+};
 use mailgate_services::inbound::{Inbound, InboundPorts, InboundReads};
 
 /// Days received mail is kept when `INBOUND_RETENTION_DAYS` is not set (the template default).
@@ -59,7 +61,7 @@ pub fn inbound_service(
 ) -> Inbound {
     Inbound::new(InboundPorts {
         objects: Arc::new(S3InboundObjects::new(
-            clients.s3.clone(),
+            S3InboundObjects::client(&clients.sdk),
             settings.bucket.clone(),
         )),
         records: Arc::new(DynamoDbInboundRecords::new(
@@ -74,13 +76,11 @@ pub fn inbound_service(
     })
 }
 
-/// The read side of received mail (send-api's `/v1/inbound…`) on S3 and the inbound table.
+/// The read side of received mail (send-api's `/v1/inbound…`): links signed for the inbound
+/// bucket (no S3 client) and the inbound table.
 pub fn inbound_reads(clients: &AwsClients, settings: &InboundSettings) -> InboundReads {
     InboundReads::new(
-        Arc::new(S3InboundObjects::new(
-            clients.s3.clone(),
-            settings.bucket.clone(),
-        )),
+        Arc::new(S3DownloadLinks::new(&clients.sdk, settings.bucket.clone())),
         Arc::new(DynamoDbInboundRecords::new(
             clients.dynamodb.clone(),
             settings.table.clone(),

@@ -29,7 +29,7 @@ use mailgate_core::inbound::{
     received_event_key, received_webhook_body, thread_events,
 };
 use mailgate_core::ports::{
-    EventsQueue, InboundObjects, InboundRecorded, InboundRecords, MessageLookup,
+    EventsQueue, InboundDownloads, InboundObjects, InboundRecorded, InboundRecords, MessageLookup,
 };
 use mailgate_core::{
     Clock, DeliveryEvent, EventKind, InboundAttachment, InboundId, InboundKind, InboundMessage,
@@ -384,7 +384,7 @@ impl Inbound {
 
 /// A presigned link to `key`, valid for [`DOWNLOAD_LINK_TTL`] from `now`.
 async fn link(
-    objects: &dyn InboundObjects,
+    objects: &dyn InboundDownloads,
     key: &str,
     now: UnixMillis,
 ) -> Result<DownloadLink, StoreError> {
@@ -396,7 +396,7 @@ async fn link(
 
 /// The links of a record: its raw message and each attachment.
 async fn received_links(
-    objects: &dyn InboundObjects,
+    objects: &dyn InboundDownloads,
     record: &InboundMessage,
     now: UnixMillis,
 ) -> Result<ReceivedLinks, StoreError> {
@@ -411,7 +411,7 @@ async fn received_links(
 /// Reading received mail for the API: listings, records and download links.
 #[derive(Clone)]
 pub struct InboundReads {
-    objects: Arc<dyn InboundObjects>,
+    objects: Arc<dyn InboundDownloads>,
     records: Arc<dyn InboundRecords>,
     clock: Arc<dyn Clock>,
 }
@@ -425,7 +425,7 @@ impl std::fmt::Debug for InboundReads {
 impl InboundReads {
     /// Reads over `records`, links to `objects`, expiry times from `clock`.
     pub fn new(
-        objects: Arc<dyn InboundObjects>,
+        objects: Arc<dyn InboundDownloads>,
         records: Arc<dyn InboundRecords>,
         clock: Arc<dyn Clock>,
     ) -> Self {

@@ -9,7 +9,7 @@ use crate::{InboundId, InboundMessage};
 
 /// Object storage for received mail: raw MIME and attachment bytes, encrypted at rest, expiring
 /// by the bucket's lifecycle (`INBOUND_RETENTION_DAYS`).
-pub trait InboundObjects: Send + Sync {
+pub trait InboundObjects: InboundDownloads {
     /// Stores `bytes` under `key` with `content_type`, replacing any object there (keys are
     /// derived from our ids, so a retry writes the same bytes again).
     fn put<'a>(
@@ -21,7 +21,11 @@ pub trait InboundObjects: Send + Sync {
 
     /// The bytes under `key`; `None` when there is no such object (expired or never stored).
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;
+}
 
+/// Links to stored raw messages and attachments: all the read API needs of the objects (so
+/// `send-api` signs links without an object store client).
+pub trait InboundDownloads: Send + Sync {
     /// A link that downloads `key` without credentials until `valid_for` has passed.
     fn download_link<'a>(
         &'a self,

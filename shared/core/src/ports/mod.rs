@@ -28,7 +28,7 @@ pub use events::{
     ReceiptBody, ReceiptReader, SignedWebhook, SuppressionWrites, WebhookAnswer,
 };
 
-pub use inbound::{InboundObjects, InboundRecorded, InboundRecords};
+pub use inbound::{InboundDownloads, InboundObjects, InboundRecorded, InboundRecords};
 pub use search::{FoundMessages, MessageSearch, SearchError};
 pub use send::{
     AcceptGuards, Accepted, DelayedEvent, DelayedEventQueue, EmailProvider, EventSimulator,

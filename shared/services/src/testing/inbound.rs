@@ -6,7 +6,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use mailgate_core::inbound::{InboundCursor, InboundListing, InboundPage, InboundQuery};
-use mailgate_core::ports::{BoxFuture, InboundObjects, InboundRecorded, InboundRecords};
+use mailgate_core::ports::{
+    BoxFuture, InboundDownloads, InboundObjects, InboundRecorded, InboundRecords,
+};
 use mailgate_core::{InboundId, InboundMessage, StoreError, StoreErrorKind};
 
 use super::Faults;
@@ -60,7 +62,9 @@ impl InboundObjects for MemoryInboundObjects {
             .map(|()| lock(&self.objects).get(key).map(|(_, b)| b.clone()));
         Box::pin(async move { result })
     }
+}
 
+impl InboundDownloads for MemoryInboundObjects {
     fn download_link<'a>(
         &'a self,
         key: &'a str,
