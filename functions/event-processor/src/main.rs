@@ -9,7 +9,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     mailgate_lambda::init_tracing();
-    let sdk = mailgate_aws::load_sdk_config().await;
+    let sdk = mailgate_aws::function_sdk_config();
     // The keys that verify reply addresses are a secret reference when deployed.
     let secrets =
         mailgate_aws::resolve_from_env(&mailgate_aws::SsmClient::new(&sdk), &[SIGNING_KEYS_VAR])

@@ -149,7 +149,7 @@ pub enum SendApiError {
 /// deployed), loads the configuration, wires the API and serves requests.
 pub async fn run() -> Result<(), lambda_http::Error> {
     mailgate_lambda::init_tracing();
-    let sdk = mailgate_aws::load_sdk_config().await;
+    let sdk = mailgate_aws::function_sdk_config();
     let variables: Vec<&str> = SECRET_VARIABLES
         .iter()
         .copied()

@@ -193,7 +193,7 @@ impl Function {
 /// serves batches.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     mailgate_lambda::init_tracing();
-    let sdk = mailgate_aws::load_sdk_config().await;
+    let sdk = mailgate_aws::function_sdk_config();
     let secrets =
         mailgate_aws::resolve_from_env(&mailgate_aws::SsmClient::new(&sdk), SECRET_VARIABLES)
             .await?;

@@ -74,7 +74,7 @@ impl Config {
 /// loads the configuration, wires the service and serves requests.
 pub async fn run() -> Result<(), lambda_http::Error> {
     mailgate_lambda::init_tracing();
-    let sdk = mailgate_aws::load_sdk_config().await;
+    let sdk = mailgate_aws::function_sdk_config();
     let secrets = mailgate_aws::resolve_from_env(
         &mailgate_aws::SsmClient::new(&sdk),
         &[unsubscribe::SIGNING_KEYS_VAR],

@@ -574,7 +574,7 @@ fn source_ip(request: &Request) -> Option<IpAddr> {
 /// resolved once here), configuration and clients, then the Lambda loop.
 pub async fn run(provider: ProviderId) -> Result<(), lambda_http::Error> {
     crate::init_tracing();
-    let sdk = mailgate_aws::load_sdk_config().await;
+    let sdk = mailgate_aws::function_sdk_config();
     let secrets = mailgate_aws::resolve_from_env(
         &mailgate_aws::SsmClient::new(&sdk),
         secret_variables(provider),
