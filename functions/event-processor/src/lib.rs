@@ -28,7 +28,7 @@ use mailgate_core::{Clock, InboundId, SoftBounceRule, SystemClock};
 use mailgate_lambda::events::Tally;
 use mailgate_lambda::poison::{Verdict, drive_batch_with_dlq};
 use mailgate_services::events::{EventApplier, MessageReport};
-use mailgate_services::inbound::{Inbound, InboundProcessed};
+use mailgate_services::received::ReceivedMail;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -73,30 +73,6 @@ pub struct Config {
     pub guardrails: GuardrailPolicy,
 }
 
-/// Reads a rate setting: a number in (0, 1].
-fn rate_setting(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    default: f64,
-    problems: &mut Vec<String>,
-) -> f64 {
-    match lookup(name)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-    {
-        None => default,
-        Some(v) => match v.parse::<f64>() {
-            Ok(rate) if rate > 0.0 && rate <= 1.0 => rate,
-            _ => {
-                problems.push(format!(
-                    "{name} must be a rate above 0 and at most 1 (0.001 is 0.1 %), got {v:?}"
-                ));
-                default
-            }
-        },
-    }
-}
-
 impl Config {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -117,56 +93,10 @@ impl Config {
         let names = ResourceNames::from_lookup(&tables, &[Queue::Events, Queue::Outbound], &lookup)
             .map_err(|e| problems.extend(e.problems))
             .ok();
-        let mut setting = |name: &str, default: i64| {
-            mailgate_lambda::webhook::positive_setting(&lookup, name, default)
-                .map_err(|e| problems.push(e))
-                .unwrap_or(default)
-        };
-        let (threshold, days) = (
-            setting("SOFT_BOUNCE_THRESHOLD", 5),
-            setting("SOFT_BOUNCE_WINDOW_DAYS", 30),
-        );
-        let defaults = GuardrailPolicy::default();
-        let window_sends = setting(
-            "GUARDRAIL_WINDOW_SENDS",
-            i64::try_from(defaults.window_sends).unwrap_or(i64::MAX),
-        );
-        let min_sends = setting(
-            "GUARDRAIL_MIN_SENDS",
-            i64::try_from(defaults.min_sends).unwrap_or(i64::MAX),
-        );
-        let complaint_rate = rate_setting(
-            &lookup,
-            "GUARDRAIL_COMPLAINT_RATE",
-            defaults.complaint_rate,
-            &mut problems,
-        );
-        let hard_bounce_rate = rate_setting(
-            &lookup,
-            "GUARDRAIL_HARD_BOUNCE_RATE",
-            defaults.hard_bounce_rate,
-            &mut problems,
-        );
-        let guardrails = GuardrailPolicy {
-            window_sends: u64::try_from(window_sends).unwrap_or(u64::MAX),
-            min_sends: u64::try_from(min_sends).unwrap_or(u64::MAX),
-            complaint_rate,
-            hard_bounce_rate,
-            ..defaults
-        };
-        let suppress_unmatched = match lookup(SUPPRESS_UNMATCHED_VAR)
-            .map(|v| v.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("" | "false") => false,
-            Some("true") => true,
-            Some(other) => {
-                problems.push(format!(
-                    "{SUPPRESS_UNMATCHED_VAR} must be true or false, got {other:?}"
-                ));
-                false
-            }
-        };
+        let soft_bounce = mailgate_lambda::events::soft_bounce_rule(&lookup, &mut problems);
+        let guardrails = mailgate_lambda::events::guardrail_policy(&lookup, &mut problems);
+        let suppress_unmatched =
+            mailgate_lambda::events::flag_setting(&lookup, SUPPRESS_UNMATCHED_VAR, &mut problems);
         let dlq_url = lookup(DLQ_VAR).filter(|v| !v.trim().is_empty());
         if dlq_url.is_none() {
             problems.push(format!("{DLQ_VAR} is not set"));
@@ -180,10 +110,7 @@ impl Config {
         match (names, dlq_url, inbound) {
             (Some(names), Some(dlq_url), Some(inbound)) if problems.is_empty() => Ok(Self {
                 names,
-                soft_bounce: SoftBounceRule {
-                    threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
-                    window_ms: days.saturating_mul(24 * 3600 * 1000),
-                },
+                soft_bounce,
                 dlq_url,
                 suppress_unmatched,
                 inbound,
@@ -250,7 +177,7 @@ pub enum ProcessorResponse {
 #[derive(Debug, Clone)]
 pub struct EventProcessor {
     applier: EventApplier,
-    inbound: Inbound,
+    received: ReceivedMail,
     dlq: Arc<SqsDeadLetterQueue>,
     tally: Arc<Tally>,
 }
@@ -292,8 +219,8 @@ impl EventProcessor {
             clock,
         );
         Self {
+            received: ReceivedMail::new(inbound, applier.clone()),
             applier,
-            inbound,
             dlq: Arc::new(SqsDeadLetterQueue::new(clients.sqs, config.dlq_url)),
             tally: Arc::new(Tally::default()),
         }
@@ -348,33 +275,17 @@ impl EventProcessor {
         Verdict::Retry(err.to_string())
     }
 
-    /// Parses one received message: done, retried, or parked as poison.
+    /// Parses one received message and applies what it adds to our messages' histories: done,
+    /// retried, or parked as poison.
     pub async fn process_inbound(&self, id: &InboundId) -> Verdict {
-        match self.inbound.process(id).await {
-            Ok(processed) => {
-                let events = match &processed {
-                    InboundProcessed::Parsed { events, .. }
-                    | InboundProcessed::AlreadyDone { events, .. } => events.as_slice(),
-                    InboundProcessed::ParseFailed(_) => {
-                        mailgate_lambda::metrics::count(INBOUND_PARSE_FAILURES, 1, &[]);
-                        &[]
-                    }
-                };
-                // A DSN about our message bounces it, through the same pipeline as provider
-                // bounces (dedupe by key, state, suppression, app webhooks).
-                for event in events {
-                    let (report, result) = self.applier.apply_event(event).await;
-                    self.tally.count(&report);
-                    if let Err(err) = result {
-                        self.tally.add("ProcessingFailures", "inbound", "none");
-                        if err.is_poison() {
-                            return Verdict::Poison(err.to_string());
-                        }
-                        tracing::error!(inbound = %id, error = %err, "DSN bounce left on the queue for retry");
-                        return Verdict::Retry(err.to_string());
-                    }
-                }
-                tracing::info!(inbound = %id, events = events.len(), "inbound message processed");
+        let (report, result) = self.received.process(id).await;
+        if report.parse_failed {
+            mailgate_lambda::metrics::count(INBOUND_PARSE_FAILURES, 1, &[]);
+        }
+        report.events.iter().for_each(|e| self.tally.count(e));
+        match result {
+            Ok(()) => {
+                tracing::info!(inbound = %id, events = report.events.len(), "inbound message processed");
                 Verdict::Done
             }
             Err(err) => {

@@ -263,6 +263,104 @@ fn kind_metric(kind: EventKind) -> Option<&'static str> {
     })
 }
 
+/// When soft bounces suppress an address: `SOFT_BOUNCE_THRESHOLD` (default 5) bounces within
+/// `SOFT_BOUNCE_WINDOW_DAYS` (default 30). Each problem is added to `problems`.
+pub fn soft_bounce_rule(
+    lookup: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> mailgate_core::SoftBounceRule {
+    let mut setting = |name: &str, default: i64| {
+        crate::webhook::positive_setting(lookup, name, default)
+            .map_err(|e| problems.push(e))
+            .unwrap_or(default)
+    };
+    let threshold = setting("SOFT_BOUNCE_THRESHOLD", 5);
+    let days = setting("SOFT_BOUNCE_WINDOW_DAYS", 30);
+    mailgate_core::SoftBounceRule {
+        threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
+        window_ms: days.saturating_mul(24 * 3600 * 1000),
+    }
+}
+
+/// The reputation guardrails: `GUARDRAIL_WINDOW_SENDS` (default 10000), `GUARDRAIL_MIN_SENDS`
+/// (default 1000), `GUARDRAIL_COMPLAINT_RATE` (default 0.001) and `GUARDRAIL_HARD_BOUNCE_RATE`
+/// (default 0.04). Each problem is added to `problems`.
+pub fn guardrail_policy(
+    lookup: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> mailgate_core::GuardrailPolicy {
+    let defaults = mailgate_core::GuardrailPolicy::default();
+    let mut count = |name: &str, default: u64| {
+        let default = i64::try_from(default).unwrap_or(i64::MAX);
+        let value = crate::webhook::positive_setting(lookup, name, default)
+            .map_err(|e| problems.push(e))
+            .unwrap_or(default);
+        u64::try_from(value).unwrap_or(u64::MAX)
+    };
+    let window_sends = count("GUARDRAIL_WINDOW_SENDS", defaults.window_sends);
+    let min_sends = count("GUARDRAIL_MIN_SENDS", defaults.min_sends);
+    mailgate_core::GuardrailPolicy {
+        window_sends,
+        min_sends,
+        complaint_rate: rate_setting(
+            lookup,
+            "GUARDRAIL_COMPLAINT_RATE",
+            defaults.complaint_rate,
+            problems,
+        ),
+        hard_bounce_rate: rate_setting(
+            lookup,
+            "GUARDRAIL_HARD_BOUNCE_RATE",
+            defaults.hard_bounce_rate,
+            problems,
+        ),
+        ..defaults
+    }
+}
+
+/// Reads a rate setting: a number in (0, 1].
+fn rate_setting(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: f64,
+    problems: &mut Vec<String>,
+) -> f64 {
+    match lookup(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+    {
+        None => default,
+        Some(v) => match v.parse::<f64>() {
+            Ok(rate) if rate > 0.0 && rate <= 1.0 => rate,
+            _ => {
+                problems.push(format!(
+                    "{name} must be a rate above 0 and at most 1 (0.001 is 0.1 %), got {v:?}"
+                ));
+                default
+            }
+        },
+    }
+}
+
+/// Reads an optional `true`/`false` setting (unset or blank: `false`).
+pub fn flag_setting(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> bool {
+    match lookup(name)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(other) => {
+            problems.push(format!("{name} must be true or false, got {other:?}"));
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

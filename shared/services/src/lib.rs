@@ -32,6 +32,7 @@ pub mod fan_out;
 pub mod inbound;
 pub mod ingest;
 pub mod messages;
+pub mod received;
 pub mod release;
 pub mod search;
 pub mod send;
