@@ -18,12 +18,11 @@ use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, Record};
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use mailgate_aws::DynamoDbApiKeys;
-use mailgate_core::{ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Scopes};
+use mailgate_core::KeyEnvironment;
+use mailgate_tests::api::bearer;
 use mailgate_tests::{TestStack, fixture};
 use send_api::{SendApi, SendApiConfig};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 use tokio::net::UdpSocket;
 
 /// A DNS server on a loopback UDP port answering from a fixed zone: the records of the asked
@@ -88,22 +87,6 @@ fn api(t: &TestStack, dns: Option<SocketAddr>) -> SendApi {
     })
     .unwrap();
     SendApi::new(config, t.clients.clone()).unwrap()
-}
-
-async fn bearer(t: &TestStack, scopes: &str) -> String {
-    let secret = ApiKeySecret::generate(KeyEnvironment::Live);
-    let record = ApiKeyRecord::new(
-        &secret,
-        ApiKeyLabel::parse("domains test").unwrap(),
-        KeyEnvironment::Live,
-        Scopes::parse_list(scopes).unwrap(),
-        OffsetDateTime::now_utc(),
-    );
-    DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
-        .create(&record)
-        .await
-        .unwrap();
-    format!("Bearer {}", secret.expose())
 }
 
 fn request(auth: &str, method: &str, path: &str, body: Option<Value>) -> Request {

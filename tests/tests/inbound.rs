@@ -13,6 +13,7 @@ use mailgate_core::inbound::{attachment_key, raw_key};
 use mailgate_core::ports::{InboundDownloads, InboundObjects, InboundRecords};
 use mailgate_core::{InboundId, InboundKind, InboundStatus, MessageId, ProviderId};
 use mailgate_lambda::webhook::{WebhookConfig, WebhookFunction};
+use mailgate_tests::api::bearer;
 use mailgate_tests::inbound::{objects, process_queue, processor, records};
 use mailgate_tests::webhooks::drain_events;
 use mailgate_tests::{TestStack, fixture, workspace_root};
@@ -236,25 +237,6 @@ async fn an_ses_received_notification_records_the_stored_message_with_its_verdic
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(body_of(&again)["status"], "duplicate");
     assert_eq!(body_of(&again)["inbound"], id.as_str());
-}
-
-/// A live API key with `scopes` (test keys reach only the simulator), as the `Authorization`
-/// header value.
-async fn bearer(t: &TestStack, scopes: &str) -> String {
-    use mailgate_core::{ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Scopes};
-    let secret = ApiKeySecret::generate(KeyEnvironment::Live);
-    let record = ApiKeyRecord::new(
-        &secret,
-        ApiKeyLabel::parse("inbound test").unwrap(),
-        KeyEnvironment::Live,
-        Scopes::parse_list(scopes).unwrap(),
-        time::OffsetDateTime::now_utc(),
-    );
-    mailgate_aws::DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
-        .create(&record)
-        .await
-        .unwrap();
-    format!("Bearer {}", secret.expose())
 }
 
 /// A send-api request from the committed fixture with `method`, `path` and `body`.

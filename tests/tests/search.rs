@@ -9,11 +9,12 @@ use std::collections::HashSet;
 use event_processor::{Config, EventProcessor};
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use mailgate_aws::{DynamoDbApiKeys, DynamoDbMessages};
+use mailgate_aws::DynamoDbMessages;
 use mailgate_core::{
-    ApiKeyId, ApiKeyLabel, ApiKeyRecord, ApiKeySecret, EmailAddress, KeyEnvironment, Mailbox,
-    MessageId, MessageRecord, MessageState, OutboundEmail, Scopes, UnixMillis,
+    ApiKeyId, EmailAddress, KeyEnvironment, Mailbox, MessageId, MessageRecord, MessageState,
+    OutboundEmail, UnixMillis,
 };
+use mailgate_tests::api::{bearer_of, seed_key};
 use mailgate_tests::webhooks::TOPIC;
 use mailgate_tests::{TestStack, fixture};
 use send_api::{SendApi, SendApiConfig};
@@ -31,19 +32,8 @@ fn processor(t: &TestStack) -> EventProcessor {
 }
 
 async fn key(t: &TestStack, environment: KeyEnvironment) -> (ApiKeyId, String) {
-    let secret = ApiKeySecret::generate(environment);
-    let record = ApiKeyRecord::new(
-        &secret,
-        ApiKeyLabel::parse("search test").unwrap(),
-        environment,
-        Scopes::parse_list("send,read").unwrap(),
-        OffsetDateTime::now_utc(),
-    );
-    DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
-        .create(&record)
-        .await
-        .unwrap();
-    (record.id, format!("Bearer {}", secret.expose()))
+    let (secret, record) = seed_key(t, environment, "send,read", "search test").await;
+    (record.id, bearer_of(&secret))
 }
 
 /// A request from the fixture: `method` on `path` with `query` (unencoded pairs).

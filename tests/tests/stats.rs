@@ -7,8 +7,8 @@
 use event_processor::{Config, EventProcessor, ProcessorResponse};
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use mailgate_aws::DynamoDbApiKeys;
-use mailgate_core::{ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Scopes};
+use mailgate_core::KeyEnvironment;
+use mailgate_tests::api::bearer_in as key;
 use mailgate_tests::{TestStack, fixture};
 use send_api::{SendApi, SendApiConfig};
 use serde_json::{Value, json};
@@ -23,22 +23,6 @@ fn processor(t: &TestStack) -> EventProcessor {
 fn api(t: &TestStack) -> SendApi {
     let config = SendApiConfig::from_lookup(t.function_env("send-api")).unwrap();
     SendApi::new(config, t.clients.clone()).unwrap()
-}
-
-async fn key(t: &TestStack, environment: KeyEnvironment, scopes: &str) -> String {
-    let secret = ApiKeySecret::generate(environment);
-    let record = ApiKeyRecord::new(
-        &secret,
-        ApiKeyLabel::parse("stats test").unwrap(),
-        environment,
-        Scopes::parse_list(scopes).unwrap(),
-        OffsetDateTime::now_utc(),
-    );
-    DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
-        .create(&record)
-        .await
-        .unwrap();
-    format!("Bearer {}", secret.expose())
 }
 
 fn request(

@@ -6,32 +6,15 @@
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use mailgate_aws::DynamoDbApiKeys;
-use mailgate_core::{ApiKeyLabel, ApiKeyRecord, ApiKeySecret, KeyEnvironment, Scopes};
+use mailgate_core::KeyEnvironment;
+use mailgate_tests::api::bearer_in as bearer;
 use mailgate_tests::{TestStack, fixture};
 use send_api::{SendApi, SendApiConfig};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 fn api(t: &TestStack) -> SendApi {
     let config = SendApiConfig::from_lookup(t.function_env("send-api")).unwrap();
     SendApi::new(config, t.clients.clone()).unwrap()
-}
-
-async fn bearer(t: &TestStack, environment: KeyEnvironment, scopes: &str) -> String {
-    let secret = ApiKeySecret::generate(environment);
-    let record = ApiKeyRecord::new(
-        &secret,
-        ApiKeyLabel::parse("templates test").unwrap(),
-        environment,
-        Scopes::parse_list(scopes).unwrap(),
-        OffsetDateTime::now_utc(),
-    );
-    DynamoDbApiKeys::new(t.clients.dynamodb.clone(), t.table("ApiKeysTable"))
-        .create(&record)
-        .await
-        .unwrap();
-    format!("Bearer {}", secret.expose())
 }
 
 fn request(auth: &str, method: &str, path: &str, body: Option<Value>) -> Request {
