@@ -5,6 +5,11 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use mailgate_core::{StoreError, StoreErrorKind};
 
 /// The SDK configuration of a Lambda function, read from what Lambda sets in every function's
@@ -12,8 +17,9 @@ use mailgate_core::{StoreError, StoreErrorKind};
 /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, and `AWS_ENDPOINT_URL`
 /// when set (the local emulator). Unlike [`load_sdk_config`]'s default chain it probes nothing
 /// at init (no profile files, no instance metadata, no STS) and links none of it: about 400 KB
-/// of every bootstrap (issue 14). Retries, timeouts, the HTTPS client and the sleep come from
-/// each client's defaults, as they do under the default chain.
+/// of every bootstrap (issue 14). Retries, timeouts and the sleep come from each client's
+/// defaults, as they do under the default chain; the HTTPS client is the SDK's default one,
+/// shared by every client ([`shared_https_client`]).
 pub fn function_sdk_config() -> SdkConfig {
     function_sdk_config_from(|name| std::env::var(name).ok())
 }
@@ -24,6 +30,7 @@ pub fn function_sdk_config_from(lookup: impl Fn(&str) -> Option<String>) -> SdkC
     let setting = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
     let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(shared_https_client())
         .credentials_provider(
             aws_credential_types::provider::SharedCredentialsProvider::new(
                 aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
@@ -36,6 +43,51 @@ pub fn function_sdk_config_from(lookup: impl Fn(&str) -> Option<String>) -> SdkC
         builder = builder.endpoint_url(endpoint.trim());
     }
     builder.build()
+}
+
+/// The HTTPS client the SDK gives each client by default (hyper 1, rustls on aws-lc, proxy
+/// settings from the environment), built once for all of a function's clients and with its TLS
+/// set up on the first request.
+///
+/// Left to its defaults, every client gets a client of its own, and each one reads and parses
+/// the system's root certificates when it is built, to check its configuration, and throws the
+/// result away: three or four parses of ~150 roots at every cold start, before the first
+/// `invocation/next`, plus one more on each client's first request. Shared and lazy, a process
+/// parses them once, when it first talks to AWS, and the clients share one connection pool.
+pub fn shared_https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig, tls};
+    let client = Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    });
+    SharedHttpClient::new(ConnectOnFirstRequest(client))
+}
+
+/// An HTTP client whose connectors (and so its TLS configuration) are built when a request
+/// needs one, never to validate a client's configuration (see [`shared_https_client`]).
+#[derive(Debug)]
+struct ConnectOnFirstRequest(SharedHttpClient);
+
+impl HttpClient for ConnectOnFirstRequest {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        // The inner client caches one connector per distinct settings.
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// Loads region, credentials and endpoint from the standard chain (the admin tool, run by
