@@ -27,14 +27,14 @@ fn bounce_classifier_holds_its_corpus_floors() {
     eprintln!("bench bounce_reason_category_accuracy {category_accuracy:.1} percent");
 
     assert_eq!(score.total, 627, "the corpus has 627 bounces");
-    // Floors just under the figures reached (96.2%, 0, 79.1%): a regression fails.
+    // Floors just under the figures reached (96.7%, 0, 79.6%): a regression fails.
     assert!(
-        suppress_accuracy >= 96.0,
+        suppress_accuracy >= 96.5,
         "suppress accuracy {suppress_accuracy:.1}%"
     );
     assert_eq!(wrongly_suppressed, 0, "good addresses wrongly suppressed");
     assert!(
-        category_accuracy >= 79.0,
+        category_accuracy >= 79.5,
         "reason accuracy {category_accuracy:.1}%"
     );
 }

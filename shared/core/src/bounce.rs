@@ -296,6 +296,13 @@ pub fn classify(evidence: &BounceEvidence<'_>) -> BounceClassification {
         // A bounce is a final report: a network failure under a transient status means the
         // retries ran out, not that the next attempt may succeed.
         BounceCause::Network if status.is_some_and(|s| s.class == 4) => BounceCause::Expired,
+        // RFC 7504: 521 is a host that never accepts mail (no mailbox there will ever exist),
+        // unless the refusal is about the sender.
+        cause
+            if reply_code == Some(521) && !cause.is_sender_side() && !has(&text, SENDER_STAGE) =>
+        {
+            BounceCause::HostUnknown
+        }
         cause => cause,
     };
 
@@ -729,6 +736,9 @@ const RECIPIENT_NOT_FOUND: &[&str] = &[
     "user doesn't exist",
     // qmail's "Sorry, no mailbox here by that name".
     "no mailbox here",
+    // A local delivery agent naming the user it could not find (sendmail's `mail.local:
+    // unknown user: a`, IMail's `Unknown user: a@b`); filters say "unknown user <a@b>".
+    "unknown user:",
 ];
 
 /// Decides whether a "the user is unknown" reading condemns the address or is a filter's
@@ -1080,6 +1090,8 @@ mod tests {
             "550 The user does not exist",
             "550 User doesn't exist: a@example.jp",
             "Sorry, no mailbox here by that name.",
+            "mail.local: unknown user: a",
+            "Unknown user: a@example.jp",
         ] {
             let v = verdict(text, "", None);
             assert_eq!(
@@ -1101,6 +1113,33 @@ mod tests {
             assert!(!v.suppress, "{text}");
             assert!(v.cause.is_sender_side(), "{text}: {}", v.cause);
         }
+    }
+
+    #[test]
+    fn a_host_that_never_accepts_mail_condemns_its_addresses() {
+        let v = verdict(
+            "did not like our RCPT TO: 521 5.3.2 <a@example.jp>: System not accepting network messages",
+            "5.3.2",
+            Some(521),
+        );
+        assert_eq!(
+            (v.kind, v.cause, v.suppress),
+            (BounceKind::Hard, BounceCause::HostUnknown, true)
+        );
+        // A 521 that refuses the sending host is a block of ours, not a dead domain.
+        let v = verdict(
+            "521 Service unavailable; client [192.0.2.1] blocked using dnsbl.example.net",
+            "5.7.1",
+            Some(521),
+        );
+        assert!(!v.suppress, "{v:?}");
+        // "Unknown user <a@b>" after the data is a filter's answer, as before.
+        let v = verdict(
+            "550 Unknown user a@example.jp (in reply to end of DATA command)",
+            "",
+            Some(550),
+        );
+        assert!(!v.suppress, "{v:?}");
     }
 
     #[test]
