@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mailgate_aws::{
     AwsClients, DynamoDbEndpoints, DynamoDbEventHistory, DynamoDbMessages, DynamoDbSuppressionList,
     DynamoDbWebhookReceipts, Queue, ResourceNames, SqsEventForwarder, SqsOutboundQueue, Table,
@@ -14,6 +15,7 @@ use mailgate_core::{Clock, DeliveryEvent, EventKind, SoftBounceRule, UnixMillis}
 use mailgate_providers::events::{EventOrigin, normalise, normalise_eventbridge};
 use mailgate_services::events::{BounceClass, EventApplier, EventOutcome, EventPorts, EventReport};
 use mailgate_services::fan_out::AppWebhookFanOut;
+use serde::Serialize;
 use serde_json::Value;
 
 use mailgate_core::QueuedEvent;
@@ -359,6 +361,59 @@ pub fn flag_setting(
             false
         }
     }
+}
+
+// The event processor's two trigger shapes and its answers.
+
+/// Why an invocation failed as a whole (the trigger retries it).
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    /// The payload is neither an SQS batch nor an EventBridge event.
+    #[error("unrecognised trigger payload: {0}")]
+    UnknownTrigger(String),
+    /// Forwarding an EventBridge event onto the events queue failed.
+    #[error("could not forward the EventBridge event to the events queue: {0}")]
+    Forward(String),
+}
+
+/// The two trigger shapes the function accepts.
+#[derive(Debug)]
+pub enum Trigger {
+    /// A batch from the events queue.
+    Sqs(SqsEvent),
+    /// One event from an EventBridge rule targeting the function directly.
+    EventBridge(Value),
+}
+
+impl Trigger {
+    /// Tells the shapes apart: an SQS batch has `Records`, an EventBridge event `detail-type`.
+    pub fn from_payload(payload: Value) -> Result<Self, ProcessorError> {
+        if payload.get("Records").is_some() {
+            serde_json::from_value(payload)
+                .map(Trigger::Sqs)
+                .map_err(|e| ProcessorError::UnknownTrigger(format!("bad SQS batch: {e}")))
+        } else if payload.get("detail-type").is_some() && payload.get("source").is_some() {
+            Ok(Trigger::EventBridge(payload))
+        } else {
+            Err(ProcessorError::UnknownTrigger(
+                "expected an SQS batch (Records) or an EventBridge event (detail-type, source)"
+                    .to_owned(),
+            ))
+        }
+    }
+}
+
+/// What the function answers.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ProcessorResponse {
+    /// For an SQS batch: the records to retry.
+    Batch(SqsBatchResponse),
+    /// For an EventBridge event: the SQS message id it was forwarded as.
+    Forwarded {
+        /// The SQS message id.
+        forwarded_message_id: String,
+    },
 }
 
 #[cfg(test)]
