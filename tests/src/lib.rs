@@ -31,9 +31,11 @@ pub fn endpoint() -> String {
     })
 }
 
-/// SDK configuration for the emulator, independent of the caller's environment.
+/// SDK configuration for the emulator, independent of the caller's environment, on the HTTPS
+/// client the functions ship with (`mailgate_aws::shared_https_client`).
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(mailgate_aws::shared_https_client())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(

@@ -20,7 +20,9 @@ pub use receipts::{
     DynamoDbWebhookReceipts, ExistingReceipt, NewReceipt, RecordError, Recorded, ReplayGuard,
     StoredReceipt, receipt_key,
 };
-pub use sdk::{AwsClients, function_sdk_config, function_sdk_config_from, load_sdk_config};
+pub use sdk::{
+    AwsClients, function_sdk_config, function_sdk_config_from, load_sdk_config, shared_https_client,
+};
 pub use secrets::{
     FailureReason, Reference, ReferenceFailure, Resolved, SecretError, SsmClient, resolve_from_env,
     resolve_references,
