@@ -20,6 +20,8 @@ use time::format_description::well_known::Rfc3339;
 
 use mailgate_core::StoreError;
 
+use crate::dynamodb::ConditionalWrite;
+
 /// The index that finds a key by its id.
 pub const BY_KEY_ID_INDEX: &str = "by-key-id";
 
@@ -225,15 +227,9 @@ impl DynamoDbApiKeys {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(ApiKeyStoreError::AlreadyExists)
-            }
+        match result.condition_held() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiKeyStoreError::AlreadyExists),
             Err(err) => Err(self.failed("PutItem", err)),
         }
     }
@@ -331,16 +327,12 @@ impl DynamoDbApiKeys {
             .expression_attribute_values(":now", s(rfc3339(now)?))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Revocation::Revoked(ApiKeyRecord {
+        match result.condition_held() {
+            Ok(true) => Ok(Revocation::Revoked(ApiKeyRecord {
                 revoked_at: Some(now),
                 ..found
             })),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Ok(false) => {
                 // Revoked (or deleted) since the index was read.
                 match self.find(&found.hash).await? {
                     Some(current) => Ok(Revocation::AlreadyRevoked(current)),

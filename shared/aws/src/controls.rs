@@ -26,6 +26,8 @@ use time::OffsetDateTime;
 
 use mailgate_core::StoreError;
 
+use crate::dynamodb::ConditionalWrite;
+
 /// The item key of the bulk pause switch.
 pub const BULK_PAUSED_PK: &str = "setting#bulk_paused";
 /// The key prefix of the guardrails' scoped pauses (`setting#guardrail#<sending domain>`).
@@ -201,15 +203,9 @@ impl DynamoDbSendControls {
             .expression_attribute_values(":now", AttributeValue::N(now.as_i64().to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(ControlsError::Superseded(BULK_PAUSED_PK.to_owned()))
-            }
+        match result.condition_held() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ControlsError::Superseded(BULK_PAUSED_PK.to_owned())),
             Err(err) => Err(self.failed("PutItem", err)),
         }
     }
@@ -288,17 +284,9 @@ impl DynamoDbSendControls {
             .expression_attribute_values(":now", AttributeValue::N(now.as_i64().to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(self.failed("UpdateItem", err)),
-        }
+        result
+            .condition_held()
+            .map_err(|err| self.failed("UpdateItem", err))
     }
 
     /// Every route a guardrail holds paused (one `Scan` of the small control table).
@@ -380,17 +368,9 @@ impl DynamoDbSendControls {
             .expression_attribute_values(":now", AttributeValue::N(now.as_i64().to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(self.failed("UpdateItem", err)),
-        }
+        result
+            .condition_held()
+            .map_err(|err| self.failed("UpdateItem", err))
     }
 }
 

@@ -5,8 +5,40 @@
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 use crate::config::{ResourceNames, Table};
+
+/// DynamoDB's error code for a write refused by its condition expression.
+const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
+
+/// What a conditional `PutItem` / `UpdateItem` / `DeleteItem` came to: every adapter asks the
+/// same question of a conditional write, so it is answered once here.
+pub trait ConditionalWrite {
+    /// The SDK error of the call.
+    type Error;
+    /// `Ok(true)` when written, `Ok(false)` when DynamoDB refused it because its condition did
+    /// not hold, the error for any other failure.
+    fn condition_held(self) -> Result<bool, Self::Error>;
+}
+
+impl<T, E: ProvideErrorMetadata, R> ConditionalWrite for Result<T, SdkError<E, R>> {
+    type Error = SdkError<E, R>;
+
+    fn condition_held(self) -> Result<bool, Self::Error> {
+        match self {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.code() == Some(CONDITION_FAILED)) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
 
 /// One DynamoDB table as an adapter uses it: the shared client and the table's name. Cloning
 /// it is cheap (the client and the name are shared).
@@ -69,6 +101,11 @@ impl DynamoDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::config::http::HttpResponse;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_types::body::SdkBody;
 
     fn client() -> Client {
         let config = aws_sdk_dynamodb::Config::builder()
@@ -76,6 +113,41 @@ mod tests {
             .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
             .build();
         Client::from_conf(config)
+    }
+
+    fn refused(code: &str) -> SdkError<UpdateItemError, HttpResponse> {
+        let meta = ErrorMetadata::builder()
+            .code(code)
+            .message("refused")
+            .build();
+        let err = match code {
+            CONDITION_FAILED => UpdateItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .message("refused")
+                    .meta(meta)
+                    .build(),
+            ),
+            _ => UpdateItemError::generic(meta),
+        };
+        let response = HttpResponse::new(400.try_into().unwrap(), SdkBody::empty());
+        SdkError::service_error(err, response)
+    }
+
+    #[test]
+    fn only_a_refused_condition_reads_as_not_held() {
+        let written: Result<(), SdkError<UpdateItemError, HttpResponse>> = Ok(());
+        assert!(written.condition_held().unwrap());
+        assert!(
+            !Err::<(), _>(refused(CONDITION_FAILED))
+                .condition_held()
+                .unwrap()
+        );
+        let throttled =
+            Err::<(), _>(refused("ProvisionedThroughputExceededException")).condition_held();
+        assert_eq!(
+            throttled.unwrap_err().into_service_error().code(),
+            Some("ProvisionedThroughputExceededException")
+        );
     }
 
     #[test]

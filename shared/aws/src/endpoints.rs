@@ -22,6 +22,8 @@ use mailgate_core::{
 
 use mailgate_core::StoreError;
 
+use crate::dynamodb::ConditionalWrite;
+
 /// Why an endpoint operation did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EndpointStoreError {
@@ -332,15 +334,9 @@ impl DynamoDbEndpoints {
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(EndpointStoreError::UnknownId(id.clone()))
-            }
+        match result.condition_held() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(EndpointStoreError::UnknownId(id.clone())),
             Err(err) => Err(self.failed("DeleteItem", err)),
         }
     }
@@ -372,15 +368,9 @@ impl DynamoDbEndpoints {
             .expression_attribute_values(":version", n(version))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(secret),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(EndpointStoreError::Conflict(id.clone()))
-            }
+        match result.condition_held() {
+            Ok(true) => Ok(secret),
+            Ok(false) => Err(EndpointStoreError::Conflict(id.clone())),
             Err(err) => Err(self.failed("UpdateItem", err)),
         }
     }
@@ -405,15 +395,9 @@ impl DynamoDbEndpoints {
             .expression_attribute_values(":now", n(now.as_i64()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(EndpointStoreError::UnknownId(id.clone()))
-            }
+        match result.condition_held() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(EndpointStoreError::UnknownId(id.clone())),
             Err(err) => Err(self.failed("UpdateItem", err)),
         }
     }

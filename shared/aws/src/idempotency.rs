@@ -42,6 +42,8 @@ use time::OffsetDateTime;
 
 use mailgate_core::StoreError;
 
+use crate::dynamodb::ConditionalWrite;
+
 /// A conditional write on another table, made in the same DynamoDB transaction as a message
 /// write (see `DynamoDbMessages::create_linked` and `record_outcome`): either both happen or
 /// neither. Opaque: built by the store that owns the item.
@@ -401,15 +403,9 @@ impl DynamoDbIdempotencyStore {
             .expression_attribute_values(":claim", s(&claim.claim_id))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(IdempotencyStoreError::ClaimLost(claim.scoped_key.clone()))
-            }
+        match result.condition_held() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(IdempotencyStoreError::ClaimLost(claim.scoped_key.clone())),
             Err(err) => Err(self.failed("UpdateItem", err)),
         }
     }
@@ -429,17 +425,9 @@ impl DynamoDbIdempotencyStore {
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(self.failed("DeleteItem", err)),
-        }
+        result
+            .condition_held()
+            .map_err(|err| self.failed("DeleteItem", err))
     }
 
     /// Deletes the record of `claim` whatever its state (a response stored with an outcome that
@@ -456,17 +444,9 @@ impl DynamoDbIdempotencyStore {
             .expression_attribute_values(":claim", s(&claim.claim_id))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(self.failed("DeleteItem", err)),
-        }
+        result
+            .condition_held()
+            .map_err(|err| self.failed("DeleteItem", err))
     }
 
     /// The stored record of `scoped_key`, lapsed or not (a strongly consistent read).

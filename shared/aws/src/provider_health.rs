@@ -35,6 +35,8 @@ use time::OffsetDateTime;
 
 use mailgate_core::StoreError;
 
+use crate::dynamodb::ConditionalWrite;
+
 /// Configuration of the shared provider health.
 #[derive(Debug, Clone)]
 pub struct ProviderHealthConfig {
@@ -331,17 +333,9 @@ impl DynamoDbProviderHealth {
             .expression_attribute_values(":expected", n(expected))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(self.failed("PutItem", err)),
-        }
+        result
+            .condition_held()
+            .map_err(|err| self.failed("PutItem", err))
     }
 
     async fn read_breaker(

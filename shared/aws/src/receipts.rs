@@ -21,6 +21,7 @@ pub use mailgate_core::receipt::{
 };
 use mailgate_core::{ProviderId, ReceiptStatus, StoreError, StoreErrorKind};
 
+use crate::dynamodb::ConditionalWrite;
 use crate::sdk::store_error;
 
 /// Bodies up to this size are stored inside the receipt item (DynamoDB items are at most 400 KB,
@@ -279,16 +280,9 @@ impl DynamoDbWebhookReceipts {
             .expression_attribute_values(":one", n(1))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error("UpdateItem", e)),
-        }
+        result
+            .condition_held()
+            .map_err(|e| store_error("UpdateItem", e))
     }
 
     /// Moves a `received` receipt to `queued` and out of the sweeper's index. A receipt already
@@ -310,14 +304,9 @@ impl DynamoDbWebhookReceipts {
             .expression_attribute_values(":now", n(now_ms))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+        match result.condition_held() {
+            Ok(true) => Ok(()),
+            Ok(false) => Ok(()),
             Err(e) => Err(store_error("UpdateItem", e)),
         }
     }
@@ -418,14 +407,9 @@ impl DynamoDbWebhookReceipts {
             .expression_attribute_values(":until", n(retry_at_ms))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+        match result.condition_held() {
+            Ok(true) => Ok(()),
+            Ok(false) => Ok(()),
             Err(e) => Err(store_error("UpdateItem", e)),
         }
     }
@@ -456,16 +440,9 @@ impl DynamoDbWebhookReceipts {
             .expression_attribute_values(":now", n(now_ms))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(store_error("UpdateItem", e)),
-        }
+        result
+            .condition_held()
+            .map_err(|e| store_error("UpdateItem", e))
     }
 }
 

@@ -33,6 +33,8 @@ use time::{OffsetDateTime, UtcOffset};
 
 use mailgate_core::StoreError;
 
+use crate::dynamodb::ConditionalWrite;
+
 /// The sort key of a suppression item.
 pub const SUPPRESSION_SK: &str = "SUPPRESSION";
 /// The sort key of an address's soft-bounce count, beside its suppression.
@@ -350,13 +352,9 @@ impl DynamoDbSuppressionList {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(self.failed("PutItem", e)),
-        }
+        result
+            .condition_held()
+            .map_err(|e| self.failed("PutItem", e))
     }
 
     /// Deletes the entry of `address` if a delivery event wrote it for `reason` (a conditional
@@ -379,13 +377,9 @@ impl DynamoDbSuppressionList {
             .expression_attribute_values(":event", s(SuppressionOrigin::Event.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(self.failed("DeleteItem", e)),
-        }
+        result
+            .condition_held()
+            .map_err(|e| self.failed("DeleteItem", e))
     }
 
     /// Counts one soft bounce of `address`, once per distinct event (`event_digest`), and returns

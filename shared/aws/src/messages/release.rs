@@ -1,6 +1,7 @@
 //! Held messages: cancelling, the `by-release` index (due, released, paused) and its counts.
 
 use super::*;
+use crate::dynamodb::ConditionalWrite;
 
 impl DynamoDbMessages {
     /// Cancels a held (`scheduled` or `paused`) message of `environment`, taking it out of the
@@ -119,11 +120,9 @@ impl DynamoDbMessages {
             .expression_attribute_values(":now", n(now.as_i64()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
-        }
+        result
+            .condition_held()
+            .map_err(|err| MessageStoreError::sdk("UpdateItem", err))
     }
 
     /// Holds a scheduled message by the pause switch: `scheduled` → `paused`, moving it from the
@@ -150,11 +149,9 @@ impl DynamoDbMessages {
             .expression_attribute_values(":now", n(now.as_i64()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
-        }
+        result
+            .condition_held()
+            .map_err(|err| MessageStoreError::sdk("UpdateItem", err))
     }
 
     /// Moves a message of `queue` to `release_at = until` (its next look), conditionally on it
@@ -178,11 +175,9 @@ impl DynamoDbMessages {
             .expression_attribute_values(":until", s(release_key(until)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
-        }
+        result
+            .condition_held()
+            .map_err(|err| MessageStoreError::sdk("UpdateItem", err))
     }
 
     /// How many messages wait in `queue`, due or not (a `Select=COUNT` Query on `by-release`,
@@ -341,10 +336,8 @@ impl DynamoDbMessages {
             .expression_attribute_values(":sending", s(MessageState::Sending.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_conditional_failure(&err) => Ok(false),
-            Err(err) => Err(MessageStoreError::sdk("UpdateItem", err)),
-        }
+        result
+            .condition_held()
+            .map_err(|err| MessageStoreError::sdk("UpdateItem", err))
     }
 }
