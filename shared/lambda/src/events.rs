@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mailgate_aws::{
-    AwsClients, DynamoDbEndpoints, DynamoDbEventHistory, DynamoDbMessages, DynamoDbSuppressionList,
-    DynamoDbWebhookReceipts, Queue, ResourceNames, SqsEventForwarder, SqsOutboundQueue, Table,
+    AwsClients, ConfigError, DynamoDbEndpoints, DynamoDbEventHistory, DynamoDbMessages,
+    DynamoDbSuppressionList, DynamoDbWebhookReceipts, Queue, ResourceNames, SqsEventForwarder,
+    SqsOutboundQueue, Table,
 };
 use mailgate_core::ports::{DecodeError, EventDecoder, OversizeEvent, QueuedEvents, ReceiptBody};
-use mailgate_core::{Clock, DeliveryEvent, EventKind, SoftBounceRule, UnixMillis};
+use mailgate_core::{Clock, DeliveryEvent, EventKind, GuardrailPolicy, SoftBounceRule, UnixMillis};
 use mailgate_providers::events::{EventOrigin, normalise, normalise_eventbridge};
 use mailgate_services::events::{BounceClass, EventApplier, EventOutcome, EventPorts, EventReport};
 use mailgate_services::fan_out::AppWebhookFanOut;
@@ -363,6 +364,88 @@ pub fn flag_setting(
     }
 }
 
+// The event processor's configuration.
+
+/// The variable holding the events queue's dead-letter queue URL (the event processor's).
+pub const DLQ_VAR: &str = "EVENTS_DLQ_URL";
+
+/// Whether orphan events (about mail we did not send) still suppress (default `false`).
+pub const SUPPRESS_UNMATCHED_VAR: &str = "SUPPRESS_UNMATCHED_EVENTS";
+
+/// The event processor's configuration, loaded once per cold start.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Tables and queues.
+    pub names: ResourceNames,
+    /// When soft bounces suppress an address (`SOFT_BOUNCE_THRESHOLD`, default 5;
+    /// `SOFT_BOUNCE_WINDOW_DAYS`, default 30).
+    pub soft_bounce: SoftBounceRule,
+    /// Where poison records go (`EVENTS_DLQ_URL`).
+    pub dlq_url: String,
+    /// Whether orphan events (about mail we did not send) still suppress
+    /// (`SUPPRESS_UNMATCHED_EVENTS`, default `false`: only for a provider account shared with
+    /// other senders). A stranger named on our message never suppresses.
+    pub suppress_unmatched: bool,
+    /// Where received mail is stored (`INBOUND_TABLE`, `INBOUND_BUCKET`,
+    /// `INBOUND_RETENTION_DAYS`).
+    pub inbound: crate::inbound::InboundSettings,
+    /// Reply addresses that thread what they receive (`INBOUND_DOMAIN`, verified with
+    /// `UNSUBSCRIBE_SIGNING_KEYS`), when both are set.
+    pub replies: Option<mailgate_core::ReplyAddresses>,
+    /// The reputation guardrails (`GUARDRAIL_WINDOW_SENDS`, default 10000;
+    /// `GUARDRAIL_MIN_SENDS`, default 1000; `GUARDRAIL_COMPLAINT_RATE`, default 0.001;
+    /// `GUARDRAIL_HARD_BOUNCE_RATE`, default 0.04), over the counters in `MESSAGES_TABLE` and
+    /// the switch in `CONTROL_TABLE`.
+    pub guardrails: GuardrailPolicy,
+}
+
+impl ProcessorConfig {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `lookup` (tests pass a map); every problem at once.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let tables = [
+            Table::Messages,
+            Table::Receipts,
+            Table::Dedupe,
+            Table::Suppressions,
+            Table::Endpoints,
+            Table::Control,
+        ];
+        let names = ResourceNames::from_lookup(&tables, &[Queue::Events, Queue::Outbound], &lookup)
+            .map_err(|e| problems.extend(e.problems))
+            .ok();
+        let soft_bounce = soft_bounce_rule(&lookup, &mut problems);
+        let guardrails = guardrail_policy(&lookup, &mut problems);
+        let suppress_unmatched = flag_setting(&lookup, SUPPRESS_UNMATCHED_VAR, &mut problems);
+        let dlq_url = lookup(DLQ_VAR).filter(|v| !v.trim().is_empty());
+        if dlq_url.is_none() {
+            problems.push(format!("{DLQ_VAR} is not set"));
+        }
+        let inbound = crate::inbound::InboundSettings::from_lookup(&lookup, &mut problems);
+        let replies = mailgate_core::unsubscribe::reply_addresses_from_lookup(&lookup)
+            .map_err(|e| problems.push(e))
+            .ok()
+            .flatten();
+        match (names, dlq_url, inbound) {
+            (Some(names), Some(dlq_url), Some(inbound)) if problems.is_empty() => Ok(Self {
+                names,
+                soft_bounce,
+                dlq_url,
+                suppress_unmatched,
+                inbound,
+                replies,
+                guardrails,
+            }),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+}
+
 // The event processor's two trigger shapes and its answers.
 
 /// Why an invocation failed as a whole (the trigger retries it).
@@ -507,5 +590,77 @@ mod tests {
             (key("DedupeHits", "none"), 1),
         ]);
         assert_eq!(tally.snapshot(), expected);
+    }
+
+    fn fixture(name: &str) -> Value {
+        let path = format!(
+            "{}/../../events/event-processor/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn recognises_both_trigger_fixtures() {
+        assert!(matches!(
+            Trigger::from_payload(fixture("sqs-batch.json")).unwrap(),
+            Trigger::Sqs(b) if b.records.len() == 2
+        ));
+        assert!(matches!(
+            Trigger::from_payload(fixture("eventbridge-ses-bounce.json")).unwrap(),
+            Trigger::EventBridge(_)
+        ));
+    }
+
+    #[test]
+    fn refuses_other_payloads() {
+        assert!(Trigger::from_payload(serde_json::json!({"hello": "world"})).is_err());
+    }
+
+    #[test]
+    fn soft_bounce_and_dead_letter_settings_are_read_and_checked() {
+        let env = |extra: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                if let Some((_, v)) = extra.iter().find(|(name, _)| *name == k) {
+                    Some((*v).to_owned())
+                } else if k.starts_with("SOFT_BOUNCE")
+                    || k.starts_with("GUARDRAIL_")
+                    || k == SUPPRESS_UNMATCHED_VAR
+                    || k == "INBOUND_RETENTION_DAYS"
+                {
+                    None
+                } else if k.ends_with("_URL") {
+                    Some(format!("http://127.0.0.1:1/{k}"))
+                } else if k.ends_with("_TABLE") || k == "INBOUND_BUCKET" {
+                    Some(format!("table-{k}"))
+                } else {
+                    None
+                }
+            }
+        };
+        let config = ProcessorConfig::from_lookup(env(&[])).unwrap();
+        assert_eq!(config.soft_bounce, SoftBounceRule::default());
+        assert!(!config.suppress_unmatched);
+        assert!(
+            ProcessorConfig::from_lookup(env(&[(SUPPRESS_UNMATCHED_VAR, "TRUE")]))
+                .unwrap()
+                .suppress_unmatched
+        );
+        let err =
+            ProcessorConfig::from_lookup(env(&[(SUPPRESS_UNMATCHED_VAR, "yes")])).unwrap_err();
+        assert!(err.to_string().contains(SUPPRESS_UNMATCHED_VAR));
+        assert_eq!(config.dlq_url, "http://127.0.0.1:1/EVENTS_DLQ_URL");
+        let config = ProcessorConfig::from_lookup(env(&[
+            ("SOFT_BOUNCE_THRESHOLD", "3"),
+            ("SOFT_BOUNCE_WINDOW_DAYS", "7"),
+        ]))
+        .unwrap();
+        assert_eq!(config.soft_bounce.threshold, 3);
+        assert_eq!(config.soft_bounce.window_ms, 7 * 24 * 3600 * 1000);
+        let err =
+            ProcessorConfig::from_lookup(env(&[("SOFT_BOUNCE_THRESHOLD", "zero")])).unwrap_err();
+        assert!(err.to_string().contains("SOFT_BOUNCE_THRESHOLD"));
+        let err = ProcessorConfig::from_lookup(env(&[(DLQ_VAR, "")])).unwrap_err();
+        assert!(err.to_string().contains(DLQ_VAR));
     }
 }
