@@ -118,9 +118,10 @@ impl Function {
     /// Wires the function.
     pub fn new(config: Config, clients: AwsClients) -> Result<Self, WiringError> {
         let ports = AppDeliveryPorts {
-            endpoints: Arc::new(DynamoDbEndpoints::new(
-                clients.dynamodb,
-                config.names.table(Table::Endpoints),
+            endpoints: Arc::new(DynamoDbEndpoints::on(
+                clients
+                    .dynamodb_tables(&config.names)
+                    .table(Table::Endpoints),
             )),
             sender: Arc::new(HttpWebhookSender::new()?),
             queue: Arc::new(SqsOutboundQueue::new(

@@ -184,10 +184,8 @@ pub struct SendApi {
 impl SendApi {
     /// Wires the API: the key check, and the send path over the configured providers.
     pub fn new(config: SendApiConfig, clients: AwsClients) -> Result<Self, SendApiError> {
-        let auth = Authentication::new(Arc::new(DynamoDbApiKeys::new(
-            clients.dynamodb.clone(),
-            config.names.table(Table::ApiKeys),
-        )));
+        let db = clients.dynamodb_tables(&config.names);
+        let auth = Authentication::new(Arc::new(DynamoDbApiKeys::on(db.table(Table::ApiKeys))));
         let delivery = message_delivery(&clients, &config.names, &config.providers)?;
         let settings = AcceptSettings {
             send_budget: config.providers.send_budget,
@@ -213,36 +211,24 @@ impl SendApi {
         let domains = SenderDomains::new(identities, Arc::new(dns), region);
         let health = Arc::new(HealthCheck::new(clients.clone(), config.names.clone()));
         let templates = mailgate_services::templates::Templates::new(
-            Arc::new(mailgate_aws::DynamoDbTemplates::new(
-                clients.dynamodb.clone(),
-                config.names.table(Table::Templates),
+            Arc::new(mailgate_aws::DynamoDbTemplates::on(
+                db.table(Table::Templates),
             )),
             Arc::new(mailgate_core::SystemClock),
         );
-        let suppressions =
-            SuppressionAdministration::new(Arc::new(mailgate_aws::DynamoDbSuppressionList::new(
-                clients.dynamodb.clone(),
-                config.names.table(Table::Suppressions),
-            )));
-        let message_table = mailgate_aws::DynamoDbMessages::new(
-            clients.dynamodb.clone(),
-            config.names.table(Table::Messages).to_owned(),
-        );
+        let suppressions = SuppressionAdministration::new(Arc::new(
+            mailgate_aws::DynamoDbSuppressionList::on(db.table(Table::Suppressions)),
+        ));
+        let message_table = mailgate_aws::DynamoDbMessages::on(db.table(Table::Messages));
         let finder = mailgate_services::search::MessageFinder::new(Arc::new(
             mailgate_aws::DynamoDbMessageSearch::new(
                 message_table.clone(),
-                mailgate_aws::DynamoDbSuppressionList::new(
-                    clients.dynamodb.clone(),
-                    config.names.table(Table::Suppressions),
-                ),
+                mailgate_aws::DynamoDbSuppressionList::on(db.table(Table::Suppressions)),
             ),
         ));
         let messages = MessageReads::new(Arc::new(message_table));
         let stats = mailgate_services::stats::DeliveryStatistics::new(Arc::new(
-            mailgate_aws::DynamoDbDeliveryStats::new(
-                clients.dynamodb.clone(),
-                config.names.table(Table::Messages),
-            ),
+            mailgate_aws::DynamoDbDeliveryStats::on(db.table(Table::Messages)),
         ));
         let inbound = mailgate_lambda::inbound::inbound_reads(&clients, &config.inbound);
         Ok(Self {

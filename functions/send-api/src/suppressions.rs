@@ -101,6 +101,8 @@ pub fn suppression_json(entry: &Suppression) -> Value {
 }
 
 /// Decodes `%XX` escapes of a path segment (`+` stays a plus, as in paths).
+/// Strict by hand: `percent_encoding` passes a malformed `%zz` through unchanged, and `%` is
+/// legal in a local part, so a mistyped escape would name another address instead of a 422.
 pub(crate) fn percent_decode(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use mailgate_aws::{AwsClients, ConfigError, DynamoDbMessages, Queue, ResourceNames, Table};
-use mailgate_core::unsubscribe::{self, ONE_CLICK_POST_VALUE, token_from_path};
+use mailgate_core::unsubscribe::{self, ONE_CLICK_POST_VALUE, is_one_click_form, token_from_path};
 use mailgate_core::{Clock, SoftBounceRule, SystemClock, UnsubscribeKeys};
 use mailgate_lambda::events::Tally;
 use mailgate_services::unsubscribe::{OneClickUnsubscribe, UnsubscribeOutcome};
@@ -113,10 +113,8 @@ impl UnsubscribeFunction {
             SoftBounceRule::default(),
             clock.clone(),
         );
-        let messages = Arc::new(DynamoDbMessages::new(
-            clients.dynamodb.clone(),
-            config.names.table(Table::Messages).to_owned(),
-        ));
+        let db = clients.dynamodb_tables(&config.names);
+        let messages = Arc::new(DynamoDbMessages::on(db.table(Table::Messages)));
         Self {
             service: OneClickUnsubscribe::new(config.keys, messages, applier, clock),
             tally: Arc::new(Tally::default()),
@@ -196,20 +194,13 @@ impl UnsubscribeFunction {
     }
 }
 
-/// Whether the form body is RFC 8058's `List-Unsubscribe=One-Click` (the page's button sends
-/// the same form).
+/// Whether the request's form body is RFC 8058's one-click form.
 fn is_one_click(body: &Body) -> bool {
-    let bytes: &[u8] = match body {
-        Body::Text(t) => t.as_bytes(),
-        Body::Binary(b) => b,
-        _ => return false,
-    };
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return false;
-    };
-    text.trim()
-        .split('&')
-        .any(|pair| pair == ONE_CLICK_POST_VALUE)
+    match body {
+        Body::Text(t) => is_one_click_form(t.as_bytes()),
+        Body::Binary(b) => is_one_click_form(b),
+        _ => false,
+    }
 }
 
 const INVALID_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\

@@ -206,6 +206,11 @@ impl DynamoDbDeliveryStats {
         }
     }
 
+    /// The same counters on a table handle of the function's DynamoDB foundation.
+    pub fn on(table: crate::TableHandle) -> Self {
+        Self::new(table.client().clone(), table.name())
+    }
+
     /// Every counter item of partition `pk` in `hours` (all pages).
     pub async fn query(&self, pk: &str, hours: Range<i64>) -> Result<Vec<HourCounts>, StoreError> {
         if hours.is_empty() {

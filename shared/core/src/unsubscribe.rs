@@ -426,9 +426,29 @@ pub fn token_from_path(path: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Whether a form body is RFC 8058's `List-Unsubscribe=One-Click` (among other fields, in
+/// any order; the value is case-sensitive as the RFC writes it).
+pub fn is_one_click_form(body: &[u8]) -> bool {
+    std::str::from_utf8(body).is_ok_and(|text| {
+        text.trim()
+            .split('&')
+            .any(|pair| pair == ONE_CLICK_POST_VALUE)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_one_click_form_counts() {
+        assert!(is_one_click_form(b"List-Unsubscribe=One-Click"));
+        assert!(is_one_click_form(b"a=b&List-Unsubscribe=One-Click\r\n"));
+        assert!(!is_one_click_form(b"List-Unsubscribe=one-click"));
+        assert!(!is_one_click_form(b"List-Unsubscribe=One-Click-ish"));
+        assert!(!is_one_click_form(b"\xffList-Unsubscribe=One-Click"));
+        assert!(!is_one_click_form(b""));
+    }
 
     const KEY_A: &str = "test-only-unsubscribe-key-aaaaaaaaaaaaaaaa";
     const KEY_B: &str = "test-only-unsubscribe-key-bbbbbbbbbbbbbbbb";

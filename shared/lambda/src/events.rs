@@ -164,15 +164,10 @@ pub fn reputation_guard(
     clients: &AwsClients,
     names: &ResourceNames,
 ) -> Arc<dyn mailgate_core::ports::ReputationGuard> {
+    let db = clients.dynamodb_tables(names);
     Arc::new(mailgate_aws::DynamoDbReputationGuard::new(
-        mailgate_aws::DynamoDbDeliveryStats::new(
-            clients.dynamodb.clone(),
-            names.table(Table::Messages),
-        ),
-        mailgate_aws::DynamoDbSendControls::new(
-            clients.dynamodb.clone(),
-            names.table(Table::Control),
-        ),
+        mailgate_aws::DynamoDbDeliveryStats::on(db.table(Table::Messages)),
+        mailgate_aws::DynamoDbSendControls::on(db.table(Table::Control)),
     ))
 }
 
