@@ -4,7 +4,7 @@
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use mailgate_core::{AuthFailure, AuthenticatedKey, Requirement, StoreErrorKind};
+use mailgate_core::{AuthFailure, AuthenticatedKey, Requirement};
 use mailgate_lambda::http::ApiError;
 use mailgate_services::auth::{AuthError, Authentication};
 
@@ -27,7 +27,9 @@ pub async fn authenticate(
 pub fn refusal(error: AuthError) -> Response<Body> {
     match error {
         AuthError::Refused(failure) => denied(&failure),
-        AuthError::Store(e) => unavailable(&e),
+        AuthError::Store(e) => {
+            crate::answers::store_failed(&e, "could not look up an API key", "the API key store")
+        }
     }
 }
 
@@ -50,25 +52,6 @@ pub fn denied(failure: &AuthFailure) -> Response<Body> {
             .insert(header::WWW_AUTHENTICATE, value);
     }
     response
-}
-
-/// The key store failed: the cause is logged, the caller gets an opaque answer it may retry.
-fn unavailable(err: &mailgate_core::StoreError) -> Response<Body> {
-    tracing::error!(error = %err, "could not look up an API key");
-    if err.kind() == StoreErrorKind::Corrupt {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error",
-        )
-    } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            "the API key could not be checked; try again",
-        )
-    }
-    .into_response()
 }
 
 #[cfg(test)]

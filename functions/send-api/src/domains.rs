@@ -14,6 +14,7 @@ use mailgate_lambda::http::{ApiError, json_response};
 use mailgate_services::domains::DomainFailure;
 
 use crate::SendApi;
+use crate::answers::{body_bytes, not_allowed};
 
 const COLLECTION: &str = "/v1/domains";
 
@@ -23,14 +24,6 @@ pub(crate) fn is_domains_path(path: &str) -> bool {
         || path
             .strip_prefix(COLLECTION)
             .is_some_and(|rest| rest.starts_with('/'))
-}
-
-fn body(request: &Request) -> &[u8] {
-    match request.body() {
-        Body::Text(t) => t.as_bytes(),
-        Body::Binary(b) => b,
-        _ => &[],
-    }
 }
 
 fn failed(f: &DomainFailure) -> Response<Body> {
@@ -43,15 +36,6 @@ fn answer(status: StatusCode, result: Result<serde_json::Value, DomainFailure>) 
         Ok(v) => json_response(status, &v),
         Err(f) => failed(&f),
     }
-}
-
-fn not_allowed(allowed: &str) -> Response<Body> {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("use {allowed}"),
-    )
-    .into_response()
 }
 
 impl SendApi {
@@ -78,7 +62,10 @@ impl SendApi {
         }
         let domains = &self.domains;
         match (request.method(), segments.as_slice()) {
-            (&Method::POST, []) => answer(StatusCode::CREATED, domains.create(body(request)).await),
+            (&Method::POST, []) => answer(
+                StatusCode::CREATED,
+                domains.create(body_bytes(request)).await,
+            ),
             (&Method::GET, []) => answer(StatusCode::OK, domains.list().await),
             (&Method::GET, [domain]) => answer(StatusCode::OK, domains.check(domain).await),
             (&Method::DELETE, [domain]) => match domains.delete(domain).await {

@@ -23,15 +23,14 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use mailgate_core::inbound::{
     DownloadLink, InboundCursor, InboundListing, InboundQuery, inbound_json,
 };
-use mailgate_core::{
-    InboundId, MessageId, Requirement, Scope, StoreError, StoreErrorKind, UnixMillis,
-};
+use mailgate_core::{InboundId, MessageId, Requirement, Scope, UnixMillis};
 use mailgate_lambda::http::{ApiError, json_response};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::SendApi;
+use crate::answers::{not_allowed, store_failed, under, unprocessable};
 
 /// The collection path.
 const COLLECTION: &str = "/v1/inbound";
@@ -42,10 +41,7 @@ const MAX_LIMIT: usize = 100;
 
 /// Whether `path` (without a trailing slash) is one of the inbound routes.
 pub(crate) fn is_inbound_path(path: &str) -> bool {
-    path == COLLECTION
-        || path
-            .strip_prefix(COLLECTION)
-            .is_some_and(|rest| rest.starts_with('/'))
+    under(path, COLLECTION)
 }
 
 /// The route a path names.
@@ -72,33 +68,11 @@ fn route(path: &str) -> Route<'_> {
     }
 }
 
-fn unprocessable(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
-}
-
 fn not_found(what: &str) -> Response<Body> {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what}")).into_response()
 }
 
 /// The store failed: the cause is logged, the caller gets an opaque answer.
-fn store_failed(err: &StoreError) -> Response<Body> {
-    tracing::error!(error = %err, "inbound store operation failed");
-    if err.kind() == StoreErrorKind::Corrupt {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error",
-        )
-    } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            "received mail is unavailable; try again",
-        )
-    }
-    .into_response()
-}
-
 fn rfc3339(at: UnixMillis) -> Value {
     at.to_datetime()
         .format(&Rfc3339)
@@ -196,12 +170,7 @@ impl SendApi {
             .into_response();
         }
         if request.method() != Method::GET {
-            return ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("use GET {path}"),
-            )
-            .into_response();
+            return not_allowed(&format!("GET {path}"));
         }
         if let Err(refused) = self
             .authenticate(request, Requirement::Scope(Scope::InboundRead))
@@ -225,7 +194,7 @@ impl SendApi {
                             "next_cursor": page.next_cursor.map(|c| c.encode()),
                         }),
                     ),
-                    Err(e) => store_failed(&e),
+                    Err(e) => store_failed(&e, "inbound store operation failed", "received mail"),
                 }
             }
             Route::One(raw) => {
@@ -235,7 +204,7 @@ impl SendApi {
                 match reads.get(&id).await {
                     Ok(Some(record)) => json_response(StatusCode::OK, &inbound_json(&record, true)),
                     Ok(None) => not_found(&format!("received message {raw}")),
-                    Err(e) => store_failed(&e),
+                    Err(e) => store_failed(&e, "inbound store operation failed", "received mail"),
                 }
             }
             Route::Raw(raw) => {
@@ -245,7 +214,7 @@ impl SendApi {
                 match reads.raw_link(&id).await {
                     Ok(Some(link)) => json_response(StatusCode::OK, &link_json(&link)),
                     Ok(None) => not_found(&format!("received message {raw}")),
-                    Err(e) => store_failed(&e),
+                    Err(e) => store_failed(&e, "inbound store operation failed", "received mail"),
                 }
             }
             Route::Attachment(raw, index) => {
@@ -260,7 +229,7 @@ impl SendApi {
                         json_response(StatusCode::OK, &body)
                     }
                     Ok(None) => not_found(&format!("attachment {index} of {raw}")),
-                    Err(e) => store_failed(&e),
+                    Err(e) => store_failed(&e, "inbound store operation failed", "received mail"),
                 }
             }
             Route::Unknown => not_found(path),

@@ -10,6 +10,7 @@
 //! (authentication, accept, message reads, suppression administration, templates) and encodes
 //! its answer; [`SendApi::new`] picks the DynamoDB and SQS adapters behind the services' ports.
 
+mod answers;
 pub mod auth;
 mod domains;
 mod inbound;
@@ -260,34 +261,14 @@ impl SendApi {
         let path = request.uri().path().trim_end_matches('/');
         match (request.method(), path) {
             (&Method::GET | &Method::HEAD, "/v1/health") => self.health(&request).await,
-            (_, "/v1/health") => ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "use GET /v1/health",
-            )
-            .into_response(),
+            (_, "/v1/health") => answers::not_allowed("GET /v1/health"),
             (&Method::GET, "/v1/keys/self") => self.key_self(&request).await,
-            (_, "/v1/keys/self") => ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "use GET /v1/keys/self",
-            )
-            .into_response(),
+            (_, "/v1/keys/self") => answers::not_allowed("GET /v1/keys/self"),
             (&Method::POST, "/v1/messages") => self.send(&request).await,
             (&Method::POST, "/v1/messages/batch") => self.send_batch(&request).await,
             (&Method::GET, "/v1/messages") => self.find_messages(&request).await,
-            (_, "/v1/messages") => ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "use POST or GET /v1/messages",
-            )
-            .into_response(),
-            (_, "/v1/messages/batch") => ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "use POST /v1/messages/batch",
-            )
-            .into_response(),
+            (_, "/v1/messages") => answers::not_allowed("POST or GET /v1/messages"),
+            (_, "/v1/messages/batch") => answers::not_allowed("POST /v1/messages/batch"),
             (_, stats::PATH) => self.stats(&request).await,
             (_, p) if suppressions::is_suppressions_path(p) => self.suppressions(&request, p).await,
             (_, p) if templates::is_templates_path(p) => self.templates(&request, p).await,

@@ -21,8 +21,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use mailgate_core::ports::{Cancellation, StoredMessage};
 use mailgate_core::{
-    HistoryEntry, MessageId, MessageRecord, Requirement, Scope, SendAttempt, StoreError,
-    StoreErrorKind, UnixMillis,
+    HistoryEntry, MessageId, MessageRecord, Requirement, Scope, SendAttempt, UnixMillis,
 };
 use mailgate_lambda::http::{ApiError, json_response};
 use serde_json::{Value, json};
@@ -30,6 +29,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::SendApi;
+use crate::answers::{not_allowed, store_failed};
 
 const PREFIX: &str = "/v1/messages/";
 
@@ -131,25 +131,6 @@ fn not_found(id: &str) -> Response<Body> {
     .into_response()
 }
 
-/// The store failed: the cause is logged, the caller gets an opaque answer.
-fn store_failed(err: &StoreError) -> Response<Body> {
-    tracing::error!(error = %err, "message store operation failed");
-    match err.kind() {
-        // An item that cannot be read, or a write the store refused: not the caller's to retry.
-        StoreErrorKind::Corrupt | StoreErrorKind::ConditionFailed => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error",
-        ),
-        _ => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            "the message store is unavailable; try again",
-        ),
-    }
-    .into_response()
-}
-
 impl SendApi {
     /// Routes a request whose path [`is_message_path`].
     pub(crate) async fn message(&self, request: &Request, path: &str) -> Response<Body> {
@@ -158,12 +139,7 @@ impl SendApi {
             Method::GET => Scope::Read,
             Method::DELETE => Scope::Send,
             _ => {
-                return ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "use GET or DELETE /v1/messages/{id}",
-                )
-                .into_response();
+                return not_allowed("GET or DELETE /v1/messages/{id}");
             }
         };
         let key = match self.authenticate(request, Requirement::Scope(scope)).await {
@@ -177,7 +153,7 @@ impl SendApi {
             match self.messages.get(&id, key.environment).await {
                 Ok(Some(message)) => json_response(StatusCode::OK, &message_json(&message)),
                 Ok(None) => not_found(raw_id),
-                Err(e) => store_failed(&e),
+                Err(e) => store_failed(&e, "message store operation failed", "the message store"),
             }
         } else {
             let now = UnixMillis::from(OffsetDateTime::now_utc());
@@ -196,7 +172,7 @@ impl SendApi {
                     }}),
                 ),
                 Ok(Cancellation::NotFound) => not_found(raw_id),
-                Err(e) => store_failed(&e),
+                Err(e) => store_failed(&e, "message store operation failed", "the message store"),
             }
         }
     }

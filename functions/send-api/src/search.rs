@@ -15,13 +15,14 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use mailgate_core::ports::SearchError;
 use mailgate_core::search::{MessageQuery, QueryError};
-use mailgate_core::{EmailAddress, Requirement, Scope, StoreErrorKind, UnixMillis};
+use mailgate_core::{EmailAddress, Requirement, Scope, UnixMillis};
 use mailgate_lambda::http::{ApiError, json_response};
 use mailgate_services::search::{listing_json, page_json, time_json};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::SendApi;
+use crate::answers::{not_allowed, store_failed};
 use crate::suppressions::{percent_decode, suppression_json};
 
 const RECIPIENTS_PREFIX: &str = "/v1/recipients/";
@@ -41,23 +42,7 @@ fn bad_query(err: &QueryError) -> Response<Body> {
 fn failed(err: &SearchError) -> Response<Body> {
     match err {
         SearchError::InvalidCursor => bad_query(&QueryError::invalid_cursor()),
-        SearchError::Store(e) => {
-            tracing::error!(error = %e, "message search failed");
-            if e.kind() == StoreErrorKind::Corrupt {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "internal error",
-                )
-            } else {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "message search is unavailable; try again",
-                )
-            }
-            .into_response()
-        }
+        SearchError::Store(e) => store_failed(e, "message search failed", "message search"),
     }
 }
 
@@ -89,12 +74,7 @@ impl SendApi {
     /// `GET /v1/recipients/{address}`: the recipient view.
     pub(crate) async fn recipient(&self, request: &Request, path: &str) -> Response<Body> {
         if request.method() != Method::GET {
-            return ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "use GET /v1/recipients/{address}",
-            )
-            .into_response();
+            return not_allowed("GET /v1/recipients/{address}");
         }
         let key = match self
             .authenticate(request, Requirement::Scope(Scope::Read))

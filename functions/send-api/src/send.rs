@@ -41,14 +41,6 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// The response header marking a replayed response.
 pub const IDEMPOTENCY_REPLAYED_HEADER: &str = "idempotency-replayed";
 
-fn request_body(request: &Request) -> &[u8] {
-    match request.body() {
-        Body::Text(t) => t.as_bytes(),
-        Body::Binary(b) => b,
-        _ => &[],
-    }
-}
-
 /// The HTTP answer to an outcome of the accept service.
 fn respond(outcome: AcceptOutcome) -> Response<Body> {
     let status =
@@ -185,7 +177,7 @@ fn admit_body<'r>(
     request: &'r Request,
     key: &AuthenticatedKey,
 ) -> Result<(&'r [u8], Option<KeyedRequest>), Response<Body>> {
-    let body = request_body(request);
+    let body = crate::answers::body_bytes(request);
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -23,12 +23,7 @@ impl SendApi {
     /// `GET /v1/stats`.
     pub(crate) async fn stats(&self, request: &Request) -> Response<Body> {
         if request.method() != Method::GET {
-            return ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "use GET /v1/stats",
-            )
-            .into_response();
+            return crate::answers::not_allowed("GET /v1/stats");
         }
         let key = match self
             .authenticate(request, Requirement::Scope(Scope::Read))

@@ -23,8 +23,7 @@
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use mailgate_core::{
-    EmailAddress, Requirement, Scope, StoreErrorKind, Suppression, SuppressionError,
-    SuppressionReason,
+    EmailAddress, Requirement, Scope, Suppression, SuppressionError, SuppressionReason,
 };
 use mailgate_lambda::http::{ApiError, json_response};
 use mailgate_services::suppressions::SuppressionAdminError;
@@ -33,6 +32,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::SendApi;
+use crate::answers::{not_allowed, store_failed, under, unprocessable};
 
 /// The collection path.
 const COLLECTION: &str = "/v1/suppressions";
@@ -43,14 +43,7 @@ const MAX_LIMIT: usize = 100;
 
 /// Whether `path` (without a trailing slash) is one of the suppression routes.
 pub(crate) fn is_suppressions_path(path: &str) -> bool {
-    path == COLLECTION
-        || path
-            .strip_prefix(COLLECTION)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
-fn unprocessable(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
+    under(path, COLLECTION)
 }
 
 /// The service's refusal or failure: a test key's change to an event's entry is 403, a foreign
@@ -65,20 +58,11 @@ fn refused(err: &SuppressionAdminError) -> Response<Body> {
             unprocessable("invalid_cursor", "cursor", err.to_string())
         }
         SuppressionAdminError::Store(e) => {
-            tracing::error!(error = %e, "suppression list operation failed");
-            if e.kind() == StoreErrorKind::Corrupt {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "internal error",
-                )
-            } else {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "the suppression list is unavailable; try again",
-                )
-            }
+            return store_failed(
+                e,
+                "suppression list operation failed",
+                "the suppression list",
+            );
         }
     }
     .into_response()
@@ -240,20 +224,10 @@ impl SendApi {
             (None, &Method::GET) | (Some(_), &Method::GET) => Scope::Read,
             (Some(_), &Method::PUT | &Method::DELETE) => Scope::SuppressionsWrite,
             (None, _) => {
-                return ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "use GET /v1/suppressions",
-                )
-                .into_response();
+                return not_allowed("GET /v1/suppressions");
             }
             (Some(_), _) => {
-                return ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "use GET, PUT or DELETE /v1/suppressions/{address}",
-                )
-                .into_response();
+                return not_allowed("GET, PUT or DELETE /v1/suppressions/{address}");
             }
         };
         let key = match self.authenticate(request, Requirement::Scope(scope)).await {

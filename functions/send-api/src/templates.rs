@@ -16,6 +16,7 @@ use mailgate_lambda::http::{ApiError, json_response};
 use mailgate_services::templates::TemplateFailure;
 
 use crate::SendApi;
+use crate::answers::{body_bytes, not_allowed, under};
 
 const COLLECTION: &str = "/v1/templates";
 const DEFAULT_LIMIT: u32 = 20;
@@ -23,18 +24,7 @@ const MAX_LIMIT: u32 = 100;
 
 /// Whether `path` (without a trailing slash) is one of the template routes.
 pub(crate) fn is_templates_path(path: &str) -> bool {
-    path == COLLECTION
-        || path
-            .strip_prefix(COLLECTION)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
-fn body(request: &Request) -> &[u8] {
-    match request.body() {
-        Body::Text(t) => t.as_bytes(),
-        Body::Binary(b) => b,
-        _ => &[],
-    }
+    under(path, COLLECTION)
 }
 
 fn failed(f: &TemplateFailure) -> Response<Body> {
@@ -50,15 +40,6 @@ fn answer(
         Ok(v) => json_response(status, &v),
         Err(f) => failed(&f),
     }
-}
-
-fn not_allowed(allowed: &str) -> Response<Body> {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("use {allowed}"),
-    )
-    .into_response()
 }
 
 impl SendApi {
@@ -90,7 +71,7 @@ impl SendApi {
         match (request.method(), segments.as_slice()) {
             (&Method::POST, []) => answer(
                 StatusCode::CREATED,
-                templates.create(env, body(request)).await,
+                templates.create(env, body_bytes(request)).await,
             ),
             (&Method::GET, []) => {
                 let query = request.query_string_parameters();
@@ -116,7 +97,7 @@ impl SendApi {
             (&Method::GET, [id]) => answer(StatusCode::OK, templates.get(env, id).await),
             (&Method::PUT, [id]) => answer(
                 StatusCode::OK,
-                templates.update(env, id, body(request)).await,
+                templates.update(env, id, body_bytes(request)).await,
             ),
             (&Method::DELETE, [id]) => match templates.delete(env, id).await {
                 Ok(()) => Response::builder()
@@ -128,7 +109,7 @@ impl SendApi {
             (_, [_]) => not_allowed("GET, PUT or DELETE /v1/templates/{id}"),
             (&Method::POST, [id, "render"]) => answer(
                 StatusCode::OK,
-                templates.preview(env, id, body(request)).await,
+                templates.preview(env, id, body_bytes(request)).await,
             ),
             (_, [_, "render"]) => not_allowed("POST /v1/templates/{id}/render"),
             _ => ApiError::new(
