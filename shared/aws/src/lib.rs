@@ -12,7 +12,7 @@ pub mod secrets;
 pub mod sqs_batch;
 
 pub use config::{ConfigError, Queue, ResourceNames, Table};
-pub use dynamodb::{DynamoDb, TableHandle};
+pub use dynamodb::{ConditionalWrite, DynamoDb, TableHandle};
 pub use events_queue::{EnqueueError, EnqueueStats, SqsEventQueue};
 pub use health::{HealthReport, ResourceCheck, ResourceState, check_resources};
 pub use mailgate_core::{StoreError, StoreErrorKind};
