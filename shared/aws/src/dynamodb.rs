@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
 use crate::config::{ResourceNames, Table};
 
@@ -37,6 +38,19 @@ impl<T, E: ProvideErrorMetadata, R> ConditionalWrite for Result<T, SdkError<E, R
             }
             Err(err) => Err(err),
         }
+    }
+}
+
+/// The cancellation reason codes of a cancelled transaction, one per item (`"None"` for the
+/// items that were not at fault); empty for any other error.
+pub fn cancellation_codes(err: &SdkError<TransactWriteItemsError>) -> Vec<String> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("None").to_owned())
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -31,7 +31,8 @@ use mailgate_core::{
     suppression_key,
 };
 
-use crate::messages::{SUMMARY, cancellation_codes, message_pk};
+use crate::dynamodb::cancellation_codes;
+use crate::message_items::{SUMMARY, message_pk};
 
 /// The sort-key prefix of history entries in a message's partition.
 pub const EVENT_PREFIX: &str = "event#";

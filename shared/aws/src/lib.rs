@@ -6,6 +6,7 @@ pub mod config;
 pub mod dynamodb;
 pub mod events_queue;
 pub mod health;
+pub mod message_items;
 pub mod receipts;
 pub mod sdk;
 pub mod secrets;

@@ -180,7 +180,7 @@ impl DynamoDbTemplates {
         match result {
             Ok(_) => Ok(Ok(())),
             Err(err)
-                if crate::messages::cancellation_codes(&err)
+                if crate::dynamodb::cancellation_codes(&err)
                     .iter()
                     .any(|c| c == "ConditionalCheckFailed") =>
             {
@@ -289,7 +289,7 @@ impl TemplateStore for DynamoDbTemplates {
             match result {
                 Ok(_) => Ok(true),
                 Err(err)
-                    if crate::messages::cancellation_codes(&err)
+                    if crate::dynamodb::cancellation_codes(&err)
                         .iter()
                         .any(|c| c == "ConditionalCheckFailed") =>
                 {

@@ -69,7 +69,6 @@ pub const ATTEMPTS_PER_TRANSACTION: usize = 80;
 /// Parts per BatchWriteItem request (the API's limit).
 const PARTS_PER_BATCH: usize = 25;
 
-pub(crate) const SUMMARY: &str = "summary";
 const CONTENT: &str = "content";
 const ATTEMPT_PREFIX: &str = "attempt#";
 
@@ -157,10 +156,9 @@ pub use mailgate_core::ports::{SendingClaim, StoredMessage};
 
 pub use mailgate_core::ports::Cancellation;
 
-/// The partition key of a message's summary and attempts.
-pub fn message_pk(id: &MessageId) -> String {
-    format!("msg#{id}")
-}
+pub(crate) use crate::dynamodb::cancellation_codes;
+pub(crate) use crate::message_items::SUMMARY;
+pub use crate::message_items::message_pk;
 
 fn content_pk(id: &MessageId) -> String {
     format!("msg#{id}#content")
@@ -214,21 +212,6 @@ fn get_n(item: &Item, name: &str) -> Option<i64> {
 
 const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 const TRANSACTION_CONFLICT: &str = "TransactionConflict";
-
-/// The cancellation reason codes of a cancelled transaction, one per item (`"None"` for the
-/// items that were not at fault); empty for any other error.
-pub(crate) fn cancellation_codes(
-    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>,
-) -> Vec<String> {
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-            .cancellation_reasons()
-            .iter()
-            .map(|r| r.code().unwrap_or("None").to_owned())
-            .collect(),
-        _ => Vec::new(),
-    }
-}
 
 fn refused_or_conflict(code: &str) -> bool {
     code == CONDITION_FAILED || code == TRANSACTION_CONFLICT
